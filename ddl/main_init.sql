@@ -1,0 +1,110 @@
+-- Staging objects in the main (source) database, created by `fbaudit init`.
+-- {{P}} is the configured prefix. Each statement ends with a line holding
+-- only ^ (the terminator `fbaudit ddl` prints with SET TERM); the
+-- "-- object:" line lets init skip what already exists.
+
+-- object: TABLE LOG_INFO
+-- The article's control row: ZAPIS = logging on (1) / off (0), ID_TABLE =
+-- the data table triggers write to now. Only `fbaudit pause/resume/rotate`
+-- update it; triggers only read it (no hot row for writers).
+CREATE TABLE {{P}}LOG_INFO (
+  ZAPIS SMALLINT DEFAULT 1 NOT NULL,
+  DATA TIMESTAMP,
+  ID_TABLE SMALLINT DEFAULT 1 NOT NULL,
+  SCHEMA_VERSION INTEGER DEFAULT 1 NOT NULL
+)
+^
+-- object: SEQUENCE LOG_PACKET_ID
+CREATE SEQUENCE {{P}}LOG_PACKET_ID
+^
+-- object: TABLE LOG_PACKET
+-- One row per changed record. STATE: 0 new, 1 done, 2 failed.
+CREATE TABLE {{P}}LOG_PACKET (
+  ID BIGINT NOT NULL,
+  CREATED_AT TIMESTAMP NOT NULL,
+  OPERATION SMALLINT NOT NULL,
+  NUM_TABLE INTEGER NOT NULL,
+  DATA_TABLE SMALLINT NOT NULL,
+  RECORD_KEY VARCHAR(1000) CHARACTER SET UTF8,
+  AUTHOR VARCHAR(255) CHARACTER SET UTF8,
+  DB_USER VARCHAR(63) CHARACTER SET UTF8,
+  CLIENT_ADDRESS VARCHAR(255) CHARACTER SET UTF8,
+  TRANSACTION_ID BIGINT,
+  CHANGE_COMMENT VARCHAR(255) CHARACTER SET UTF8,
+  STATE SMALLINT DEFAULT 0 NOT NULL,
+  ATTEMPTS SMALLINT DEFAULT 0 NOT NULL,
+  LAST_ATTEMPT TIMESTAMP,
+  LAST_ERROR VARCHAR(1000) CHARACTER SET UTF8,
+  CONSTRAINT {{P}}LOG_PACKET_PK PRIMARY KEY (ID)
+)
+^
+-- object: TABLE LOG_1
+-- One row per changed field: values in canonical form as bytes (docs/capture.md).
+CREATE TABLE {{P}}LOG_1 (
+  PACKET BIGINT NOT NULL,
+  NUM_POLE INTEGER NOT NULL,
+  BLOB_OLD BLOB SUB_TYPE BINARY,
+  BLOB_NEW BLOB SUB_TYPE BINARY
+)
+^
+-- object: INDEX LOG_1_PACKET
+CREATE INDEX {{P}}LOG_1_PACKET ON {{P}}LOG_1 (PACKET)
+^
+-- object: TABLE LOG_2
+CREATE TABLE {{P}}LOG_2 (
+  PACKET BIGINT NOT NULL,
+  NUM_POLE INTEGER NOT NULL,
+  BLOB_OLD BLOB SUB_TYPE BINARY,
+  BLOB_NEW BLOB SUB_TYPE BINARY
+)
+^
+-- object: INDEX LOG_2_PACKET
+CREATE INDEX {{P}}LOG_2_PACKET ON {{P}}LOG_2 (PACKET)
+^
+-- object: TABLE LOG_3
+-- Stand-in target while LOG_1 or LOG_2 is dropped and re-created (rotation).
+CREATE TABLE {{P}}LOG_3 (
+  PACKET BIGINT NOT NULL,
+  NUM_POLE INTEGER NOT NULL,
+  BLOB_OLD BLOB SUB_TYPE BINARY,
+  BLOB_NEW BLOB SUB_TYPE BINARY
+)
+^
+-- object: VIEW V_LOG_1
+CREATE VIEW {{P}}V_LOG_1 (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) AS
+  SELECT PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW FROM {{P}}LOG_1
+^
+-- object: VIEW V_LOG_2
+CREATE VIEW {{P}}V_LOG_2 (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) AS
+  SELECT PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW FROM {{P}}LOG_2
+^
+-- object: TABLE LOG_PACKET_FLAG
+-- The fast "anything new?" check without a hot row: triggers never write
+-- here. The transfer stores the highest packet id it has seen; anything new
+-- exists when GEN_ID(LOG_PACKET_ID, 0) > SEEN_ID.
+CREATE TABLE {{P}}LOG_PACKET_FLAG (
+  SEEN_ID BIGINT DEFAULT 0 NOT NULL
+)
+^
+-- object: TABLE LOG_TABLES
+-- Name dictionary: table numbers -> names (kept after disable).
+CREATE TABLE {{P}}LOG_TABLES (
+  NUM_TABLE INTEGER NOT NULL,
+  TABLE_NAME VARCHAR(63) CHARACTER SET UTF8 NOT NULL,
+  KEY_COLUMNS VARCHAR(1000) CHARACTER SET UTF8,
+  ENABLED SMALLINT DEFAULT 1 NOT NULL,
+  CONSTRAINT {{P}}LOG_TABLES_PK PRIMARY KEY (NUM_TABLE)
+)
+^
+-- object: TABLE LOG_FIELDS
+-- Name dictionary: field numbers -> column names and types (kept when retired).
+CREATE TABLE {{P}}LOG_FIELDS (
+  NUM_TABLE INTEGER NOT NULL,
+  NUM_POLE INTEGER NOT NULL,
+  FIELD_NAME VARCHAR(63) CHARACTER SET UTF8 NOT NULL,
+  FIELD_TYPE VARCHAR(100) CHARACTER SET UTF8 NOT NULL,
+  FIELD_KIND VARCHAR(10) CHARACTER SET UTF8 NOT NULL,
+  RETIRED SMALLINT DEFAULT 0 NOT NULL,
+  CONSTRAINT {{P}}LOG_FIELDS_PK PRIMARY KEY (NUM_TABLE, NUM_POLE)
+)
+^

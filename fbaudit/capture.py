@@ -1,0 +1,585 @@
+"""Capture in the main database: staging objects, generated audit triggers,
+enable / disable / sync / pause / resume / status.
+
+Every function here plans first (returns Statements) and applies the plan in
+one transaction; ``dry_run`` returns the plan without touching the database.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from . import templates
+from .catalog import Column, TableInfo, read_table, table_exists
+from .config import Config, SourceSpec
+from .db import Database, execute_script, open_database
+from .errors import CatalogError, FbauditError
+from .idents import check_length, normalize_name, quote_ident
+from .registry import FieldEntry, Registry, TableEntry
+from .templates import Statement
+
+log = logging.getLogger("fbaudit.capture")
+
+OPERATIONS = {1: "insert", 2: "update", 3: "delete"}
+STATES = {0: "new", 1: "done", 2: "failed"}
+# Object names init creates in the main database (without the prefix).
+MAIN_OBJECTS = ("LOG_INFO", "LOG_PACKET", "LOG_1", "LOG_2", "LOG_3", "V_LOG_1", "V_LOG_2",
+                "LOG_PACKET_FLAG", "LOG_PACKET_ID", "LOG_TABLES", "LOG_FIELDS", "LOG_PACKET_PK",
+                "LOG_1_PACKET", "LOG_2_PACKET", "LOG_TABLES_PK", "LOG_FIELDS_PK", "NEW_PACKET")
+
+
+def trigger_name(prefix: str, number: int) -> str:
+    return f"{prefix}AUDIT_{number}"
+
+
+# --------------------------------------------------------------------------
+# Canonical text forms (docs/capture.md): what the trigger stores per type.
+# --------------------------------------------------------------------------
+def value_expr(col: Column, ctx: str, major: int) -> str:
+    """SQL expression giving the logged bytes of ``ctx.col`` (ctx is NEW or OLD)."""
+    ref = f"{ctx}.{quote_ident(col.name)}"
+    if col.kind == "binary":
+        return ref                                   # raw bytes (OCTETS, NONE, binary BLOB)
+    if col.kind == "text":
+        if col.charset in ("UTF8",):
+            return ref                               # already UTF-8
+        if col.is_blob:
+            return f"CAST({ref} AS BLOB SUB_TYPE TEXT CHARACTER SET UTF8)"
+        return f"CAST({ref} AS VARCHAR({col.char_length}) CHARACTER SET UTF8)"
+    if col.kind == "float":
+        if major >= 4:                               # exact: shortest decimal that round-trips
+            return f"CAST(CAST({ref} AS DECFLOAT(34)) AS VARCHAR(64))"
+        return f"CAST({ref} AS VARCHAR(64))"         # FB3: 16 significant digits (docs/capture.md)
+    width = 80 if col.kind == "temporal" else 64
+    return f"CAST({ref} AS VARCHAR({width}))"
+
+
+def key_expr(cols: list[Column], ctx: str) -> str:
+    """The record key as text: parts joined by '|', '\\' and '|' escaped, NULL as '\\N'."""
+    parts = []
+    for col in cols:
+        ref = f"{ctx}.{quote_ident(col.name)}"
+        if col.kind == "text":
+            text = ref if col.charset == "UTF8" else f"CAST({ref} AS VARCHAR({col.char_length}) CHARACTER SET UTF8)"
+            text = f"REPLACE(REPLACE({text}, '\\', '\\\\'), '|', '\\|')"
+        elif col.kind in ("number", "temporal", "boolean"):
+            text = f"CAST({ref} AS VARCHAR(80))"
+        else:
+            raise CatalogError(f"Key column {col.name!r} has type {col.type}, which cannot identify a record "
+                               "in the log; choose other key columns with `key:` in the registry or --key.")
+        parts.append(f"COALESCE({text}, '\\N')")
+    return " || '|' || ".join(parts)
+
+
+def encode_key(values: Iterable[str | None]) -> str:
+    """Python twin of key_expr for canonical text values."""
+    out = []
+    for v in values:
+        out.append("\\N" if v is None else v.replace("\\", "\\\\").replace("|", "\\|"))
+    return "|".join(out)
+
+
+def decode_key(text: str) -> list[str | None]:
+    parts: list[str | None] = []
+    cur, i, null = [], 0, False
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            nxt = text[i + 1]
+            if nxt == "N":
+                null = True
+            else:
+                cur.append(nxt)
+            i += 2
+            continue
+        if ch == "|":
+            parts.append(None if null else "".join(cur))
+            cur, null = [], False
+        else:
+            cur.append(ch)
+        i += 1
+    parts.append(None if null else "".join(cur))
+    return parts
+
+
+# --------------------------------------------------------------------------
+# Planning
+# --------------------------------------------------------------------------
+def _existing_objects(db: Database, prefix: str) -> set[str]:
+    rows = db.query(
+        "SELECT TRIM(RDB$RELATION_NAME) FROM RDB$RELATIONS WHERE RDB$RELATION_NAME STARTING WITH ? "
+        "UNION ALL SELECT TRIM(RDB$GENERATOR_NAME) FROM RDB$GENERATORS WHERE RDB$GENERATOR_NAME STARTING WITH ? "
+        "UNION ALL SELECT TRIM(RDB$INDEX_NAME) FROM RDB$INDICES WHERE RDB$INDEX_NAME STARTING WITH ?",
+        (prefix, prefix, prefix))
+    db.commit()
+    return {r[0][len(prefix):] for r in rows}
+
+
+def check_prefix(prefix: str, major: int) -> None:
+    for obj in MAIN_OBJECTS + ("AUDIT_2147483647", "SOURCES", "SOURCES_NAME"):
+        check_length(prefix + obj, major_version=major, what="fbaudit object")
+
+
+def plan_init(db: Database, prefix: str, template: str = "main_init") -> list[Statement]:
+    """Statements creating what is missing of the staging objects (idempotent)."""
+    check_prefix(prefix, db.major)
+    have = _existing_objects(db, prefix)
+    return [s for s in templates.render(template, P=prefix) if s.object not in have]
+
+
+def is_initialized(db: Database, prefix: str) -> bool:
+    return table_exists(db, prefix + "LOG_INFO") and table_exists(db, prefix + "LOG_PACKET")
+
+
+def _require_init(db: Database, prefix: str) -> None:
+    if not is_initialized(db, prefix):
+        raise FbauditError(f"Database {db.spec.describe()} has no fbaudit staging objects "
+                           f"(prefix {prefix!r}). Run `fbaudit init` first.")
+
+
+def logged_columns(info: TableInfo, exclude: Iterable[str]) -> tuple[list[Column], list[Column]]:
+    """(logged, skipped) columns: ARRAY/COMPUTED are skipped, excluded are dropped silently."""
+    excl = set(exclude)
+    logged = [c for c in info.columns if c.auditable and c.name not in excl]
+    skipped = [c for c in info.columns if not c.auditable and c.name not in excl]
+    return logged, skipped
+
+
+def plan_trigger(entry: TableEntry, info: TableInfo, prefix: str, major: int) -> list[Statement]:
+    """CREATE OR ALTER TRIGGER for one table plus its grants."""
+    cols = {c.name: c for c in info.columns}
+    logged = [(entry.fields[c.name].number, c) for c in info.columns
+              if c.name in entry.fields and c.auditable]
+    if not logged:
+        raise CatalogError(f"Table {entry.name!r} has no column to log.")
+    key_cols = []
+    for k in entry.key:
+        if k not in cols:
+            raise CatalogError(f"Key column {k!r} of table {entry.name!r} does not exist.")
+        key_cols.append(cols[k])
+    author = ""
+    if entry.author:
+        if entry.author not in cols:
+            raise CatalogError(f"Author column {entry.author!r} of table {entry.name!r} does not exist.")
+        ac = cols[entry.author]
+        if ac.is_blob or ac.kind == "binary":
+            raise CatalogError(f"Author column {entry.author!r} is {ac.type}; use a text or number column.")
+        a_new, a_old = value_expr(ac, "NEW", major), value_expr(ac, "OLD", major)
+        if ac.kind != "text":
+            a_new, a_old = a_new, a_old
+        author = f"CAST(IIF(:op = 3, {a_old}, {a_new}) AS VARCHAR(8191) CHARACTER SET UTF8), "
+    ins, upd, dele, changed = [], [], [], []
+    for num, c in logged:
+        q = quote_ident(c.name)
+        new, old = value_expr(c, "NEW", major), value_expr(c, "OLD", major)
+        ins.append(f"    IF (NEW.{q} IS NOT NULL) THEN EXECUTE PROCEDURE LF(:pk, :dt, {num}, NULL, {new});")
+        upd.append(f"    IF (NEW.{q} IS DISTINCT FROM OLD.{q}) THEN EXECUTE PROCEDURE LF(:pk, :dt, {num}, {old}, {new});")
+        dele.append(f"    IF (OLD.{q} IS NOT NULL) THEN EXECUTE PROCEDURE LF(:pk, :dt, {num}, {old}, NULL);")
+        changed.append(f"    NEW.{q} IS DISTINCT FROM OLD.{q}")
+    trig = trigger_name(prefix, entry.number)
+    check_length(trig, major_version=major, what="trigger")
+    return templates.render(
+        "audit_trigger", P=prefix, TRIGGER=trig, TABLE=quote_ident(entry.name), NUM_TABLE=str(entry.number),
+        CHANGED=" OR\n".join(changed), NEW_KEY=key_expr(key_cols, "NEW"), OLD_KEY=key_expr(key_cols, "OLD"),
+        AUTHOR=author, ON_INSERT="\n".join(ins), ON_UPDATE="\n".join(upd), ON_DELETE="\n".join(dele),
+    )
+
+
+def plan_dictionary(entry: TableEntry, prefix: str, kinds: dict[str, str]) -> list[Statement]:
+    """Upserts of the name dictionaries (table and field numbers -> names, types)."""
+    p = prefix
+    out = [Statement(f"UPDATE OR INSERT INTO {p}LOG_TABLES (NUM_TABLE, TABLE_NAME, KEY_COLUMNS, ENABLED) "
+                     f"VALUES (?, ?, ?, ?) MATCHING (NUM_TABLE)",
+                     (entry.number, entry.name, ",".join(entry.key), 1 if entry.enabled else 0))]
+    for retired, fields in ((0, entry.fields), (1, entry.retired)):
+        for name, f in fields.items():
+            out.append(Statement(
+                f"UPDATE OR INSERT INTO {p}LOG_FIELDS (NUM_TABLE, NUM_POLE, FIELD_NAME, FIELD_TYPE, FIELD_KIND, RETIRED) "
+                f"VALUES (?, ?, ?, ?, ?, ?) MATCHING (NUM_TABLE, NUM_POLE)",
+                (entry.number, f.number, name, f.type, kinds.get(f"{name}:{f.type}", "text"), retired)))
+    return out
+
+
+def _dictionary_max(db: Database, prefix: str, num_table: int | None = None) -> int:
+    if num_table is None:
+        return db.scalar(f"SELECT MAX(NUM_TABLE) FROM {prefix}LOG_TABLES") or 0
+    return db.scalar(f"SELECT MAX(NUM_POLE) FROM {prefix}LOG_FIELDS WHERE NUM_TABLE = ?", (num_table,)) or 0
+
+
+def _dictionary_number(db: Database, prefix: str, name: str) -> int | None:
+    return db.scalar(f"SELECT NUM_TABLE FROM {prefix}LOG_TABLES WHERE TABLE_NAME = ?", (name,))
+
+
+@dataclass
+class Drift:
+    """What changed between the registry and the database for one table."""
+
+    table: str
+    added: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    retyped: list[str] = field(default_factory=list)
+    missing_trigger: bool = False
+    table_gone: bool = False
+
+    @property
+    def any(self) -> bool:
+        return bool(self.added or self.dropped or self.retyped or self.missing_trigger or self.table_gone)
+
+    def as_dict(self) -> dict:
+        return {"table": self.table, "added": self.added, "dropped": self.dropped, "retyped": self.retyped,
+                "missing_trigger": self.missing_trigger, "table_gone": self.table_gone}
+
+
+def reconcile(entry: TableEntry, info: TableInfo, *, first_free: int) -> Drift:
+    """Bring ``entry.fields`` in line with the table; numbers are never reused."""
+    drift = Drift(entry.name)
+    logged, _ = logged_columns(info, entry.exclude)
+    current = {c.name: c for c in logged}
+    nxt = max(entry.max_field_number(), first_free - 1) + 1
+    for name in list(entry.fields):
+        f = entry.fields[name]
+        col = current.get(name)
+        if col is None:
+            entry.retired[_retired_name(entry, name, f.number)] = entry.fields.pop(name)
+            if name not in entry.exclude:
+                drift.dropped.append(name)
+        elif f.type and f.type != col.type:
+            entry.retired[_retired_name(entry, name, f.number)] = entry.fields.pop(name)
+            entry.fields[name] = FieldEntry(nxt, col.type)
+            drift.retyped.append(f"{name}: {f.type} -> {col.type}")
+            nxt += 1
+        elif not f.type:
+            f.type = col.type
+    for c in logged:
+        if c.name not in entry.fields:
+            entry.fields[c.name] = FieldEntry(nxt, c.type)
+            drift.added.append(c.name)
+            nxt += 1
+    return drift
+
+
+def _retired_name(entry: TableEntry, name: str, number: int) -> str:
+    return name if name not in entry.retired else f"{name}#{number}"
+
+
+def _kinds(info: TableInfo) -> dict[str, str]:
+    return {f"{c.name}:{c.type}": c.kind for c in info.columns}
+
+
+def trigger_exists(db: Database, prefix: str, number: int) -> bool:
+    return bool(db.query("SELECT 1 FROM RDB$TRIGGERS WHERE RDB$TRIGGER_NAME = ?", (trigger_name(prefix, number),)))
+
+
+# --------------------------------------------------------------------------
+# Commands (library API; the CLI calls these)
+# --------------------------------------------------------------------------
+@dataclass
+class Result:
+    """What a command did, for people (``lines``) and for --json (``data``)."""
+
+    data: dict
+    lines: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    statements: list[Statement] = field(default_factory=list)
+
+
+def _open(config: Config, spec, create: bool = False) -> Database:
+    return open_database(spec, client_library=config.client_library, create=create)
+
+
+def init(config: Config, *, source: str | None = None, dry_run: bool = False) -> Result:
+    """Create the staging objects in each source and the log database's objects."""
+    res = Result({"sources": [], "log": {}, "dry_run": dry_run})
+    for spec in config.source(source):
+        with _open(config, spec, create=False) as db:
+            plan = plan_init(db, config.prefix)
+            seed = templates.render("main_seed", P=config.prefix)
+            res.statements += plan
+            created = [s.object for s in plan]
+            if not dry_run:
+                if plan:
+                    execute_script(db, [s.sql for s in plan])
+                execute_script(db, [s.sql for s in seed])
+            res.data["sources"].append({"name": spec.name, "created": created, "firebird": db.version})
+            res.lines.append(f"{spec.name}: " + (f"created {', '.join(created)}" if created else "already initialized")
+                             + (" (dry run)" if dry_run else ""))
+    log_spec = config.log
+    exists = log_spec.is_server or __import__("os").path.exists(log_spec.database)
+    if dry_run and not exists:
+        res.lines.append(f"log: would create database {log_spec.database}")
+        res.data["log"] = {"created_database": True, "created": ["SOURCES"]}
+        return res
+    with _open(config, log_spec, create=not dry_run) as db:
+        plan = plan_init(db, config.prefix, template="log_init")
+        res.statements += plan
+        if not dry_run and plan:
+            execute_script(db, [s.sql for s in plan])
+        registered = []
+        if not dry_run:
+            for spec in config.source(source):
+                if not db.scalar(f"SELECT 1 FROM {config.prefix}SOURCES WHERE NAME = ?", (spec.name,)):
+                    nid = (db.scalar(f"SELECT MAX(ID) FROM {config.prefix}SOURCES") or 0) + 1
+                    db.execute(f"INSERT INTO {config.prefix}SOURCES (ID, NAME, DATABASE_DSN, ADDED_AT) "
+                               "VALUES (?, ?, ?, LOCALTIMESTAMP)", (nid, spec.name, spec.database))
+                    registered.append(spec.name)
+            db.commit()
+        res.data["log"] = {"created": [s.object for s in plan], "registered_sources": registered}
+        res.lines.append("log: " + (f"created {', '.join(s.object for s in plan)}" if plan else "already initialized")
+                         + (f"; registered {', '.join(registered)}" if registered else ""))
+    return res
+
+
+def _plan_enable(db: Database, config: Config, registry: Registry, table: str, *,
+                 key: list[str] | None, author: str | None, exclude: list[str]) -> tuple[TableEntry | None, list[Statement], Result]:
+    name = normalize_name(table)
+    info = read_table(db, name)
+    res = Result({"table": name})
+    existing = registry.tables.get(name)
+    if existing and existing.enabled and trigger_exists(db, config.prefix, existing.number) \
+            and not key and not author and not exclude:
+        res.lines.append(f"{name}: already audited (table {existing.number}); nothing changed. "
+                         "Use `fbaudit sync` to pick up column changes.")
+        res.data.update(already=True, number=existing.number)
+        return None, [], res
+    cols = {c.name for c in info.columns}
+    key_cols = [normalize_name(k) for k in key] if key else None
+    excl = [normalize_name(c) for c in exclude]
+    for c in (key_cols or []) + excl + ([normalize_name(author)] if author else []):
+        if c not in cols:
+            raise CatalogError(f"Column {c!r} does not exist in table {name!r} "
+                               f"(columns: {', '.join(sorted(cols))}).")
+    if existing:
+        entry = existing
+        entry.enabled = True
+        if key_cols:
+            entry.key = key_cols
+        if author:
+            entry.author = normalize_name(author)
+        if excl:
+            entry.exclude = sorted(set(entry.exclude) | set(excl))
+    else:
+        number = _dictionary_number(db, config.prefix, name) or \
+            registry.next_table_number(_dictionary_max(db, config.prefix))
+        entry = TableEntry(name=name, number=number, key=key_cols or list(info.primary_key),
+                           author=normalize_name(author) if author else None, exclude=excl)
+    if not entry.key:
+        raise CatalogError(f"Table {name!r} has no primary key. Name the columns that identify a row: "
+                           f"fbaudit enable {table} --key COL [--key COL2]")
+    logged, skipped = logged_columns(info, entry.exclude)
+    for c in skipped:
+        res.warnings.append(f"{name}.{c.name} ({c.type}) is not audited: {c.skip_reason}.")
+    reconcile(entry, info, first_free=_dictionary_max(db, config.prefix, entry.number) + 1)
+    plan = plan_trigger(entry, info, config.prefix, db.major) + plan_dictionary(entry, config.prefix, _kinds(info))
+    res.data.update(number=entry.number, key=entry.key, author=entry.author, exclude=entry.exclude,
+                    fields={n: f.number for n, f in entry.fields.items()},
+                    skipped=[c.name for c in skipped], trigger=trigger_name(config.prefix, entry.number))
+    res.lines.append(f"{name}: audited as table {entry.number}, {len(entry.fields)} fields logged, "
+                     f"key ({', '.join(entry.key)}), trigger {trigger_name(config.prefix, entry.number)}")
+    return entry, plan, res
+
+
+def enable(config: Config, table: str, *, source: str | None = None, key: list[str] | None = None,
+           author: str | None = None, exclude: list[str] = (), dry_run: bool = False) -> Result:
+    """Start auditing ``table``: assign numbers, write the registry, install the trigger."""
+    out = Result({"sources": []})
+    for spec in config.source(source):
+        registry = Registry.load(spec.registry)
+        with _open(config, spec) as db:
+            _require_init(db, config.prefix)
+            entry, plan, res = _plan_enable(db, config, registry, table, key=key, author=author, exclude=list(exclude))
+            if entry and not dry_run:
+                _apply(db, plan)
+                registry.put(entry)
+                registry.save()
+        res.data["source"] = spec.name
+        out.data["sources"].append(res.data)
+        out.lines += [f"{spec.name}: {line}" for line in res.lines]
+        out.warnings += res.warnings
+        out.statements += plan
+    return out
+
+
+def _apply(db: Database, plan: list[Statement]) -> None:
+    """Run a plan in one transaction (DDL and parameterised DML alike)."""
+    from firebird.driver import DatabaseError as DriverError
+    con = db.con
+    try:
+        for st in plan:
+            if st.params:
+                cur = con.cursor()
+                cur.execute(st.sql, st.params)
+                cur.close()
+            else:
+                con.execute_immediate(st.sql)
+        con.commit()
+    except DriverError as exc:
+        db.rollback()
+        from .db import wrap
+        err = wrap(exc, db.spec)
+        first = st.sql.strip().splitlines()[0][:160]
+        raise type(err)(f"{err}\n  statement: {first}\n  nothing was changed (rolled back)",
+                        sqlcode=err.sqlcode, gds_codes=err.gds_codes) from exc
+    except BaseException:
+        db.rollback()
+        raise
+
+
+def disable(config: Config, table: str, *, source: str | None = None, dry_run: bool = False) -> Result:
+    """Stop auditing ``table``: drop its trigger; its numbers stay reserved."""
+    name = normalize_name(table)
+    out = Result({"sources": []})
+    for spec in config.source(source):
+        registry = Registry.load(spec.registry)
+        entry = registry.tables.get(name)
+        if entry is None:
+            raise CatalogError(f"Table {name!r} is not in the registry {spec.registry}; nothing to disable.")
+        with _open(config, spec) as db:
+            plan = []
+            if trigger_exists(db, config.prefix, entry.number):
+                plan.append(Statement(f"DROP TRIGGER {trigger_name(config.prefix, entry.number)}"))
+            plan.append(Statement(f"UPDATE {config.prefix}LOG_TABLES SET ENABLED = 0 WHERE NUM_TABLE = ?",
+                                  (entry.number,)))
+            if not dry_run:
+                _apply(db, plan)
+                entry.enabled = False
+                registry.put(entry)
+                registry.save()
+        out.statements += plan
+        out.data["sources"].append({"source": spec.name, "table": name, "number": entry.number})
+        out.lines.append(f"{spec.name}: {name} no longer audited (table number {entry.number} stays reserved)")
+    return out
+
+
+def sync(config: Config, *, source: str | None = None, dry_run: bool = False, regenerate: bool = False) -> Result:
+    """Find drift between registry and database; renumber and regenerate triggers."""
+    out = Result({"sources": []})
+    for spec in config.source(source):
+        registry = Registry.load(spec.registry)
+        drifts: list[Drift] = []
+        plan: list[Statement] = []
+        with _open(config, spec) as db:
+            _require_init(db, config.prefix)
+            changed_entries = []
+            for entry in registry.tables.values():
+                if not entry.enabled:
+                    continue
+                if not table_exists(db, entry.name):
+                    d = Drift(entry.name, table_gone=True)
+                    entry.enabled = False
+                    plan.append(Statement(f"UPDATE {config.prefix}LOG_TABLES SET ENABLED = 0 WHERE NUM_TABLE = ?",
+                                          (entry.number,)))
+                    drifts.append(d)
+                    changed_entries.append(entry)
+                    continue
+                info = read_table(db, entry.name)
+                d = reconcile(entry, info, first_free=_dictionary_max(db, config.prefix, entry.number) + 1)
+                d.missing_trigger = not trigger_exists(db, config.prefix, entry.number)
+                if d.any or regenerate:
+                    plan += plan_trigger(entry, info, config.prefix, db.major)
+                    plan += plan_dictionary(entry, config.prefix, _kinds(info))
+                    changed_entries.append(entry)
+                if d.any:
+                    drifts.append(d)
+            if plan and not dry_run:
+                _apply(db, plan)
+                for e in changed_entries:
+                    registry.put(e)
+                registry.save()
+        out.statements += plan
+        out.data["sources"].append({"source": spec.name, "drift": [d.as_dict() for d in drifts]})
+        if not drifts:
+            out.lines.append(f"{spec.name}: registry and database agree")
+        for d in drifts:
+            bits = []
+            if d.table_gone:
+                bits.append("table no longer exists (marked disabled)")
+            if d.added:
+                bits.append("added " + ", ".join(d.added))
+            if d.dropped:
+                bits.append("dropped " + ", ".join(d.dropped))
+            if d.retyped:
+                bits.append("retyped " + "; ".join(d.retyped))
+            if d.missing_trigger:
+                bits.append("trigger was missing")
+            out.lines.append(f"{spec.name}: {d.table}: " + "; ".join(bits) + (" (dry run)" if dry_run else ""))
+    return out
+
+
+def ddl(config: Config, table: str | None = None, *, source: str | None = None) -> str:
+    """The SQL `init` (no table) or `enable TABLE` would run, as an isql script."""
+    spec = config.source(source)[0]
+    with _open(config, spec) as db:
+        if table is None:
+            stmts = plan_init(db, config.prefix) or templates.render("main_init", P=config.prefix)
+            header = f"fbaudit init: staging objects for {spec.describe()} (Firebird {db.version})"
+        else:
+            registry = Registry.load(spec.registry)
+            name = normalize_name(table)
+            entry = registry.tables.get(name)
+            if entry is not None:
+                info = read_table(db, name)
+                reconcile(entry, info, first_free=_dictionary_max(db, config.prefix, entry.number) + 1
+                          if is_initialized(db, config.prefix) else 1)
+                stmts = plan_trigger(entry, info, config.prefix, db.major)
+            else:
+                if not is_initialized(db, config.prefix):
+                    raise FbauditError(f"Run `fbaudit init` first (or `fbaudit ddl` without a table to see its SQL).")
+                _, stmts, _ = _plan_enable(db, config, registry, table, key=None, author=None, exclude=[])
+            header = f"fbaudit: audit trigger for {name} on {spec.describe()} (Firebird {db.version})"
+    return templates.as_isql_script(stmts, header=header)
+
+
+def set_logging(config: Config, on: bool, *, source: str | None = None) -> Result:
+    """pause / resume: the article's ZAPIS switch (owner only)."""
+    out = Result({"sources": []})
+    for spec in config.source(source):
+        with _open(config, spec) as db:
+            _require_init(db, config.prefix)
+            db.execute(f"UPDATE {config.prefix}LOG_INFO SET ZAPIS = ?", (1 if on else 0,))
+            db.commit()
+        out.data["sources"].append({"source": spec.name, "logging": on})
+        out.lines.append(f"{spec.name}: logging {'resumed' if on else 'paused'}")
+    return out
+
+
+def status(config: Config, *, source: str | None = None) -> Result:
+    """Per source: logging on/off, audited tables, packets waiting / failed."""
+    out = Result({"sources": []})
+    p = config.prefix
+    for spec in config.source(source):
+        item: dict = {"source": spec.name, "database": spec.database}
+        try:
+            with _open(config, spec) as db:
+                item["firebird"] = db.version
+                if not is_initialized(db, p):
+                    item.update(initialized=False)
+                else:
+                    zapis, id_table = db.query(f"SELECT FIRST 1 ZAPIS, ID_TABLE FROM {p}LOG_INFO")[0] \
+                        if db.query(f"SELECT 1 FROM {p}LOG_INFO") else (1, 1)
+                    counts = dict(db.query(f"SELECT STATE, COUNT(*) FROM {p}LOG_PACKET GROUP BY STATE"))
+                    oldest = db.scalar(f"SELECT MIN(CREATED_AT) FROM {p}LOG_PACKET WHERE STATE = 0")
+                    tables = [
+                        {"table": n, "number": num, "enabled": bool(en),
+                         "trigger": trigger_exists(db, p, num)}
+                        for (num, n, en) in db.query(f"SELECT NUM_TABLE, TRIM(TABLE_NAME), ENABLED FROM {p}LOG_TABLES ORDER BY 1")]
+                    item.update(initialized=True, logging=bool(zapis), data_table=id_table,
+                                waiting=counts.get(0, 0), done=counts.get(1, 0), failed=counts.get(2, 0),
+                                oldest_waiting=oldest.isoformat(sep=" ") if oldest else None,
+                                tables=tables)
+                db.commit()
+        except FbauditError as exc:
+            item.update(error=str(exc))
+        out.data["sources"].append(item)
+        if "error" in item:
+            out.lines.append(f"{spec.name}: ERROR {item['error']}")
+        elif not item.get("initialized"):
+            out.lines.append(f"{spec.name}: not initialized (run `fbaudit init`)")
+        else:
+            audited = [t["table"] for t in item["tables"] if t["enabled"] and t["trigger"]]
+            out.lines.append(
+                f"{spec.name}: Firebird {item['firebird']}, logging {'ON' if item['logging'] else 'OFF (paused)'}, "
+                f"{len(audited)} audited table(s){': ' + ', '.join(audited) if audited else ''}; "
+                f"packets waiting {item['waiting']}, failed {item['failed']}, done {item['done']}"
+                + (f"; oldest waiting since {item['oldest_waiting']}" if item["oldest_waiting"] else ""))
+    return out

@@ -1,0 +1,140 @@
+"""What Firebird's system tables say about a table: columns, types, keys."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .db import Database
+from .errors import CatalogError
+
+# RDB$FIELDS.RDB$FIELD_TYPE codes
+_INT_TYPES = {7: "SMALLINT", 8: "INTEGER", 16: "BIGINT", 26: "INT128"}
+_SIMPLE = {10: "FLOAT", 27: "DOUBLE PRECISION", 12: "DATE", 13: "TIME", 35: "TIMESTAMP",
+           28: "TIME WITH TIME ZONE", 29: "TIMESTAMP WITH TIME ZONE", 23: "BOOLEAN",
+           24: "DECFLOAT(16)", 25: "DECFLOAT(34)"}
+_TEXT = {14: "CHAR", 37: "VARCHAR", 40: "CSTRING"}
+_BLOB = 261
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a table as fbaudit sees it."""
+
+    name: str
+    type: str          # SQL type text, e.g. "VARCHAR(40) CHARACTER SET WIN1251"
+    kind: str          # text | binary | float | number | temporal | boolean
+    char_length: int | None
+    charset: str | None
+    is_blob: bool
+    skip_reason: str | None = None   # ARRAY / COMPUTED BY: not audited
+
+    @property
+    def auditable(self) -> bool:
+        return self.skip_reason is None
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...]
+
+    def column(self, name: str) -> Column | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+
+def _type_of(ftype: int, sub: int | None, length: int, scale: int, prec: int | None,
+             char_len: int | None, charset: str | None) -> tuple[str, str, bool]:
+    """(type text, kind, is_blob) for one field definition."""
+    cs = (charset or "NONE").strip()
+    if ftype in _INT_TYPES:
+        if sub in (1, 2) or scale < 0:
+            word = "NUMERIC" if sub != 2 else "DECIMAL"
+            p = prec or {7: 4, 8: 9, 16: 18, 26: 38}[ftype]
+            return f"{word}({p},{-scale})", "number", False
+        return _INT_TYPES[ftype], "number", False
+    if ftype in _SIMPLE:
+        t = _SIMPLE[ftype]
+        kind = "float" if ftype in (10, 27) else "boolean" if ftype == 23 else \
+            "number" if ftype in (24, 25) else "temporal"
+        return t, kind, False
+    if ftype in _TEXT:
+        n = char_len or length
+        if cs == "OCTETS":
+            return f"{'BINARY' if ftype == 14 else 'VARBINARY'}({n})", "binary", False
+        kind = "binary" if cs == "NONE" else "text"
+        return f"{_TEXT[ftype]}({n}) CHARACTER SET {cs}", kind, False
+    if ftype == _BLOB:
+        if sub == 1:
+            kind = "binary" if cs in ("NONE", "OCTETS") else "text"
+            return f"BLOB SUB_TYPE TEXT CHARACTER SET {cs}", kind, True
+        return f"BLOB SUB_TYPE {sub if sub not in (0, None) else 'BINARY'}", "binary", True
+    return f"UNKNOWN({ftype})", "binary", False
+
+
+_COLUMNS_SQL = """
+SELECT TRIM(rf.RDB$FIELD_NAME), f.RDB$FIELD_TYPE, f.RDB$FIELD_SUB_TYPE, f.RDB$FIELD_LENGTH,
+       COALESCE(f.RDB$FIELD_SCALE, 0), f.RDB$FIELD_PRECISION, f.RDB$CHARACTER_LENGTH,
+       TRIM(cs.RDB$CHARACTER_SET_NAME), f.RDB$DIMENSIONS,
+       IIF(f.RDB$COMPUTED_BLR IS NULL, 0, 1)
+FROM RDB$RELATION_FIELDS rf
+JOIN RDB$FIELDS f ON f.RDB$FIELD_NAME = rf.RDB$FIELD_SOURCE
+LEFT JOIN RDB$CHARACTER_SETS cs ON cs.RDB$CHARACTER_SET_ID =
+     f.RDB$CHARACTER_SET_ID
+WHERE rf.RDB$RELATION_NAME = ?
+ORDER BY rf.RDB$FIELD_POSITION
+"""
+
+_PK_SQL = """
+SELECT TRIM(s.RDB$FIELD_NAME)
+FROM RDB$RELATION_CONSTRAINTS rc
+JOIN RDB$INDEX_SEGMENTS s ON s.RDB$INDEX_NAME = rc.RDB$INDEX_NAME
+WHERE rc.RDB$RELATION_NAME = ? AND rc.RDB$CONSTRAINT_TYPE = 'PRIMARY KEY'
+ORDER BY s.RDB$FIELD_POSITION
+"""
+
+
+def table_exists(db: Database, name: str) -> bool:
+    return bool(db.query(
+        "SELECT 1 FROM RDB$RELATIONS WHERE RDB$RELATION_NAME = ? AND RDB$VIEW_BLR IS NULL "
+        "AND COALESCE(RDB$SYSTEM_FLAG, 0) = 0", (name,)))
+
+
+def read_table(db: Database, name: str) -> TableInfo:
+    """Describe table ``name`` (exact stored name); CatalogError if it is not a user table."""
+    rows = db.query(
+        "SELECT RDB$VIEW_BLR IS NULL, COALESCE(RDB$SYSTEM_FLAG, 0), RDB$RELATION_TYPE "
+        "FROM RDB$RELATIONS WHERE RDB$RELATION_NAME = ?", (name,))
+    if not rows:
+        similar = db.query(
+            "SELECT FIRST 5 TRIM(RDB$RELATION_NAME) FROM RDB$RELATIONS WHERE COALESCE(RDB$SYSTEM_FLAG,0)=0 "
+            "AND UPPER(RDB$RELATION_NAME) = UPPER(?)", (name,))
+        hint = f" Did you mean {similar[0][0]!r}?" if similar else ""
+        raise CatalogError(f"Table {name!r} does not exist in database {db.spec.describe()}.{hint}")
+    is_table, system, rtype = rows[0]
+    if not is_table:
+        raise CatalogError(f"{name!r} is a view; fbaudit audits tables (audit the view's base tables).")
+    if system:
+        raise CatalogError(f"{name!r} is a system table and cannot be audited.")
+    if rtype in (4, 5):
+        raise CatalogError(f"{name!r} is a global temporary table; its rows are private to one "
+                           "connection and are not audited.")
+    cols: list[Column] = []
+    for (fname, ftype, sub, length, scale, prec, clen, cs, dims, computed) in db.query(_COLUMNS_SQL, (name,)):
+        type_text, kind, is_blob = _type_of(ftype, sub, length, scale, prec, clen, cs)
+        skip = None
+        if dims:
+            skip, type_text = "ARRAY columns cannot be compared or logged", f"{type_text} ARRAY"
+        elif computed:
+            skip = "COMPUTED BY columns hold no data of their own"
+        cols.append(Column(fname, type_text, kind, clen, cs, is_blob, skip))
+    pk = tuple(r[0] for r in db.query(_PK_SQL, (name,)))
+    db.commit()
+    return TableInfo(name, tuple(cols), pk)
+
+
+def user_tables(db: Database, prefix: str) -> list[str]:
+    rows = db.query(
+        "SELECT TRIM(RDB$RELATION_NAME) FROM RDB$RELATIONS WHERE RDB$VIEW_BLR IS NULL "
+        "AND COALESCE(RDB$SYSTEM_FLAG,0)=0 AND COALESCE(RDB$RELATION_TYPE,0) IN (0,2,3) "
+        "ORDER BY 1")
+    return [r[0] for r in rows if not r[0].startswith(prefix)]

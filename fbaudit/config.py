@@ -1,0 +1,205 @@
+"""The configuration file (``config/fbaudit.yaml``), validated once into typed objects."""
+from __future__ import annotations
+
+import os
+import re
+import stat
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import yamlio
+from .errors import ConfigError
+from .idents import normalize_name
+
+DEFAULT_CONFIG = Path("config/fbaudit.yaml")
+DEFAULT_PREFIX = "FBA_"
+
+# host[/port]:path, or inet://…, xnet://…; a one-letter "host" is a Windows drive.
+_SERVER_DSN = re.compile(r"^(?:(?:inet[46]?|wnet|xnet)://|[^:/\\\s]{2,}(?:/[\w-]+)?:|[^:/\\\s]+/\d+:)")
+
+
+@dataclass(frozen=True)
+class DatabaseSpec:
+    """How to reach one database: an embedded file path or a server DSN."""
+
+    name: str
+    database: str
+    user: str = "SYSDBA"
+    password_env: str | None = None
+    password_file: Path | None = None
+    role: str | None = None
+
+    @property
+    def is_server(self) -> bool:
+        return bool(_SERVER_DSN.match(self.database))
+
+    def password(self) -> str | None:
+        """The password, from the environment or a protected file; never from YAML."""
+        if self.password_env:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise ConfigError(
+                    f"Database {self.name!r}: the environment variable {self.password_env} "
+                    "(password_env) is not set."
+                )
+            return value
+        if self.password_file:
+            p = self.password_file
+            try:
+                if sys.platform != "win32" and p.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+                    raise ConfigError(
+                        f"Database {self.name!r}: password file {p} is readable by other users; "
+                        f"run: chmod 600 {p}"
+                    )
+                text = p.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                raise ConfigError(f"Database {self.name!r}: password file {p} not found.") from None
+            # Accept a bare password or Debian's SYSDBA.password format.
+            m = re.search(r'^ISC_PASSWORD="?([^"\n]*)"?\s*$', text, re.M)
+            return m.group(1) if m else text.strip()
+        return None
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.database})"
+
+
+@dataclass(frozen=True)
+class SourceSpec(DatabaseSpec):
+    registry: Path = Path("tables.yaml")
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    log: DatabaseSpec
+    sources: tuple[SourceSpec, ...]
+    prefix: str = DEFAULT_PREFIX
+    client_library: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def source(self, name: str | None) -> list[SourceSpec]:
+        """The sources a command works on: one by name, or all."""
+        if name is None:
+            return list(self.sources)
+        for s in self.sources:
+            if s.name == name:
+                return [s]
+        known = ", ".join(s.name for s in self.sources) or "none"
+        raise ConfigError(f"{self.path}: no source named {name!r} (configured: {known}).")
+
+
+_DB_KEYS = {"database", "user", "password_env", "password_file", "role"}
+_SOURCE_KEYS = _DB_KEYS | {"name", "registry"}
+_TOP_KEYS = {"prefix", "log", "sources", "client_library"}
+
+
+def _resolve_path(base: Path, value: str) -> str:
+    """Embedded database paths and files are relative to the config file's folder."""
+    if _SERVER_DSN.match(value):
+        return value
+    p = Path(os.path.expandvars(os.path.expanduser(value)))
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def _str(path: Path, node: Any, key: str, *, required: bool = False) -> str | None:
+    if key not in node or node[key] is None:
+        if required:
+            raise ConfigError(f"{yamlio.where(path, node)}: missing required key {key!r}")
+        return None
+    value = node[key]
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{yamlio.where(path, node, key)}: {key!r} must be a non-empty text, not {value!r}")
+    return value.strip()
+
+
+def _db(path: Path, node: Any, *, name: str, allowed: set[str], what: str) -> dict[str, Any]:
+    if not isinstance(node, dict):
+        raise ConfigError(f"{yamlio.where(path, node)}: {what} must be a mapping of keys")
+    for key in node:
+        if key not in allowed:
+            hint = ""
+            if key == "password":
+                hint = " (passwords never go in the YAML: use password_env or password_file)"
+            raise ConfigError(
+                f"{yamlio.where(path, node, key)}: unknown key {key!r} in {what}{hint}; "
+                f"allowed: {', '.join(sorted(allowed))}"
+            )
+    if "password_env" in node and "password_file" in node:
+        raise ConfigError(f"{yamlio.where(path, node, 'password_file')}: give password_env or password_file, not both")
+    base = path.parent
+    pf = _str(path, node, "password_file")
+    return {
+        "name": name,
+        "database": _resolve_path(base, _str(path, node, "database", required=True)),
+        "user": _str(path, node, "user") or "SYSDBA",
+        "password_env": _str(path, node, "password_env"),
+        "password_file": Path(_resolve_path(base, pf)) if pf else None,
+        "role": _str(path, node, "role"),
+    }
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read and validate the configuration file.
+
+    The path is ``path``, else ``$FBAUDIT_CONFIG``, else ``config/fbaudit.yaml``.
+    """
+    path = Path(path or os.environ.get("FBAUDIT_CONFIG") or DEFAULT_CONFIG)
+    data = yamlio.load(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the file must be a mapping with 'log' and 'sources'")
+    for key in data:
+        if key not in _TOP_KEYS:
+            raise ConfigError(
+                f"{yamlio.where(path, data, key)}: unknown key {key!r}; allowed: {', '.join(sorted(_TOP_KEYS))}"
+            )
+    prefix = _str(path, data, "prefix") or DEFAULT_PREFIX
+    if not re.fullmatch(r"[A-Z][A-Z0-9_$]{0,15}", prefix):
+        raise ConfigError(
+            f"{yamlio.where(path, data, 'prefix')}: prefix {prefix!r} must be 1-16 characters "
+            "of A-Z, 0-9, _ or $, starting with a letter (it starts every fbaudit object name)"
+        )
+    if "log" not in data:
+        raise ConfigError(f"{path}: missing required key 'log'")
+    log = DatabaseSpec(**_db(path, data["log"], name="log", allowed=_DB_KEYS, what="'log'"))
+    sources_node = data.get("sources")
+    if not isinstance(sources_node, list) or not sources_node:
+        raise ConfigError(f"{yamlio.where(path, data, 'sources') if 'sources' in data else path}: "
+                          "'sources' must be a list with at least one source")
+    sources: list[SourceSpec] = []
+    seen: set[str] = set()
+    for i, node in enumerate(sources_node):
+        if not isinstance(node, dict):
+            raise ConfigError(f"{yamlio.where(path, sources_node, i)}: each source must be a mapping")
+        name = _str(path, node, "name", required=True)
+        if name in seen:
+            raise ConfigError(f"{yamlio.where(path, node, 'name')}: duplicate source name {name!r}")
+        seen.add(name)
+        fields = _db(path, node, name=name, allowed=_SOURCE_KEYS, what=f"source {name!r}")
+        reg = _str(path, node, "registry") or "tables.yaml"
+        sources.append(SourceSpec(**fields, registry=Path(_resolve_path(path.parent, reg))))
+    client = _str(path, data, "client_library")
+    return Config(
+        path=path,
+        log=log,
+        sources=tuple(sources),
+        prefix=prefix,
+        client_library=_resolve_path(path.parent, client) if client else None,
+    )
+
+
+def single_source_config(database: str, *, registry: str | Path, log_database: str,
+                         prefix: str = DEFAULT_PREFIX, user: str = "SYSDBA",
+                         password_env: str | None = None) -> Config:
+    """A Config built in code (demo, tests, library users)."""
+    return Config(
+        path=Path("<memory>"),
+        log=DatabaseSpec("log", log_database, user=user, password_env=password_env),
+        sources=(SourceSpec("main", database, user=user, password_env=password_env, registry=Path(registry)),),
+        prefix=prefix,
+    )
+
+
+def split_table_arg(value: str) -> str:
+    return normalize_name(value)

@@ -1,0 +1,160 @@
+"""Connections: open a database (embedded path or server DSN), wrap driver errors."""
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from firebird.driver import Connection, connect, create_database
+from firebird.driver import DatabaseError as DriverDatabaseError
+from firebird.driver import InterfaceError as DriverInterfaceError
+
+from .config import DatabaseSpec
+from .errors import DatabaseError, FbauditError
+from .runtime import load_client
+
+
+@dataclass
+class Database:
+    """An open connection plus what we know about the server."""
+
+    spec: DatabaseSpec
+    con: Connection
+    major: int
+    version: str
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            if self.con.main_transaction.is_active():
+                self.con.rollback()
+        with contextlib.suppress(Exception):
+            self.con.close()
+
+    def __enter__(self) -> "Database":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def query(self, sql: str, params: tuple | list = ()) -> list[tuple]:
+        with guard(self.spec, sql):
+            cur = self.con.cursor()
+            cur.execute(sql, params)
+            rows = cur.fetchall()
+            cur.close()
+            return rows
+
+    def scalar(self, sql: str, params: tuple | list = ()):
+        rows = self.query(sql, params)
+        return rows[0][0] if rows else None
+
+    def execute(self, sql: str, params: tuple | list = ()) -> None:
+        with guard(self.spec, sql):
+            cur = self.con.cursor()
+            cur.execute(sql, params)
+            cur.close()
+
+    def commit(self) -> None:
+        if self.con.main_transaction.is_active():
+            with guard(self.spec, "COMMIT"):
+                self.con.commit()
+
+    def rollback(self) -> None:
+        if self.con.main_transaction.is_active():
+            self.con.rollback()
+
+
+def wrap(exc: Exception, spec: DatabaseSpec, sql: str | None = None) -> DatabaseError:
+    """A driver error as an fbaudit DatabaseError naming the database."""
+    sqlcode = getattr(exc, "sqlcode", None)
+    gds = tuple(getattr(exc, "gds_codes", ()) or ())
+    text = str(exc).strip().replace("\n", " ")
+    msg = f"Firebird error on database {spec.describe()}: {text}"
+    if sqlcode is not None:
+        msg += f" [SQLCODE {sqlcode}"
+        if gds:
+            msg += f", GDS {','.join(str(g) for g in gds)}"
+        msg += "]"
+    hint = _hint(text, gds, spec)
+    if hint:
+        msg += f"\n  hint: {hint}"
+    return DatabaseError(msg, sqlcode=sqlcode, gds_codes=gds)
+
+
+def _hint(text: str, gds: tuple[int, ...], spec: DatabaseSpec) -> str | None:
+    low = text.lower()
+    if "user name and password are not defined" in low or 335544472 in gds:
+        src = spec.password_env and f"environment variable {spec.password_env}" or \
+            spec.password_file and f"file {spec.password_file}" or "no password configured"
+        return f"check the user {spec.user!r} and its password ({src})"
+    if "unable to complete network request" in low or "connection refused" in low or 335544721 in gds:
+        return "is the Firebird server running and reachable on that host and port?"
+    if "no such file or directory" in low or "i/o error" in low:
+        return "check the database path (relative paths are relative to the config file)"
+    if "no permission" in low:
+        return f"the user {spec.user!r} lacks a privilege; run fbaudit as the audit owner (the user who ran init)"
+    return None
+
+
+@contextlib.contextmanager
+def guard(spec: DatabaseSpec, sql: str | None = None) -> Iterator[None]:
+    try:
+        yield
+    except (DriverDatabaseError, DriverInterfaceError) as exc:
+        raise wrap(exc, spec, sql) from exc
+
+
+def _server_version(con: Connection) -> tuple[int, str]:
+    cur = con.cursor()
+    cur.execute("SELECT RDB$GET_CONTEXT('SYSTEM', 'ENGINE_VERSION') FROM RDB$DATABASE")
+    version = cur.fetchone()[0]
+    cur.close()
+    con.commit()
+    return int(version.split(".")[0]), version
+
+
+def open_database(spec: DatabaseSpec, *, client_library: str | None = None, create: bool = False) -> Database:
+    """Connect to ``spec`` (creating the file when ``create`` and it does not exist)."""
+    load_client(client_library)
+    password = spec.password()
+    kwargs = dict(user=spec.user, password=password, charset="UTF8")
+    if spec.role:
+        kwargs["role"] = spec.role
+    try:
+        if create and not spec.is_server and not Path(spec.database).exists():
+            Path(spec.database).parent.mkdir(parents=True, exist_ok=True)
+            con = create_database(spec.database, user=spec.user, password=password, charset="UTF8")
+        else:
+            con = connect(spec.database, **kwargs)
+    except (DriverDatabaseError, DriverInterfaceError) as exc:
+        raise wrap(exc, spec) from exc
+    major, version = _server_version(con)
+    return Database(spec, con, major, version)
+
+
+def execute_script(db: Database, statements: list[str]) -> None:
+    """Run DDL/DML statements in ONE transaction: all or nothing."""
+    con = db.con
+    try:
+        con.begin() if not con.main_transaction.is_active() else None
+        for sql in statements:
+            try:
+                con.execute_immediate(sql)
+            except (DriverDatabaseError, DriverInterfaceError) as exc:
+                first = sql.strip().splitlines()[0][:120]
+                err = wrap(exc, db.spec)
+                raise DatabaseError(f"{err}\n  statement: {first}\n  nothing was changed (rolled back)",
+                                    sqlcode=err.sqlcode, gds_codes=err.gds_codes) from exc
+        con.commit()
+    except FbauditError:
+        db.rollback()
+        raise
+    except BaseException:
+        db.rollback()
+        raise
+
+
+def database_file_exists(spec: DatabaseSpec) -> bool:
+    return spec.is_server or os.path.exists(spec.database)

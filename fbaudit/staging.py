@@ -1,0 +1,83 @@
+"""Reading what the triggers captured, still in the main database's staging tables."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .capture import OPERATIONS, STATES, decode_key
+from .db import Database
+
+
+def decode_value(raw: bytes | None, kind: str) -> str | None:
+    """Canonical text of a logged value: UTF-8 text, or hex for binary kinds."""
+    if raw is None:
+        return None
+    if hasattr(raw, "read"):
+        raw = raw.read()
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8")
+    if kind == "binary":
+        return raw.hex()
+    return raw.decode("utf-8")
+
+
+@dataclass
+class Packet:
+    id: int
+    at: object
+    operation: str
+    table: str
+    num_table: int
+    data_table: int
+    key: str
+    author: str | None
+    user: str | None
+    client_address: str | None
+    transaction_id: int | None
+    comment: str | None
+    state: str
+    changes: dict[str, dict[str, str | None]] = field(default_factory=dict)
+
+    def key_parts(self) -> list[str | None]:
+        return decode_key(self.key)
+
+    def as_dict(self) -> dict:
+        return {"packet_id": self.id, "at": self.at.isoformat() if self.at else None, "operation": self.operation,
+                "table": self.table, "key": self.key, "author": self.author, "user": self.user,
+                "client_address": self.client_address, "transaction_id": self.transaction_id,
+                "comment": self.comment, "state": self.state, "changes": self.changes}
+
+
+def read_packets(db: Database, prefix: str, *, table: str | None = None, after_id: int = 0,
+                 limit: int | None = None) -> list[Packet]:
+    """Packets (newest last) with their field changes decoded to canonical text."""
+    p = prefix
+    where, params = ["p.ID > ?"], [after_id]
+    if table:
+        where.append("t.TABLE_NAME = ?")
+        params.append(table)
+    first = f"FIRST {int(limit)} " if limit else ""
+    rows = db.query(
+        f"SELECT {first}p.ID, p.CREATED_AT, p.OPERATION, TRIM(t.TABLE_NAME), p.NUM_TABLE, p.DATA_TABLE, p.RECORD_KEY, "
+        f"p.AUTHOR, p.DB_USER, p.CLIENT_ADDRESS, p.TRANSACTION_ID, p.CHANGE_COMMENT, p.STATE "
+        f"FROM {p}LOG_PACKET p LEFT JOIN {p}LOG_TABLES t ON t.NUM_TABLE = p.NUM_TABLE "
+        f"WHERE {' AND '.join(where)} ORDER BY p.ID", params)
+    fields = {(n, f): (name, kind) for (n, f, name, kind) in
+              db.query(f"SELECT NUM_TABLE, NUM_POLE, TRIM(FIELD_NAME), TRIM(FIELD_KIND) FROM {p}LOG_FIELDS")}
+    packets = [Packet(r[0], r[1], OPERATIONS.get(r[2], str(r[2])), r[3], r[4], r[5], r[6], r[7], r[8], r[9],
+                      r[10], r[11], STATES.get(r[12], str(r[12]))) for r in rows]
+    by_id = {pk.id: pk for pk in packets}
+    if packets:
+        lo, hi = packets[0].id, packets[-1].id
+        for dt in (1, 2, 3):
+            cur = db.con.cursor()
+            cur.execute(f"SELECT PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW FROM {p}LOG_{dt} "
+                        f"WHERE PACKET BETWEEN ? AND ? ORDER BY PACKET, NUM_POLE", (lo, hi))
+            for packet, num, old, new in cur:
+                pk = by_id.get(packet)
+                if pk is None:
+                    continue
+                name, kind = fields.get((pk.num_table, num), (f"#{num}", "text"))
+                pk.changes[name] = {"old": decode_value(old, kind), "new": decode_value(new, kind)}
+            cur.close()
+    db.commit()
+    return packets

@@ -1,0 +1,81 @@
+"""SQL templates in ``ddl/``: one renderer, named ``{{PLACEHOLDERS}}``."""
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import FbauditError
+
+_PLACEHOLDER = re.compile(r"\{\{([A-Z_]+)\}\}")
+_OBJECT = re.compile(r"^--\s*object:\s*(\w+)\s+(\w+)\s*$", re.M)
+
+
+def ddl_dir() -> Path:
+    here = Path(__file__).resolve().parent.parent / "ddl"
+    if here.is_dir():
+        return here
+    installed = Path(sys.prefix) / "share" / "fbaudit" / "ddl"
+    if installed.is_dir():
+        return installed
+    raise FbauditError(f"SQL templates not found (looked in {here} and {installed}); reinstall fbaudit.")
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One SQL statement to run, with bound parameters (never inlined when run)."""
+
+    sql: str
+    params: tuple = ()
+    kind: str | None = None      # for "-- object:" statements: TABLE, VIEW, ...
+    object: str | None = None    # the object's name without prefix
+
+    def as_script(self) -> str:
+        """The statement for a script: parameters shown as SQL literals."""
+        sql = self.sql
+        for p in self.params:
+            sql = sql.replace("?", _literal(p), 1)
+        return sql
+
+
+def _literal(v: object) -> str:
+    if v is None:
+        return "NULL"
+    if isinstance(v, bool):
+        return "TRUE" if v else "FALSE"
+    if isinstance(v, (int, float)):
+        return str(v)
+    return "'" + str(v).replace("'", "''") + "'"
+
+
+def render(name: str, **values: str) -> list[Statement]:
+    """Render ``ddl/<name>.sql`` into statements; a missing value names the template."""
+    path = ddl_dir() / f"{name}.sql"
+    text = path.read_text(encoding="utf-8")
+
+    def sub(m: re.Match) -> str:
+        key = m.group(1)
+        if key not in values:
+            raise FbauditError(f"template {path.name}: no value for placeholder {{{{{key}}}}}")
+        return values[key]
+
+    text = _PLACEHOLDER.sub(sub, text)
+    out: list[Statement] = []
+    for chunk in re.split(r"^\^\s*$", text, flags=re.M):
+        m = _OBJECT.search(chunk)
+        body = "\n".join(line for line in chunk.strip().splitlines() if not line.lstrip().startswith("--")).strip()
+        if not body:
+            continue
+        out.append(Statement(body, kind=m.group(1) if m else None, object=m.group(2) if m else None))
+    return out
+
+
+def as_isql_script(statements: list[Statement], *, header: str = "") -> str:
+    """A script isql accepts: PSQL bodies need SET TERM, so every statement ends with ^."""
+    lines = [f"-- {line}" for line in header.splitlines()] if header else []
+    lines += ["SET TERM ^ ;", ""]
+    for st in statements:
+        lines += [st.as_script(), "^", ""]
+    lines += ["SET TERM ; ^", "COMMIT;", ""]
+    return "\n".join(lines)
