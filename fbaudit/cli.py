@@ -1,0 +1,281 @@
+"""The ``fbaudit`` command: thin click wrappers over the library.
+
+Exit codes: 0 success; 1 fbaudit error; 2 bad usage (unknown option,
+missing argument); 3 configuration or registry file error; 4 Firebird or
+runtime error (connection, SQL, missing system library); 5 catalog error
+(unknown table or column, table cannot be audited as asked).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any, Callable
+
+import click
+
+from . import capture, logs
+from .config import load_config
+from .errors import FbauditError
+
+EXIT_CODES = """\b
+Exit codes:
+  0  success
+  1  other fbaudit error
+  2  bad usage (unknown option, missing argument)
+  3  configuration or registry file error (file and line are named)
+  4  Firebird error: connection, SQL, missing runtime library
+  5  unknown table or column, or a table that cannot be audited as asked
+"""
+
+
+class Ctx:
+    def __init__(self, config_path: str | None, as_json: bool, traceback: bool):
+        self.config_path = config_path
+        self.as_json = as_json
+        self.traceback = traceback
+        self._config = None
+
+    @property
+    def config(self):
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+
+def _run(ctx: Ctx, fn: Callable[[], Any]) -> Any:
+    """Run a library call; FbauditError -> message and its exit code."""
+    try:
+        return fn()
+    except FbauditError as exc:
+        if ctx.traceback:
+            raise
+        if ctx.as_json:
+            click.echo(json.dumps({"success": False, "error": {"type": type(exc).__name__, "message": str(exc),
+                                                                "exit_code": exc.exit_code}},
+                                  ensure_ascii=False), err=False)
+        else:
+            click.echo(f"FAILED: {exc}", err=True)
+        sys.exit(exc.exit_code)
+
+
+def _report(ctx: Ctx, res: capture.Result) -> None:
+    for w in res.warnings:
+        click.echo(f"warning: {w}", err=True)
+    if ctx.as_json:
+        data = dict(res.data)
+        if res.warnings:
+            data["warnings"] = res.warnings
+        click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    else:
+        for line in res.lines:
+            click.echo(line)
+
+
+pass_ctx = click.make_pass_decorator(Ctx)
+
+
+@click.group(epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", envvar="FBAUDIT_CONFIG", metavar="FILE",
+              help="Configuration file [default: config/fbaudit.yaml, or $FBAUDIT_CONFIG].")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--traceback", is_flag=True, help="On error, show the full Python traceback.")
+@click.option("-v", "--verbose", is_flag=True, help="Log each step (INFO) to stderr.")
+@click.version_option(package_name="fbaudit")
+@click.pass_context
+def cli(click_ctx: click.Context, config_path: str | None, as_json: bool, traceback: bool, verbose: bool) -> None:
+    """fbaudit: audit every INSERT/UPDATE/DELETE in a Firebird database and
+    ship the log to a separate database.
+
+    \b
+    First steps:
+      fbaudit demo                       # everything on embedded Firebird, no setup
+      fbaudit init                       # staging objects in each source + log database
+      fbaudit enable CUSTOMER            # start auditing a table
+      fbaudit status                     # what is audited, what is waiting
+    """
+    logs.setup(logging.INFO if verbose else logging.WARNING)
+    click_ctx.obj = Ctx(config_path, as_json, traceback)
+
+
+def _source_option(f):
+    return click.option("--source", metavar="NAME", help="Only this source (default: every source in the config).")(f)
+
+
+def _dry_run_option(f):
+    return click.option("--dry-run", is_flag=True, help="Show what would be done; change nothing.")(f)
+
+
+@cli.command()
+@_source_option
+@_dry_run_option
+@pass_ctx
+def init(ctx: Ctx, source: str | None, dry_run: bool) -> None:
+    """Create fbaudit's staging objects in each source and the log database.
+
+    Idempotent: what exists is left alone. All DDL of one database runs in one
+    transaction.
+
+    \b
+    Example:
+      fbaudit init --dry-run
+      fbaudit init --source erp
+    """
+    res = _run(ctx, lambda: capture.init(ctx.config, source=source, dry_run=dry_run))
+    _report(ctx, res)
+    if dry_run and not ctx.as_json and res.statements:
+        from .templates import as_isql_script
+        click.echo(as_isql_script(res.statements, header="fbaudit init --dry-run: statements that would run"))
+
+
+@cli.command()
+@click.argument("table")
+@click.option("--key", "key", multiple=True, metavar="COL",
+              help="Key column (repeat for a composite key); default: the primary key.")
+@click.option("--author", metavar="COL", help="Column that names who changed the row (the article's AVTOR).")
+@click.option("--exclude", multiple=True, metavar="COL", help="Column never logged (repeatable).")
+@_source_option
+@_dry_run_option
+@pass_ctx
+def enable(ctx: Ctx, table: str, key: tuple[str, ...], author: str | None, exclude: tuple[str, ...],
+           source: str | None, dry_run: bool) -> None:
+    """Start auditing TABLE: number its columns, write the registry, install the trigger.
+
+    TABLE is case-insensitive unless quoted ('"MixedCase"'). ARRAY and
+    COMPUTED BY columns are skipped with a warning. A second enable of the
+    same table changes nothing and says so.
+
+    \b
+    Examples:
+      fbaudit enable CUSTOMER
+      fbaudit enable ORDER_LINE --key ORDER_ID --key LINE_NO --exclude NOTE
+      fbaudit enable PRICE --author CHANGED_BY --dry-run
+    """
+    res = _run(ctx, lambda: capture.enable(ctx.config, table, source=source, key=list(key) or None,
+                                           author=author, exclude=list(exclude), dry_run=dry_run))
+    _report(ctx, res)
+    if dry_run and not ctx.as_json and res.statements:
+        from .templates import as_isql_script
+        click.echo(as_isql_script(res.statements, header=f"fbaudit enable {table} --dry-run"))
+
+
+@cli.command()
+@click.argument("table")
+@_source_option
+@_dry_run_option
+@pass_ctx
+def disable(ctx: Ctx, table: str, source: str | None, dry_run: bool) -> None:
+    """Stop auditing TABLE (drops its trigger; its numbers stay reserved).
+
+    \b
+    Example:
+      fbaudit disable CUSTOMER
+    """
+    _report(ctx, _run(ctx, lambda: capture.disable(ctx.config, table, source=source, dry_run=dry_run)))
+
+
+@cli.command()
+@_source_option
+@_dry_run_option
+@click.option("--regenerate", is_flag=True, help="Re-create every audited table's trigger even without drift.")
+@pass_ctx
+def sync(ctx: Ctx, source: str | None, dry_run: bool, regenerate: bool) -> None:
+    """Find drift between the registry and the database and fix it.
+
+    Added columns get new field numbers, dropped columns' numbers are retired,
+    a retyped column retires its number and gets a new one; the affected
+    triggers are regenerated. Exit code 0 whether or not there was drift.
+
+    \b
+    Example:
+      fbaudit sync --dry-run
+    """
+    _report(ctx, _run(ctx, lambda: capture.sync(ctx.config, source=source, dry_run=dry_run, regenerate=regenerate)))
+
+
+@cli.command()
+@click.argument("table", required=False)
+@_source_option
+@pass_ctx
+def ddl(ctx: Ctx, table: str | None, source: str | None) -> None:
+    """Print the SQL fbaudit would run, as a script isql accepts.
+
+    Without TABLE: the staging objects of `init`. With TABLE: its audit trigger.
+
+    \b
+    Examples:
+      fbaudit ddl > init.sql
+      fbaudit ddl CUSTOMER | isql-fb -user SYSDBA erp.fdb
+    """
+    click.echo(_run(ctx, lambda: capture.ddl(ctx.config, table, source=source)), nl=False)
+
+
+@cli.command()
+@_source_option
+@pass_ctx
+def status(ctx: Ctx, source: str | None) -> None:
+    """Per source: logging on/off, audited tables, packets waiting and failed.
+
+    \b
+    Example:
+      fbaudit status --json
+    """
+    _report(ctx, _run(ctx, lambda: capture.status(ctx.config, source=source)))
+
+
+@cli.command()
+@_source_option
+@pass_ctx
+def pause(ctx: Ctx, source: str | None) -> None:
+    """Switch logging off (the article's ZAPIS = 0); triggers stay installed.
+
+    \b
+    Example:
+      fbaudit pause --source erp
+    """
+    _report(ctx, _run(ctx, lambda: capture.set_logging(ctx.config, False, source=source)))
+
+
+@cli.command()
+@_source_option
+@pass_ctx
+def resume(ctx: Ctx, source: str | None) -> None:
+    """Switch logging back on.
+
+    \b
+    Example:
+      fbaudit resume
+    """
+    _report(ctx, _run(ctx, lambda: capture.set_logging(ctx.config, True, source=source)))
+
+
+@cli.command()
+@click.option("--dir", "directory", default="data/demo", show_default=True, metavar="DIR",
+              help="Folder for the demo databases, config and registry (re-created).")
+@click.option("--seconds", default=3.0, show_default=True, help="How long the simulated users work.")
+@click.option("--users", default=4, show_default=True, help="Simulated users, one connection each.")
+@pass_ctx
+def demo(ctx: Ctx, directory: str, seconds: float, users: int) -> None:
+    """Run fbaudit end to end on embedded Firebird: no server, no setup.
+
+    Creates a small ERP-like database and a log database under DIR, enables
+    auditing, lets simulated users edit for a few seconds, and prints what was
+    captured and one record's history.
+
+    \b
+    Example:
+      fbaudit demo --seconds 5
+    """
+    from . import demo as demo_mod
+    res = _run(ctx, lambda: demo_mod.run(directory, seconds=seconds, users=users,
+                                         echo=None if ctx.as_json else click.echo))
+    if ctx.as_json:
+        click.echo(json.dumps(res, ensure_ascii=False, indent=2, default=str))
+
+
+def main() -> None:
+    cli(prog_name="fbaudit")
+
+
+if __name__ == "__main__":
+    main()

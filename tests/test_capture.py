@@ -1,0 +1,222 @@
+"""Capture: what the generated triggers record, on a real database."""
+from __future__ import annotations
+
+import pytest
+
+from fbaudit import capture
+from fbaudit.capture import decode_key, encode_key
+from fbaudit.errors import CatalogError, FbauditError
+from fbaudit.registry import Registry
+
+from helpers import packets, run_sql
+
+
+@pytest.fixture
+def customer(project):
+    project.sql(
+        "CREATE TABLE CUSTOMER (ID INTEGER NOT NULL PRIMARY KEY, NAME VARCHAR(40) CHARACTER SET WIN1251, "
+        "CITY VARCHAR(40) CHARACTER SET UTF8, LIMIT_ NUMERIC(15,2), NOTE BLOB SUB_TYPE TEXT CHARACTER SET WIN1251, "
+        "EDITED_BY VARCHAR(31))")
+    capture.init(project.config)
+    capture.enable(project.config, "customer")
+    return project
+
+
+def test_init_is_idempotent_and_creates_the_staging_objects(project):
+    first = capture.init(project.config)
+    assert "LOG_PACKET" in first.data["sources"][0]["created"]
+    second = capture.init(project.config)
+    assert second.data["sources"][0]["created"] == []
+    with project.connect() as db:
+        assert capture.is_initialized(db, project.prefix)
+        assert db.scalar(f"SELECT COUNT(*) FROM {project.prefix}LOG_INFO") == 1
+
+
+def test_init_dry_run_changes_nothing(project):
+    res = capture.init(project.config, dry_run=True)
+    assert any(s.object == "LOG_PACKET" for s in res.statements)
+    with project.connect() as db:
+        assert not capture.is_initialized(db, project.prefix)
+
+
+def test_insert_update_delete_are_captured_with_old_and_new(customer):
+    run_sql(customer, [
+        "INSERT INTO CUSTOMER (ID, NAME, CITY, LIMIT_, NOTE) VALUES (1, 'Иван', 'Москва', 100.50, 'первый')",
+        "UPDATE CUSTOMER SET NAME = 'Пётр', LIMIT_ = 200 WHERE ID = 1",
+        "DELETE FROM CUSTOMER WHERE ID = 1",
+    ])
+    ins, upd, dele = packets(customer, "CUSTOMER")
+    assert (ins.operation, upd.operation, dele.operation) == ("insert", "update", "delete")
+    assert ins.key == upd.key == dele.key == "1"
+    assert ins.changes == {
+        "ID": {"old": None, "new": "1"}, "NAME": {"old": None, "new": "Иван"},
+        "CITY": {"old": None, "new": "Москва"}, "LIMIT_": {"old": None, "new": "100.50"},
+        "NOTE": {"old": None, "new": "первый"}}
+    assert upd.changes == {"NAME": {"old": "Иван", "new": "Пётр"}, "LIMIT_": {"old": "100.50", "new": "200.00"}}
+    assert dele.changes["NAME"] == {"old": "Пётр", "new": None}
+    assert set(dele.changes) == {"ID", "NAME", "CITY", "LIMIT_", "NOTE"}
+
+
+def test_changes_to_and_from_null_are_captured(customer):
+    """The article's `<>` misses these (FINDINGS.md flaw 2)."""
+    run_sql(customer, [
+        "INSERT INTO CUSTOMER (ID, NAME) VALUES (2, 'a')",
+        "UPDATE CUSTOMER SET NAME = NULL, CITY = 'x' WHERE ID = 2",
+    ])
+    upd = packets(customer)[-1]
+    assert upd.changes == {"NAME": {"old": "a", "new": None}, "CITY": {"old": None, "new": "x"}}
+
+
+def test_update_that_changes_nothing_logs_no_packet(customer):
+    run_sql(customer, ["INSERT INTO CUSTOMER (ID, NAME) VALUES (3, 'a')",
+                       "UPDATE CUSTOMER SET NAME = 'a' WHERE ID = 3",
+                       "UPDATE CUSTOMER SET NAME = NAME, CITY = NULL WHERE ID = 3"])
+    assert [p.operation for p in packets(customer)] == ["insert"]
+
+
+def test_author_from_transaction_context_and_comment(customer):
+    run_sql(customer, [
+        "SELECT RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_AUTHOR', 'clerk-17'), "
+        "RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_COMMENT', 'price review') FROM RDB$DATABASE",
+        "INSERT INTO CUSTOMER (ID, NAME) VALUES (4, 'a')",
+    ])
+    p = packets(customer)[-1]
+    assert (p.author, p.comment, p.user) == ("clerk-17", "price review", customer.main.user.upper())
+    assert p.transaction_id > 0
+
+
+def test_author_defaults_to_database_user(customer):
+    run_sql(customer, ["INSERT INTO CUSTOMER (ID, NAME) VALUES (5, 'a')"])
+    assert packets(customer)[-1].author == customer.main.user.upper()
+
+
+def test_author_column_wins(project):
+    project.sql("CREATE TABLE PRICE (SKU VARCHAR(10) NOT NULL PRIMARY KEY, AMOUNT NUMERIC(10,2), CHANGED_BY VARCHAR(20))")
+    capture.init(project.config)
+    capture.enable(project.config, "PRICE", author="changed_by")
+    run_sql(project, ["INSERT INTO PRICE VALUES ('A|1', 5, 'maria')",
+                      "UPDATE PRICE SET AMOUNT = 6, CHANGED_BY = 'olga' WHERE SKU = 'A|1'"])
+    ins, upd = packets(project)
+    assert (ins.author, upd.author) == ("maria", "olga")
+    assert ins.key == "A\\|1" and decode_key(ins.key) == ["A|1"]
+
+
+def test_composite_and_non_integer_keys(project):
+    project.sql("CREATE TABLE ORDER_LINE (ORDER_NO VARCHAR(12) NOT NULL, LINE_DATE DATE NOT NULL, "
+                "QTY INTEGER, PRIMARY KEY (ORDER_NO, LINE_DATE))")
+    capture.init(project.config)
+    capture.enable(project.config, "ORDER_LINE")
+    run_sql(project, ["INSERT INTO ORDER_LINE VALUES ('A\\B', '2024-02-29', 3)"])
+    p = packets(project)[-1]
+    assert decode_key(p.key) == ["A\\B", "2024-02-29"]
+    assert p.key == encode_key(["A\\B", "2024-02-29"])
+
+
+def test_key_option_for_table_without_primary_key(project):
+    project.sql("CREATE TABLE NOPK (CODE VARCHAR(5), V INTEGER)")
+    capture.init(project.config)
+    with pytest.raises(CatalogError, match="no primary key"):
+        capture.enable(project.config, "NOPK")
+    capture.enable(project.config, "NOPK", key=["code"])
+    run_sql(project, ["INSERT INTO NOPK VALUES ('x', 1)"])
+    assert packets(project)[-1].key == "x"
+
+
+def test_pause_and_resume(customer):
+    capture.set_logging(customer.config, False)
+    run_sql(customer, ["INSERT INTO CUSTOMER (ID) VALUES (10)"])
+    capture.set_logging(customer.config, True)
+    run_sql(customer, ["INSERT INTO CUSTOMER (ID) VALUES (11)"])
+    assert [p.key for p in packets(customer)] == ["11"]
+
+
+def test_second_enable_is_a_no_op_that_says_so(customer):
+    res = capture.enable(customer.config, "CUSTOMER")
+    assert res.data["sources"][0]["already"] is True
+    assert "already audited" in res.lines[0]
+
+
+def test_unknown_table_changes_nothing(project):
+    capture.init(project.config)
+    with pytest.raises(CatalogError, match="does not exist"):
+        capture.enable(project.config, "NO_SUCH_TABLE")
+    assert not project.registry_path.exists()
+
+
+def test_enable_before_init_is_refused(project):
+    project.sql("CREATE TABLE T1 (ID INTEGER NOT NULL PRIMARY KEY)")
+    with pytest.raises(FbauditError, match="fbaudit init"):
+        capture.enable(project.config, "T1")
+
+
+def test_disable_drops_trigger_and_keeps_number(customer):
+    capture.disable(customer.config, "CUSTOMER")
+    run_sql(customer, ["INSERT INTO CUSTOMER (ID) VALUES (20)"])
+    assert packets(customer) == []
+    reg = Registry.load(customer.registry_path)
+    assert reg.tables["CUSTOMER"].enabled is False and reg.tables["CUSTOMER"].number == 1
+    customer.sql("CREATE TABLE OTHER (ID INTEGER NOT NULL PRIMARY KEY)")
+    capture.enable(customer.config, "OTHER")
+    assert Registry.load(customer.registry_path).tables["OTHER"].number == 2
+    capture.enable(customer.config, "CUSTOMER")
+    assert Registry.load(customer.registry_path).tables["CUSTOMER"].number == 1
+
+
+def test_sync_detects_added_and_retyped_columns(customer):
+    before = Registry.load(customer.registry_path).tables["CUSTOMER"]
+    old_city = before.fields["CITY"].number
+    customer.sql("ALTER TABLE CUSTOMER ADD PHONE VARCHAR(20)",
+                 "ALTER TABLE CUSTOMER ALTER CITY TYPE VARCHAR(80) CHARACTER SET UTF8")
+    dry = capture.sync(customer.config, dry_run=True)
+    drift = dry.data["sources"][0]["drift"][0]
+    assert drift["added"] == ["PHONE"]
+    assert drift["retyped"] and drift["retyped"][0].startswith("CITY")
+    assert Registry.load(customer.registry_path).tables["CUSTOMER"].fields == before.fields  # dry run
+    capture.sync(customer.config)
+    after = Registry.load(customer.registry_path).tables["CUSTOMER"]
+    used = {f.number for f in before.fields.values()}
+    assert after.fields["PHONE"].number not in used
+    assert after.fields["CITY"].number not in used and after.retired["CITY"].number == old_city
+    run_sql(customer, ["INSERT INTO CUSTOMER (ID, PHONE, CITY) VALUES (30, '+7 495', 'Тверь')"])
+    assert packets(customer)[-1].changes["PHONE"]["new"] == "+7 495"
+    assert capture.sync(customer.config).data["sources"][0]["drift"] == []
+
+
+def test_dropping_an_audited_column_needs_disable_then_enable(customer):
+    """Firebird refuses to drop a column a trigger uses; the documented way is
+    disable -> change the table -> enable, which retires the column's number."""
+    from firebird.driver import DatabaseError as DriverError
+    note = Registry.load(customer.registry_path).tables["CUSTOMER"].fields["NOTE"].number
+    with pytest.raises(DriverError, match="dependencies"):
+        customer.sql("ALTER TABLE CUSTOMER DROP NOTE")
+    capture.disable(customer.config, "CUSTOMER")
+    customer.sql("ALTER TABLE CUSTOMER DROP NOTE")
+    capture.enable(customer.config, "CUSTOMER")
+    entry = Registry.load(customer.registry_path).tables["CUSTOMER"]
+    assert "NOTE" not in entry.fields and entry.retired["NOTE"].number == note
+    assert note not in {f.number for f in entry.fields.values()}
+
+
+def test_sync_recreates_a_dropped_trigger(customer):
+    customer.sql(f"DROP TRIGGER {customer.prefix}AUDIT_1")
+    res = capture.sync(customer.config)
+    assert res.data["sources"][0]["drift"][0]["missing_trigger"] is True
+    run_sql(customer, ["INSERT INTO CUSTOMER (ID) VALUES (40)"])
+    assert packets(customer)[-1].key == "40"
+
+
+def test_excluded_column_is_not_logged(project):
+    project.sql("CREATE TABLE ACC (ID INTEGER NOT NULL PRIMARY KEY, LOGIN VARCHAR(20), PASSWORD_HASH VARCHAR(64))")
+    capture.init(project.config)
+    capture.enable(project.config, "ACC", exclude=["password_hash"])
+    run_sql(project, ["INSERT INTO ACC VALUES (1, 'u', 'secret')",
+                      "UPDATE ACC SET PASSWORD_HASH = 'other' WHERE ID = 1"])
+    ps = packets(project)
+    assert len(ps) == 1 and "PASSWORD_HASH" not in ps[0].changes
+
+
+def test_status_reports_waiting_packets(customer):
+    run_sql(customer, ["INSERT INTO CUSTOMER (ID) VALUES (50)"])
+    st = capture.status(customer.config).data["sources"][0]
+    assert st["logging"] is True and st["waiting"] == 1
+    assert st["tables"] == [{"table": "CUSTOMER", "number": 1, "enabled": True, "trigger": True}]
