@@ -509,9 +509,11 @@ def sync(config: Config, *, source: str | None = None, dry_run: bool = False, re
 def ddl(config: Config, table: str | None = None, *, source: str | None = None) -> str:
     """The SQL `init` (no table) or `enable TABLE` would run, as an isql script."""
     spec = config.source(source)[0]
+    then: list[Statement] = []
     with _open(config, spec) as db:
         if table is None:
             stmts = plan_init(db, config.prefix) or templates.render("main_init", P=config.prefix)
+            then = templates.render("main_seed", P=config.prefix)
             header = f"fbaudit init: staging objects for {spec.describe()} (Firebird {db.version})"
         else:
             registry = Registry.load(spec.registry)
@@ -527,7 +529,7 @@ def ddl(config: Config, table: str | None = None, *, source: str | None = None) 
                     raise FbauditError(f"Run `fbaudit init` first (or `fbaudit ddl` without a table to see its SQL).")
                 _, stmts, _ = _plan_enable(db, config, registry, table, key=None, author=None, exclude=[])
             header = f"fbaudit: audit trigger for {name} on {spec.describe()} (Firebird {db.version})"
-    return templates.as_isql_script(stmts, header=header)
+    return templates.as_isql_script(stmts, header=header, then=then)
 
 
 def set_logging(config: Config, on: bool, *, source: str | None = None) -> Result:

@@ -71,11 +71,18 @@ def render(name: str, **values: str) -> list[Statement]:
     return out
 
 
-def as_isql_script(statements: list[Statement], *, header: str = "") -> str:
-    """A script isql accepts: PSQL bodies need SET TERM, so every statement ends with ^."""
+def as_isql_script(statements: list[Statement], *, header: str = "",
+                   then: list[Statement] = ()) -> str:
+    """A script isql accepts: PSQL bodies need SET TERM, so every statement ends with ^.
+
+    ``then``: statements for a second transaction, after the first COMMIT
+    (rows for tables the first transaction creates).
+    """
     lines = [f"-- {line}" for line in header.splitlines()] if header else []
     lines += ["SET TERM ^ ;", ""]
     for st in statements:
         lines += [st.as_script(), "^", ""]
     lines += ["SET TERM ; ^", "COMMIT;", ""]
+    if then:
+        lines += [st.as_script() + ";" for st in then] + ["COMMIT;", ""]
     return "\n".join(lines)

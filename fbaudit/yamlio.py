@@ -36,9 +36,12 @@ def load(path: Path) -> Any:
     try:
         return _yaml().load(text)
     except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
+        # The context mark points at the line that started the trouble
+        # ("while scanning a simple key"), the problem mark where it was noticed.
+        mark = exc.context_mark or exc.problem_mark
         line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{line}: invalid YAML: {exc.problem or exc.context}") from None
+        what = "; ".join(x for x in (exc.context, exc.problem) if x)
+        raise ConfigError(f"{path}{line}: invalid YAML: {what}") from None
 
 
 def dump(data: Any, path: Path) -> None:

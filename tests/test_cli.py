@@ -1,0 +1,143 @@
+"""The command line, through click's CliRunner, on real databases."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from fbaudit import capture
+from fbaudit.cli import cli
+
+from helpers import packets, run_sql
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def invoke(*args, config=None):
+    base = ["--config", str(config)] if config else []
+    return CliRunner().invoke(cli, [*base, *args], catch_exceptions=False)
+
+
+@pytest.fixture
+def cfg(project):
+    project.sql("CREATE TABLE CUSTOMER (ID INTEGER NOT NULL PRIMARY KEY, NAME VARCHAR(40), "
+                "TAGS INTEGER [1:3], TOTAL COMPUTED BY (ID * 2))")
+    return project.write_config()
+
+
+def test_every_command_has_help_with_an_example_and_is_documented():
+    docs = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8") if (ROOT / "docs" / "cli.md").exists() else ""
+    for name, cmd in cli.commands.items():
+        res = invoke(name, "--help")
+        assert res.exit_code == 0, name
+        assert "Example" in res.output, f"`fbaudit {name} --help` has no example"
+        assert f"fbaudit {name}" in docs, f"`fbaudit {name}` is not in docs/cli.md"
+    assert "Exit codes" in invoke("--help").output
+
+
+def test_init_enable_status_json(project, cfg):
+    res = invoke("init", config=cfg)
+    assert res.exit_code == 0 and "created" in res.output
+    res = invoke("enable", "customer", config=cfg)
+    assert res.exit_code == 0
+    assert "TAGS" in res.stderr and "ARRAY" in res.stderr          # skipped with a warning
+    assert "TOTAL" in res.stderr and "COMPUTED" in res.stderr
+    run_sql(project, ["INSERT INTO CUSTOMER (ID, NAME) VALUES (1, 'x')"])
+    res = invoke("--json", "status", config=cfg)
+    data = json.loads(res.output)
+    src = data["sources"][0]
+    assert src["waiting"] == 1 and src["logging"] is True
+    assert src["tables"][0]["table"] == "CUSTOMER"
+    assert set(packets(project)[0].changes) == {"ID", "NAME"}
+
+
+def test_second_enable_says_so_and_exits_zero(cfg):
+    invoke("init", config=cfg)
+    invoke("enable", "CUSTOMER", config=cfg)
+    res = invoke("enable", "CUSTOMER", config=cfg)
+    assert res.exit_code == 0 and "already audited" in res.output
+
+
+def test_unknown_table_exit_code_and_nothing_changed(project, cfg):
+    invoke("init", config=cfg)
+    res = invoke("enable", "CUSTOMR", config=cfg)
+    assert res.exit_code == 5
+    assert "FAILED: Table 'CUSTOMR' does not exist" in res.stderr
+    assert not project.registry_path.exists()
+
+
+def test_bad_yaml_is_exit_3_with_file_and_line(tmp_path):
+    bad = tmp_path / "fbaudit.yaml"
+    bad.write_text("log:\n  database: x.fdb\nsources:\n  - name: a\n    databse: y.fdb\n")
+    res = invoke("status", config=bad)
+    assert res.exit_code == 3
+    assert f"{bad}:5: unknown key 'databse'" in res.stderr
+
+
+def test_json_errors_are_json(tmp_path):
+    res = invoke("--json", "status", config=tmp_path / "missing.yaml")
+    assert res.exit_code == 3
+    err = json.loads(res.output)
+    assert err["success"] is False and "file not found" in err["error"]["message"]
+
+
+def test_enable_dry_run_prints_sql_and_changes_nothing(project, cfg):
+    invoke("init", config=cfg)
+    res = invoke("enable", "CUSTOMER", "--dry-run", config=cfg)
+    assert res.exit_code == 0
+    assert "CREATE OR ALTER TRIGGER FBA_AUDIT_1 FOR CUSTOMER" in res.output
+    assert not project.registry_path.exists()
+    with project.connect() as db:
+        assert not capture.trigger_exists(db, project.prefix, 1)
+
+
+def test_pause_resume(project, cfg):
+    invoke("init", config=cfg)
+    invoke("enable", "CUSTOMER", config=cfg)
+    assert "paused" in invoke("pause", config=cfg).output
+    run_sql(project, ["INSERT INTO CUSTOMER (ID) VALUES (1)"])
+    assert "OFF" in invoke("status", config=cfg).output
+    invoke("resume", config=cfg)
+    run_sql(project, ["INSERT INTO CUSTOMER (ID) VALUES (2)"])
+    assert [p.key for p in packets(project)] == ["2"]
+
+
+def test_ddl_is_a_script_isql_accepts(project, cfg, target, tmp_path):
+    """`fbaudit ddl` output, run by Firebird's own isql, creates working auditing."""
+    init_sql = invoke("ddl", config=cfg)
+    assert init_sql.exit_code == 0 and init_sql.output.startswith("-- fbaudit init")
+    assert "SET TERM ^ ;" in init_sql.output
+    isql = shutil.which("isql-fb") or shutil.which("isql")
+    if not (target.is_server and isql):
+        pytest.skip("isql runs against the server target (Debian's firebird3.0-utils)")
+    password = project.main.password()
+    def run_isql(script: str):
+        return subprocess.run([isql, "-q", "-user", project.main.user, "-password", password, project.main.database],
+                              input=script, capture_output=True, text=True, timeout=120)
+    out = run_isql(init_sql.output)
+    assert out.returncode == 0 and not out.stderr.strip(), out.stderr
+    trig = invoke("ddl", "CUSTOMER", config=cfg)
+    assert "CREATE OR ALTER TRIGGER FBA_AUDIT_1" in trig.output
+    out = run_isql(trig.output)
+    assert out.returncode == 0 and not out.stderr.strip(), out.stderr
+    run_sql(project, ["INSERT INTO CUSTOMER (ID, NAME) VALUES (7, 'via isql')"])
+    with project.connect() as db:
+        assert db.scalar("SELECT RECORD_KEY FROM FBA_LOG_PACKET") == "7"
+
+
+def test_demo_runs_and_captures_without_errors(tmp_path):
+    res = invoke("--json", "demo", "--dir", str(tmp_path / "demo"), "--seconds", "1", "--users", "3")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert data["errors"] == 0 and data["transactions"] > 0
+    assert data["packets"] >= data["transactions"]
+    hist = data["history"]
+    assert hist["table"] == "PRODUCT" and hist["versions"]
+    assert all(v["table"] == "PRODUCT" and v["key"] == hist["key"] for v in hist["versions"])
+    text = invoke("demo", "--dir", str(tmp_path / "demo2"), "--seconds", "0.5", "--users", "2")
+    assert text.exit_code == 0 and re.search(r"\d+ transactions committed, 0 failed", text.output)

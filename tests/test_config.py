@@ -1,0 +1,107 @@
+"""The configuration file: validated up front, errors name the file and line."""
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from fbaudit.config import load_config
+from fbaudit.errors import ConfigError
+
+GOOD = """\
+# comment
+prefix: AUD_
+log:
+  database: log.fdb
+sources:
+  - name: erp
+    database: erp.fdb
+    password_env: ERP_PW
+    registry: tables.yaml
+  - name: remote
+    database: dbhost/3051:/data/erp.fdb
+    user: AUDITOR
+    password_file: pw.txt
+"""
+
+
+def write(tmp_path, text):
+    p = tmp_path / "fbaudit.yaml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_good_config_resolves_paths_relative_to_the_file(tmp_path):
+    cfg = load_config(write(tmp_path, GOOD))
+    erp, remote = cfg.sources
+    assert cfg.prefix == "AUD_"
+    assert erp.database == str(tmp_path / "erp.fdb") and not erp.is_server
+    assert erp.registry == tmp_path / "tables.yaml"
+    assert remote.database == "dbhost/3051:/data/erp.fdb" and remote.is_server
+    assert remote.user == "AUDITOR" and remote.password_file == tmp_path / "pw.txt"
+    assert cfg.log.database == str(tmp_path / "log.fdb")
+
+
+def test_config_from_environment_variable(tmp_path, monkeypatch):
+    path = write(tmp_path, GOOD)
+    monkeypatch.setenv("FBAUDIT_CONFIG", str(path))
+    assert load_config().path == path
+
+
+@pytest.mark.parametrize("dsn,server", [
+    ("localhost:/var/lib/x.fdb", True), ("db1/3050:C:\\data\\x.fdb", True), ("C:\\data\\x.fdb", False),
+    ("inet://host/x.fdb", True), ("/var/lib/x.fdb", False), ("data/x.fdb", False)])
+def test_server_dsn_or_embedded_path(tmp_path, dsn, server):
+    text = GOOD.replace("database: erp.fdb", f"database: '{dsn}'")
+    assert load_config(write(tmp_path, text)).sources[0].is_server is server
+
+
+@pytest.mark.parametrize("text,line,words", [
+    (GOOD.replace("prefix: AUD_", "prefixx: AUD_"), 2, "unknown key 'prefixx'"),
+    (GOOD.replace("    password_env: ERP_PW", "    password: secret"), 8, "passwords never go in the YAML"),
+    (GOOD.replace("    registry: tables.yaml", "    registry: [a, b]"), 9, "must be a non-empty text"),
+    (GOOD.replace("  - name: remote", "  - name: erp"), 10, "duplicate source name"),
+    (GOOD.replace("prefix: AUD_", "prefix: aud-"), 2, "prefix"),
+    (GOOD + "  - {name: x}\n", 14, "missing required key 'database'"),
+    ("log: [\n", 2, "invalid YAML"),
+])
+def test_bad_config_names_file_and_line(tmp_path, text, line, words):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert f"{path}:{line}" in str(err.value)
+    assert words in str(err.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_password_from_environment_never_from_yaml(tmp_path, monkeypatch):
+    cfg = load_config(write(tmp_path, GOOD))
+    with pytest.raises(ConfigError, match="ERP_PW"):
+        cfg.sources[0].password()
+    monkeypatch.setenv("ERP_PW", "s3cret")
+    assert cfg.sources[0].password() == "s3cret"
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permissions")
+def test_password_file_must_be_private(tmp_path):
+    cfg = load_config(write(tmp_path, GOOD))
+    pw = tmp_path / "pw.txt"
+    pw.write_text('ISC_USER=sysdba\nISC_PASSWORD="abc123"\n')
+    pw.chmod(0o644)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        cfg.sources[1].password()
+    pw.chmod(stat.S_IRUSR | stat.S_IWUSR)
+    assert cfg.sources[1].password() == "abc123"
+    pw.write_text("plain-secret\n")
+    assert cfg.sources[1].password() == "plain-secret"
+
+
+def test_unknown_source_name(tmp_path):
+    cfg = load_config(write(tmp_path, GOOD))
+    with pytest.raises(ConfigError, match="no source named 'x'.*erp, remote"):
+        cfg.source("x")
