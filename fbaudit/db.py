@@ -7,13 +7,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from firebird.driver import Connection, connect, create_database
+from firebird.driver import Connection, Isolation, connect, create_database, tpb
 from firebird.driver import DatabaseError as DriverDatabaseError
 from firebird.driver import InterfaceError as DriverInterfaceError
 
 from .config import DatabaseSpec
 from .errors import DatabaseError, FbauditError
 from .runtime import load_client
+
+# fbaudit's own transactions never wait long on a lock held by the
+# application: after this many seconds they fail (and change nothing).
+LOCK_TIMEOUT = 10
 
 
 @dataclass
@@ -93,6 +97,9 @@ def _hint(text: str, gds: tuple[int, ...], spec: DatabaseSpec) -> str | None:
         return "is the Firebird server running and reachable on that host and port?"
     if "no such file or directory" in low or "i/o error" in low:
         return "check the database path (relative paths are relative to the config file)"
+    if "lock time-out" in low or "is in use" in low or "deadlock" in low:
+        return (f"another transaction holds a lock fbaudit needs; it gave up after {LOCK_TIMEOUT} s "
+                "and changed nothing. Run the command again when the load is lower.")
     if "no permission" in low:
         return f"the user {spec.user!r} lacks a privilege; run fbaudit as the audit owner (the user who ran init)"
     return None
@@ -130,6 +137,7 @@ def open_database(spec: DatabaseSpec, *, client_library: str | None = None, crea
             con = connect(spec.database, **kwargs)
     except (DriverDatabaseError, DriverInterfaceError) as exc:
         raise wrap(exc, spec) from exc
+    con.main_transaction.default_tpb = tpb(Isolation.READ_COMMITTED_RECORD_VERSION, lock_timeout=LOCK_TIMEOUT)
     major, version = _server_version(con)
     return Database(spec, con, major, version)
 
