@@ -14,7 +14,6 @@ resolvable by placing a symlink in the ``lib/`` folder the libraries' RPATH
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
 from dataclasses import dataclass
@@ -34,25 +33,29 @@ class ClientRuntime:
     embedded_version: str | None
 
 
-def _find_system_lib(name: str, package: str) -> str:
-    found = ctypes.util.find_library(name)
-    if not found:
-        for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib", "/lib"):
-            for p in sorted(Path(d).glob(f"lib{name}.so.*")) if Path(d).is_dir() else []:
-                return str(p)
-        raise RuntimeSetupError(
-            f"The Firebird embedded runtime needs the system library lib{name}, "
-            f"which is not installed. On Debian/Ubuntu run: apt-get install {package}"
-        )
-    return found
+# Where Debian/Ubuntu (and most Linux distributions) keep shared libraries.
+SYSTEM_LIB_DIRS: tuple[str, ...] = (
+    "/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu",
+    "/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib", "/lib",
+)
+# Debian package that provides each library the wheels need.
+PACKAGES = {"libtommath": "libtommath1", "libncurses.so.5": "libncurses5", "libtinfo.so.5": "libncurses5"}
 
 
 def _resolve_lib(name: str) -> Path | None:
-    for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/lib/x86_64-linux-gnu", "/usr/lib", "/lib"):
+    for d in SYSTEM_LIB_DIRS:
         p = Path(d) / name
         if p.exists():
             return p
     return None
+
+
+def _missing(soname: str, root: Path) -> RuntimeSetupError:
+    package = next((v for k, v in PACKAGES.items() if soname.startswith(k)), None)
+    fix = f"On Debian/Ubuntu run: apt-get install {package}" if package else \
+        "Install the package that provides it (apt-file search " + soname + ")"
+    return RuntimeSetupError(f"The Firebird embedded runtime in {root} needs the system library {soname}, "
+                             f"which is not installed. {fix}")
 
 
 def _needed(lib: Path) -> list[str]:
@@ -90,23 +93,17 @@ def _prepare_linux_embedded(root: Path) -> None:
             needs.update(n for n in _needed(lib) if n.startswith(("libtommath", "libtomcrypt", "libncurses", "libtinfo")))
     links: dict[str, Path] = {}
     for soname in sorted(needs):
-        if (root / soname).exists():
-            continue  # shipped by the wheel (libtomcrypt in 4.0/5.0)
-        if _resolve_lib(soname):
-            continue
+        if (root / soname).exists() or _resolve_lib(soname):
+            continue  # shipped by the wheel (libtomcrypt in 4.0/5.0) or installed
         if soname == "libtommath.so.0":
+            # FB3/FB4 wheels link the old soname; Debian 12 ships libtommath.so.1,
+            # which has the same ABI for what Firebird uses.
             target = _resolve_lib("libtommath.so.1")
             if target is None:
-                _find_system_lib("tommath", "libtommath1")
-                target = _resolve_lib("libtommath.so.1")
-            links[soname] = target  # same ABI for what Firebird uses
+                raise _missing("libtommath.so.1", root)
+            links[soname] = target
             continue
-        pkg = {"libtommath": "libtommath1", "libncurses.so.5": "libncurses5", "libtinfo.so.5": "libncurses5"}
-        package = next((v for k, v in pkg.items() if soname.startswith(k)), soname)
-        raise RuntimeSetupError(
-            f"The Firebird embedded runtime in {root} needs {soname}, which is not installed. "
-            f"On Debian/Ubuntu run: apt-get install {package}"
-        )
+        raise _missing(soname, root)
     for soname, target in links.items():
         for libdir in (root / "lib", root.parent / "lib"):
             link = libdir / soname
@@ -123,7 +120,9 @@ def _prepare_linux_embedded(root: Path) -> None:
     # libtomcrypt shipped inside the wheel (4.0/5.0) is not linked against
     # libtommath: load libtommath globally, then libtomcrypt, before Engine13.
     if (root / "libtomcrypt.so.1").exists():
-        tommath = _resolve_lib("libtommath.so.1") or _find_system_lib("tommath", "libtommath1")
+        tommath = _resolve_lib("libtommath.so.1")
+        if tommath is None:
+            raise _missing("libtommath.so.1", root)
         ctypes.CDLL(str(tommath), mode=ctypes.RTLD_GLOBAL)
         ctypes.CDLL(str(root / "libtomcrypt.so.1"), mode=ctypes.RTLD_GLOBAL)
 
