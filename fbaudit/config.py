@@ -17,7 +17,7 @@ DEFAULT_CONFIG = Path("config/fbaudit.yaml")
 DEFAULT_PREFIX = "FBA_"
 
 # host[/port]:path, or inet://…, xnet://…; a one-letter "host" is a Windows drive.
-_SERVER_DSN = re.compile(r"^(?:(?:inet[46]?|wnet|xnet)://|[^:/\\\s]{2,}(?:/[\w-]+)?:|[^:/\\\s]+/\d+:)")
+_SERVER_DSN = re.compile(r"^(?:(?:inet[46]?|wnet|xnet)://|\[[0-9A-Fa-f:.]+\](?:/[\w-]+)?:|[^:/\\\s]{2,}(?:/[\w-]+)?:|[^:/\\\s]+/\d+:)")
 
 
 @dataclass(frozen=True)
@@ -104,9 +104,13 @@ def _resolve_path(base: Path, value: str) -> str:
 
 
 def _str(path: Path, node: Any, key: str, *, required: bool = False) -> str | None:
-    if key not in node or node[key] is None:
+    if key not in node:
         if required:
             raise ConfigError(f"{yamlio.where(path, node)}: missing required key {key!r}")
+        return None
+    if node[key] is None:
+        if required:
+            raise ConfigError(f"{yamlio.where(path, node, key)}: {key!r} is empty; it needs a value")
         return None
     value = node[key]
     if not isinstance(value, str) or not value.strip():

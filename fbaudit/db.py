@@ -95,7 +95,12 @@ def _hint(text: str, gds: tuple[int, ...], spec: DatabaseSpec) -> str | None:
         return f"check the user {spec.user!r} and its password ({src})"
     if "unable to complete network request" in low or "connection refused" in low or 335544721 in gds:
         return "is the Firebird server running and reachable on that host and port?"
+    if "incompatible with current" in low or "already opened with engine" in low:
+        return ("the database file is open by another Firebird engine (a server, or an embedded process of "
+                "another version); reach it through that server instead (host:path in the config)")
     if "no such file or directory" in low or "i/o error" in low:
+        if spec.is_server:
+            return "check the path on the server: it is a path on the server's machine, and the server must be able to read it"
         return "check the database path (relative paths are relative to the config file)"
     if "lock time-out" in low or "is in use" in low or "deadlock" in low:
         return (f"another transaction holds a lock fbaudit needs; it gave up after {LOCK_TIMEOUT} s "
@@ -134,7 +139,12 @@ def open_database(spec: DatabaseSpec, *, client_library: str | None = None, crea
             Path(spec.database).parent.mkdir(parents=True, exist_ok=True)
             con = create_database(spec.database, user=spec.user, password=password, charset="UTF8")
         else:
-            con = connect(spec.database, **kwargs)
+            try:
+                con = connect(spec.database, **kwargs)
+            except DriverDatabaseError as exc:
+                if not (create and spec.is_server and is_missing_file(exc)):
+                    raise
+                con = create_database(spec.database, user=spec.user, password=password, charset="UTF8")
     except (DriverDatabaseError, DriverInterfaceError) as exc:
         raise wrap(exc, spec) from exc
     con.main_transaction.default_tpb = tpb(Isolation.READ_COMMITTED_RECORD_VERSION, lock_timeout=LOCK_TIMEOUT)
@@ -164,5 +174,21 @@ def execute_script(db: Database, statements: list[str]) -> None:
         raise
 
 
-def database_file_exists(spec: DatabaseSpec) -> bool:
-    return spec.is_server or os.path.exists(spec.database)
+def is_missing_file(exc: Exception) -> bool:
+    """A connect error saying the database file does not exist."""
+    text = str(exc).lower()
+    return "no such file or directory" in text or "the system cannot find the file" in text
+
+
+def database_exists(spec: DatabaseSpec, *, client_library: str | None = None) -> bool:
+    """Whether the database exists (for a server DSN: try to connect)."""
+    if not spec.is_server:
+        return os.path.exists(spec.database)
+    load_client(client_library)
+    try:
+        connect(spec.database, user=spec.user, password=spec.password(), charset="UTF8").close()
+        return True
+    except DriverDatabaseError as exc:
+        if is_missing_file(exc):
+            return False
+        raise wrap(exc, spec) from exc

@@ -132,13 +132,28 @@ def _worker(config, user: str, until: float, seed: int, users: int, stats: Count
         cur.close()
 
 
+def _width(text: str) -> int:
+    """Columns a string takes in a terminal (CJK characters take two)."""
+    import unicodedata
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _pad(text: str, width: int) -> str:
+    out = ""
+    for ch in text:
+        if _width(out + ch) > width:
+            break
+        out += ch
+    return out + " " * (width - _width(out))
+
+
 def history_table(packets, echo: Callable[[str], None], *, last: int = 10) -> None:
     echo(f"{'ver':>3}  {'time':19}  {'author':8}  {'op':6}  changes")
     if len(packets) > last:
         echo(f"{'...':>3}  ({len(packets) - last} earlier versions)")
     for i, p in list(enumerate(packets, 1))[-last:]:
         ch = ", ".join(f"{k}: {v['old']} -> {v['new']}" for k, v in p.changes.items())
-        echo(f"{i:>3}  {p.at:%Y-%m-%d %H:%M:%S}  {str(p.author)[:8]:8}  {p.operation:6}  {ch}")
+        echo(f"{i:>3}  {p.at:%Y-%m-%d %H:%M:%S}  {_pad(str(p.author), 8)}  {p.operation:6}  {ch}")
 
 
 def run(directory: str | Path = "data/demo", *, seconds: float = 3.0, users: int = 4,

@@ -36,11 +36,14 @@ def load(path: Path) -> Any:
     try:
         return _yaml().load(text)
     except MarkedYAMLError as exc:
-        # The context mark points at the line that started the trouble
-        # ("while scanning a simple key"), the problem mark where it was noticed.
-        mark = exc.context_mark or exc.problem_mark
+        # For "could not find expected ':'" the context mark is the line that
+        # started the trouble; otherwise the problem mark is where it is.
+        pm, cm = exc.problem_mark, exc.context_mark
+        mark = cm if (cm and (exc.context or "").startswith("while scanning a simple key")) else (pm or cm)
         line = f":{mark.line + 1}" if mark else ""
-        what = "; ".join(x for x in (exc.context, exc.problem) if x)
+        what = exc.problem or exc.context or "syntax error"
+        if cm and pm and cm.line != pm.line and mark is pm and exc.context:
+            what += f" ({exc.context} at line {cm.line + 1})"
         raise ConfigError(f"{path}{line}: invalid YAML: {what}") from None
 
 
