@@ -44,12 +44,14 @@ def value_expr(col: Column, ctx: str, major: int) -> str:
     if col.kind == "text":
         if col.charset in ("UTF8",):
             return ref                               # already UTF-8
-        if col.is_blob:
+        if col.is_blob or (col.char_length or 0) > 8191:   # UTF8 VARCHAR holds at most 8191 chars
             return f"CAST({ref} AS BLOB SUB_TYPE TEXT CHARACTER SET UTF8)"
         return f"CAST({ref} AS VARCHAR({col.char_length}) CHARACTER SET UTF8)"
     if col.kind == "float":
-        if major >= 4:                               # exact: shortest decimal that round-trips
+        if major >= 4:                               # exact: 17 significant digits always round-trip
             return f"CAST(CAST({ref} AS DECFLOAT(34)) AS VARCHAR(64))"
+        if col.type == "FLOAT":                      # FB3 prints FLOAT with 8 digits, too few to round-trip;
+            return f"CAST(CAST({ref} AS DOUBLE PRECISION) AS VARCHAR(64))"   # 16 always do
         return f"CAST({ref} AS VARCHAR(64))"         # FB3: 16 significant digits (docs/capture.md)
     width = 80 if col.kind == "temporal" else 64
     return f"CAST({ref} AS VARCHAR({width}))"
