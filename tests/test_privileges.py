@@ -1,0 +1,170 @@
+"""Privileges: an ordinary application user writes audited tables and is
+logged, but can neither read nor alter the log, nor switch logging off.
+
+On embedded Firebird any user name connects without a password (privileges
+still apply); on a server the user is created for the test and dropped after.
+"""
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import uuid
+
+import pytest
+
+from fbaudit import capture
+from fbaudit.config import DatabaseSpec
+from fbaudit.errors import DatabaseError
+
+from helpers import packets, run_sql
+
+PASSWORD_ENV = "FBAUDIT_TEST_APP_PASSWORD"
+
+
+@pytest.fixture
+def app(project, target, monkeypatch):
+    """(project, spec of an application user granted only DML on CUSTOMER)."""
+    user = "APPUSER" if not target.is_server else f"APPUSER_{uuid.uuid4().hex[:8].upper()}"
+    if target.is_server:
+        password = secrets.token_hex(8)
+        monkeypatch.setenv(PASSWORD_ENV, password)
+        project.sql(f"CREATE USER {user} PASSWORD '{password}'")
+    project.sql("CREATE TABLE CUSTOMER (ID INTEGER NOT NULL PRIMARY KEY, NAME VARCHAR(40), CITY VARCHAR(40))",
+                f"GRANT SELECT, INSERT, UPDATE, DELETE ON CUSTOMER TO USER {user}")
+    capture.init(project.config)
+    capture.enable(project.config, "CUSTOMER")
+    spec = DatabaseSpec("app", project.main.database, user=user,
+                        password_env=PASSWORD_ENV if target.is_server else None)
+    yield project, spec
+    if target.is_server:
+        project.sql(f"DROP USER {user}")
+
+
+def attempt(project, spec, sql: str, params: tuple = ()) -> str | None:
+    """Run ``sql`` as the application user in its own transaction; the error text, or None if it worked."""
+    with project.connect(spec) as db:
+        try:
+            db.query(sql, params) if sql.lstrip().upper().startswith("SELECT") else db.execute(sql, params)
+            db.commit()
+        except DatabaseError as exc:
+            return str(exc).lower()
+    return None
+
+
+def not_refused(project, spec, statements) -> list[tuple[str, str | None]]:
+    """The statements that did NOT fail with a permission error, with what happened instead."""
+    out = []
+    for item in statements:
+        sql, params = item if isinstance(item, tuple) else (item, ())
+        err = attempt(project, spec, sql.format(P=project.prefix), params)
+        if err is None or "no permission" not in err:
+            out.append((sql, err))
+    return out
+
+
+def test_application_user_changes_are_captured(app):
+    project, spec = app
+    run_sql(project, [
+        "INSERT INTO CUSTOMER VALUES (1, 'Anna', 'Riga')",
+        "UPDATE CUSTOMER SET CITY = 'Tallinn' WHERE ID = 1",
+        "DELETE FROM CUSTOMER WHERE ID = 1",
+    ], user_spec=spec)
+    ins, upd, dele = packets(project, "CUSTOMER")
+    assert [p.operation for p in (ins, upd, dele)] == ["insert", "update", "delete"]
+    assert {p.user for p in (ins, upd, dele)} == {spec.user}
+    assert {p.author for p in (ins, upd, dele)} == {spec.user}
+    assert upd.changes == {"CITY": {"old": "Riga", "new": "Tallinn"}}
+
+
+def test_application_user_sets_author_and_comment(app):
+    project, spec = app
+    run_sql(project, [
+        "SELECT RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_AUTHOR', 'clerk-3'), "
+        "RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_COMMENT', 'typo') FROM RDB$DATABASE",
+        "INSERT INTO CUSTOMER VALUES (2, 'Bob', NULL)",
+    ], user_spec=spec)
+    (p,) = packets(project, "CUSTOMER")
+    assert (p.author, p.comment, p.user) == ("clerk-3", "typo", spec.user)
+
+
+STAGING = ["LOG_PACKET", "LOG_1", "LOG_2", "LOG_3", "V_LOG_1", "V_LOG_2", "LOG_INFO", "LOG_PACKET_FLAG",
+           "LOG_TABLES", "LOG_FIELDS"]
+
+CHANGES = [
+    "UPDATE {P}LOG_PACKET SET STATE = 1",
+    "UPDATE {P}LOG_PACKET SET AUTHOR = 'someone else'",
+    "DELETE FROM {P}LOG_PACKET",
+    "UPDATE {P}LOG_1 SET BLOB_NEW = NULL",
+    "DELETE FROM {P}LOG_1",
+    "UPDATE {P}V_LOG_1 SET BLOB_OLD = NULL",
+    "DELETE FROM {P}V_LOG_1",
+    "DELETE FROM {P}LOG_INFO",
+    "UPDATE {P}LOG_INFO SET ZAPIS = 0",          # the article's switch: logging off
+    "UPDATE {P}LOG_INFO SET ID_TABLE = 3",
+    "UPDATE {P}LOG_TABLES SET TABLE_NAME = 'X'",
+    "DELETE FROM {P}LOG_FIELDS",
+    "UPDATE {P}LOG_PACKET_FLAG SET SEEN_ID = 1000000",
+]
+
+FAKES = [
+    "INSERT INTO {P}LOG_PACKET (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, DB_USER) "
+    "VALUES (999, LOCALTIMESTAMP, 3, 1, 1, '1', 'SYSDBA', 'SYSDBA')",
+    ("INSERT INTO {P}LOG_1 (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) VALUES (1, 2, NULL, ?)", (b"fake",)),
+    ("INSERT INTO {P}V_LOG_1 (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) VALUES (1, 2, NULL, ?)", (b"fake",)),
+    ("INSERT INTO {P}V_LOG_2 (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) VALUES (1, 2, NULL, ?)", (b"fake",)),
+    "INSERT INTO {P}LOG_INFO (ZAPIS, ID_TABLE) VALUES (0, 1)",
+    "SELECT GEN_ID({P}LOG_PACKET_ID, 1000) FROM RDB$DATABASE",
+]
+
+
+def test_application_user_cannot_read_the_staging_tables(app):
+    project, spec = app
+    run_sql(project, ["INSERT INTO CUSTOMER VALUES (1, 'Anna', 'Riga')"], user_spec=spec)
+    assert not_refused(project, spec, [f"SELECT COUNT(*) FROM {{P}}{obj}" for obj in STAGING]) == []
+
+
+def test_application_user_cannot_alter_the_log_or_switch_logging_off(app):
+    project, spec = app
+    run_sql(project, ["INSERT INTO CUSTOMER VALUES (1, 'Anna', 'Riga')"], user_spec=spec)
+    assert not_refused(project, spec, CHANGES) == []
+    with project.connect() as db:   # the owner sees the log untouched and logging still on
+        assert db.scalar(f"SELECT COUNT(*) FROM {project.prefix}LOG_PACKET WHERE STATE = 0") == 1
+        assert db.scalar(f"SELECT ZAPIS FROM {project.prefix}LOG_INFO") == 1
+        assert db.scalar(f"SELECT SEEN_ID FROM {project.prefix}LOG_PACKET_FLAG") == 0
+    run_sql(project, ["UPDATE CUSTOMER SET NAME = 'Anya' WHERE ID = 1"], user_spec=spec)
+    ins, upd = packets(project)
+    assert ins.changes["NAME"] == {"old": None, "new": "Anna"}
+    assert upd.changes == {"NAME": {"old": "Anna", "new": "Anya"}}
+
+
+def test_application_user_cannot_insert_fake_packets(app):
+    project, spec = app
+    assert not_refused(project, spec, FAKES) == []
+    assert packets(project) == []
+    with project.connect() as db:
+        assert db.scalar(f"SELECT GEN_ID({project.prefix}LOG_PACKET_ID, 0) FROM RDB$DATABASE") == 0
+
+
+def test_application_user_cannot_disable_the_trigger_or_redirect_the_log(app):
+    project, spec = app
+    for sql in ("ALTER TRIGGER {P}AUDIT_1 INACTIVE", "DROP TRIGGER {P}AUDIT_1",
+                "CREATE OR ALTER VIEW {P}V_LOG_1 (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) AS "
+                "SELECT PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW FROM {P}LOG_3"):
+        err = attempt(project, spec, sql.format(P=project.prefix))
+        assert err is not None and "no permission" in err, (sql, err)
+    run_sql(project, ["INSERT INTO CUSTOMER VALUES (1, 'Anna', 'Riga')"], user_spec=spec)
+    assert len(packets(project)) == 1
+    with project.connect() as db:
+        assert db.scalar(f"SELECT COUNT(*) FROM {project.prefix}LOG_1") == 3
+
+
+def test_pause_as_application_user_fails_with_a_clear_error(app):
+    project, spec = app
+    src = dataclasses.replace(project.config.sources[0], user=spec.user, password_env=spec.password_env,
+                              password_file=None)
+    config = dataclasses.replace(project.config, sources=(src,))
+    with pytest.raises(DatabaseError, match="no permission") as err:
+        capture.set_logging(config, False)
+    assert "hint" in str(err.value) and spec.user in str(err.value)
+    run_sql(project, ["INSERT INTO CUSTOMER VALUES (1, 'Anna', 'Riga')"], user_spec=spec)
+    assert len(packets(project)) == 1
