@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable
 
 from . import templates
 from .catalog import Column, TableInfo, read_table, table_exists
 from .config import Config, SourceSpec
-from .db import Database, execute_script, open_database
+from .db import Database, database_exists, execute_script, open_database, wrap
 from .errors import CatalogError, FbauditError
 from .idents import check_length, normalize_name, quote_ident
 from .registry import FieldEntry, Registry, TableEntry
@@ -44,9 +44,10 @@ def value_expr(col: Column, ctx: str, major: int) -> str:
     if col.kind == "text":
         if col.charset in ("UTF8",):
             return ref                               # already UTF-8
-        if col.is_blob or (col.char_length or 0) > 8191:   # UTF8 VARCHAR holds at most 8191 chars
-            return f"CAST({ref} AS BLOB SUB_TYPE TEXT CHARACTER SET UTF8)"
-        return f"CAST({ref} AS VARCHAR({col.char_length}) CHARACTER SET UTF8)"
+        # To a UTF-8 text BLOB, not a VARCHAR(n): no length in the trigger, so
+        # widening the column later (ALTER ... TYPE VARCHAR(wider)) can never
+        # make the trigger fail the application's write with a truncation error.
+        return f"CAST({ref} AS BLOB SUB_TYPE TEXT CHARACTER SET UTF8)"
     if col.kind == "float":
         if major >= 4:                               # exact: 17 significant digits always round-trip
             return f"CAST(CAST({ref} AS DECFLOAT(34)) AS VARCHAR(64))"
@@ -57,13 +58,23 @@ def value_expr(col: Column, ctx: str, major: int) -> str:
     return f"CAST({ref} AS VARCHAR({width}))"
 
 
+KEY_PART_LENGTH = 1000   # RECORD_KEY is VARCHAR(1000); longer keys are cut, never an error
+
+
+def short_text(ref: str, col: Column, length: int) -> str:
+    """At most ``length`` characters of a text column as UTF-8, whatever its declared width."""
+    if col.charset == "UTF8" and (col.char_length or 0) <= length:
+        return ref
+    return f"CAST(SUBSTRING({ref} FROM 1 FOR {length}) AS VARCHAR({length}) CHARACTER SET UTF8)"
+
+
 def key_expr(cols: list[Column], ctx: str) -> str:
     """The record key as text: parts joined by '|', '\\' and '|' escaped, NULL as '\\N'."""
     parts = []
     for col in cols:
         ref = f"{ctx}.{quote_ident(col.name)}"
         if col.kind == "text":
-            text = ref if col.charset == "UTF8" else f"CAST({ref} AS VARCHAR({col.char_length}) CHARACTER SET UTF8)"
+            text = short_text(ref, col, KEY_PART_LENGTH)
             text = f"REPLACE(REPLACE({text}, '\\', '\\\\'), '|', '\\|')"
         elif col.kind in ("number", "temporal", "boolean"):
             text = f"CAST({ref} AS VARCHAR(80))"
@@ -167,10 +178,11 @@ def plan_trigger(entry: TableEntry, info: TableInfo, prefix: str, major: int) ->
         ac = cols[entry.author]
         if ac.is_blob or ac.kind == "binary":
             raise CatalogError(f"Author column {entry.author!r} is {ac.type}; use a text or number column.")
-        a_new, a_old = value_expr(ac, "NEW", major), value_expr(ac, "OLD", major)
-        if ac.kind != "text":
-            a_new, a_old = a_new, a_old
-        author = f"CAST(IIF(:op = 3, {a_old}, {a_new}) AS VARCHAR(8191) CHARACTER SET UTF8), "
+        if ac.kind == "text":
+            a_new, a_old = (short_text(f"{c}.{quote_ident(ac.name)}", ac, 255) for c in ("NEW", "OLD"))
+        else:
+            a_new, a_old = value_expr(ac, "NEW", major), value_expr(ac, "OLD", major)
+        author = f"IIF(:op = 3, {a_old}, {a_new}), "
     ins, upd, dele, changed = [], [], [], []
     for num, c in logged:
         q = quote_ident(c.name)
@@ -222,15 +234,37 @@ class Drift:
     dropped: list[str] = field(default_factory=list)
     retyped: list[str] = field(default_factory=list)
     missing_trigger: bool = False
+    trigger_outdated: bool = False
     table_gone: bool = False
+    regenerated: bool = False
 
     @property
     def any(self) -> bool:
-        return bool(self.added or self.dropped or self.retyped or self.missing_trigger or self.table_gone)
+        return bool(self.added or self.dropped or self.retyped or self.missing_trigger
+                    or self.trigger_outdated or self.table_gone)
 
     def as_dict(self) -> dict:
         return {"table": self.table, "added": self.added, "dropped": self.dropped, "retyped": self.retyped,
-                "missing_trigger": self.missing_trigger, "table_gone": self.table_gone}
+                "missing_trigger": self.missing_trigger, "trigger_outdated": self.trigger_outdated,
+                "table_gone": self.table_gone}
+
+    def describe(self) -> str:
+        bits = []
+        if self.table_gone:
+            bits.append("table no longer exists (marked disabled)")
+        if self.added:
+            bits.append("added " + ", ".join(self.added))
+        if self.dropped:
+            bits.append("dropped " + ", ".join(self.dropped))
+        if self.retyped:
+            bits.append("retyped " + "; ".join(self.retyped))
+        if self.missing_trigger:
+            bits.append("trigger was missing: re-created")
+        if self.trigger_outdated:
+            bits.append("trigger differs from the registry (key/author/exclude edited, or a newer fbaudit): regenerated")
+        if self.regenerated and not bits:
+            bits.append("trigger regenerated (--regenerate)")
+        return "; ".join(bits)
 
 
 def reconcile(entry: TableEntry, info: TableInfo, *, first_free: int) -> Drift:
@@ -273,63 +307,160 @@ def trigger_exists(db: Database, prefix: str, number: int) -> bool:
     return bool(db.query("SELECT 1 FROM RDB$TRIGGERS WHERE RDB$TRIGGER_NAME = ?", (trigger_name(prefix, number),)))
 
 
+def installed_trigger_body(db: Database, prefix: str, number: int) -> str | None:
+    """The source of a table's installed audit trigger (from ``AS`` on), or None."""
+    src = db.scalar("SELECT RDB$TRIGGER_SOURCE FROM RDB$TRIGGERS WHERE RDB$TRIGGER_NAME = ?",
+                    (trigger_name(prefix, number),))
+    return src.strip() if src is not None else None
+
+
+def trigger_body(plan: list[Statement]) -> str:
+    """The body (from ``AS`` on) of the CREATE TRIGGER statement in ``plan``."""
+    sql = next(s.sql for s in plan if s.sql.startswith("CREATE OR ALTER TRIGGER"))
+    return sql[sql.index("\nAS\n") + 1:].strip()
+
+
+def entry_from_dictionary(db: Database, prefix: str, name: str) -> TableEntry | None:
+    """Rebuild a registry entry from the database's name dictionaries.
+
+    Used when the table is not in the registry file (a lost or foreign
+    registry, or a trigger installed from `fbaudit ddl` output) so that its
+    table and field numbers are kept, never reassigned.
+    """
+    rows = db.query(f"SELECT NUM_TABLE, KEY_COLUMNS, ENABLED FROM {prefix}LOG_TABLES WHERE TABLE_NAME = ?", (name,))
+    if not rows:
+        return None
+    number, keys, enabled = rows[0]
+    entry = TableEntry(name=name, number=number, enabled=bool(enabled),
+                       key=[k for k in (keys or "").split(",") if k])
+    for num, fname, ftype, retired in db.query(
+            f"SELECT NUM_POLE, TRIM(FIELD_NAME), TRIM(FIELD_TYPE), RETIRED FROM {prefix}LOG_FIELDS "
+            f"WHERE NUM_TABLE = ? ORDER BY NUM_POLE", (number,)):
+        target = entry.retired if retired else entry.fields
+        target[_retired_name(entry, fname, num) if retired else fname] = FieldEntry(num, ftype)
+    return entry
+
+
 # --------------------------------------------------------------------------
 # Commands (library API; the CLI calls these)
 # --------------------------------------------------------------------------
 @dataclass
 class Result:
-    """What a command did, for people (``lines``) and for --json (``data``)."""
+    """What a command did, for people (``lines``) and for --json (``data``).
+
+    ``errors`` holds (source name, error) for sources that failed: one broken
+    source never stops the others; the CLI exits non-zero when there are any.
+    """
 
     data: dict
     lines: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     statements: list[Statement] = field(default_factory=list)
+    errors: list[tuple[str, FbauditError]] = field(default_factory=list)
 
 
 def _open(config: Config, spec, create: bool = False) -> Database:
     return open_database(spec, client_library=config.client_library, create=create)
 
 
+def _for_each_source(config: Config, source: str | None, out: Result,
+                     work: Callable[[SourceSpec], None]) -> Result:
+    """Run ``work`` per source; a failing source is recorded and the others go on.
+
+    With a single source the error is raised as it is (nothing else to go on with).
+    """
+    specs = config.source(source)
+    for spec in specs:
+        try:
+            work(spec)
+        except FbauditError as exc:
+            if len(specs) == 1:
+                raise
+            log.error("[CAPTURE] %s: %s", spec.name, str(exc).splitlines()[0])
+            out.errors.append((spec.name, exc))
+            out.data.setdefault("sources", []).append({"source": spec.name, "error": str(exc)})
+    return out
+
+
+def _apply(db: Database, plan: list[Statement]) -> None:
+    """Run a plan in one transaction (DDL and parameterised DML alike): all or nothing."""
+    from firebird.driver import DatabaseError as DriverError
+    con = db.con
+    st = None
+    try:
+        for st in plan:
+            if st.params:
+                cur = con.cursor()
+                cur.execute(st.sql, st.params)
+                cur.close()
+            else:
+                con.execute_immediate(st.sql)
+        db.commit()
+    except DriverError as exc:
+        db.rollback()
+        err = wrap(exc, db.spec)
+        first = st.sql.strip().splitlines()[0][:160] if st else ""
+        raise type(err)(f"{err}\n  statement: {first}\n  nothing was changed (rolled back)",
+                        sqlcode=err.sqlcode, gds_codes=err.gds_codes) from exc
+    except BaseException:
+        db.rollback()
+        raise
+
+
 def init(config: Config, *, source: str | None = None, dry_run: bool = False) -> Result:
-    """Create the staging objects in each source and the log database's objects."""
-    res = Result({"sources": [], "log": {}, "dry_run": dry_run})
-    for spec in config.source(source):
-        with _open(config, spec, create=False) as db:
-            plan = plan_init(db, config.prefix)
-            seed = templates.render("main_seed", P=config.prefix)
+    """Create the log database's objects, then the staging objects in each source.
+
+    Idempotent. The log database comes first: when it cannot be reached or
+    created, no source is touched.
+    """
+    res = Result({"log": {}, "sources": [], "dry_run": dry_run})
+    would = "would create" if dry_run else "created"
+    p = config.prefix
+    names = [s.name for s in config.source(source)]
+    exists = database_exists(config.log, client_library=config.client_library)
+    if dry_run and not exists:
+        plan = templates.render("log_init", P=p)
+        res.statements += plan
+        res.data["log"] = {"create_database": True, "created": [s.object for s in plan], "registered_sources": names}
+        res.lines.append(f"log: would create database {config.log.database} and {', '.join(s.object for s in plan)}")
+    else:
+        with _open(config, config.log, create=not dry_run) as db:
+            plan = plan_init(db, p, template="log_init")
+            res.statements += plan
+            registered = [n for n in names if dry_run and plan or
+                          not plan and not db.scalar(f"SELECT 1 FROM {p}SOURCES WHERE NAME = ?", (n,))] \
+                if dry_run else []
+            if not dry_run:
+                if plan:
+                    execute_script(db, [s.sql for s in plan])
+                for spec in config.source(source):
+                    if not db.scalar(f"SELECT 1 FROM {p}SOURCES WHERE NAME = ?", (spec.name,)):
+                        nid = (db.scalar(f"SELECT MAX(ID) FROM {p}SOURCES") or 0) + 1
+                        db.execute(f"INSERT INTO {p}SOURCES (ID, NAME, DATABASE_DSN, ADDED_AT) "
+                                   "VALUES (?, ?, ?, LOCALTIMESTAMP)", (nid, spec.name, spec.database))
+                        registered.append(spec.name)
+                db.commit()
+            res.data["log"] = {"create_database": not exists, "created": [s.object for s in plan],
+                               "registered_sources": registered}
+            res.lines.append("log: " + (f"{would} {', '.join(s.object for s in plan)}" if plan else "already initialized")
+                             + (f"; {'would register' if dry_run else 'registered'} {', '.join(registered)}"
+                                if registered else ""))
+    log.info("[CAPTURE] log database %s: %s", config.log.database, res.lines[-1])
+
+    def one(spec: SourceSpec) -> None:
+        with _open(config, spec) as db:
+            plan = plan_init(db, p)
             res.statements += plan
             created = [s.object for s in plan]
             if not dry_run:
                 if plan:
                     execute_script(db, [s.sql for s in plan])
-                execute_script(db, [s.sql for s in seed])
-            res.data["sources"].append({"name": spec.name, "created": created, "firebird": db.version})
-            res.lines.append(f"{spec.name}: " + (f"created {', '.join(created)}" if created else "already initialized")
-                             + (" (dry run)" if dry_run else ""))
-    log_spec = config.log
-    exists = log_spec.is_server or __import__("os").path.exists(log_spec.database)
-    if dry_run and not exists:
-        res.lines.append(f"log: would create database {log_spec.database}")
-        res.data["log"] = {"created_database": True, "created": ["SOURCES"]}
-        return res
-    with _open(config, log_spec, create=not dry_run) as db:
-        plan = plan_init(db, config.prefix, template="log_init")
-        res.statements += plan
-        if not dry_run and plan:
-            execute_script(db, [s.sql for s in plan])
-        registered = []
-        if not dry_run:
-            for spec in config.source(source):
-                if not db.scalar(f"SELECT 1 FROM {config.prefix}SOURCES WHERE NAME = ?", (spec.name,)):
-                    nid = (db.scalar(f"SELECT MAX(ID) FROM {config.prefix}SOURCES") or 0) + 1
-                    db.execute(f"INSERT INTO {config.prefix}SOURCES (ID, NAME, DATABASE_DSN, ADDED_AT) "
-                               "VALUES (?, ?, ?, LOCALTIMESTAMP)", (nid, spec.name, spec.database))
-                    registered.append(spec.name)
-            db.commit()
-        res.data["log"] = {"created": [s.object for s in plan], "registered_sources": registered}
-        res.lines.append("log: " + (f"created {', '.join(s.object for s in plan)}" if plan else "already initialized")
-                         + (f"; registered {', '.join(registered)}" if registered else ""))
-    return res
+                execute_script(db, [s.sql for s in templates.render("main_seed", P=p)])
+            res.data["sources"].append({"source": spec.name, "created": created, "firebird": db.version})
+            line = f"{spec.name}: " + (f"{would} {', '.join(created)}" if created else "already initialized")
+            res.lines.append(line)
+            log.info("[CAPTURE] %s", line)
+    return _for_each_source(config, source, res, one)
 
 
 def _plan_enable(db: Database, config: Config, registry: Registry, table: str, *,
@@ -338,12 +469,11 @@ def _plan_enable(db: Database, config: Config, registry: Registry, table: str, *
     info = read_table(db, name)
     res = Result({"table": name})
     existing = registry.tables.get(name)
-    if existing and existing.enabled and trigger_exists(db, config.prefix, existing.number) \
-            and not key and not author and not exclude:
-        res.lines.append(f"{name}: already audited (table {existing.number}); nothing changed. "
-                         "Use `fbaudit sync` to pick up column changes.")
-        res.data.update(already=True, number=existing.number)
-        return None, [], res
+    if existing is None:
+        existing = entry_from_dictionary(db, config.prefix, name)
+        if existing is not None:
+            res.warnings.append(f"{name} was not in the registry {registry.path}; its numbers were taken "
+                                f"from the database's dictionary (table {existing.number}).")
     cols = {c.name for c in info.columns}
     key_cols = [normalize_name(k) for k in key] if key else None
     excl = [normalize_name(c) for c in exclude]
@@ -351,7 +481,13 @@ def _plan_enable(db: Database, config: Config, registry: Registry, table: str, *
         if c not in cols:
             raise CatalogError(f"Column {c!r} does not exist in table {name!r} "
                                f"(columns: {', '.join(sorted(cols))}).")
-    if existing:
+    if existing is not None and name in registry.tables and existing.enabled \
+            and trigger_exists(db, config.prefix, existing.number) and not key and not author and not exclude:
+        res.lines.append(f"{name}: already audited (table {existing.number}); nothing changed. "
+                         "Use `fbaudit sync` to pick up column changes.")
+        res.data.update(already=True, number=existing.number)
+        return None, [], res
+    if existing is not None:
         entry = existing
         entry.enabled = True
         if key_cols:
@@ -361,8 +497,7 @@ def _plan_enable(db: Database, config: Config, registry: Registry, table: str, *
         if excl:
             entry.exclude = sorted(set(entry.exclude) | set(excl))
     else:
-        number = _dictionary_number(db, config.prefix, name) or \
-            registry.next_table_number(_dictionary_max(db, config.prefix))
+        number = registry.next_table_number(_dictionary_max(db, config.prefix))
         entry = TableEntry(name=name, number=number, key=key_cols or list(info.primary_key),
                            author=normalize_name(author) if author else None, exclude=excl)
     if not entry.key:
@@ -382,61 +517,49 @@ def _plan_enable(db: Database, config: Config, registry: Registry, table: str, *
 
 
 def enable(config: Config, table: str, *, source: str | None = None, key: list[str] | None = None,
-           author: str | None = None, exclude: list[str] = (), dry_run: bool = False) -> Result:
-    """Start auditing ``table``: assign numbers, write the registry, install the trigger."""
-    out = Result({"sources": []})
-    for spec in config.source(source):
+           author: str | None = None, exclude: Iterable[str] = (), dry_run: bool = False) -> Result:
+    """Start auditing ``table``: assign numbers, write the registry, install the trigger.
+
+    Per source, the trigger and dictionary rows go in one transaction; the
+    registry file is written after that transaction commits.
+    """
+    out = Result({"sources": [], "dry_run": dry_run})
+
+    def one(spec: SourceSpec) -> None:
         registry = Registry.load(spec.registry)
         with _open(config, spec) as db:
             _require_init(db, config.prefix)
-            entry, plan, res = _plan_enable(db, config, registry, table, key=key, author=author, exclude=list(exclude))
+            entry, plan, res = _plan_enable(db, config, registry, table, key=key, author=author,
+                                            exclude=list(exclude))
             if entry and not dry_run:
                 _apply(db, plan)
                 registry.put(entry)
                 registry.save()
         res.data["source"] = spec.name
         out.data["sources"].append(res.data)
-        out.lines += [f"{spec.name}: {line}" for line in res.lines]
+        suffix = " (dry run: nothing changed)" if dry_run and entry else ""
+        out.lines += [f"{spec.name}: {line}{suffix}" for line in res.lines]
         out.warnings += res.warnings
         out.statements += plan
-    return out
-
-
-def _apply(db: Database, plan: list[Statement]) -> None:
-    """Run a plan in one transaction (DDL and parameterised DML alike)."""
-    from firebird.driver import DatabaseError as DriverError
-    con = db.con
-    try:
-        for st in plan:
-            if st.params:
-                cur = con.cursor()
-                cur.execute(st.sql, st.params)
-                cur.close()
-            else:
-                con.execute_immediate(st.sql)
-        con.commit()
-    except DriverError as exc:
-        db.rollback()
-        from .db import wrap
-        err = wrap(exc, db.spec)
-        first = st.sql.strip().splitlines()[0][:160]
-        raise type(err)(f"{err}\n  statement: {first}\n  nothing was changed (rolled back)",
-                        sqlcode=err.sqlcode, gds_codes=err.gds_codes) from exc
-    except BaseException:
-        db.rollback()
-        raise
+        log.info("[CAPTURE] %s: %s%s", spec.name, res.lines[-1], suffix)
+    return _for_each_source(config, source, out, one)
 
 
 def disable(config: Config, table: str, *, source: str | None = None, dry_run: bool = False) -> Result:
     """Stop auditing ``table``: drop its trigger; its numbers stay reserved."""
     name = normalize_name(table)
-    out = Result({"sources": []})
-    for spec in config.source(source):
+    out = Result({"sources": [], "dry_run": dry_run})
+
+    def one(spec: SourceSpec) -> None:
         registry = Registry.load(spec.registry)
         entry = registry.tables.get(name)
-        if entry is None:
-            raise CatalogError(f"Table {name!r} is not in the registry {spec.registry}; nothing to disable.")
         with _open(config, spec) as db:
+            _require_init(db, config.prefix)
+            if entry is None:
+                entry = entry_from_dictionary(db, config.prefix, name)
+            if entry is None:
+                raise CatalogError(f"Table {name!r} is not audited in {spec.describe()} "
+                                   f"(not in the registry {spec.registry}); nothing to disable.")
             plan = []
             if trigger_exists(db, config.prefix, entry.number):
                 plan.append(Statement(f"DROP TRIGGER {trigger_name(config.prefix, entry.number)}"))
@@ -449,14 +572,23 @@ def disable(config: Config, table: str, *, source: str | None = None, dry_run: b
                 registry.save()
         out.statements += plan
         out.data["sources"].append({"source": spec.name, "table": name, "number": entry.number})
-        out.lines.append(f"{spec.name}: {name} no longer audited (table number {entry.number} stays reserved)")
-    return out
+        line = (f"{spec.name}: {name} {'would no longer be' if dry_run else 'no longer'} audited "
+                f"(table number {entry.number} stays reserved)")
+        out.lines.append(line)
+        log.info("[CAPTURE] %s", line)
+    return _for_each_source(config, source, out, one)
 
 
 def sync(config: Config, *, source: str | None = None, dry_run: bool = False, regenerate: bool = False) -> Result:
-    """Find drift between registry and database; renumber and regenerate triggers."""
-    out = Result({"sources": []})
-    for spec in config.source(source):
+    """Find drift between registry and database; renumber and regenerate triggers.
+
+    Drift: columns added, dropped or retyped; a missing trigger; a trigger
+    whose SQL differs from what the registry now asks for (hand-edited
+    ``key`` / ``author`` / ``exclude``, or a newer fbaudit).
+    """
+    out = Result({"sources": [], "dry_run": dry_run})
+
+    def one(spec: SourceSpec) -> None:
         registry = Registry.load(spec.registry)
         drifts: list[Drift] = []
         plan: list[Statement] = []
@@ -467,21 +599,25 @@ def sync(config: Config, *, source: str | None = None, dry_run: bool = False, re
                 if not entry.enabled:
                     continue
                 if not table_exists(db, entry.name):
-                    d = Drift(entry.name, table_gone=True)
                     entry.enabled = False
                     plan.append(Statement(f"UPDATE {config.prefix}LOG_TABLES SET ENABLED = 0 WHERE NUM_TABLE = ?",
                                           (entry.number,)))
-                    drifts.append(d)
+                    drifts.append(Drift(entry.name, table_gone=True))
                     changed_entries.append(entry)
                     continue
                 info = read_table(db, entry.name)
                 d = reconcile(entry, info, first_free=_dictionary_max(db, config.prefix, entry.number) + 1)
-                d.missing_trigger = not trigger_exists(db, config.prefix, entry.number)
+                trig = plan_trigger(entry, info, config.prefix, db.major)
+                installed = installed_trigger_body(db, config.prefix, entry.number)
+                d.missing_trigger = installed is None
+                d.trigger_outdated = installed is not None and installed != trigger_body(trig)
                 if d.any or regenerate:
-                    plan += plan_trigger(entry, info, config.prefix, db.major)
-                    plan += plan_dictionary(entry, config.prefix, _kinds(info))
+                    plan += trig + plan_dictionary(entry, config.prefix, _kinds(info))
                     changed_entries.append(entry)
                 if d.any:
+                    drifts.append(d)
+                elif regenerate:
+                    d.regenerated = True
                     drifts.append(d)
             if plan and not dry_run:
                 _apply(db, plan)
@@ -489,23 +625,14 @@ def sync(config: Config, *, source: str | None = None, dry_run: bool = False, re
                     registry.put(e)
                 registry.save()
         out.statements += plan
-        out.data["sources"].append({"source": spec.name, "drift": [d.as_dict() for d in drifts]})
+        out.data["sources"].append({"source": spec.name, "drift": [d.as_dict() for d in drifts if d.any]})
         if not drifts:
             out.lines.append(f"{spec.name}: registry and database agree")
         for d in drifts:
-            bits = []
-            if d.table_gone:
-                bits.append("table no longer exists (marked disabled)")
-            if d.added:
-                bits.append("added " + ", ".join(d.added))
-            if d.dropped:
-                bits.append("dropped " + ", ".join(d.dropped))
-            if d.retyped:
-                bits.append("retyped " + "; ".join(d.retyped))
-            if d.missing_trigger:
-                bits.append("trigger was missing")
-            out.lines.append(f"{spec.name}: {d.table}: " + "; ".join(bits) + (" (dry run)" if dry_run else ""))
-    return out
+            out.lines.append(f"{spec.name}: {d.table}: {d.describe()}" + (" (dry run: nothing changed)" if dry_run else ""))
+        for line in out.lines:
+            log.info("[CAPTURE] %s", line)
+    return _for_each_source(config, source, out, one)
 
 
 def ddl(config: Config, table: str | None = None, *, source: str | None = None) -> str:
@@ -518,72 +645,74 @@ def ddl(config: Config, table: str | None = None, *, source: str | None = None) 
             then = templates.render("main_seed", P=config.prefix)
             header = f"fbaudit init: staging objects for {spec.describe()} (Firebird {db.version})"
         else:
+            if not is_initialized(db, config.prefix):
+                raise FbauditError("Run `fbaudit init` first (or `fbaudit ddl` without a table to see its SQL).")
             registry = Registry.load(spec.registry)
             name = normalize_name(table)
-            entry = registry.tables.get(name)
+            entry = registry.tables.get(name) or entry_from_dictionary(db, config.prefix, name)
             if entry is not None:
                 info = read_table(db, name)
-                reconcile(entry, info, first_free=_dictionary_max(db, config.prefix, entry.number) + 1
-                          if is_initialized(db, config.prefix) else 1)
-                stmts = plan_trigger(entry, info, config.prefix, db.major)
+                reconcile(entry, info, first_free=_dictionary_max(db, config.prefix, entry.number) + 1)
+                stmts = plan_trigger(entry, info, config.prefix, db.major) + \
+                    plan_dictionary(entry, config.prefix, _kinds(info))
             else:
-                if not is_initialized(db, config.prefix):
-                    raise FbauditError(f"Run `fbaudit init` first (or `fbaudit ddl` without a table to see its SQL).")
                 _, stmts, _ = _plan_enable(db, config, registry, table, key=None, author=None, exclude=[])
-            header = f"fbaudit: audit trigger for {name} on {spec.describe()} (Firebird {db.version})"
+            header = (f"fbaudit: audit trigger for {name} on {spec.describe()} (Firebird {db.version})\n"
+                      "The dictionary rows keep its numbers; `fbaudit enable` later reuses them.")
     return templates.as_isql_script(stmts, header=header, then=then)
 
 
 def set_logging(config: Config, on: bool, *, source: str | None = None) -> Result:
     """pause / resume: the article's ZAPIS switch (owner only)."""
     out = Result({"sources": []})
-    for spec in config.source(source):
+
+    def one(spec: SourceSpec) -> None:
         with _open(config, spec) as db:
             _require_init(db, config.prefix)
             db.execute(f"UPDATE {config.prefix}LOG_INFO SET ZAPIS = ?", (1 if on else 0,))
             db.commit()
         out.data["sources"].append({"source": spec.name, "logging": on})
         out.lines.append(f"{spec.name}: logging {'resumed' if on else 'paused'}")
-    return out
+        log.info("[CAPTURE] %s", out.lines[-1])
+    return _for_each_source(config, source, out, one)
 
 
 def status(config: Config, *, source: str | None = None) -> Result:
     """Per source: logging on/off, audited tables, packets waiting / failed."""
     out = Result({"sources": []})
     p = config.prefix
-    for spec in config.source(source):
+
+    def one(spec: SourceSpec) -> None:
         item: dict = {"source": spec.name, "database": spec.database}
-        try:
-            with _open(config, spec) as db:
-                item["firebird"] = db.version
-                if not is_initialized(db, p):
-                    item.update(initialized=False)
-                else:
-                    zapis, id_table = db.query(f"SELECT FIRST 1 ZAPIS, ID_TABLE FROM {p}LOG_INFO")[0] \
-                        if db.query(f"SELECT 1 FROM {p}LOG_INFO") else (1, 1)
-                    counts = dict(db.query(f"SELECT STATE, COUNT(*) FROM {p}LOG_PACKET GROUP BY STATE"))
-                    oldest = db.scalar(f"SELECT MIN(CREATED_AT) FROM {p}LOG_PACKET WHERE STATE = 0")
-                    tables = [
-                        {"table": n, "number": num, "enabled": bool(en),
-                         "trigger": trigger_exists(db, p, num)}
-                        for (num, n, en) in db.query(f"SELECT NUM_TABLE, TRIM(TABLE_NAME), ENABLED FROM {p}LOG_TABLES ORDER BY 1")]
-                    item.update(initialized=True, logging=bool(zapis), data_table=id_table,
-                                waiting=counts.get(0, 0), done=counts.get(1, 0), failed=counts.get(2, 0),
-                                oldest_waiting=oldest.isoformat(sep=" ") if oldest else None,
-                                tables=tables)
-                db.commit()
-        except FbauditError as exc:
-            item.update(error=str(exc))
+        with _open(config, spec) as db:
+            item["firebird"] = db.version
+            if not is_initialized(db, p):
+                item.update(initialized=False)
+            else:
+                info = db.query(f"SELECT FIRST 1 ZAPIS, ID_TABLE FROM {p}LOG_INFO")
+                zapis, id_table = info[0] if info else (1, 1)
+                counts = dict(db.query(f"SELECT STATE, COUNT(*) FROM {p}LOG_PACKET GROUP BY STATE"))
+                oldest = db.scalar(f"SELECT MIN(CREATED_AT) FROM {p}LOG_PACKET WHERE STATE = 0")
+                tables = [
+                    {"table": n, "number": num, "enabled": bool(en), "trigger": trigger_exists(db, p, num)}
+                    for (num, n, en) in db.query(f"SELECT NUM_TABLE, TRIM(TABLE_NAME), ENABLED "
+                                                 f"FROM {p}LOG_TABLES ORDER BY 1")]
+                item.update(initialized=True, logging=bool(zapis), data_table=id_table,
+                            waiting=counts.get(0, 0), done=counts.get(1, 0), failed=counts.get(2, 0),
+                            oldest_waiting=oldest.isoformat(sep=" ") if oldest else None, tables=tables)
+            db.commit()
         out.data["sources"].append(item)
-        if "error" in item:
-            out.lines.append(f"{spec.name}: ERROR {item['error']}")
-        elif not item.get("initialized"):
+        if not item.get("initialized"):
             out.lines.append(f"{spec.name}: not initialized (run `fbaudit init`)")
-        else:
-            audited = [t["table"] for t in item["tables"] if t["enabled"] and t["trigger"]]
-            out.lines.append(
-                f"{spec.name}: Firebird {item['firebird']}, logging {'ON' if item['logging'] else 'OFF (paused)'}, "
-                f"{len(audited)} audited table(s){': ' + ', '.join(audited) if audited else ''}; "
-                f"packets waiting {item['waiting']}, failed {item['failed']}, done {item['done']}"
-                + (f"; oldest waiting since {item['oldest_waiting']}" if item["oldest_waiting"] else ""))
-    return out
+            return
+        audited = [t["table"] for t in item["tables"] if t["enabled"] and t["trigger"]]
+        for t in item["tables"]:
+            if t["enabled"] and not t["trigger"]:
+                out.warnings.append(f"{spec.name}: {t['table']} is enabled but its trigger is missing: "
+                                    "changes are NOT logged. Run `fbaudit sync`.")
+        out.lines.append(
+            f"{spec.name}: Firebird {item['firebird']}, logging {'ON' if item['logging'] else 'OFF (paused)'}, "
+            f"{len(audited)} audited table(s){': ' + ', '.join(audited) if audited else ''}; "
+            f"packets waiting {item['waiting']}, failed {item['failed']}, done {item['done']}"
+            + (f"; oldest waiting since {item['oldest_waiting']}" if item["oldest_waiting"] else ""))
+    return _for_each_source(config, source, out, one)

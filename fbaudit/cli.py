@@ -49,7 +49,9 @@ def _run(ctx: Ctx, fn: Callable[[], Any]) -> Any:
         return fn()
     except FbauditError as exc:
         if ctx.traceback:
-            raise
+            import traceback
+            traceback.print_exc()
+            sys.exit(exc.exit_code)
         if ctx.as_json:
             click.echo(json.dumps({"success": False, "error": {"type": type(exc).__name__, "message": str(exc),
                                                                 "exit_code": exc.exit_code}},
@@ -59,17 +61,41 @@ def _run(ctx: Ctx, fn: Callable[[], Any]) -> Any:
         sys.exit(exc.exit_code)
 
 
-def _report(ctx: Ctx, res: capture.Result) -> None:
+def _report(ctx: Ctx, res: capture.Result, *, sql: bool = False) -> None:
+    """Print a Result (text or JSON); with ``sql``, also the statements as an isql script.
+
+    Exits with the highest exit code of the per-source errors, if any.
+    """
     for w in res.warnings:
         click.echo(f"warning: {w}", err=True)
     if ctx.as_json:
-        data = dict(res.data)
+        data = {"success": not res.errors, **res.data}
         if res.warnings:
             data["warnings"] = res.warnings
+        if res.errors:
+            data["errors"] = [{"source": s, "message": str(e), "exit_code": e.exit_code} for s, e in res.errors]
         click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
     else:
         for line in res.lines:
             click.echo(line)
+        if sql and res.statements:
+            from .templates import as_isql_script
+            click.echo(as_isql_script(res.statements, header="--dry-run: the statements that would run"))
+        for source, err in res.errors:
+            click.echo(f"FAILED: {source}: {err}", err=True)
+    if res.errors:
+        sys.exit(max(e.exit_code for _, e in res.errors))
+
+
+def _json_flag(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.find_object(Ctx).as_json = True
+
+
+def _json_option(f):
+    """`--json` after the command too (`fbaudit status --json`), same as before it."""
+    return click.option("--json", "as_json", is_flag=True, expose_value=False, callback=_json_flag,
+                        help="Print the result as JSON.")(f)
 
 
 pass_ctx = click.make_pass_decorator(Ctx)
@@ -109,6 +135,7 @@ def _dry_run_option(f):
 @cli.command()
 @_source_option
 @_dry_run_option
+@_json_option
 @pass_ctx
 def init(ctx: Ctx, source: str | None, dry_run: bool) -> None:
     """Create fbaudit's staging objects in each source and the log database.
@@ -121,11 +148,7 @@ def init(ctx: Ctx, source: str | None, dry_run: bool) -> None:
       fbaudit init --dry-run
       fbaudit init --source erp
     """
-    res = _run(ctx, lambda: capture.init(ctx.config, source=source, dry_run=dry_run))
-    _report(ctx, res)
-    if dry_run and not ctx.as_json and res.statements:
-        from .templates import as_isql_script
-        click.echo(as_isql_script(res.statements, header="fbaudit init --dry-run: statements that would run"))
+    _report(ctx, _run(ctx, lambda: capture.init(ctx.config, source=source, dry_run=dry_run)), sql=dry_run)
 
 
 @cli.command()
@@ -136,6 +159,7 @@ def init(ctx: Ctx, source: str | None, dry_run: bool) -> None:
 @click.option("--exclude", multiple=True, metavar="COL", help="Column never logged (repeatable).")
 @_source_option
 @_dry_run_option
+@_json_option
 @pass_ctx
 def enable(ctx: Ctx, table: str, key: tuple[str, ...], author: str | None, exclude: tuple[str, ...],
            source: str | None, dry_run: bool) -> None:
@@ -153,16 +177,14 @@ def enable(ctx: Ctx, table: str, key: tuple[str, ...], author: str | None, exclu
     """
     res = _run(ctx, lambda: capture.enable(ctx.config, table, source=source, key=list(key) or None,
                                            author=author, exclude=list(exclude), dry_run=dry_run))
-    _report(ctx, res)
-    if dry_run and not ctx.as_json and res.statements:
-        from .templates import as_isql_script
-        click.echo(as_isql_script(res.statements, header=f"fbaudit enable {table} --dry-run"))
+    _report(ctx, res, sql=dry_run)
 
 
 @cli.command()
 @click.argument("table")
 @_source_option
 @_dry_run_option
+@_json_option
 @pass_ctx
 def disable(ctx: Ctx, table: str, source: str | None, dry_run: bool) -> None:
     """Stop auditing TABLE (drops its trigger; its numbers stay reserved).
@@ -171,13 +193,14 @@ def disable(ctx: Ctx, table: str, source: str | None, dry_run: bool) -> None:
     Example:
       fbaudit disable CUSTOMER
     """
-    _report(ctx, _run(ctx, lambda: capture.disable(ctx.config, table, source=source, dry_run=dry_run)))
+    _report(ctx, _run(ctx, lambda: capture.disable(ctx.config, table, source=source, dry_run=dry_run)), sql=dry_run)
 
 
 @cli.command()
 @_source_option
 @_dry_run_option
 @click.option("--regenerate", is_flag=True, help="Re-create every audited table's trigger even without drift.")
+@_json_option
 @pass_ctx
 def sync(ctx: Ctx, source: str | None, dry_run: bool, regenerate: bool) -> None:
     """Find drift between the registry and the database and fix it.
@@ -190,7 +213,8 @@ def sync(ctx: Ctx, source: str | None, dry_run: bool, regenerate: bool) -> None:
     Example:
       fbaudit sync --dry-run
     """
-    _report(ctx, _run(ctx, lambda: capture.sync(ctx.config, source=source, dry_run=dry_run, regenerate=regenerate)))
+    _report(ctx, _run(ctx, lambda: capture.sync(ctx.config, source=source, dry_run=dry_run, regenerate=regenerate)),
+            sql=dry_run)
 
 
 @cli.command()
@@ -212,6 +236,7 @@ def ddl(ctx: Ctx, table: str | None, source: str | None) -> None:
 
 @cli.command()
 @_source_option
+@_json_option
 @pass_ctx
 def status(ctx: Ctx, source: str | None) -> None:
     """Per source: logging on/off, audited tables, packets waiting and failed.
@@ -225,6 +250,7 @@ def status(ctx: Ctx, source: str | None) -> None:
 
 @cli.command()
 @_source_option
+@_json_option
 @pass_ctx
 def pause(ctx: Ctx, source: str | None) -> None:
     """Switch logging off (the article's ZAPIS = 0); triggers stay installed.
@@ -238,6 +264,7 @@ def pause(ctx: Ctx, source: str | None) -> None:
 
 @cli.command()
 @_source_option
+@_json_option
 @pass_ctx
 def resume(ctx: Ctx, source: str | None) -> None:
     """Switch logging back on.
@@ -254,6 +281,7 @@ def resume(ctx: Ctx, source: str | None) -> None:
               help="Folder for the demo databases, config and registry (re-created).")
 @click.option("--seconds", default=3.0, show_default=True, help="How long the simulated users work.")
 @click.option("--users", default=4, show_default=True, help="Simulated users, one connection each.")
+@_json_option
 @pass_ctx
 def demo(ctx: Ctx, directory: str, seconds: float, users: int) -> None:
     """Run fbaudit end to end on embedded Firebird: no server, no setup.

@@ -220,3 +220,53 @@ def test_status_reports_waiting_packets(customer):
     st = capture.status(customer.config).data["sources"][0]
     assert st["logging"] is True and st["waiting"] == 1
     assert st["tables"] == [{"table": "CUSTOMER", "number": 1, "enabled": True, "trigger": True}]
+
+
+def test_widening_an_audited_column_never_breaks_the_application(project):
+    """ALTER ... TYPE VARCHAR(wider) works while audited; the trigger must not
+    fail the application's next write with a truncation error (before sync)."""
+    project.sql("CREATE TABLE SUPPLIER (ID INTEGER NOT NULL PRIMARY KEY, NAME VARCHAR(10) CHARACTER SET WIN1252, "
+                "CODE VARCHAR(5) CHARACTER SET WIN1252 NOT NULL)")
+    capture.init(project.config)
+    capture.enable(project.config, "SUPPLIER", key=["CODE"], author="NAME")
+    project.sql("ALTER TABLE SUPPLIER ALTER NAME TYPE VARCHAR(40) CHARACTER SET WIN1252",
+                "ALTER TABLE SUPPLIER ALTER CODE TYPE VARCHAR(30) CHARACTER SET WIN1252")
+    long_name = "Fournisseur général très long"
+    run_sql(project, [f"INSERT INTO SUPPLIER VALUES (1, '{long_name}', 'CODE-WIDER-THAN-FIVE')"])
+    p = packets(project)[-1]
+    assert p.changes["NAME"]["new"] == long_name and p.author == long_name
+    assert p.key == "CODE-WIDER-THAN-FIVE"
+
+
+def test_hand_edited_exclude_is_applied_by_plain_sync(customer):
+    text = customer.registry_path.read_text(encoding="utf-8").replace("exclude: []", "exclude: [NOTE]")
+    customer.registry_path.write_text(text, encoding="utf-8")
+    res = capture.sync(customer.config)
+    assert res.data["sources"][0]["drift"][0]["trigger_outdated"] is True
+    run_sql(customer, ["INSERT INTO CUSTOMER (ID, NAME, NOTE) VALUES (60, 'a', 'secret note')"])
+    assert "NOTE" not in packets(customer)[-1].changes
+    assert capture.sync(customer.config).data["sources"][0]["drift"] == []
+
+
+def test_lost_registry_keeps_numbers_from_the_database_dictionary(customer):
+    before = Registry.load(customer.registry_path).tables["CUSTOMER"]
+    customer.registry_path.unlink()
+    res = capture.enable(customer.config, "CUSTOMER")
+    assert any("dictionary" in w for w in res.warnings)
+    after = Registry.load(customer.registry_path).tables["CUSTOMER"]
+    assert after.number == before.number
+    assert {n: f.number for n, f in after.fields.items()} == {n: f.number for n, f in before.fields.items()}
+
+
+def test_trigger_installed_from_ddl_output_keeps_its_numbers_on_enable(project):
+    """`fbaudit ddl T | isql` installs trigger and dictionary rows, not the registry;
+    a later `enable` must reuse those numbers."""
+    project.sql("CREATE TABLE T (ID INTEGER NOT NULL PRIMARY KEY, A VARCHAR(5))")
+    capture.init(project.config)
+    with project.connect() as db:
+        _, plan, _ = capture._plan_enable(db, project.config, Registry.load(project.registry_path), "T",
+                                          key=None, author=None, exclude=[])
+        capture._apply(db, plan)                       # what running the ddl script does
+    capture.enable(project.config, "T")
+    entry = Registry.load(project.registry_path).tables["T"]
+    assert (entry.number, entry.fields["ID"].number, entry.fields["A"].number) == (1, 1, 2)

@@ -141,3 +141,38 @@ def test_demo_runs_and_captures_without_errors(tmp_path):
     assert all(v["table"] == "PRODUCT" and v["key"] == hist["key"] for v in hist["versions"])
     text = invoke("demo", "--dir", str(tmp_path / "demo2"), "--seconds", "0.5", "--users", "2")
     assert text.exit_code == 0 and re.search(r"\d+ transactions committed, 0 failed", text.output)
+
+
+def two_sources(project, tmp_path, second_database: str) -> Path:
+    """project's config plus a second source (which may be broken)."""
+    from ruamel.yaml import YAML
+    path = project.write_config()
+    data = YAML().load(path.read_text())
+    second = dict(data["sources"][0])
+    second.update(name="second", database=second_database, registry=str(tmp_path / "second.yaml"))
+    data["sources"].append(second)
+    with path.open("w") as fh:
+        YAML().dump(data, fh)
+    return path
+
+
+def test_one_broken_source_does_not_stop_the_others(project, cfg, tmp_path):
+    path = two_sources(project, tmp_path, str(tmp_path / "missing" / "nowhere.fdb"))
+    invoke("init", "--source", "main", config=path)
+    res = invoke("enable", "CUSTOMER", config=path)
+    assert res.exit_code == 4
+    assert "main: CUSTOMER: audited as table 1" in res.output
+    assert "FAILED: second:" in res.stderr
+    run_sql(project, ["INSERT INTO CUSTOMER (ID) VALUES (1)"])
+    assert len(packets(project)) == 1
+    status = invoke("status", "--json", config=path)
+    assert status.exit_code == 4
+    data = json.loads(status.output)
+    assert data["success"] is False
+    assert [s["source"] for s in data["sources"]] == ["main", "second"] and "error" in data["sources"][1]
+
+
+def test_traceback_keeps_the_exit_code(project, cfg):
+    invoke("init", config=cfg)
+    res = CliRunner().invoke(cli, ["--config", str(cfg), "--traceback", "enable", "NOPE"])
+    assert res.exit_code == 5 and "Traceback" in res.stderr
