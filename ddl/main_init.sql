@@ -87,11 +87,14 @@ CREATE TABLE {{P}}LOG_PACKET_FLAG (
 )
 ^
 -- object: TABLE LOG_TABLES
--- Name dictionary: table numbers -> names (kept after disable).
+-- Name dictionary: table numbers -> names (kept after disable), and the
+-- registry settings (JSON lists of column names) so a lost registry can be rebuilt.
 CREATE TABLE {{P}}LOG_TABLES (
   NUM_TABLE INTEGER NOT NULL,
   TABLE_NAME VARCHAR(63) CHARACTER SET UTF8 NOT NULL,
-  KEY_COLUMNS VARCHAR(1000) CHARACTER SET UTF8,
+  KEY_COLUMNS VARCHAR(2000) CHARACTER SET UTF8,
+  AUTHOR_COLUMN VARCHAR(63) CHARACTER SET UTF8,
+  EXCLUDED_COLUMNS VARCHAR(4000) CHARACTER SET UTF8,
   ENABLED SMALLINT DEFAULT 1 NOT NULL,
   CONSTRAINT {{P}}LOG_TABLES_PK PRIMARY KEY (NUM_TABLE)
 )

@@ -6,6 +6,7 @@ one transaction; ``dry_run`` returns the plan without touching the database.
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -62,9 +63,11 @@ KEY_PART_LENGTH = 1000   # RECORD_KEY is VARCHAR(1000); longer keys are cut, nev
 
 
 def short_text(ref: str, col: Column, length: int) -> str:
-    """At most ``length`` characters of a text column as UTF-8, whatever its declared width."""
-    if col.charset == "UTF8" and (col.char_length or 0) <= length:
-        return ref
+    """At most ``length`` characters of a text column as UTF-8, whatever its declared width.
+
+    No declared length of the column appears here, so widening the column
+    later can never make the trigger fail (UTF8 columns included).
+    """
     return f"CAST(SUBSTRING({ref} FROM 1 FOR {length}) AS VARCHAR({length}) CHARACTER SET UTF8)"
 
 
@@ -203,9 +206,10 @@ def plan_trigger(entry: TableEntry, info: TableInfo, prefix: str, major: int) ->
 def plan_dictionary(entry: TableEntry, prefix: str, kinds: dict[str, str]) -> list[Statement]:
     """Upserts of the name dictionaries (table and field numbers -> names, types)."""
     p = prefix
-    out = [Statement(f"UPDATE OR INSERT INTO {p}LOG_TABLES (NUM_TABLE, TABLE_NAME, KEY_COLUMNS, ENABLED) "
-                     f"VALUES (?, ?, ?, ?) MATCHING (NUM_TABLE)",
-                     (entry.number, entry.name, ",".join(entry.key), 1 if entry.enabled else 0))]
+    out = [Statement(f"UPDATE OR INSERT INTO {p}LOG_TABLES (NUM_TABLE, TABLE_NAME, KEY_COLUMNS, AUTHOR_COLUMN, "
+                     f"EXCLUDED_COLUMNS, ENABLED) VALUES (?, ?, ?, ?, ?, ?) MATCHING (NUM_TABLE)",
+                     (entry.number, entry.name, json.dumps(entry.key, ensure_ascii=False), entry.author,
+                      json.dumps(entry.exclude, ensure_ascii=False), 1 if entry.enabled else 0))]
     for retired, fields in ((0, entry.fields), (1, entry.retired)):
         for name, f in fields.items():
             out.append(Statement(
@@ -237,19 +241,22 @@ class Drift:
     trigger_outdated: bool = False
     table_gone: bool = False
     regenerated: bool = False
+    recovered: bool = False
 
     @property
     def any(self) -> bool:
         return bool(self.added or self.dropped or self.retyped or self.missing_trigger
-                    or self.trigger_outdated or self.table_gone)
+                    or self.trigger_outdated or self.table_gone or self.recovered)
 
     def as_dict(self) -> dict:
         return {"table": self.table, "added": self.added, "dropped": self.dropped, "retyped": self.retyped,
                 "missing_trigger": self.missing_trigger, "trigger_outdated": self.trigger_outdated,
-                "table_gone": self.table_gone}
+                "table_gone": self.table_gone, "recovered": self.recovered}
 
     def describe(self) -> str:
         bits = []
+        if self.recovered:
+            bits.append("was missing from the registry: restored from the database's dictionary")
         if self.table_gone:
             bits.append("table no longer exists (marked disabled)")
         if self.added:
@@ -327,12 +334,13 @@ def entry_from_dictionary(db: Database, prefix: str, name: str) -> TableEntry | 
     registry, or a trigger installed from `fbaudit ddl` output) so that its
     table and field numbers are kept, never reassigned.
     """
-    rows = db.query(f"SELECT NUM_TABLE, KEY_COLUMNS, ENABLED FROM {prefix}LOG_TABLES WHERE TABLE_NAME = ?", (name,))
+    rows = db.query(f"SELECT NUM_TABLE, KEY_COLUMNS, AUTHOR_COLUMN, EXCLUDED_COLUMNS, ENABLED "
+                    f"FROM {prefix}LOG_TABLES WHERE TABLE_NAME = ?", (name,))
     if not rows:
         return None
-    number, keys, enabled = rows[0]
-    entry = TableEntry(name=name, number=number, enabled=bool(enabled),
-                       key=[k for k in (keys or "").split(",") if k])
+    number, keys, author, excluded, enabled = rows[0]
+    entry = TableEntry(name=name, number=number, enabled=bool(enabled), key=json.loads(keys or "[]"),
+                       author=author, exclude=json.loads(excluded or "[]"))
     for num, fname, ftype, retired in db.query(
             f"SELECT NUM_POLE, TRIM(FIELD_NAME), TRIM(FIELD_TYPE), RETIRED FROM {prefix}LOG_FIELDS "
             f"WHERE NUM_TABLE = ? ORDER BY NUM_POLE", (number,)):
@@ -357,6 +365,13 @@ class Result:
     warnings: list[str] = field(default_factory=list)
     statements: list[Statement] = field(default_factory=list)
     errors: list[tuple[str, FbauditError]] = field(default_factory=list)
+    scripts: list[tuple[str, list[Statement]]] = field(default_factory=list)
+
+    def add_plan(self, database: str, plan: list[Statement]) -> None:
+        """Record the statements planned for one database (printed per database)."""
+        if plan:
+            self.statements += plan
+            self.scripts.append((database, list(plan)))
 
 
 def _open(config: Config, spec, create: bool = False) -> Database:
@@ -376,7 +391,7 @@ def _for_each_source(config: Config, source: str | None, out: Result,
         except FbauditError as exc:
             if len(specs) == 1:
                 raise
-            log.error("[CAPTURE] %s: %s", spec.name, str(exc).splitlines()[0])
+            log.info("[CAPTURE] %s: FAILED: %s", spec.name, str(exc).splitlines()[0])
             out.errors.append((spec.name, exc))
             out.data.setdefault("sources", []).append({"source": spec.name, "error": str(exc)})
     return out
@@ -420,17 +435,19 @@ def init(config: Config, *, source: str | None = None, dry_run: bool = False) ->
     exists = database_exists(config.log, client_library=config.client_library)
     if dry_run and not exists:
         plan = templates.render("log_init", P=p)
-        res.statements += plan
+        res.add_plan(f"log database {config.log.describe()}", plan)
         res.data["log"] = {"create_database": True, "created": [s.object for s in plan], "registered_sources": names}
-        res.lines.append(f"log: would create database {config.log.database} and {', '.join(s.object for s in plan)}")
+        res.lines.append(f"log: would create database {config.log.database} and {', '.join(s.object for s in plan)}; "
+                         f"would register {', '.join(names)}")
     else:
         with _open(config, config.log, create=not dry_run) as db:
             plan = plan_init(db, p, template="log_init")
-            res.statements += plan
-            registered = [n for n in names if dry_run and plan or
-                          not plan and not db.scalar(f"SELECT 1 FROM {p}SOURCES WHERE NAME = ?", (n,))] \
-                if dry_run else []
-            if not dry_run:
+            res.add_plan(f"log database {config.log.describe()}", plan)
+            registered: list[str] = []
+            if dry_run:   # what would be registered: all when SOURCES does not exist yet
+                registered = [n for n in names if plan or
+                              not db.scalar(f"SELECT 1 FROM {p}SOURCES WHERE NAME = ?", (n,))]
+            else:
                 if plan:
                     execute_script(db, [s.sql for s in plan])
                 for spec in config.source(source):
@@ -450,7 +467,7 @@ def init(config: Config, *, source: str | None = None, dry_run: bool = False) ->
     def one(spec: SourceSpec) -> None:
         with _open(config, spec) as db:
             plan = plan_init(db, p)
-            res.statements += plan
+            res.add_plan(spec.describe(), plan)
             created = [s.object for s in plan]
             if not dry_run:
                 if plan:
@@ -540,7 +557,7 @@ def enable(config: Config, table: str, *, source: str | None = None, key: list[s
         suffix = " (dry run: nothing changed)" if dry_run and entry else ""
         out.lines += [f"{spec.name}: {line}{suffix}" for line in res.lines]
         out.warnings += res.warnings
-        out.statements += plan
+        out.add_plan(spec.describe(), plan)
         log.info("[CAPTURE] %s: %s%s", spec.name, res.lines[-1], suffix)
     return _for_each_source(config, source, out, one)
 
@@ -570,10 +587,10 @@ def disable(config: Config, table: str, *, source: str | None = None, dry_run: b
                 entry.enabled = False
                 registry.put(entry)
                 registry.save()
-        out.statements += plan
+        out.add_plan(spec.describe(), plan)
         out.data["sources"].append({"source": spec.name, "table": name, "number": entry.number})
-        line = (f"{spec.name}: {name} {'would no longer be' if dry_run else 'no longer'} audited "
-                f"(table number {entry.number} stays reserved)")
+        line = (f"{spec.name}: {name} no longer audited (table number {entry.number} stays reserved)"
+                + (" (dry run: nothing changed)" if dry_run else ""))
         out.lines.append(line)
         log.info("[CAPTURE] %s", line)
     return _for_each_source(config, source, out, one)
@@ -595,7 +612,12 @@ def sync(config: Config, *, source: str | None = None, dry_run: bool = False, re
         with _open(config, spec) as db:
             _require_init(db, config.prefix)
             changed_entries = []
-            for entry in registry.tables.values():
+            recovered = set()
+            for (name,) in db.query(f"SELECT TRIM(TABLE_NAME) FROM {config.prefix}LOG_TABLES WHERE ENABLED = 1"):
+                if name not in registry.tables:
+                    registry.tables[name] = entry_from_dictionary(db, config.prefix, name)
+                    recovered.add(name)
+            for entry in list(registry.tables.values()):
                 if not entry.enabled:
                     continue
                 if not table_exists(db, entry.name):
@@ -610,7 +632,9 @@ def sync(config: Config, *, source: str | None = None, dry_run: bool = False, re
                 trig = plan_trigger(entry, info, config.prefix, db.major)
                 installed = installed_trigger_body(db, config.prefix, entry.number)
                 d.missing_trigger = installed is None
-                d.trigger_outdated = installed is not None and installed != trigger_body(trig)
+                d.trigger_outdated = (installed is not None and installed != trigger_body(trig)
+                                      and not (d.added or d.dropped or d.retyped))
+                d.recovered = entry.name in recovered
                 if d.any or regenerate:
                     plan += trig + plan_dictionary(entry, config.prefix, _kinds(info))
                     changed_entries.append(entry)
@@ -624,7 +648,7 @@ def sync(config: Config, *, source: str | None = None, dry_run: bool = False, re
                 for e in changed_entries:
                     registry.put(e)
                 registry.save()
-        out.statements += plan
+        out.add_plan(spec.describe(), plan)
         out.data["sources"].append({"source": spec.name, "drift": [d.as_dict() for d in drifts if d.any]})
         if not drifts:
             out.lines.append(f"{spec.name}: registry and database agree")

@@ -78,10 +78,14 @@ def _report(ctx: Ctx, res: capture.Result, *, sql: bool = False) -> None:
     else:
         for line in res.lines:
             click.echo(line)
-        if sql and res.statements:
+        if sql:
             from .templates import as_isql_script
-            click.echo(as_isql_script(res.statements, header="--dry-run: the statements that would run"))
+            for database, plan in res.scripts:
+                click.echo(as_isql_script(plan, header=f"--dry-run: what would run on {database}"))
         for source, err in res.errors:
+            if ctx.traceback:
+                import traceback
+                traceback.print_exception(err)
             click.echo(f"FAILED: {source}: {err}", err=True)
     if res.errors:
         sys.exit(max(e.exit_code for _, e in res.errors))
@@ -220,6 +224,7 @@ def sync(ctx: Ctx, source: str | None, dry_run: bool, regenerate: bool) -> None:
 @cli.command()
 @click.argument("table", required=False)
 @_source_option
+@_json_option
 @pass_ctx
 def ddl(ctx: Ctx, table: str | None, source: str | None) -> None:
     """Print the SQL fbaudit would run, as a script isql accepts.
@@ -231,7 +236,11 @@ def ddl(ctx: Ctx, table: str | None, source: str | None) -> None:
       fbaudit ddl > init.sql
       fbaudit ddl CUSTOMER | isql-fb -user SYSDBA erp.fdb
     """
-    click.echo(_run(ctx, lambda: capture.ddl(ctx.config, table, source=source)), nl=False)
+    script = _run(ctx, lambda: capture.ddl(ctx.config, table, source=source))
+    if ctx.as_json:
+        click.echo(json.dumps({"success": True, "table": table, "sql": script}, ensure_ascii=False, indent=2))
+    else:
+        click.echo(script, nl=False)
 
 
 @cli.command()
@@ -298,7 +307,7 @@ def demo(ctx: Ctx, directory: str, seconds: float, users: int) -> None:
     res = _run(ctx, lambda: demo_mod.run(directory, seconds=seconds, users=users,
                                          echo=None if ctx.as_json else click.echo))
     if ctx.as_json:
-        click.echo(json.dumps(res, ensure_ascii=False, indent=2, default=str))
+        click.echo(json.dumps({"success": True, **res}, ensure_ascii=False, indent=2, default=str))
 
 
 def main() -> None:

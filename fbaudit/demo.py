@@ -204,7 +204,7 @@ def run(directory: str | Path = "data/demo", *, seconds: float = 3.0, users: int
     say(f"  fbaudit --config {cfg_path} ddl PRODUCT")
     say(f"  fbaudit --config {cfg_path} --json status")
     return {"directory": str(directory), "config": str(cfg_path), "firebird": version,
-            "transactions": stats["transactions"], "errors": stats["errors"], "packets": len(packets),
+            "transactions": stats["transactions"], "failed_transactions": stats["errors"], "packets": len(packets),
             "by_table": {f"{t}.{o}": n for (t, o), n in sorted(by.items())},
             "history": {"table": hist_key[0], "key": hist_key[1], "versions": [p.as_dict() for p in history]}
             if hist_key else None}

@@ -222,15 +222,16 @@ def test_status_reports_waiting_packets(customer):
     assert st["tables"] == [{"table": "CUSTOMER", "number": 1, "enabled": True, "trigger": True}]
 
 
-def test_widening_an_audited_column_never_breaks_the_application(project):
+@pytest.mark.parametrize("charset", ["WIN1252", "UTF8"])
+def test_widening_an_audited_column_never_breaks_the_application(project, charset):
     """ALTER ... TYPE VARCHAR(wider) works while audited; the trigger must not
     fail the application's next write with a truncation error (before sync)."""
-    project.sql("CREATE TABLE SUPPLIER (ID INTEGER NOT NULL PRIMARY KEY, NAME VARCHAR(10) CHARACTER SET WIN1252, "
-                "CODE VARCHAR(5) CHARACTER SET WIN1252 NOT NULL)")
+    project.sql(f"CREATE TABLE SUPPLIER (ID INTEGER NOT NULL PRIMARY KEY, NAME VARCHAR(10) CHARACTER SET {charset}, "
+                f"CODE VARCHAR(5) CHARACTER SET {charset} NOT NULL)")
     capture.init(project.config)
     capture.enable(project.config, "SUPPLIER", key=["CODE"], author="NAME")
-    project.sql("ALTER TABLE SUPPLIER ALTER NAME TYPE VARCHAR(40) CHARACTER SET WIN1252",
-                "ALTER TABLE SUPPLIER ALTER CODE TYPE VARCHAR(30) CHARACTER SET WIN1252")
+    project.sql(f"ALTER TABLE SUPPLIER ALTER NAME TYPE VARCHAR(40) CHARACTER SET {charset}",
+                f"ALTER TABLE SUPPLIER ALTER CODE TYPE VARCHAR(30) CHARACTER SET {charset}")
     long_name = "Fournisseur général très long"
     run_sql(project, [f"INSERT INTO SUPPLIER VALUES (1, '{long_name}', 'CODE-WIDER-THAN-FIVE')"])
     p = packets(project)[-1]
@@ -248,14 +249,45 @@ def test_hand_edited_exclude_is_applied_by_plain_sync(customer):
     assert capture.sync(customer.config).data["sources"][0]["drift"] == []
 
 
-def test_lost_registry_keeps_numbers_from_the_database_dictionary(customer):
-    before = Registry.load(customer.registry_path).tables["CUSTOMER"]
-    customer.registry_path.unlink()
-    res = capture.enable(customer.config, "CUSTOMER")
+@pytest.fixture
+def supplier(project):
+    project.sql("CREATE TABLE SUPPLIER (CODE VARCHAR(8) NOT NULL PRIMARY KEY, NAME VARCHAR(40), MEMO VARCHAR(100), "
+                "CHANGED_BY VARCHAR(20))")
+    capture.init(project.config)
+    capture.enable(project.config, "SUPPLIER", exclude=["MEMO"], author="CHANGED_BY")
+    return project
+
+
+def _numbers(entry):
+    return {n: f.number for n, f in entry.fields.items()}
+
+
+def test_lost_registry_keeps_numbers_and_settings_on_enable(supplier):
+    before = Registry.load(supplier.registry_path).tables["SUPPLIER"]
+    supplier.registry_path.unlink()
+    res = capture.enable(supplier.config, "SUPPLIER")
     assert any("dictionary" in w for w in res.warnings)
-    after = Registry.load(customer.registry_path).tables["CUSTOMER"]
-    assert after.number == before.number
-    assert {n: f.number for n, f in after.fields.items()} == {n: f.number for n, f in before.fields.items()}
+    after = Registry.load(supplier.registry_path).tables["SUPPLIER"]
+    assert (after.number, after.author, after.exclude, after.key) == (before.number, "CHANGED_BY", ["MEMO"], ["CODE"])
+    assert _numbers(after) == _numbers(before)
+    run_sql(supplier, ["INSERT INTO SUPPLIER VALUES ('S1', 'n', 'memo', 'olga')"])
+    p = packets(supplier)[-1]
+    assert p.author == "olga" and "MEMO" not in p.changes
+
+
+def test_lost_registry_is_restored_by_sync(supplier):
+    before = Registry.load(supplier.registry_path).tables["SUPPLIER"]
+    supplier.registry_path.unlink()
+    res = capture.sync(supplier.config)
+    assert res.data["sources"][0]["drift"][0]["recovered"] is True
+    after = Registry.load(supplier.registry_path).tables["SUPPLIER"]
+    assert _numbers(after) == _numbers(before) and after.exclude == ["MEMO"]
+
+
+def test_sync_names_added_columns_not_a_hand_edit(supplier):
+    supplier.sql("ALTER TABLE SUPPLIER ADD EMAIL VARCHAR(60)")
+    drift = capture.sync(supplier.config).data["sources"][0]["drift"][0]
+    assert drift["added"] == ["EMAIL"] and drift["trigger_outdated"] is False
 
 
 def test_trigger_installed_from_ddl_output_keeps_its_numbers_on_enable(project):

@@ -134,7 +134,7 @@ def test_demo_runs_and_captures_without_errors(tmp_path):
     res = invoke("--json", "demo", "--dir", str(tmp_path / "demo"), "--seconds", "1", "--users", "3")
     assert res.exit_code == 0, res.output
     data = json.loads(res.output)
-    assert data["errors"] == 0 and data["transactions"] > 0
+    assert data["success"] is True and data["failed_transactions"] == 0 and data["transactions"] > 0
     assert data["packets"] >= data["transactions"]
     hist = data["history"]
     assert hist["table"] == "PRODUCT" and hist["versions"]
