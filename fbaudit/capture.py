@@ -162,6 +162,13 @@ def logged_columns(info: TableInfo, exclude: Iterable[str]) -> tuple[list[Column
     return logged, skipped
 
 
+# Up to this many logged fields the trigger inserts field rows inline; wider
+# tables go through the local sub-procedure LF. Inline costs 2 contexts per
+# field (the V_LOG_1 / V_LOG_2 branches) and compiles up to ~125 fields; LF is
+# slower per call (measured: scripts/bench_capture.py --explore, docs/performance.md).
+INLINE_MAX = 100
+
+
 def plan_trigger(entry: TableEntry, info: TableInfo, prefix: str, major: int) -> list[Statement]:
     """CREATE OR ALTER TRIGGER for one table plus its grants."""
     cols = {c.name: c for c in info.columns}
@@ -186,20 +193,25 @@ def plan_trigger(entry: TableEntry, info: TableInfo, prefix: str, major: int) ->
         else:
             a_new, a_old = value_expr(ac, "NEW", major), value_expr(ac, "OLD", major)
         author = f"IIF(:op = 3, {a_old}, {a_new}), "
-    ins, upd, dele, changed = [], [], [], []
+    inline = len(logged) <= INLINE_MAX
+    fields, changed = [], []
     for num, c in logged:
         q = quote_ident(c.name)
         new, old = value_expr(c, "NEW", major), value_expr(c, "OLD", major)
-        ins.append(f"    IF (NEW.{q} IS NOT NULL) THEN EXECUTE PROCEDURE LF(:pk, :dt, {num}, NULL, {new});")
-        upd.append(f"    IF (NEW.{q} IS DISTINCT FROM OLD.{q}) THEN EXECUTE PROCEDURE LF(:pk, :dt, {num}, {old}, {new});")
-        dele.append(f"    IF (OLD.{q} IS NOT NULL) THEN EXECUTE PROCEDURE LF(:pk, :dt, {num}, {old}, NULL);")
+        if inline:
+            ins = "INSERT INTO {view} (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) VALUES (:pk, %d, %s, %s);" % (num, old, new)
+            store = (f"IF (dt = 2) THEN {ins.format(view=prefix + 'V_LOG_2')} "
+                     f"ELSE {ins.format(view=prefix + 'V_LOG_1')}")
+        else:
+            store = f"EXECUTE PROCEDURE LF(:pk, :dt, {num}, {old}, {new});"
+        fields.append(f"  IF (NEW.{q} IS DISTINCT FROM OLD.{q}) THEN {store}")
         changed.append(f"    NEW.{q} IS DISTINCT FROM OLD.{q}")
     trig = trigger_name(prefix, entry.number)
     check_length(trig, major_version=major, what="trigger")
     return templates.render(
         "audit_trigger", P=prefix, TRIGGER=trig, TABLE=quote_ident(entry.name), NUM_TABLE=str(entry.number),
         CHANGED=" OR\n".join(changed), NEW_KEY=key_expr(key_cols, "NEW"), OLD_KEY=key_expr(key_cols, "OLD"),
-        AUTHOR=author, ON_INSERT="\n".join(ins), ON_UPDATE="\n".join(upd), ON_DELETE="\n".join(dele),
+        AUTHOR=author, FIELDS="\n".join(fields),
     )
 
 

@@ -302,3 +302,25 @@ def test_trigger_installed_from_ddl_output_keeps_its_numbers_on_enable(project):
     capture.enable(project.config, "T")
     entry = Registry.load(project.registry_path).tables["T"]
     assert (entry.number, entry.fields["ID"].number, entry.fields["A"].number) == (1, 1, 2)
+
+
+def test_trigger_inlines_field_rows_up_to_the_limit_then_uses_the_sub_procedure(project):
+    """Narrow tables get the faster inline INSERTs; wider ones call LF so the
+    trigger stays under Firebird's 256 contexts per module (both run for real:
+    the 300-column table in test_types.py takes the LF path)."""
+    n = capture.INLINE_MAX
+    cols = ", ".join(f"C{i} INTEGER" for i in range(n))
+    project.sql(f"CREATE TABLE NARROW (ID INTEGER NOT NULL PRIMARY KEY, {', '.join(f'C{i} INTEGER' for i in range(n - 1))})",
+                f"CREATE TABLE WIDE (ID INTEGER NOT NULL PRIMARY KEY, {cols})")
+    capture.init(project.config)
+    capture.enable(project.config, "NARROW")
+    capture.enable(project.config, "WIDE")
+    with project.connect() as db:
+        narrow = capture.installed_trigger_body(db, project.prefix, 1)
+        wide = capture.installed_trigger_body(db, project.prefix, 2)
+    assert "EXECUTE PROCEDURE LF" not in narrow and narrow.count("INSERT INTO FBA_V_LOG_2") == n + 1
+    assert "EXECUTE PROCEDURE LF" in wide and wide.count("INSERT INTO FBA_V_LOG_2") == 1
+    run_sql(project, ["INSERT INTO NARROW (ID, C5) VALUES (1, 5)", "INSERT INTO WIDE (ID, C99) VALUES (1, 99)"])
+    assert [p.changes for p in packets(project)] == [
+        {"ID": {"old": None, "new": "1"}, "C5": {"old": None, "new": "5"}},
+        {"ID": {"old": None, "new": "1"}, "C99": {"old": None, "new": "99"}}]
