@@ -130,11 +130,3 @@ def read_table(db: Database, name: str) -> TableInfo:
     pk = tuple(r[0] for r in db.query(_PK_SQL, (name,)))
     db.commit()
     return TableInfo(name, tuple(cols), pk)
-
-
-def user_tables(db: Database, prefix: str) -> list[str]:
-    rows = db.query(
-        "SELECT TRIM(RDB$RELATION_NAME) FROM RDB$RELATIONS WHERE RDB$VIEW_BLR IS NULL "
-        "AND COALESCE(RDB$SYSTEM_FLAG,0)=0 AND COALESCE(RDB$RELATION_TYPE,0) IN (0,2,3) "
-        "ORDER BY 1")
-    return [r[0] for r in rows if not r[0].startswith(prefix)]

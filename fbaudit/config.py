@@ -5,13 +5,12 @@ import os
 import re
 import stat
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import yamlio
 from .errors import ConfigError
-from .idents import normalize_name
 
 DEFAULT_CONFIG = Path("config/fbaudit.yaml")
 DEFAULT_PREFIX = "FBA_"
@@ -77,7 +76,6 @@ class Config:
     sources: tuple[SourceSpec, ...]
     prefix: str = DEFAULT_PREFIX
     client_library: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def source(self, name: str | None) -> list[SourceSpec]:
         """The sources a command works on: one by name, or all."""
@@ -204,6 +202,3 @@ def single_source_config(database: str, *, registry: str | Path, log_database: s
         prefix=prefix,
     )
 
-
-def split_table_arg(value: str) -> str:
-    return normalize_name(value)

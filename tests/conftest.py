@@ -87,11 +87,7 @@ def pytest_terminal_summary(terminalreporter):
     import fbaudit.runtime as rt
     if rt._loaded is None:
         return
-    try:
-        from firebird.driver import connect  # noqa: F401
-        version = _SEEN.get("version")
-    except Exception:
-        version = None
+    version = _SEEN.get("version")
     where = f"server {SERVER} over TCP" if TARGET == "server" else "embedded"
     if version:
         terminalreporter.write_line(f"fbaudit tests ran on Firebird {version} ({where})")
