@@ -14,7 +14,7 @@ from typing import Callable, Iterable
 from . import templates
 from .catalog import Column, TableInfo, read_table, table_exists
 from .config import Config, SourceSpec
-from .db import Database, database_exists, execute_script, open_database, wrap
+from .db import Database, apply_plan, database_exists, open_database
 from .errors import CatalogError, FbauditError
 from .idents import check_length, normalize_name, quote_ident
 from .registry import FieldEntry, Registry, TableEntry
@@ -409,31 +409,6 @@ def _for_each_source(config: Config, source: str | None, out: Result,
     return out
 
 
-def _apply(db: Database, plan: list[Statement]) -> None:
-    """Run a plan in one transaction (DDL and parameterised DML alike): all or nothing."""
-    from firebird.driver import DatabaseError as DriverError
-    con = db.con
-    st = None
-    try:
-        for st in plan:
-            if st.params:
-                cur = con.cursor()
-                cur.execute(st.sql, st.params)
-                cur.close()
-            else:
-                con.execute_immediate(st.sql)
-        db.commit()
-    except DriverError as exc:
-        db.rollback()
-        err = wrap(exc, db.spec)
-        first = st.sql.strip().splitlines()[0][:160] if st else ""
-        raise type(err)(f"{err}\n  statement: {first}\n  nothing was changed (rolled back)",
-                        sqlcode=err.sqlcode, gds_codes=err.gds_codes) from exc
-    except BaseException:
-        db.rollback()
-        raise
-
-
 def init(config: Config, *, source: str | None = None, dry_run: bool = False) -> Result:
     """Create the log database's objects, then the staging objects in each source.
 
@@ -461,7 +436,7 @@ def init(config: Config, *, source: str | None = None, dry_run: bool = False) ->
                               not db.scalar(f"SELECT 1 FROM {p}SOURCES WHERE NAME = ?", (n,))]
             else:
                 if plan:
-                    execute_script(db, [s.sql for s in plan])
+                    apply_plan(db, plan)
                 for spec in config.source(source):
                     if not db.scalar(f"SELECT 1 FROM {p}SOURCES WHERE NAME = ?", (spec.name,)):
                         nid = (db.scalar(f"SELECT MAX(ID) FROM {p}SOURCES") or 0) + 1
@@ -483,8 +458,8 @@ def init(config: Config, *, source: str | None = None, dry_run: bool = False) ->
             created = [s.object for s in plan]
             if not dry_run:
                 if plan:
-                    execute_script(db, [s.sql for s in plan])
-                execute_script(db, [s.sql for s in templates.render("main_seed", P=p)])
+                    apply_plan(db, plan)
+                apply_plan(db, templates.render("main_seed", P=p))
             res.data["sources"].append({"source": spec.name, "created": created, "firebird": db.version})
             line = f"{spec.name}: " + (f"{would} {', '.join(created)}" if created else "already initialized")
             res.lines.append(line)
@@ -561,7 +536,7 @@ def enable(config: Config, table: str, *, source: str | None = None, key: list[s
             entry, plan, res = _plan_enable(db, config, registry, table, key=key, author=author,
                                             exclude=list(exclude))
             if entry and not dry_run:
-                _apply(db, plan)
+                apply_plan(db, plan)
                 registry.put(entry)
                 registry.save()
         res.data["source"] = spec.name
@@ -595,7 +570,7 @@ def disable(config: Config, table: str, *, source: str | None = None, dry_run: b
             plan.append(Statement(f"UPDATE {config.prefix}LOG_TABLES SET ENABLED = 0 WHERE NUM_TABLE = ?",
                                   (entry.number,)))
             if not dry_run:
-                _apply(db, plan)
+                apply_plan(db, plan)
                 entry.enabled = False
                 registry.put(entry)
                 registry.save()
@@ -656,7 +631,7 @@ def sync(config: Config, *, source: str | None = None, dry_run: bool = False, re
                     d.regenerated = True
                     drifts.append(d)
             if plan and not dry_run:
-                _apply(db, plan)
+                apply_plan(db, plan)
                 for e in changed_entries:
                     registry.put(e)
                 registry.save()

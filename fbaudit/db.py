@@ -12,8 +12,9 @@ from firebird.driver import DatabaseError as DriverDatabaseError
 from firebird.driver import InterfaceError as DriverInterfaceError
 
 from .config import DatabaseSpec
-from .errors import DatabaseError, FbauditError
+from .errors import DatabaseError
 from .runtime import load_client
+from .templates import Statement
 
 # fbaudit's own transactions never wait long on a lock held by the
 # application: after this many seconds they fail (and change nothing).
@@ -152,23 +153,29 @@ def open_database(spec: DatabaseSpec, *, client_library: str | None = None, crea
     return Database(spec, con, major, version)
 
 
-def execute_script(db: Database, statements: list[str]) -> None:
-    """Run DDL/DML statements in ONE transaction: all or nothing."""
+def apply_plan(db: Database, plan: list[Statement]) -> None:
+    """Run a plan in ONE transaction, DDL and parameterised DML alike: all or nothing.
+
+    On a Firebird error everything is rolled back and the error names the
+    statement that failed.
+    """
     con = db.con
+    st = None
     try:
-        con.begin() if not con.main_transaction.is_active() else None
-        for sql in statements:
-            try:
-                con.execute_immediate(sql)
-            except (DriverDatabaseError, DriverInterfaceError) as exc:
-                first = sql.strip().splitlines()[0][:120]
-                err = wrap(exc, db.spec)
-                raise DatabaseError(f"{err}\n  statement: {first}\n  nothing was changed (rolled back)",
-                                    sqlcode=err.sqlcode, gds_codes=err.gds_codes) from exc
-        con.commit()
-    except FbauditError:
+        for st in plan:
+            if st.params:
+                cur = con.cursor()
+                cur.execute(st.sql, st.params)
+                cur.close()
+            else:
+                con.execute_immediate(st.sql)
+        db.commit()
+    except (DriverDatabaseError, DriverInterfaceError) as exc:
         db.rollback()
-        raise
+        err = wrap(exc, db.spec)
+        first = st.sql.strip().splitlines()[0][:160] if st else ""
+        raise DatabaseError(f"{err}\n  statement: {first}\n  nothing was changed (rolled back)",
+                            sqlcode=err.sqlcode, gds_codes=err.gds_codes) from exc
     except BaseException:
         db.rollback()
         raise

@@ -5,6 +5,7 @@ import pytest
 
 from fbaudit import capture
 from fbaudit.capture import decode_key, encode_key
+from fbaudit.db import apply_plan
 from fbaudit.errors import CatalogError, FbauditError
 from fbaudit.registry import Registry
 
@@ -298,7 +299,7 @@ def test_trigger_installed_from_ddl_output_keeps_its_numbers_on_enable(project):
     with project.connect() as db:
         _, plan, _ = capture._plan_enable(db, project.config, Registry.load(project.registry_path), "T",
                                           key=None, author=None, exclude=[])
-        capture._apply(db, plan)                       # what running the ddl script does
+        apply_plan(db, plan)                           # what running the ddl script does
     capture.enable(project.config, "T")
     entry = Registry.load(project.registry_path).tables["T"]
     assert (entry.number, entry.fields["ID"].number, entry.fields["A"].number) == (1, 1, 2)
