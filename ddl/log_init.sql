@@ -1,11 +1,128 @@
--- Objects in the log database created by `fbaudit init` so far.
+-- Objects in the log database, created by `fbaudit init` (docs/transfer.md).
+-- {{P}} is the configured prefix. Every row is keyed by the source it came
+-- from: many main databases ship into one log database.
+
 -- object: TABLE SOURCES
+-- One row per main database. The transfer locks its source's row for the
+-- length of a batch, so two transfers of one source never overlap.
 CREATE TABLE {{P}}SOURCES (
   ID INTEGER NOT NULL,
   NAME VARCHAR(63) CHARACTER SET UTF8 NOT NULL,
   DATABASE_DSN VARCHAR(1000) CHARACTER SET UTF8 NOT NULL,
   ADDED_AT TIMESTAMP NOT NULL,
+  LAST_TRANSFER_AT TIMESTAMP,
+  LAST_PACKET_ID BIGINT,
+  PACKETS BIGINT DEFAULT 0 NOT NULL,
+  FIELD_ROWS BIGINT DEFAULT 0 NOT NULL,
+  DICT_FINGERPRINT VARCHAR(200) CHARACTER SET UTF8,
   CONSTRAINT {{P}}SOURCES_PK PRIMARY KEY (ID),
   CONSTRAINT {{P}}SOURCES_NAME UNIQUE (NAME)
 )
+^
+-- object: TABLE LOG_PACKET
+-- The article's LOG_PACKET, one row per changed record. The primary key
+-- (SOURCE_ID, PACKET_ID) is what makes the transfer exactly-once: a packet
+-- already here is never inserted again. KEY_HASH = HASH(RECORD_KEY) keeps
+-- the history index short whatever the key length. LOAD_TX is the log
+-- transaction that inserted the packet: BLOB_INS keeps only field rows of
+-- packets inserted by its own transaction.
+CREATE TABLE {{P}}LOG_PACKET (
+  SOURCE_ID INTEGER NOT NULL,
+  PACKET_ID BIGINT NOT NULL,
+  CREATED_AT TIMESTAMP NOT NULL,
+  OPERATION SMALLINT NOT NULL,
+  NUM_TABLE INTEGER NOT NULL,
+  RECORD_KEY VARCHAR(1000) CHARACTER SET UTF8,
+  KEY_HASH BIGINT,
+  AUTHOR VARCHAR(255) CHARACTER SET UTF8,
+  DB_USER VARCHAR(63) CHARACTER SET UTF8,
+  CLIENT_ADDRESS VARCHAR(255) CHARACTER SET UTF8,
+  TRANSACTION_ID BIGINT,
+  CHANGE_COMMENT VARCHAR(255) CHARACTER SET UTF8,
+  TRANSFERRED_AT TIMESTAMP NOT NULL,
+  LOAD_TX BIGINT NOT NULL,
+  CONSTRAINT {{P}}LOG_PACKET_PK PRIMARY KEY (SOURCE_ID, PACKET_ID)
+)
+^
+-- object: INDEX LOG_PACKET_RECORD
+-- "History of one record": equality on the first three columns, packets in order.
+CREATE INDEX {{P}}LOG_PACKET_RECORD ON {{P}}LOG_PACKET (SOURCE_ID, NUM_TABLE, KEY_HASH, PACKET_ID)
+^
+-- object: INDEX LOG_PACKET_TIME
+-- Time ranges and pruning.
+CREATE INDEX {{P}}LOG_PACKET_TIME ON {{P}}LOG_PACKET (CREATED_AT)
+^
+-- object: TABLE LOG
+-- The article's LOG, one row per changed field (values as bytes in canonical form).
+CREATE TABLE {{P}}LOG (
+  SOURCE_ID INTEGER NOT NULL,
+  PACKET_ID BIGINT NOT NULL,
+  NUM_POLE INTEGER NOT NULL,
+  BLOB_OLD BLOB SUB_TYPE BINARY,
+  BLOB_NEW BLOB SUB_TYPE BINARY,
+  CONSTRAINT {{P}}LOG_PK PRIMARY KEY (SOURCE_ID, PACKET_ID, NUM_POLE)
+)
+^
+-- object: TABLE DICT_TABLES
+-- Per-source name dictionary, copied from the source's LOG_TABLES. Rows are
+-- only added or updated, never deleted: old history keeps its names.
+CREATE TABLE {{P}}DICT_TABLES (
+  SOURCE_ID INTEGER NOT NULL,
+  NUM_TABLE INTEGER NOT NULL,
+  TABLE_NAME VARCHAR(63) CHARACTER SET UTF8 NOT NULL,
+  KEY_COLUMNS VARCHAR(2000) CHARACTER SET UTF8,
+  AUTHOR_COLUMN VARCHAR(63) CHARACTER SET UTF8,
+  ENABLED SMALLINT DEFAULT 1 NOT NULL,
+  CONSTRAINT {{P}}DICT_TABLES_PK PRIMARY KEY (SOURCE_ID, NUM_TABLE)
+)
+^
+-- object: TABLE DICT_FIELDS
+CREATE TABLE {{P}}DICT_FIELDS (
+  SOURCE_ID INTEGER NOT NULL,
+  NUM_TABLE INTEGER NOT NULL,
+  NUM_POLE INTEGER NOT NULL,
+  FIELD_NAME VARCHAR(63) CHARACTER SET UTF8 NOT NULL,
+  FIELD_TYPE VARCHAR(100) CHARACTER SET UTF8 NOT NULL,
+  FIELD_KIND VARCHAR(10) CHARACTER SET UTF8 NOT NULL,
+  RETIRED SMALLINT DEFAULT 0 NOT NULL,
+  CONSTRAINT {{P}}DICT_FIELDS_PK PRIMARY KEY (SOURCE_ID, NUM_TABLE, NUM_POLE)
+)
+^
+-- object: PROCEDURE BLOB_INS
+-- The article's BLOB_INS, batched: the log database pulls the field rows of
+-- packets LO..HI from the source's data table LOG_<DATA_TABLE> itself, over
+-- EXECUTE STATEMENT ... ON EXTERNAL, and keeps those whose packet this very
+-- transaction inserted (LOAD_TX), so a row of a packet outside the batch is
+-- never copied. Credentials arrive as parameters: they are in no SQL text.
+CREATE OR ALTER PROCEDURE {{P}}BLOB_INS (
+  SOURCE_ID INTEGER, DATA_TABLE SMALLINT, LO BIGINT, HI BIGINT,
+  BASE_ VARCHAR(1000) CHARACTER SET UTF8, USER_ VARCHAR(63) CHARACTER SET UTF8,
+  PASS_ VARCHAR(255) CHARACTER SET UTF8, ROLE_ VARCHAR(63) CHARACTER SET UTF8)
+RETURNS (ROWS_ INTEGER)
+AS
+  DECLARE sql_ VARCHAR(300);
+  DECLARE packet_ BIGINT;
+  DECLARE pole_ INTEGER;
+  DECLARE old_ BLOB SUB_TYPE BINARY;
+  DECLARE new_ BLOB SUB_TYPE BINARY;
+  DECLARE tx_ BIGINT;
+BEGIN
+  ROWS_ = 0;
+  tx_ = CURRENT_TRANSACTION;
+  -- DATA_TABLE is a SMALLINT: the text built here holds no value from outside.
+  sql_ = 'SELECT PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW FROM {{P}}LOG_' || DATA_TABLE ||
+         ' WHERE PACKET BETWEEN :lo AND :hi';
+  FOR EXECUTE STATEMENT (sql_) (lo := :LO, hi := :HI)
+      ON EXTERNAL :BASE_ AS USER :USER_ PASSWORD :PASS_ ROLE :ROLE_
+      INTO :packet_, :pole_, :old_, :new_
+  DO
+    IF (EXISTS (SELECT 1 FROM {{P}}LOG_PACKET
+                WHERE SOURCE_ID = :SOURCE_ID AND PACKET_ID = :packet_ AND LOAD_TX = :tx_)) THEN
+    BEGIN
+      INSERT INTO {{P}}LOG (SOURCE_ID, PACKET_ID, NUM_POLE, BLOB_OLD, BLOB_NEW)
+        VALUES (:SOURCE_ID, :packet_, :pole_, :old_, :new_);
+      ROWS_ = ROWS_ + 1;
+    END
+  SUSPEND;
+END
 ^

@@ -11,7 +11,7 @@ CREATE TABLE {{P}}LOG_INFO (
   ZAPIS SMALLINT DEFAULT 1 NOT NULL,
   DATA TIMESTAMP,
   ID_TABLE SMALLINT DEFAULT 1 NOT NULL,
-  SCHEMA_VERSION INTEGER DEFAULT 1 NOT NULL
+  SCHEMA_VERSION INTEGER DEFAULT 2 NOT NULL
 )
 ^
 -- object: SEQUENCE LOG_PACKET_ID
@@ -37,6 +37,11 @@ CREATE TABLE {{P}}LOG_PACKET (
   LAST_ERROR VARCHAR(1000) CHARACTER SET UTF8,
   CONSTRAINT {{P}}LOG_PACKET_PK PRIMARY KEY (ID)
 )
+^
+-- object: INDEX LOG_PACKET_STATE
+-- Transfer reads "STATE = 0 ORDER BY STATE, ID" through this index, so the
+-- cost does not grow with the number of processed packets.
+CREATE INDEX {{P}}LOG_PACKET_STATE ON {{P}}LOG_PACKET (STATE, ID)
 ^
 -- object: TABLE LOG_1
 -- One row per changed field: values in canonical form as bytes (docs/capture.md).
@@ -80,10 +85,14 @@ CREATE VIEW {{P}}V_LOG_2 (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) AS
 ^
 -- object: TABLE LOG_PACKET_FLAG
 -- The fast "anything new?" check without a hot row: triggers never write
--- here. The transfer stores the highest packet id it has seen; anything new
--- exists when GEN_ID(LOG_PACKET_ID, 0) > SEEN_ID.
+-- here. At the end of a pass the transfer stores the packet sequence value
+-- read at its start (SEEN_ID) and the next transaction number read just after
+-- (SEEN_TXN). Nothing can be new when GEN_ID(LOG_PACKET_ID, 0) = SEEN_ID and
+-- the oldest active transaction is >= SEEN_TXN (no writer that took a packet
+-- id <= SEEN_ID can still commit). Otherwise transfer looks at the STATE index.
 CREATE TABLE {{P}}LOG_PACKET_FLAG (
-  SEEN_ID BIGINT DEFAULT 0 NOT NULL
+  SEEN_ID BIGINT DEFAULT 0 NOT NULL,
+  SEEN_TXN BIGINT DEFAULT 0 NOT NULL
 )
 ^
 -- object: TABLE LOG_TABLES

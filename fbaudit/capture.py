@@ -27,7 +27,10 @@ STATES = {0: "new", 1: "done", 2: "failed"}
 # Object names init creates in the main database (without the prefix).
 MAIN_OBJECTS = ("LOG_INFO", "LOG_PACKET", "LOG_1", "LOG_2", "LOG_3", "V_LOG_1", "V_LOG_2",
                 "LOG_PACKET_FLAG", "LOG_PACKET_ID", "LOG_TABLES", "LOG_FIELDS", "LOG_PACKET_PK",
-                "LOG_1_PACKET", "LOG_2_PACKET", "LOG_TABLES_PK", "LOG_FIELDS_PK", "NEW_PACKET")
+                "LOG_1_PACKET", "LOG_2_PACKET", "LOG_TABLES_PK", "LOG_FIELDS_PK", "NEW_PACKET",
+                "LOG_PACKET_STATE")
+LOG_OBJECTS = ("SOURCES", "SOURCES_NAME", "LOG_PACKET_RECORD", "LOG_PACKET_TIME", "DICT_TABLES_PK", "DICT_FIELDS_PK",
+               "BLOB_INS")
 
 
 def trigger_name(prefix: str, number: int) -> str:
@@ -126,14 +129,15 @@ def _existing_objects(db: Database, prefix: str) -> set[str]:
     rows = db.query(
         "SELECT TRIM(RDB$RELATION_NAME) FROM RDB$RELATIONS WHERE RDB$RELATION_NAME STARTING WITH ? "
         "UNION ALL SELECT TRIM(RDB$GENERATOR_NAME) FROM RDB$GENERATORS WHERE RDB$GENERATOR_NAME STARTING WITH ? "
-        "UNION ALL SELECT TRIM(RDB$INDEX_NAME) FROM RDB$INDICES WHERE RDB$INDEX_NAME STARTING WITH ?",
-        (prefix, prefix, prefix))
+        "UNION ALL SELECT TRIM(RDB$INDEX_NAME) FROM RDB$INDICES WHERE RDB$INDEX_NAME STARTING WITH ? "
+        "UNION ALL SELECT TRIM(RDB$PROCEDURE_NAME) FROM RDB$PROCEDURES WHERE RDB$PROCEDURE_NAME STARTING WITH ?",
+        (prefix, prefix, prefix, prefix))
     db.commit()
     return {r[0][len(prefix):] for r in rows}
 
 
 def check_prefix(prefix: str, major: int) -> None:
-    for obj in MAIN_OBJECTS + ("AUDIT_2147483647", "SOURCES", "SOURCES_NAME"):
+    for obj in MAIN_OBJECTS + LOG_OBJECTS + ("AUDIT_2147483647",):
         check_length(prefix + obj, major_version=major, what="fbaudit object")
 
 

@@ -286,6 +286,125 @@ def resume(ctx: Ctx, source: str | None) -> None:
 
 
 @cli.command()
+@_source_option
+@click.option("--batch", default=1000, show_default=True, metavar="N", help="Packets per batch (one log transaction).")
+@click.option("--follow", is_flag=True,
+              help="Keep running: wake on the triggers' event (or poll), stop cleanly on Ctrl+C / SIGTERM.")
+@click.option("--poll", default=5.0, show_default=True, metavar="SECONDS",
+              help="With --follow: check at least this often when no event arrives.")
+@click.option("--workers", default=4, show_default=True, metavar="N", help="Sources processed at the same time.")
+@click.option("--retries", default=4, show_default=True, metavar="N",
+              help="Connection attempts (with backoff) before a source is given up for this run.")
+@_json_option
+@pass_ctx
+def transfer(ctx: Ctx, source: str | None, batch: int, follow: bool, poll: float, workers: int, retries: int) -> None:
+    """Ship new packets to the log database, exactly once.
+
+    Each source: the fast check (milliseconds when nothing is new), then
+    batches of packets; the log database pulls their field rows and BLOBs
+    itself (EXECUTE STATEMENT ... ON EXTERNAL). Safe to kill at any moment:
+    the next run neither loses nor repeats a change.
+
+    \b
+    Examples:
+      fbaudit transfer                   # one run, e.g. every minute from the scheduler
+      fbaudit -v transfer --follow       # near real time, logs each batch
+      fbaudit transfer --source erp --json
+    """
+    from . import transfer as transfer_mod
+    stop = _stop_on_signals() if follow else None
+    _report(ctx, _run(ctx, lambda: transfer_mod.transfer(ctx.config, source=source, batch=batch, follow=follow,
+                                                         poll=poll, workers=workers, retries=retries, stop=stop)))
+
+
+def _stop_on_signals():
+    """A stop event set by Ctrl+C, SIGTERM (and Ctrl+Break on Windows); a second signal stops at once."""
+    import signal
+    import threading
+    stop = threading.Event()
+
+    def handler(signum, _frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        click.echo("stopping after the current batch (signal again to stop at once) …", err=True)
+        stop.set()
+    for name in ("SIGINT", "SIGTERM", "SIGBREAK"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), handler)
+    return stop
+
+
+@cli.command()
+@click.argument("packets", nargs=-1, type=int, metavar="[PACKET]...")
+@click.option("--all-failed", is_flag=True, help="Requeue every failed packet.")
+@_source_option
+@_json_option
+@pass_ctx
+def retry(ctx: Ctx, packets: tuple[int, ...], all_failed: bool, source: str | None) -> None:
+    """Requeue packets marked failed (after 5 attempts) so the next transfer tries them again.
+
+    \b
+    Examples:
+      fbaudit retry --all-failed
+      fbaudit retry --source erp 1041 1042
+    """
+    from . import transfer as transfer_mod
+    _report(ctx, _run(ctx, lambda: transfer_mod.retry(ctx.config, source=source, packets=list(packets),
+                                                      all_failed=all_failed)))
+
+
+def _print(ctx: Ctx, data: dict, lines: list[str]) -> None:
+    if ctx.as_json:
+        click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    else:
+        for line in lines:
+            click.echo(line)
+
+
+@cli.command()
+@click.argument("table")
+@click.argument("key")
+@click.option("--limit", default=50, show_default=True, metavar="N", help="Versions to show.")
+@click.option("--offset", default=0, show_default=True, metavar="N", help="Versions to skip (oldest first).")
+@click.option("--source", metavar="NAME", help="Source database (needed when several are configured).")
+@_json_option
+@pass_ctx
+def history(ctx: Ctx, table: str, key: str, limit: int, offset: int, source: str | None) -> None:
+    """A record's versions (1 = oldest) from the log database: who, when, old -> new.
+
+    KEY is the key value, or COL=VALUE,COL=VALUE for a composite key.
+
+    \b
+    Examples:
+      fbaudit history CUSTOMER 42
+      fbaudit history ORDER_LINE ORDER_ID=7,LINE_NO=2 --json
+    """
+    from . import history as h
+    data = _run(ctx, lambda: h.history(ctx.config, table, key, source=source, limit=limit, offset=offset))
+    out = {k: data[k] for k in ("table", "key", "versions", "total")}
+    out.update(source=data["source"], limit=limit, offset=offset)
+    _print(ctx, out, h.history_lines(data))
+
+
+@cli.command()
+@click.argument("packet", type=int)
+@click.option("--source", metavar="NAME", help="Source database (needed when several are configured).")
+@_json_option
+@pass_ctx
+def show(ctx: Ctx, packet: int, source: str | None) -> None:
+    """One packet (one version of one record) from the log database.
+
+    \b
+    Example:
+      fbaudit show 1041
+    """
+    from . import history as h
+    data = _run(ctx, lambda: h.show(ctx.config, packet, source=source))
+    key = ", ".join(f"{k}={v}" for k, v in data["key"].items())
+    _print(ctx, data, [f"{data['table']} {key} (source {data['source']})"] + h.version_lines(data))
+
+
+@cli.command()
 @click.option("--dir", "directory", default="data/demo", show_default=True, metavar="DIR",
               help="Folder for the demo databases, config and registry (re-created).")
 @click.option("--seconds", default=3.0, show_default=True, help="How long the simulated users work.")

@@ -67,6 +67,9 @@ class DatabaseSpec:
 @dataclass(frozen=True)
 class SourceSpec(DatabaseSpec):
     registry: Path = Path("tables.yaml")
+    # The source as the LOG database's server reaches it (BLOB_INS pulls field
+    # rows with EXECUTE STATEMENT ... ON EXTERNAL from there). Default: database.
+    external_database: str | None = None
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ class Config:
 
 
 _DB_KEYS = {"database", "user", "password_env", "password_file", "role"}
-_SOURCE_KEYS = _DB_KEYS | {"name", "registry"}
+_SOURCE_KEYS = _DB_KEYS | {"name", "registry", "external_database"}
 _TOP_KEYS = {"prefix", "log", "sources", "client_library"}
 
 
@@ -180,7 +183,8 @@ def load_config(path: str | Path | None = None) -> Config:
         seen.add(name)
         fields = _db(path, node, name=name, allowed=_SOURCE_KEYS, what=f"source {name!r}")
         reg = _str(path, node, "registry") or "tables.yaml"
-        sources.append(SourceSpec(**fields, registry=Path(_resolve_path(path.parent, reg))))
+        sources.append(SourceSpec(**fields, registry=Path(_resolve_path(path.parent, reg)),
+                                  external_database=_str(path, node, "external_database")))
     client = _str(path, data, "client_library")
     return Config(
         path=path,

@@ -1,0 +1,205 @@
+"""Reading history from the log database: a record's versions, one packet.
+
+Everything here reads only the log database (the source may be down): names
+come from the per-source dictionaries the transfer copied there.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .capture import OPERATIONS, _open, decode_key, encode_key
+from .config import Config
+from .db import Database
+from .errors import FbauditError
+from .idents import normalize_name
+from .staging import decode_value
+
+import json
+
+DEFAULT_LIMIT = 50
+
+
+class NotFound(FbauditError):
+    """Unknown source, table, record or packet."""
+
+    exit_code = 5
+
+
+@dataclass
+class TableRef:
+    source_id: int
+    source: str
+    num_table: int
+    name: str
+    key_columns: list[str]
+
+
+def _source_id(db: Database, config: Config, source: str | None) -> tuple[int, str]:
+    p = config.prefix
+    if source is None:
+        if len(config.sources) > 1:
+            names = ", ".join(s.name for s in config.sources)
+            raise FbauditError(f"Several sources are configured ({names}); say which one with --source NAME.")
+        source = config.sources[0].name
+    sid = db.scalar(f"SELECT ID FROM {p}SOURCES WHERE NAME = ?", (source,))
+    if sid is None:
+        raise NotFound(f"Source {source!r} is not registered in the log database {config.log.describe()} "
+                       "(run `fbaudit init`).")
+    return sid, source
+
+
+def resolve_table(db: Database, config: Config, table: str, source: str | None) -> TableRef:
+    sid, sname = _source_id(db, config, source)
+    p = config.prefix
+    rows = db.query(f"SELECT NUM_TABLE, TABLE_NAME, KEY_COLUMNS FROM {p}DICT_TABLES WHERE SOURCE_ID = ?", (sid,))
+    wanted = {table, normalize_name(table)}
+    match = [r for r in rows if r[1] in wanted] or [r for r in rows if r[1].upper() == table.upper()]
+    if len(match) != 1:
+        known = ", ".join(sorted(r[1] for r in rows)) or "none yet (nothing transferred)"
+        raise NotFound(f"No history for table {table!r} in source {sname!r}; tables with history: {known}.")
+    num, name, keys = match[0]
+    return TableRef(sid, sname, num, name, json.loads(keys) if keys else [])
+
+
+def parse_key(text: str, key_columns: list[str]) -> tuple[str, dict[str, str | None]]:
+    """KEY as typed by a user -> (the stored RECORD_KEY, {column: value}).
+
+    One-column key: the value itself. Composite: ``COL=VALUE,COL=VALUE`` in any
+    order; a value may contain commas (a comma splits only before ``KNOWNCOL=``).
+    """
+    if len(key_columns) <= 1:
+        col = key_columns[0] if key_columns else "KEY"
+        if "=" in text and text.split("=", 1)[0].strip().upper() == col.upper():
+            text = text.split("=", 1)[1]
+        return encode_key([text]), {col: text}
+    names = "|".join(re.escape(c) for c in sorted(key_columns, key=len, reverse=True))
+    parts = re.split(rf",\s*(?=(?:{names})\s*=)", text, flags=re.I)
+    values: dict[str, str] = {}
+    for part in parts:
+        if "=" not in part:
+            raise FbauditError(f"Key {text!r}: the table's key has {len(key_columns)} columns "
+                               f"({', '.join(key_columns)}); write it as "
+                               + ",".join(f"{c}=VALUE" for c in key_columns))
+        name, value = part.split("=", 1)
+        col = next((c for c in key_columns if c.upper() == name.strip().upper()), None)
+        if col is None:
+            raise FbauditError(f"Key {text!r}: {name.strip()!r} is not a key column (key: {', '.join(key_columns)})")
+        values[col] = value
+    missing = [c for c in key_columns if c not in values]
+    if missing:
+        raise FbauditError(f"Key {text!r}: missing {', '.join(missing)} (key: {', '.join(key_columns)})")
+    return encode_key([values[c] for c in key_columns]), {c: values[c] for c in key_columns}
+
+
+def _fields(db: Database, prefix: str, sid: int, num_table: int) -> dict[int, tuple[str, str]]:
+    return {num: (name, kind) for num, name, kind in db.query(
+        f"SELECT NUM_POLE, FIELD_NAME, FIELD_KIND FROM {prefix}DICT_FIELDS WHERE SOURCE_ID = ? AND NUM_TABLE = ?",
+        (sid, num_table))}
+
+
+def _changes(db: Database, prefix: str, sid: int, packet_id: int,
+             fields: dict[int, tuple[str, str]]) -> dict[str, dict[str, str | None]]:
+    out: dict[str, dict[str, str | None]] = {}
+    cur = db.con.cursor()
+    cur.execute(f"SELECT NUM_POLE, BLOB_OLD, BLOB_NEW FROM {prefix}LOG WHERE SOURCE_ID = ? AND PACKET_ID = ? "
+                f"ORDER BY NUM_POLE", (sid, packet_id))
+    for num, old, new in cur:
+        name, kind = fields.get(num, (f"#{num}", "text"))
+        out[name] = {"old": decode_value(old, kind), "new": decode_value(new, kind)}
+    cur.close()
+    return out
+
+
+_PACKET_COLS = "PACKET_ID, CREATED_AT, OPERATION, AUTHOR, DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT"
+
+
+def _version(row: tuple, number: int, changes: dict) -> dict:
+    pid, at, op, author, user, address, txn, comment = row
+    return {"version": number, "packet_id": pid, "operation": OPERATIONS.get(op, str(op)),
+            "at": at.isoformat() if at else None, "author": author, "user": user,
+            "client_address": address, "transaction_id": txn, "comment": comment, "changes": changes}
+
+
+def history(config: Config, table: str, key: str, *, source: str | None = None,
+            limit: int | None = DEFAULT_LIMIT, offset: int = 0) -> dict:
+    """A record's versions 1, 2, 3 … (oldest first), with the fields each changed."""
+    if limit is not None and limit < 1:
+        raise FbauditError(f"--limit must be at least 1, not {limit}")
+    if offset < 0:
+        raise FbauditError(f"--offset cannot be negative ({offset})")
+    p = config.prefix
+    with _open(config, config.log) as db:
+        ref = resolve_table(db, config, table, source)
+        record_key, key_dict = parse_key(key, ref.key_columns)
+        where = (f"FROM {p}LOG_PACKET WHERE SOURCE_ID = ? AND NUM_TABLE = ? "
+                 f"AND KEY_HASH = HASH(CAST(? AS VARCHAR(1000) CHARACTER SET UTF8)) AND RECORD_KEY = ?")
+        params = (ref.source_id, ref.num_table, record_key, record_key)
+        total = db.scalar(f"SELECT COUNT(*) {where}", params)
+        rows_clause = f" ROWS {offset + 1} TO {offset + limit}" if limit else (f" ROWS {offset + 1} TO 2147483647"
+                                                                              if offset else "")
+        rows = db.query(f"SELECT {_PACKET_COLS} {where} ORDER BY SOURCE_ID, NUM_TABLE, KEY_HASH, PACKET_ID"
+                        f"{rows_clause}", params)
+        fields = _fields(db, p, ref.source_id, ref.num_table)
+        versions = [_version(r, offset + i + 1, _changes(db, p, ref.source_id, r[0], fields))
+                    for i, r in enumerate(rows)]
+        db.commit()
+    return {"source": ref.source, "table": ref.name, "key": key_dict, "record_key": record_key,
+            "versions": versions, "total": total, "limit": limit, "offset": offset}
+
+
+def show(config: Config, packet_id: int, *, source: str | None = None) -> dict:
+    """One packet (one version of one record) with its changes."""
+    p = config.prefix
+    with _open(config, config.log) as db:
+        sid, sname = _source_id(db, config, source)
+        rows = db.query(f"SELECT {_PACKET_COLS}, NUM_TABLE, RECORD_KEY, TRANSFERRED_AT FROM {p}LOG_PACKET "
+                        f"WHERE SOURCE_ID = ? AND PACKET_ID = ?", (sid, packet_id))
+        if not rows:
+            raise NotFound(f"Packet {packet_id} of source {sname!r} is not in the log database "
+                           "(not transferred yet, pruned, or no such packet).")
+        row = rows[0]
+        num_table, record_key, transferred = row[8], row[9], row[10]
+        trow = db.query(f"SELECT TABLE_NAME, KEY_COLUMNS FROM {p}DICT_TABLES WHERE SOURCE_ID = ? AND NUM_TABLE = ?",
+                        (sid, num_table))
+        tname, keys = (trow[0][0], json.loads(trow[0][1]) if trow[0][1] else []) if trow else (f"#{num_table}", [])
+        number = db.scalar(f"SELECT COUNT(*) FROM {p}LOG_PACKET WHERE SOURCE_ID = ? AND NUM_TABLE = ? AND "
+                           f"KEY_HASH = HASH(CAST(? AS VARCHAR(1000) CHARACTER SET UTF8)) AND RECORD_KEY = ? "
+                           f"AND PACKET_ID <= ?", (sid, num_table, record_key, record_key, packet_id))
+        version = _version(row[:8], number, _changes(db, p, sid, packet_id, _fields(db, p, sid, num_table)))
+        db.commit()
+    parts = decode_key(record_key) if record_key is not None else []
+    key = dict(zip(keys, parts)) if len(keys) == len(parts) else {"key": record_key}
+    return {"source": sname, "table": tname, "key": key, "record_key": record_key,
+            "transferred_at": transferred.isoformat() if transferred else None, **version}
+
+
+def format_value(v: str | None, width: int = 40) -> str:
+    if v is None:
+        return "NULL"
+    text = v.replace("\n", "\\n")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def history_lines(h: dict) -> list[str]:
+    key = ", ".join(f"{k}={v}" for k, v in h["key"].items())
+    lines = [f"{h['table']} {key}: {h['total']} version{'s' if h['total'] != 1 else ''}"
+             + (f" (showing {len(h['versions'])} from {h['offset'] + 1})" if len(h["versions"]) < h["total"] else "")]
+    for v in h["versions"]:
+        lines += version_lines(v)
+    return lines
+
+
+def version_lines(v: dict) -> list[str]:
+    head = (f"  v{v['version']}  {v['at']}  {v['operation']:<6}  by {v['author']}"
+            + (f" (db user {v['user']})" if v["user"] and v["user"] != v["author"] else "")
+            + f"  packet {v['packet_id']}" + (f"  comment: {v['comment']}" if v.get("comment") else ""))
+    out = [head]
+    for name, ch in v["changes"].items():
+        if v["operation"] == "insert":
+            out.append(f"      {name}: {format_value(ch['new'])}")
+        elif v["operation"] == "delete":
+            out.append(f"      {name}: {format_value(ch['old'])} (deleted)")
+        else:
+            out.append(f"      {name}: {format_value(ch['old'])} -> {format_value(ch['new'])}")
+    return out

@@ -1,0 +1,584 @@
+"""Transfer: ship captured packets from each source to the log database, exactly once.
+
+One batch (docs/transfer.md):
+
+1. read up to N new packets (``STATE = 0``) from the source, oldest first;
+2. in ONE log-database transaction: lock the source's row in ``SOURCES``,
+   skip packets already in the log (the primary key SOURCE_ID + PACKET_ID),
+   insert the others, and let the log database pull their field rows and
+   BLOBs itself with ``BLOB_INS`` (EXECUTE STATEMENT ... ON EXTERNAL, one call
+   per data table per batch); commit;
+3. mark the packets processed in the source; commit.
+
+A kill between 2 and 3 leaves packets that are in the log but not marked; the
+next run finds them by the primary key and only marks them. Hence exactly once
+without a two-phase commit (why not 2PC: docs/transfer.md).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable
+
+import tenacity
+
+from .capture import Result, _open, _require_init
+from .config import Config, SourceSpec
+from .db import Database, guard
+from .errors import DatabaseError, FbauditError
+
+log = logging.getLogger("fbaudit.transfer")
+
+DEFAULT_BATCH = 1000
+MAX_ATTEMPTS = 5          # a packet that failed this many times is marked failed and skipped
+DEFAULT_RETRIES = 4       # connection attempts before a source is given up for this run
+DEFAULT_POLL = 5.0        # --follow: seconds between checks when no event arrives
+SCHEMA_VERSION = 2
+
+# GDS codes of "the connection is gone / cannot be made": retried with backoff,
+# never counted against a packet.
+CONNECTION_GDS = {
+    335544721,  # network_error: unable to complete network request
+    335544726,  # net_read_err
+    335544727,  # net_write_err
+    335544741,  # lost_db_connection
+    335544648,  # conn_lost
+    335544856,  # att_shutdown
+    335544528,  # shutdown
+    335544344,  # io_error (embedded file missing or unreadable)
+    335544734,  # random (I/O) error on the file
+}
+
+
+class ConnectionLost(FbauditError):
+    """A database cannot be reached: retried with backoff, then the source fails."""
+
+    exit_code = 4
+
+
+class SourceBusy(FbauditError):
+    """Another transfer holds this source's lock in the log database."""
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    if isinstance(exc, ConnectionLost):
+        return True
+    if isinstance(exc, DatabaseError):
+        if set(exc.gds_codes) & CONNECTION_GDS:
+            return True
+        low = str(exc).lower()
+        return "connection" in low and ("lost" in low or "refused" in low or "shutdown" in low)
+    return False
+
+
+def _external_attach_error(exc: DatabaseError) -> bool:
+    """The log database could not attach to the source for BLOB_INS: a setup problem, not the packet's."""
+    return "execute statement error at attach" in str(exc).lower()
+
+
+def _is_conflict(exc: DatabaseError) -> bool:
+    low = str(exc).lower()
+    return "update conflicts" in low or "lock conflict" in low or "deadlock" in low or "lock time-out" in low
+
+
+@dataclass
+class PacketRow:
+    id: int
+    created_at: object
+    operation: int
+    num_table: int
+    data_table: int
+    key: str | None
+    author: str | None
+    user: str | None
+    client_address: str | None
+    transaction_id: int | None
+    comment: str | None
+    attempts: int
+
+    def log_params(self, source_id: int) -> tuple:
+        return (source_id, self.id, self.created_at, self.operation, self.num_table, self.key, self.key,
+                self.author, self.user, self.client_address, self.transaction_id, self.comment)
+
+
+@dataclass
+class SourceReport:
+    """What one source's transfer did (the per-source summary)."""
+
+    source: str
+    packets: int = 0
+    field_rows: int = 0
+    batches: int = 0
+    already_in_log: int = 0
+    failed: list[int] = field(default_factory=list)      # packets marked failed (attempts exhausted)
+    retry_later: list[int] = field(default_factory=list)  # packets that failed and will be retried
+    fast_check_ms: float | None = None
+    nothing_new: bool = False
+    seconds: float = 0.0
+    passes: int = 0
+    error: str | None = None
+    busy: bool = False
+
+    def as_dict(self) -> dict:
+        return {"source": self.source, "packets": self.packets, "field_rows": self.field_rows,
+                "batches": self.batches, "already_in_log": self.already_in_log,
+                "failed_packets": self.failed, "retry_later": self.retry_later,
+                "fast_check_ms": self.fast_check_ms, "nothing_new": self.nothing_new,
+                "seconds": round(self.seconds, 3), "passes": self.passes, "busy": self.busy,
+                "error": self.error}
+
+    def line(self) -> str:
+        if self.error:
+            return f"{self.source}: FAILED: {self.error.splitlines()[0]}"
+        if self.busy:
+            return f"{self.source}: skipped, another transfer of this source is running"
+        if self.nothing_new and not self.packets:
+            return f"{self.source}: nothing new (fast check {self.fast_check_ms:.1f} ms)"
+        text = (f"{self.source}: {self.packets} packets, {self.field_rows} field rows in {self.batches} "
+                f"batch{'es' if self.batches != 1 else ''}")
+        if self.already_in_log:
+            text += f" ({self.already_in_log} were already in the log, only marked)"
+        if self.retry_later:
+            text += f"; {len(self.retry_later)} failed, retried next run"
+        if self.failed:
+            text += f"; {len(self.failed)} marked failed after {MAX_ATTEMPTS} attempts (see `fbaudit retry`)"
+        return text + f" ({self.seconds:.2f} s)"
+
+
+class SourceTransfer:
+    """Transfer of one source: two connections (source and log), batches, the fast check."""
+
+    def __init__(self, config: Config, spec: SourceSpec, *, batch: int = DEFAULT_BATCH,
+                 stop: threading.Event | None = None):
+        self.config = config
+        self.spec = spec
+        self.batch = batch
+        self.p = config.prefix
+        self.stop = stop or threading.Event()
+        self.main: Database | None = None
+        self.logdb: Database | None = None
+        self.source_id: int | None = None
+        self.fingerprint: str | None = None
+
+    # -- connections ----------------------------------------------------
+    def open(self) -> None:
+        self.close()
+        try:
+            self.main = _open(self.config, self.spec)
+        except DatabaseError as exc:
+            raise _as_connection(exc) from exc
+        _require_init(self.main, self.p)
+        version = self.main.scalar(f"SELECT FIRST 1 SCHEMA_VERSION FROM {self.p}LOG_INFO")
+        self.main.commit()
+        if (version or 0) < SCHEMA_VERSION:
+            raise FbauditError(f"{self.spec.describe()}: staging objects were made by an older development "
+                               f"version of fbaudit (schema {version}, needs {SCHEMA_VERSION}); "
+                               "disable the tables, drop the FBA_ objects and run `fbaudit init` again.")
+        try:
+            self.logdb = _open(self.config, self.config.log)
+        except DatabaseError as exc:
+            raise _as_connection(exc) from exc
+        row = self.logdb.query(f"SELECT ID, DICT_FINGERPRINT FROM {self.p}SOURCES WHERE NAME = ?", (self.spec.name,))
+        self.logdb.commit()
+        if not row:
+            raise FbauditError(f"Source {self.spec.name!r} is not registered in the log database "
+                               f"{self.config.log.describe()}; run `fbaudit init` first.")
+        self.source_id, self.fingerprint = row[0]
+
+    def close(self) -> None:
+        for db in (self.main, self.logdb):
+            if db is not None:
+                db.close()
+        self.main = self.logdb = None
+
+    # -- the fast check -------------------------------------------------
+    def anything_new(self) -> bool:
+        """A few milliseconds when nothing is new, whatever the number of processed packets.
+
+        Tier 1: the packet sequence has not moved since the last complete pass
+        and no transaction that could still commit an older packet is alive
+        (oldest active transaction >= SEEN_TXN): nothing new. Tier 2: one
+        lookup in the (STATE, ID) index.
+        """
+        db = self.main
+        row = db.query(f"SELECT GEN_ID({self.p}LOG_PACKET_ID, 0), SEEN_ID, SEEN_TXN FROM {self.p}LOG_PACKET_FLAG")
+        gen, seen_id, seen_txn = row[0] if row else (1, -1, 0)
+        if gen == seen_id and db.con.info.oat >= seen_txn:
+            db.commit()
+            return False
+        pending = db.scalar(f"SELECT FIRST 1 ID FROM {self.p}LOG_PACKET WHERE STATE = 0 ORDER BY STATE, ID")
+        db.commit()
+        return pending is not None or gen != seen_id
+
+    # -- one pass -------------------------------------------------------
+    def run_pass(self, report: SourceReport) -> None:
+        """All packets new at the start of the pass, in batches; each packet tried at most once."""
+        db = self.main
+        t0 = time.perf_counter()
+        gen = db.scalar(f"SELECT GEN_ID({self.p}LOG_PACKET_ID, 0) FROM RDB$DATABASE")
+        next_tx = db.con.info.next_transaction
+        db.commit()
+        report.passes += 1
+        self.sync_dictionary()
+        after, pending = 0, 0
+        while not self.stop.is_set():
+            rows = db.query(
+                f"SELECT FIRST {int(self.batch)} ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, "
+                f"DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT, ATTEMPTS FROM {self.p}LOG_PACKET "
+                f"WHERE STATE = 0 AND ID > ? ORDER BY STATE, ID", (after,))
+            db.commit()
+            if not rows:
+                break
+            packets = [PacketRow(*r) for r in rows]
+            after = packets[-1].id
+            pending += self.ship(packets, report)
+        if not self.stop.is_set() and pending == 0:
+            # Everything up to `gen` is shipped, except packets of transactions
+            # still alive (anything_new's OAT test covers those).
+            db.execute(f"UPDATE {self.p}LOG_PACKET_FLAG SET SEEN_ID = ?, SEEN_TXN = ?", (gen, next_tx))
+            db.commit()
+        report.seconds += time.perf_counter() - t0
+
+    def ship(self, packets: list[PacketRow], report: SourceReport) -> int:
+        """One batch; returns how many packets failed and stay pending."""
+        t0 = time.perf_counter()
+        try:
+            present, rows = self.load(packets)
+        except DatabaseError as exc:
+            if is_connection_error(exc):
+                raise _as_connection(exc) from exc
+            if _is_conflict(exc):
+                raise SourceBusy(str(exc)) from exc
+            if _external_attach_error(exc):
+                raise FbauditError(
+                    f"The log database {self.config.log.describe()} could not attach to source "
+                    f"{self.spec.name!r} at {self.spec.external_database or self.spec.database!r} to pull field rows "
+                    f"(EXECUTE STATEMENT ... ON EXTERNAL). Check `external_database` in the source's config: it is "
+                    f"the source as the LOG server reaches it, and the user/password must be valid there.\n"
+                    f"  Firebird said: {_first_line(exc)}") from exc
+            if len(packets) == 1:
+                return self.record_failure(packets[0], exc, report)
+            log.info("[TRANSFER] %s: batch of %d failed (%s); shipping its packets one by one",
+                     self.spec.name, len(packets), _first_line(exc))
+            return sum(self.ship([pk], report) for pk in packets)
+        self.mark_done([pk.id for pk in packets])
+        shipped = len(packets) - len(present)
+        report.packets += shipped
+        report.already_in_log += len(present)
+        report.field_rows += rows
+        report.batches += 1
+        log.info("[TRANSFER] %s: batch %d: %d packets (%d..%d), %d field rows%s, %.3f s",
+                 self.spec.name, report.batches, shipped, packets[0].id, packets[-1].id, rows,
+                 f", {len(present)} already in the log" if present else "", time.perf_counter() - t0)
+        return 0
+
+    def load(self, packets: list[PacketRow]) -> tuple[set[int], int]:
+        """Step 2: one log transaction. Returns (ids already in the log, field rows copied)."""
+        ldb = self.logdb
+        p, sid = self.p, self.source_id
+        try:
+            # Lock this source's row: a second transfer of the same source waits here.
+            ldb.execute(f"UPDATE {p}SOURCES SET LAST_TRANSFER_AT = LOCALTIMESTAMP WHERE ID = ?", (sid,))
+            lo, hi = packets[0].id, packets[-1].id
+            present = {r[0] for r in ldb.query(
+                f"SELECT PACKET_ID FROM {p}LOG_PACKET WHERE SOURCE_ID = ? AND PACKET_ID BETWEEN ? AND ?",
+                (sid, lo, hi))}
+            new = [pk for pk in packets if pk.id not in present]
+            rows = 0
+            if new:
+                cur = ldb.con.cursor()
+                with guard(ldb.spec):
+                    cur.executemany(
+                        f"INSERT INTO {p}LOG_PACKET (SOURCE_ID, PACKET_ID, CREATED_AT, OPERATION, NUM_TABLE, "
+                        f"RECORD_KEY, KEY_HASH, AUTHOR, DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT, "
+                        f"TRANSFERRED_AT, LOAD_TX) VALUES (?, ?, ?, ?, ?, ?, HASH(CAST(? AS VARCHAR(1000) "
+                        f"CHARACTER SET UTF8)), ?, ?, ?, ?, ?, LOCALTIMESTAMP, CURRENT_TRANSACTION)",
+                        [pk.log_params(sid) for pk in new])
+                    cur.close()
+                by_table: dict[int, list[int]] = {}
+                for pk in new:
+                    by_table.setdefault(pk.data_table, []).append(pk.id)
+                for dt, ids in sorted(by_table.items()):
+                    rows += ldb.scalar(
+                        f"SELECT ROWS_ FROM {p}BLOB_INS(?, ?, ?, ?, ?, ?, ?, ?)",
+                        (sid, dt, min(ids), max(ids), self.spec.external_database or self.spec.database,
+                         self.spec.user, self.spec.password() or "", self.spec.role)) or 0
+                ldb.execute(f"UPDATE {p}SOURCES SET PACKETS = PACKETS + ?, FIELD_ROWS = FIELD_ROWS + ?, "
+                            f"LAST_PACKET_ID = ? WHERE ID = ?", (len(new), rows, hi, sid))
+            ldb.commit()
+            return present, rows
+        except BaseException:
+            ldb.rollback()
+            raise
+
+    def mark_done(self, ids: list[int]) -> None:
+        """Step 3, in the source."""
+        db = self.main
+        try:
+            cur = db.con.cursor()
+            with guard(db.spec):
+                cur.executemany(f"UPDATE {self.p}LOG_PACKET SET STATE = 1, ATTEMPTS = ATTEMPTS + 1, "
+                                f"LAST_ATTEMPT = LOCALTIMESTAMP, LAST_ERROR = NULL WHERE ID = ?",
+                                [(i,) for i in ids])
+                cur.close()
+            db.commit()
+        except DatabaseError as exc:
+            db.rollback()
+            raise _as_connection(exc) if is_connection_error(exc) else exc
+
+    def record_failure(self, pk: PacketRow, exc: Exception, report: SourceReport) -> int:
+        attempts = pk.attempts + 1
+        state = 2 if attempts >= MAX_ATTEMPTS else 0
+        message = _first_line(exc)[:1000]
+        db = self.main
+        db.execute(f"UPDATE {self.p}LOG_PACKET SET ATTEMPTS = ?, LAST_ATTEMPT = LOCALTIMESTAMP, LAST_ERROR = ?, "
+                   f"STATE = ? WHERE ID = ?", (attempts, message, state, pk.id))
+        db.commit()
+        if state == 2:
+            report.failed.append(pk.id)
+            log.warning("[TRANSFER] %s: packet %d marked failed after %d attempts: %s",
+                        self.spec.name, pk.id, attempts, message)
+            return 0
+        report.retry_later.append(pk.id)
+        log.warning("[TRANSFER] %s: packet %d failed (attempt %d of %d): %s",
+                    self.spec.name, pk.id, attempts, MAX_ATTEMPTS, message)
+        return 1
+
+    # -- name dictionary --------------------------------------------------
+    def sync_dictionary(self) -> None:
+        """Copy the source's table/field dictionary into the log when it changed.
+
+        Rows are upserted, never deleted, so history of dropped tables and
+        retired fields keeps its names.
+        """
+        db, ldb, p = self.main, self.logdb, self.p
+        tables = db.query(f"SELECT NUM_TABLE, TABLE_NAME, KEY_COLUMNS, AUTHOR_COLUMN, ENABLED FROM {p}LOG_TABLES "
+                          f"ORDER BY NUM_TABLE")
+        fields = db.query(f"SELECT NUM_TABLE, NUM_POLE, FIELD_NAME, FIELD_TYPE, FIELD_KIND, RETIRED FROM {p}LOG_FIELDS "
+                          f"ORDER BY NUM_TABLE, NUM_POLE")
+        db.commit()
+        fingerprint = hashlib.sha256(repr((tables, fields)).encode("utf-8")).hexdigest()
+        if fingerprint == self.fingerprint:
+            return
+        try:
+            cur = ldb.con.cursor()
+            with guard(ldb.spec):
+                if tables:
+                    cur.executemany(f"UPDATE OR INSERT INTO {p}DICT_TABLES (SOURCE_ID, NUM_TABLE, TABLE_NAME, "
+                                    f"KEY_COLUMNS, AUTHOR_COLUMN, ENABLED) VALUES (?, ?, ?, ?, ?, ?) "
+                                    f"MATCHING (SOURCE_ID, NUM_TABLE)",
+                                    [(self.source_id, *r) for r in tables])
+                if fields:
+                    cur.executemany(f"UPDATE OR INSERT INTO {p}DICT_FIELDS (SOURCE_ID, NUM_TABLE, NUM_POLE, "
+                                    f"FIELD_NAME, FIELD_TYPE, FIELD_KIND, RETIRED) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                                    f"MATCHING (SOURCE_ID, NUM_TABLE, NUM_POLE)",
+                                    [(self.source_id, *r) for r in fields])
+                cur.close()
+            ldb.execute(f"UPDATE {p}SOURCES SET DICT_FINGERPRINT = ? WHERE ID = ?", (fingerprint, self.source_id))
+            ldb.commit()
+        except BaseException:
+            ldb.rollback()
+            raise
+        self.fingerprint = fingerprint
+        log.info("[TRANSFER] %s: name dictionary copied to the log database (%d tables, %d fields)",
+                 self.spec.name, len(tables), len(fields))
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _as_connection(exc: DatabaseError) -> FbauditError:
+    if is_connection_error(exc):
+        return ConnectionLost(str(exc))
+    return exc
+
+
+# --------------------------------------------------------------------------
+# Running over sources
+# --------------------------------------------------------------------------
+def _retrying(retries: int, name: str, stop: threading.Event) -> tenacity.Retrying:
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        log.warning("[TRANSFER] %s: %s; retrying in %.1f s (attempt %d of %d)", name,
+                    _first_line(state.outcome.exception()), state.next_action.sleep,
+                    state.attempt_number + 1, retries)
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception(is_connection_error),
+        stop=tenacity.stop_after_attempt(max(1, retries)) | tenacity.stop_before_delay(3600),
+        wait=tenacity.wait_exponential(multiplier=0.5, max=8),
+        sleep=lambda s: stop.wait(s),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+
+
+def transfer_source(config: Config, spec: SourceSpec, *, batch: int = DEFAULT_BATCH,
+                    retries: int = DEFAULT_RETRIES, stop: threading.Event | None = None) -> SourceReport:
+    """One run for one source: fast check, then a pass when anything may be new."""
+    stop = stop or threading.Event()
+    report = SourceReport(spec.name)
+    job = SourceTransfer(config, spec, batch=batch, stop=stop)
+    try:
+        for attempt in _retrying(retries, spec.name, stop):
+            with attempt:
+                job.open()
+                t0 = time.perf_counter()
+                new = job.anything_new()
+                report.fast_check_ms = (time.perf_counter() - t0) * 1000
+                if not new:
+                    report.nothing_new = True
+                    log.info("[TRANSFER] %s: nothing new (fast check %.1f ms)", spec.name, report.fast_check_ms)
+                    break
+                job.run_pass(report)
+    except SourceBusy:
+        report.busy = True
+        log.info("[TRANSFER] %s: another transfer of this source is running; skipped", spec.name)
+    except FbauditError as exc:
+        report.error = _explain(exc, config, spec)
+        log.error("[TRANSFER] %s: FAILED: %s", spec.name, _first_line(exc))
+    finally:
+        job.close()
+    return report
+
+
+def _explain(exc: FbauditError, config: Config, spec: SourceSpec) -> str:
+    if isinstance(exc, ConnectionLost):
+        return (f"gave up after retrying: {exc}\n  nothing was lost: the packets wait in the source and the next "
+                f"run ships them. Check that both databases are reachable: source {spec.describe()}, "
+                f"log {config.log.describe()}.")
+    return str(exc)
+
+
+def follow_source(config: Config, spec: SourceSpec, *, batch: int, retries: int, poll: float,
+                  stop: threading.Event, gate: threading.Semaphore, report: SourceReport) -> None:
+    """--follow for one source: wake on the triggers' event, else every ``poll`` seconds."""
+    event = f"{config.prefix}NEW_PACKET"
+    while not stop.is_set():
+        job = SourceTransfer(config, spec, batch=batch, stop=stop)
+        try:
+            for attempt in _retrying(retries, spec.name, stop):
+                with attempt:
+                    job.open()
+                    collector = job.main.con.event_collector([event])
+                    collector.begin()
+                    try:
+                        while not stop.is_set():
+                            collector.flush()
+                            with gate:
+                                if job.anything_new():
+                                    job.run_pass(report)
+                            waited = 0.0
+                            while not stop.is_set() and waited < poll:
+                                if collector.wait(min(0.5, poll - waited)).get(event):
+                                    break
+                                waited += 0.5
+                    finally:
+                        collector.close()
+        except SourceBusy:
+            report.busy = True
+            log.info("[TRANSFER] %s: another transfer of this source is running; trying again", spec.name)
+            stop.wait(poll)
+        except FbauditError as exc:
+            report.error = _explain(exc, config, spec)
+            log.error("[TRANSFER] %s: FAILED: %s", spec.name, _first_line(exc))
+            stop.wait(poll)
+        finally:
+            job.close()
+        if report.error and stop.is_set():
+            break
+        if not stop.is_set():
+            report.error = None
+
+
+def transfer(config: Config, *, source: str | None = None, batch: int = DEFAULT_BATCH,
+             retries: int = DEFAULT_RETRIES, workers: int = 4, follow: bool = False,
+             poll: float = DEFAULT_POLL, stop: threading.Event | None = None,
+             on_start: Callable[[], None] | None = None) -> Result:
+    """Ship new packets of every (or one) source; one broken source never stops the others."""
+    if batch < 1:
+        raise FbauditError(f"--batch must be at least 1, not {batch}")
+    if workers < 1:
+        raise FbauditError(f"--workers must be at least 1, not {workers}")
+    specs = config.source(source)
+    stop = stop or threading.Event()
+    res = Result({"sources": [], "follow": follow})
+    reports: list[SourceReport]
+    if follow:
+        gate = threading.Semaphore(workers)
+        reports = [SourceReport(s.name) for s in specs]
+        threads = [threading.Thread(target=follow_source, name=f"transfer-{s.name}", daemon=True,
+                                    kwargs=dict(config=config, spec=s, batch=batch, retries=retries, poll=poll,
+                                                stop=stop, gate=gate, report=r))
+                   for s, r in zip(specs, reports)]
+        log.info("[TRANSFER] following %d source(s); stop with Ctrl+C or SIGTERM", len(specs))
+        for t in threads:
+            t.start()
+        if on_start:
+            on_start()
+        while any(t.is_alive() for t in threads):
+            for t in threads:
+                t.join(0.2)
+        log.info("[TRANSFER] stopped")
+    else:
+        with ThreadPoolExecutor(max_workers=min(workers, len(specs)), thread_name_prefix="transfer") as pool:
+            reports = list(pool.map(lambda s: transfer_source(config, s, batch=batch, retries=retries, stop=stop),
+                                    specs))
+    for r in reports:
+        res.data["sources"].append(r.as_dict())
+        res.lines.append(r.line())
+        if r.error:
+            err = ConnectionLost(r.error) if "gave up after retrying" in r.error else FbauditError(r.error)
+            res.errors.append((r.source, err))
+    res.data["packets"] = sum(r.packets for r in reports)
+    res.data["field_rows"] = sum(r.field_rows for r in reports)
+    res.data["failed_packets"] = sum(len(r.failed) for r in reports)
+    return res
+
+
+def retry(config: Config, *, source: str | None = None, packets: list[int] | None = None,
+          all_failed: bool = False) -> Result:
+    """Requeue failed packets (STATE 2 -> 0, attempts reset)."""
+    if not packets and not all_failed:
+        raise FbauditError("Say which packets to requeue: packet ids, or --all-failed.")
+    if packets and all_failed:
+        raise FbauditError("Give packet ids or --all-failed, not both.")
+    specs = config.source(source)
+    if packets and len(specs) > 1:
+        raise FbauditError("Packet ids are per source: add --source NAME.")
+    res = Result({"sources": []})
+    p = config.prefix
+    for spec in specs:
+        with _open(config, spec) as db:
+            _require_init(db, p)
+            if all_failed:
+                ids = [r[0] for r in db.query(f"SELECT ID FROM {p}LOG_PACKET WHERE STATE = 2 ORDER BY ID")]
+            else:
+                found = dict(db.query(f"SELECT ID, STATE FROM {p}LOG_PACKET WHERE ID IN "
+                                      f"({', '.join('?' * len(packets))})", list(packets)))
+                problems = [f"{i} (no such packet)" if i not in found else f"{i} (not failed: "
+                            f"{ {0: 'waiting', 1: 'already transferred'}.get(found[i])})"
+                            for i in packets if found.get(i) != 2]
+                if problems:
+                    db.rollback()
+                    raise FbauditError(f"{spec.name}: nothing requeued; these packets cannot be retried: "
+                                       + ", ".join(problems))
+                ids = list(packets)
+            if ids:
+                cur = db.con.cursor()
+                with guard(db.spec):
+                    cur.executemany(f"UPDATE {p}LOG_PACKET SET STATE = 0, ATTEMPTS = 0, LAST_ERROR = NULL "
+                                    f"WHERE ID = ? AND STATE = 2", [(i,) for i in ids])
+                    cur.close()
+                # Make the next fast check look at the STATE index.
+                db.execute(f"UPDATE {p}LOG_PACKET_FLAG SET SEEN_ID = -1")
+            db.commit()
+            res.data["sources"].append({"source": spec.name, "requeued": ids})
+            res.lines.append(f"{spec.name}: requeued {len(ids)} failed packet{'s' if len(ids) != 1 else ''}"
+                             + (f" ({', '.join(map(str, ids[:20]))}{' …' if len(ids) > 20 else ''})" if ids else "")
+                             + ("; run `fbaudit transfer` to ship them" if ids else ""))
+            log.info("[TRANSFER] %s", res.lines[-1])
+    return res
