@@ -85,14 +85,11 @@ CREATE VIEW {{P}}V_LOG_2 (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) AS
 ^
 -- object: TABLE LOG_PACKET_FLAG
 -- The fast "anything new?" check without a hot row: triggers never write
--- here. At the end of a pass the transfer stores the packet sequence value
--- read at its start (SEEN_ID) and the next transaction number read just after
--- (SEEN_TXN). Nothing can be new when GEN_ID(LOG_PACKET_ID, 0) = SEEN_ID and
--- the oldest active transaction is >= SEEN_TXN (no writer that took a packet
--- id <= SEEN_ID can still commit). Otherwise transfer looks at the STATE index.
+-- here. SEEN_ID is a packet sequence value up to which everything is settled
+-- (shipped, or rolled back by its writer): when GEN_ID(LOG_PACKET_ID, 0) still
+-- equals it, nothing is new. Only the transfer writes it (docs/transfer.md).
 CREATE TABLE {{P}}LOG_PACKET_FLAG (
-  SEEN_ID BIGINT DEFAULT 0 NOT NULL,
-  SEEN_TXN BIGINT DEFAULT 0 NOT NULL
+  SEEN_ID BIGINT DEFAULT 0 NOT NULL
 )
 ^
 -- object: TABLE LOG_TABLES

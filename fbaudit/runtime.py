@@ -127,6 +127,36 @@ def _prepare_linux_embedded(root: Path) -> None:
         ctypes.CDLL(str(root / "libtomcrypt.so.1"), mode=ctypes.RTLD_GLOBAL)
 
 
+def shared_root(root: Path, version: str) -> Path:
+    """A copy of the embedded runtime whose firebird.conf says ServerMode = SuperClassic.
+
+    In its default Super mode the embedded engine locks a database file for
+    one process. With FBAUDIT_EMBEDDED_SHARED=1 every fbaudit process uses
+    this copy, so several processes (``transfer --follow`` as a service and
+    ``fbaudit history`` in a shell) can open the same files. Made once, under
+    $FBAUDIT_CACHE (default ~/.cache/fbaudit); safe when processes race.
+    """
+    import shutil
+
+    base = Path(os.environ.get("FBAUDIT_CACHE") or Path.home() / ".cache" / "fbaudit")
+    dst = base / f"firebird-{version}-superclassic"
+    if (dst / ".complete").exists():
+        return dst
+    base.mkdir(parents=True, exist_ok=True)
+    tmp = base / f".tmp-{os.getpid()}-{dst.name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(root, tmp, symlinks=True)
+    with open(tmp / "firebird.conf", "a", encoding="utf-8") as fh:
+        fh.write("\n# fbaudit (FBAUDIT_EMBEDDED_SHARED=1): several processes share database files\n"
+                 "ServerMode = SuperClassic\n")
+    (tmp / ".complete").touch()
+    try:
+        os.rename(tmp, dst)
+    except OSError:              # another process made it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dst
+
+
 def load_client(client_library: str | None = None) -> ClientRuntime:
     """Load the client library once per process and return what was loaded.
 
@@ -161,12 +191,15 @@ def load_client(client_library: str | None = None) -> ClientRuntime:
         ) from exc
     provider = FirebirdProvider()
     root = provider.root
+    lib = provider.client_library
+    if os.environ.get("FBAUDIT_EMBEDDED_SHARED", "").lower() in ("1", "yes", "true", "on"):
+        shared = shared_root(root, provider.firebird_version)
+        lib, root = shared / Path(lib).relative_to(root), shared
     # The embedded engine reads firebird.conf from $FIREBIRD; without this it
     # may read a system-wide server's configuration and fail to create files.
     os.environ["FIREBIRD"] = str(root)
     if sys.platform.startswith("linux"):
         _prepare_linux_embedded(root)
-    lib = provider.client_library
     driver_config.fb_client_library.value = str(lib)
     _loaded = ClientRuntime(lib, root, provider.firebird_version)
     return _loaded

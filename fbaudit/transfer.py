@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import tenacity
+from firebird.driver import Isolation, tpb
 
 from .capture import Result, _open, _require_init
 from .config import Config, SourceSpec
@@ -37,6 +38,7 @@ DEFAULT_BATCH = 1000
 MAX_ATTEMPTS = 5          # a packet that failed this many times is marked failed and skipped
 DEFAULT_RETRIES = 4       # connection attempts before a source is given up for this run
 DEFAULT_POLL = 5.0        # --follow: seconds between checks when no event arrives
+LOG_LOCK_TIMEOUT = 3      # seconds a transfer waits for another transfer of the same source
 SCHEMA_VERSION = 2
 
 # GDS codes of "the connection is gone / cannot be made": retried with backoff,
@@ -163,6 +165,7 @@ class SourceTransfer:
         self.logdb: Database | None = None
         self.source_id: int | None = None
         self.fingerprint: str | None = None
+        self.last_tier: int | None = None
 
     # -- connections ----------------------------------------------------
     def open(self) -> None:
@@ -182,6 +185,8 @@ class SourceTransfer:
             self.logdb = _open(self.config, self.config.log)
         except DatabaseError as exc:
             raise _as_connection(exc) from exc
+        self.logdb.con.main_transaction.default_tpb = tpb(Isolation.READ_COMMITTED_RECORD_VERSION,
+                                                          lock_timeout=LOG_LOCK_TIMEOUT)
         row = self.logdb.query(f"SELECT ID, DICT_FINGERPRINT FROM {self.p}SOURCES WHERE NAME = ?", (self.spec.name,))
         self.logdb.commit()
         if not row:
@@ -199,29 +204,38 @@ class SourceTransfer:
     def anything_new(self) -> bool:
         """A few milliseconds when nothing is new, whatever the number of processed packets.
 
-        Tier 1: the packet sequence has not moved since the last complete pass
-        and no transaction that could still commit an older packet is alive
-        (oldest active transaction >= SEEN_TXN): nothing new. Tier 2: one
-        lookup in the (STATE, ID) index.
+        Tier 1: the packet sequence still equals SEEN_ID, a value up to which
+        everything is settled: nothing new, one tiny query. Tier 2: one lookup
+        in the (STATE, ID) index. When it finds nothing and no transaction that
+        could still commit a packet id <= the sequence value is alive (the
+        oldest active transaction is newer than every transaction that existed
+        when the value was read), that value becomes the new SEEN_ID.
+        Packet ids are not in commit order, so the second condition matters.
         """
         db = self.main
-        row = db.query(f"SELECT GEN_ID({self.p}LOG_PACKET_ID, 0), SEEN_ID, SEEN_TXN FROM {self.p}LOG_PACKET_FLAG")
-        gen, seen_id, seen_txn = row[0] if row else (1, -1, 0)
-        if gen == seen_id and db.con.info.oat >= seen_txn:
-            db.commit()
-            return False
-        pending = db.scalar(f"SELECT FIRST 1 ID FROM {self.p}LOG_PACKET WHERE STATE = 0 ORDER BY STATE, ID")
+        row = db.query(f"SELECT GEN_ID({self.p}LOG_PACKET_ID, 0), SEEN_ID FROM {self.p}LOG_PACKET_FLAG")
         db.commit()
-        return pending is not None or gen != seen_id
+        gen, seen_id = row[0] if row else (1, -1)
+        if gen == seen_id:
+            self.last_tier = 1
+            return False
+        self.last_tier = 2
+        # Every writer holding a packet id <= gen started before this number.
+        next_tx = db.con.info.next_transaction
+        with guard(db.spec):
+            db.con.begin()
+        settled = db.con.info.oat >= next_tx     # read before the lookup, inside its transaction
+        pending = db.scalar(f"SELECT FIRST 1 ID FROM {self.p}LOG_PACKET WHERE STATE = 0 ORDER BY STATE, ID")
+        if pending is None and settled:
+            db.execute(f"UPDATE {self.p}LOG_PACKET_FLAG SET SEEN_ID = ?", (gen,))
+        db.commit()
+        return pending is not None
 
     # -- one pass -------------------------------------------------------
     def run_pass(self, report: SourceReport) -> None:
         """All packets new at the start of the pass, in batches; each packet tried at most once."""
         db = self.main
         t0 = time.perf_counter()
-        gen = db.scalar(f"SELECT GEN_ID({self.p}LOG_PACKET_ID, 0) FROM RDB$DATABASE")
-        next_tx = db.con.info.next_transaction
-        db.commit()
         report.passes += 1
         self.sync_dictionary()
         after, pending = 0, 0
@@ -236,11 +250,6 @@ class SourceTransfer:
             packets = [PacketRow(*r) for r in rows]
             after = packets[-1].id
             pending += self.ship(packets, report)
-        if not self.stop.is_set() and pending == 0:
-            # Everything up to `gen` is shipped, except packets of transactions
-            # still alive (anything_new's OAT test covers those).
-            db.execute(f"UPDATE {self.p}LOG_PACKET_FLAG SET SEEN_ID = ?, SEEN_TXN = ?", (gen, next_tx))
-            db.commit()
         report.seconds += time.perf_counter() - t0
 
     def ship(self, packets: list[PacketRow], report: SourceReport) -> int:
@@ -380,6 +389,11 @@ class SourceTransfer:
                 cur.close()
             ldb.execute(f"UPDATE {p}SOURCES SET DICT_FINGERPRINT = ? WHERE ID = ?", (fingerprint, self.source_id))
             ldb.commit()
+        except DatabaseError as exc:
+            ldb.rollback()
+            if _is_conflict(exc):
+                raise SourceBusy(str(exc)) from exc
+            raise _as_connection(exc) from exc
         except BaseException:
             ldb.rollback()
             raise

@@ -24,6 +24,11 @@ from fbaudit.db import Database, open_database
 from fbaudit.runtime import load_client
 
 TARGET = os.environ.get("FBAUDIT_TEST_TARGET", "embedded")
+# Tests run fbaudit processes (transfer --follow, SIGKILLed transfers) beside
+# the test's own connections: embedded Firebird must share files between
+# processes (SuperClassic copy of the runtime, fbaudit.runtime.shared_root).
+if TARGET == "embedded":
+    os.environ.setdefault("FBAUDIT_EMBEDDED_SHARED", "1")
 SERVER = os.environ.get("FBAUDIT_TEST_SERVER", "localhost")
 SERVER_DIR = os.environ.get("FBAUDIT_TEST_SERVER_DIR", "/var/lib/firebird/3.0/data")
 PASSWORD_FILE = os.environ.get("FBAUDIT_TEST_PASSWORD_FILE", "/etc/firebird/3.0/SYSDBA.password")

@@ -1,0 +1,422 @@
+"""Transfer: packets reach the log database exactly once, whatever happens.
+
+Real databases only: the source and the log database are two embedded
+databases, or two databases on the Firebird 3.0 server (server to server:
+the log server pulls field rows from the main database over TCP).
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from fbaudit import capture, history, transfer
+from fbaudit.db import open_database
+from fbaudit.errors import FbauditError
+
+from helpers import run_sql
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def audited(project):
+    project.sql("CREATE TABLE ITEM (ID INTEGER NOT NULL PRIMARY KEY, NAME VARCHAR(40) CHARACTER SET UTF8, "
+                "QTY INTEGER, NOTE BLOB SUB_TYPE TEXT CHARACTER SET UTF8)")
+    capture.init(project.config)
+    capture.enable(project.config, "ITEM")
+    return project
+
+
+def log_rows(project, sql, params=()):
+    with open_database(project.log) as db:
+        rows = db.query(sql, params)
+        db.commit()
+        return rows
+
+
+def main_rows(project, sql, params=()):
+    with project.connect() as db:
+        rows = db.query(sql, params)
+        db.commit()
+        return rows
+
+
+def assert_exactly_once(project):
+    """Every packet of the source is in the log once, with exactly its field rows; all marked done."""
+    src = {r[0]: r[1] for r in main_rows(project,
+           "SELECT p.ID, (SELECT COUNT(*) FROM FBA_LOG_1 l WHERE l.PACKET = p.ID) + "
+           "(SELECT COUNT(*) FROM FBA_LOG_2 l WHERE l.PACKET = p.ID) FROM FBA_LOG_PACKET p")}
+    states = main_rows(project, "SELECT STATE, COUNT(*) FROM FBA_LOG_PACKET GROUP BY STATE")
+    assert dict(states).keys() <= {1}, f"packets not marked done: {states}"
+    logged = log_rows(project, "SELECT p.PACKET_ID, (SELECT COUNT(*) FROM FBA_LOG l WHERE l.SOURCE_ID = p.SOURCE_ID "
+                               "AND l.PACKET_ID = p.PACKET_ID) FROM FBA_LOG_PACKET p")
+    ids = [r[0] for r in logged]
+    assert len(ids) == len(set(ids)), "a packet is in the log twice"
+    assert dict(logged) == src
+    return len(src)
+
+
+def test_ships_packets_and_fields_then_fast_check_says_nothing_new(audited):
+    run_sql(audited, ["INSERT INTO ITEM VALUES (1, 'Ёлка', 3, 'long text')",
+                      "INSERT INTO ITEM VALUES (2, 'b', NULL, NULL)",
+                      "UPDATE ITEM SET QTY = 4, NOTE = NULL WHERE ID = 1",
+                      "DELETE FROM ITEM WHERE ID = 2"])
+    res = transfer.transfer(audited.config)
+    assert not res.errors
+    assert res.data["packets"] == 4 and res.data["field_rows"] == 4 + 2 + 2 + 2
+    assert assert_exactly_once(audited) == 4
+    # Second run: nothing new, nothing copied, the fast check answered.
+    res = transfer.transfer(audited.config)
+    src = res.data["sources"][0]
+    assert src["nothing_new"] and src["packets"] == 0
+    assert res.lines == [f"main: nothing new (fast check {src['fast_check_ms']:.1f} ms)"]
+    # The log holds the context and the dictionary (names survive in the log database).
+    row = log_rows(audited, "SELECT OPERATION, RECORD_KEY, DB_USER, TRANSFERRED_AT FROM FBA_LOG_PACKET "
+                            "WHERE PACKET_ID = 3")[0]
+    assert row[:3] == (2, "1", "SYSDBA") and row[3] is not None
+    names = log_rows(audited, "SELECT TABLE_NAME FROM FBA_DICT_TABLES")
+    assert names == [("ITEM",)]
+    assert log_rows(audited, "SELECT PACKETS, FIELD_ROWS, LAST_PACKET_ID FROM FBA_SOURCES") == [(4, 10, 4)]
+
+
+def test_history_versions_and_show(audited):
+    run_sql(audited, ["INSERT INTO ITEM VALUES (7, 'a', 1, NULL)"])
+    run_sql(audited, ["EXECUTE BLOCK AS BEGIN RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_AUTHOR', 'анна'); "
+                      "RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_COMMENT', 'price fix'); END",
+                      "UPDATE ITEM SET NAME = NULL, QTY = 2 WHERE ID = 7"])
+    run_sql(audited, ["DELETE FROM ITEM WHERE ID = 7"])
+    transfer.transfer(audited.config)
+    h = history.history(audited.config, "item", "7")
+    assert h["total"] == 3 and h["key"] == {"ID": "7"}
+    assert [v["version"] for v in h["versions"]] == [1, 2, 3]
+    assert [v["operation"] for v in h["versions"]] == ["insert", "update", "delete"]
+    v2 = h["versions"][1]
+    assert v2["author"] == "анна" and v2["comment"] == "price fix" and v2["user"] == "SYSDBA"
+    assert v2["changes"] == {"NAME": {"old": "a", "new": None}, "QTY": {"old": "1", "new": "2"}}
+    assert h["versions"][2]["changes"] == {"ID": {"old": "7", "new": None}, "QTY": {"old": "2", "new": None}}
+    page = history.history(audited.config, "ITEM", "7", limit=1, offset=1)
+    assert [v["version"] for v in page["versions"]] == [2] and page["total"] == 3
+    one = history.show(audited.config, v2["packet_id"])
+    assert one["version"] == 2 and one["table"] == "ITEM" and one["key"] == {"ID": "7"}
+    assert one["changes"] == v2["changes"]
+    with pytest.raises(history.NotFound, match="tables with history: ITEM"):
+        history.history(audited.config, "NOPE", "1")
+    with pytest.raises(history.NotFound, match="not in the log database"):
+        history.show(audited.config, 999)
+    assert history.history(audited.config, "ITEM", "8")["total"] == 0
+
+
+def test_history_composite_key_and_cli_json(project):
+    project.sql("CREATE TABLE LINE (ORDER_ID INTEGER NOT NULL, CODE VARCHAR(20) CHARACTER SET UTF8 NOT NULL, "
+                "QTY INTEGER, PRIMARY KEY (ORDER_ID, CODE))")
+    capture.init(project.config)
+    capture.enable(project.config, "LINE")
+    run_sql(project, ["INSERT INTO LINE VALUES (5, 'a,b|c=d', 1)", "UPDATE LINE SET QTY = 9 WHERE ORDER_ID = 5"])
+    cfg = project.write_config()
+    assert cli(cfg, "transfer").returncode == 0
+    out = cli(cfg, "history", "LINE", "CODE=a,b|c=d,ORDER_ID=5", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert set(data) >= {"table", "key", "versions", "total"}
+    assert data["key"] == {"ORDER_ID": "5", "CODE": "a,b|c=d"} and data["total"] == 2
+    v = data["versions"][1]
+    assert set(v) >= {"version", "packet_id", "operation", "at", "author", "user", "changes"}
+    assert v["operation"] == "update" and v["changes"] == {"QTY": {"old": "1", "new": "9"}}
+    assert v["at"][:4].isdigit() and "T" in v["at"]
+    bad = cli(cfg, "history", "LINE", "5")
+    assert bad.returncode == 1 and "ORDER_ID=VALUE,CODE=VALUE" in bad.stderr
+    text = cli(cfg, "history", "LINE", "ORDER_ID=5,CODE=a,b|c=d")
+    assert "v2" in text.stdout and "QTY: 1 -> 9" in text.stdout
+    assert cli(cfg, "history", "MISSING", "1").returncode == 5
+    shown = cli(cfg, "show", str(v["packet_id"]), "--json")
+    assert json.loads(shown.stdout)["version"] == 2
+
+
+def test_crash_between_log_commit_and_mark_is_not_duplicated(audited):
+    """A kill after the log commit and before the source is marked: the rerun only marks."""
+    run_sql(audited, [f"INSERT INTO ITEM VALUES ({i}, 'x', {i}, NULL)" for i in range(1, 6)])
+    job = transfer.SourceTransfer(audited.config, audited.config.sources[0])
+    job.open()
+    try:
+        job.sync_dictionary()
+        rows = job.main.query("SELECT ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, DB_USER, "
+                              "CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT, ATTEMPTS FROM FBA_LOG_PACKET ORDER BY ID")
+        job.main.commit()
+        present, copied = job.load([transfer.PacketRow(*r) for r in rows])   # step 2 only: "killed" here
+        assert present == set() and copied == 15
+    finally:
+        job.close()
+    assert main_rows(audited, "SELECT COUNT(*) FROM FBA_LOG_PACKET WHERE STATE = 0") == [(5,)]
+    res = transfer.transfer(audited.config)
+    src = res.data["sources"][0]
+    assert src["already_in_log"] == 5 and src["packets"] == 0
+    assert "5 were already in the log, only marked" in res.lines[0]
+    assert assert_exactly_once(audited) == 5
+
+
+def test_packet_committed_late_with_a_lower_id_is_not_missed(audited):
+    """Packet ids come from a sequence, not in commit order: the fast check must not skip a late commit."""
+    slow = audited.connect()
+    try:
+        cur = slow.con.cursor()
+        cur.execute("INSERT INTO ITEM VALUES (100, 'slow', 1, NULL)")      # takes packet 1, not committed
+        run_sql(audited, ["INSERT INTO ITEM VALUES (101, 'fast', 1, NULL)"])  # packet 2, committed
+        assert transfer.transfer(audited.config).data["packets"] == 1
+        slow.commit()                                                         # packet 1 appears now
+    finally:
+        slow.close()
+    res = transfer.transfer(audited.config)
+    assert res.data["packets"] == 1, res.lines
+    assert assert_exactly_once(audited) == 2
+    assert transfer.transfer(audited.config).data["sources"][0]["nothing_new"]
+
+
+def test_failing_packet_counts_attempts_is_marked_failed_and_can_be_retried(audited):
+    # A rule in the log database that refuses one record: a packet that cannot be stored.
+    with open_database(audited.log) as db:
+        db.con.execute_immediate("CREATE EXCEPTION POISON 'poison record refused'")
+        db.con.commit()
+        db.con.execute_immediate("CREATE TRIGGER POISON_BI FOR FBA_LOG_PACKET BEFORE INSERT AS BEGIN "
+                                 "IF (NEW.RECORD_KEY = '13') THEN EXCEPTION POISON; END")
+        db.con.commit()
+    run_sql(audited, ["INSERT INTO ITEM VALUES (12, 'ok', 1, NULL)", "INSERT INTO ITEM VALUES (13, 'bad', 1, NULL)",
+                      "INSERT INTO ITEM VALUES (14, 'ok', 1, NULL)"])
+    res = transfer.transfer(audited.config)
+    assert res.data["packets"] == 2 and not res.errors
+    assert "1 failed, retried next run" in res.lines[0]
+    for attempt in range(2, 6):
+        res = transfer.transfer(audited.config)
+    assert res.data["failed_packets"] == 1 and "marked failed after 5 attempts" in res.lines[0]
+    state, attempts, error, at = main_rows(audited, "SELECT STATE, ATTEMPTS, LAST_ERROR, LAST_ATTEMPT "
+                                                    "FROM FBA_LOG_PACKET WHERE RECORD_KEY = '13'")[0]
+    assert (state, attempts) == (2, 5) and "poison record refused" in error and at is not None
+    # Skipped from now on: a new change still flows.
+    run_sql(audited, ["UPDATE ITEM SET QTY = 2 WHERE ID = 12"])
+    assert transfer.transfer(audited.config).data["packets"] == 1
+    with pytest.raises(FbauditError, match="not failed: already transferred"):
+        transfer.retry(audited.config, packets=[1])
+    with open_database(audited.log) as db:
+        db.con.execute_immediate("DROP TRIGGER POISON_BI")
+        db.con.commit()
+    res = transfer.retry(audited.config, all_failed=True)
+    assert res.data["sources"][0]["requeued"] == [2]
+    assert transfer.transfer(audited.config).data["packets"] == 1
+    assert assert_exactly_once(audited) == 4
+
+
+def test_second_transfer_of_the_same_source_is_skipped_as_busy(audited, monkeypatch):
+    run_sql(audited, ["INSERT INTO ITEM VALUES (1, 'x', 1, NULL)"])
+    monkeypatch.setattr(transfer, "LOG_LOCK_TIMEOUT", 1)
+    holder = open_database(audited.log)
+    try:
+        holder.execute("UPDATE FBA_SOURCES SET LAST_TRANSFER_AT = LOCALTIMESTAMP")   # the other transfer's lock
+        res = transfer.transfer(audited.config)
+        assert res.data["sources"][0]["busy"] and not res.errors
+        assert "another transfer of this source is running" in res.lines[0]
+    finally:
+        holder.close()
+    assert transfer.transfer(audited.config).data["packets"] == 1
+
+
+# --------------------------------------------------------------------------
+# Through the command line, with real processes
+# --------------------------------------------------------------------------
+def cli(cfg: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fbaudit.cli", "--config", str(cfg), *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+class Writer(threading.Thread):
+    """An application user: steady inserts/updates/deletes, one transaction each; records any error."""
+
+    def __init__(self, project, seed: int = 1):
+        super().__init__(daemon=True)
+        self.project, self.rng, self.stop = project, random.Random(seed), threading.Event()
+        self.errors: list[str] = []
+        self.commits = 0
+
+    def run(self):
+        db = self.project.connect()
+        try:
+            cur = db.con.cursor()
+            while not self.stop.is_set():
+                k = self.rng.randint(1, 200)
+                try:
+                    cur.execute("UPDATE OR INSERT INTO ITEM (ID, NAME, QTY) VALUES (?, ?, ?) MATCHING (ID)",
+                                (k, f"n{self.rng.random():.6f}", self.rng.randint(0, 9)))
+                    if self.rng.random() < 0.2:
+                        cur.execute("DELETE FROM ITEM WHERE ID = ?", (self.rng.randint(1, 200),))
+                    db.con.commit()
+                    self.commits += 1
+                except Exception as exc:   # noqa: BLE001 - the test asserts there are none
+                    self.errors.append(str(exc))
+                    db.rollback()
+                time.sleep(0.002)
+        finally:
+            db.close()
+
+
+@pytest.mark.slow
+def test_fifty_sigkills_during_load_lose_and_duplicate_nothing(audited):
+    cfg = audited.write_config()
+    writer = Writer(audited)
+    writer.start()
+    rng = random.Random(7)
+    kills = 0
+    try:
+        while kills < 50:
+            proc = subprocess.Popen([sys.executable, "-m", "fbaudit.cli", "--config", str(cfg), "transfer",
+                                     "--batch", str(rng.choice([1, 5, 20, 50]))],
+                                    cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            time.sleep(rng.uniform(0.05, 1.2))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+            proc.wait()
+    finally:
+        writer.stop.set()
+        writer.join()
+    assert not writer.errors, writer.errors[:3]
+    assert writer.commits > 100
+    out = cli(cfg, "transfer", "--json")
+    assert out.returncode == 0, out.stderr
+    total = assert_exactly_once(audited)
+    assert total >= writer.commits
+
+
+def test_follow_ships_on_event_and_stops_cleanly_on_sigterm(audited):
+    cfg = audited.write_config()
+    proc = subprocess.Popen([sys.executable, "-m", "fbaudit.cli", "--config", str(cfg), "-v", "transfer", "--follow",
+                             "--poll", "30"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2.5)     # started and waiting (the poll interval is long: only the event can wake it)
+        lags = []
+        for i in range(5):
+            run_sql(audited, [f"INSERT INTO ITEM VALUES ({i}, 'e', 1, NULL)"])
+            t0 = time.monotonic()
+            while not log_rows(audited, "SELECT 1 FROM FBA_LOG_PACKET WHERE PACKET_ID = ?", (i + 1,)):
+                assert time.monotonic() - t0 < 10, "the event did not wake the transfer"
+                time.sleep(0.02)
+            lags.append(time.monotonic() - t0)
+        assert max(lags) < 5
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "[TRANSFER] stopped" in err and "[TRANSFER] main: batch" in err
+    assert assert_exactly_once(audited) == 5
+
+
+# --------------------------------------------------------------------------
+# The log database is down
+# --------------------------------------------------------------------------
+class Proxy:
+    """A TCP relay to the Firebird server that can be switched off: the log server 'goes down'."""
+
+    def __init__(self, target=("127.0.0.1", 3050)):
+        self.target = target
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        self.sock.listen(50)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a, b):
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def close(self):
+        self.sock.close()
+        for c in self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+
+def test_log_database_down_writers_unaffected_job_fails_clearly_then_drains(audited, monkeypatch):
+    from dataclasses import replace
+    monkeypatch.setattr(transfer.tenacity, "wait_exponential", lambda **kw: transfer.tenacity.wait_fixed(0.2))
+    run_sql(audited, ["INSERT INTO ITEM VALUES (1, 'before', 1, NULL)"])
+    assert transfer.transfer(audited.config).data["packets"] == 1
+    cfg = audited.config
+    moved = None
+    if audited.target.is_server:
+        proxy = Proxy()
+        host, path = audited.log.database.split(":", 1)
+        down_cfg = replace(cfg, log=replace(cfg.log, database=f"127.0.0.1/{proxy.port}:{path}"))
+        assert transfer.transfer(down_cfg).data["sources"][0]["nothing_new"]   # the relay works
+        proxy.close()
+    else:
+        moved = Path(audited.log.database + ".away")
+        os.rename(audited.log.database, moved)
+        down_cfg = cfg
+    try:
+        writer = Writer(audited, seed=3)
+        writer.start()
+        time.sleep(1.0)
+        res = transfer.transfer(down_cfg, retries=2)
+        writer.stop.set()
+        writer.join()
+        assert not writer.errors, writer.errors[:3]      # the application never noticed
+        assert writer.commits > 10
+        assert res.errors and isinstance(res.errors[0][1], transfer.ConnectionLost)
+        msg = str(res.errors[0][1])
+        assert "gave up after retrying" in msg and "nothing was lost" in msg and "log" in msg
+        waiting = main_rows(audited, "SELECT COUNT(*) FROM FBA_LOG_PACKET WHERE STATE = 0")[0][0]
+        assert waiting >= writer.commits
+    finally:
+        if moved:
+            os.rename(moved, audited.log.database)
+    res = transfer.transfer(cfg)
+    assert not res.errors and res.data["packets"] == waiting
+    assert assert_exactly_once(audited) == waiting + 1
+
+
+def test_log_down_through_the_cli_exits_4_and_names_the_database(audited, tmp_path):
+    run_sql(audited, ["INSERT INTO ITEM VALUES (1, 'x', 1, NULL)"])
+    cfg = audited.write_config()
+    text = cfg.read_text()
+    bad_log = "127.0.0.1/1:/nowhere/log.fdb" if audited.target.is_server else str(tmp_path / "gone" / "log.fdb")
+    cfg.write_text(text.replace(audited.log.database, bad_log))
+    out = cli(cfg, "transfer", "--retries", "1")
+    assert out.returncode == 4
+    assert "FAILED: main:" in out.stderr and bad_log in out.stderr and "nothing was lost" in out.stderr
+    pw = audited.log.password()
+    if pw:
+        assert pw not in out.stderr + out.stdout
