@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Callable
 
 from . import capture
+from . import history as history_mod
+from . import transfer as transfer_mod
 from .config import load_config
 from .db import open_database
 from .staging import read_packets
@@ -147,13 +149,15 @@ def _pad(text: str, width: int) -> str:
     return out + " " * (width - _width(out))
 
 
-def history_table(packets, echo: Callable[[str], None], *, last: int = 10) -> None:
+def history_table(versions: list[dict], echo: Callable[[str], None], *, last: int = 10) -> None:
+    """Versions (as fbaudit.history returns them) as a table."""
     echo(f"{'ver':>3}  {'time':19}  {'author':8}  {'op':6}  changes")
-    if len(packets) > last:
-        echo(f"{'...':>3}  ({len(packets) - last} earlier versions)")
-    for i, p in list(enumerate(packets, 1))[-last:]:
-        ch = ", ".join(f"{k}: {v['old']} -> {v['new']}" for k, v in p.changes.items())
-        echo(f"{i:>3}  {p.at:%Y-%m-%d %H:%M:%S}  {_pad(str(p.author), 8)}  {p.operation:6}  {ch}")
+    if len(versions) > last:
+        echo(f"{'...':>3}  ({len(versions) - last} earlier versions)")
+    for v in versions[-last:]:
+        ch = ", ".join(f"{k}: {c['old']} -> {c['new']}" for k, c in v["changes"].items())
+        echo(f"{v['version']:>3}  {v['at'][:19].replace('T', ' ')}  {_pad(str(v['author']), 8)}  "
+             f"{v['operation']:6}  {ch}")
 
 
 def run(directory: str | Path = "data/demo", *, seconds: float = 3.0, users: int = 4,
@@ -190,21 +194,27 @@ def run(directory: str | Path = "data/demo", *, seconds: float = 3.0, users: int
     for k, v in stats.items():
         if k.startswith("error: "):
             say(f"    {v} x {k}")
+    res = transfer_mod.transfer(config)
+    for line in res.lines:
+        say(f"  transfer {line}")
     per_record = Counter((p.table, p.key) for p in packets if p.table == "PRODUCT")
     hist_key = per_record.most_common(1)[0][0] if per_record else None
-    history = [p for p in packets if (p.table, p.key) == hist_key] if hist_key else []
+    hist = None
     if hist_key:
+        hist = history_mod.history(config, hist_key[0], hist_key[1], limit=None)
         say("")
-        say(f"History of {hist_key[0]} {hist_key[1]} (still in the staging tables; "
-            "transfer to the log database comes with `fbaudit transfer`):")
-        history_table(history, say)
+        say(f"History of {hist_key[0]} {hist_key[1]}, read from the log database:")
+        history_table(hist["versions"], say)
     say("")
     say("Next: try")
+    if hist_key:
+        say(f"  fbaudit --config {cfg_path} history {hist_key[0]} {hist_key[1]}")
     say(f"  fbaudit --config {cfg_path} status")
     say(f"  fbaudit --config {cfg_path} ddl PRODUCT")
     say(f"  fbaudit --config {cfg_path} --json status")
     return {"directory": str(directory), "config": str(cfg_path), "firebird": version,
             "transactions": stats["transactions"], "failed_transactions": stats["errors"], "packets": len(packets),
             "by_table": {f"{t}.{o}": n for (t, o), n in sorted(by.items())},
-            "history": {"table": hist_key[0], "key": hist_key[1], "versions": [p.as_dict() for p in history]}
-            if hist_key else None}
+            "transfer": res.data,
+            "history": {"table": hist["table"], "key": hist_key[1], "versions": hist["versions"], "total": hist["total"]}
+            if hist else None}

@@ -467,9 +467,21 @@ def _explain(exc: FbauditError, config: Config, spec: SourceSpec) -> str:
     return str(exc)
 
 
+def _block_signals() -> None:
+    """Worker threads leave Ctrl+C / SIGTERM to the main thread.
+
+    Otherwise the OS may deliver the signal to a worker blocked in the
+    Firebird client, whose socket call then fails with EINTR mid-batch.
+    """
+    import signal
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
 def follow_source(config: Config, spec: SourceSpec, *, batch: int, retries: int, poll: float,
                   stop: threading.Event, gate: threading.Semaphore, report: SourceReport) -> None:
     """--follow for one source: wake on the triggers' event, else every ``poll`` seconds."""
+    _block_signals()
     event = f"{config.prefix}NEW_PACKET"
     while not stop.is_set():
         job = SourceTransfer(config, spec, batch=batch, stop=stop)
@@ -538,7 +550,8 @@ def transfer(config: Config, *, source: str | None = None, batch: int = DEFAULT_
                 t.join(0.2)
         log.info("[TRANSFER] stopped")
     else:
-        with ThreadPoolExecutor(max_workers=min(workers, len(specs)), thread_name_prefix="transfer") as pool:
+        with ThreadPoolExecutor(max_workers=min(workers, len(specs)), thread_name_prefix="transfer",
+                                initializer=_block_signals) as pool:
             reports = list(pool.map(lambda s: transfer_source(config, s, batch=batch, retries=retries, stop=stop),
                                     specs))
     for r in reports:

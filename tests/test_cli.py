@@ -138,7 +138,8 @@ def test_demo_runs_and_captures_without_errors(tmp_path):
     assert data["packets"] >= data["transactions"]
     hist = data["history"]
     assert hist["table"] == "PRODUCT" and hist["versions"]
-    assert all(v["table"] == "PRODUCT" and v["key"] == hist["key"] for v in hist["versions"])
+    assert [v["version"] for v in hist["versions"]] == list(range(1, hist["total"] + 1))
+    assert data["transfer"]["packets"] == data["packets"]      # everything shipped to the log database
     text = invoke("demo", "--dir", str(tmp_path / "demo2"), "--seconds", "0.5", "--users", "2")
     assert text.exit_code == 0 and re.search(r"\d+ transactions committed, 0 failed", text.output)
 

@@ -316,7 +316,7 @@ def test_follow_ships_on_event_and_stops_cleanly_on_sigterm(audited):
             proc.kill()
     assert proc.returncode == 0, err
     assert "[TRANSFER] stopped" in err and "[TRANSFER] main: batch" in err
-    assert assert_exactly_once(audited) == 5
+    assert assert_exactly_once(audited) == 5, err
 
 
 # --------------------------------------------------------------------------
@@ -332,6 +332,7 @@ class Proxy:
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.conns: list[socket.socket] = []
+        self.closed = False
         self.sock.listen(50)
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -340,6 +341,9 @@ class Proxy:
             try:
                 client, _ = self.sock.accept()
             except OSError:
+                return
+            if self.closed:
+                client.close()
                 return
             upstream = socket.create_connection(self.target)
             self.conns += [client, upstream]
@@ -356,14 +360,21 @@ class Proxy:
         finally:
             for s in (a, b):
                 try:
+                    s.shutdown(socket.SHUT_RDWR)
                     s.close()
                 except OSError:
                     pass
 
     def close(self):
+        self.closed = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)   # wakes the accept() thread; close() alone may not
+        except OSError:
+            pass
         self.sock.close()
         for c in self.conns:
             try:
+                c.shutdown(socket.SHUT_RDWR)
                 c.close()
             except OSError:
                 pass
