@@ -88,6 +88,52 @@ CREATE TABLE {{P}}DICT_FIELDS (
   CONSTRAINT {{P}}DICT_FIELDS_PK PRIMARY KEY (SOURCE_ID, NUM_TABLE, NUM_POLE)
 )
 ^
+-- object: PROCEDURE PACKETS_INS
+-- Step one of a batch: the log database pulls the waiting packets LO..HI of
+-- the source itself (EXECUTE STATEMENT ... ON EXTERNAL) and inserts those it
+-- does not have yet, with LOAD_TX = this transaction. Returns every packet it
+-- saw (NEW_ = 1 inserted now, 0 already here): exactly the ones to mark done.
+CREATE OR ALTER PROCEDURE {{P}}PACKETS_INS (
+  SOURCE_ID INTEGER, LO BIGINT, HI BIGINT,
+  BASE_ VARCHAR(1000) CHARACTER SET UTF8, USER_ VARCHAR(63) CHARACTER SET UTF8,
+  PASS_ VARCHAR(255) CHARACTER SET UTF8, ROLE_ VARCHAR(63) CHARACTER SET UTF8)
+RETURNS (PACKET_ID BIGINT, DATA_TABLE SMALLINT, NEW_ SMALLINT)
+AS
+  DECLARE created_ TIMESTAMP;
+  DECLARE op_ SMALLINT;
+  DECLARE num_table_ INTEGER;
+  DECLARE key_ VARCHAR(1000) CHARACTER SET UTF8;
+  DECLARE author_ VARCHAR(255) CHARACTER SET UTF8;
+  DECLARE user_name_ VARCHAR(63) CHARACTER SET UTF8;
+  DECLARE address_ VARCHAR(255) CHARACTER SET UTF8;
+  DECLARE txn_ BIGINT;
+  DECLARE comment_ VARCHAR(255) CHARACTER SET UTF8;
+  DECLARE tx_ BIGINT;
+BEGIN
+  tx_ = CURRENT_TRANSACTION;
+  FOR EXECUTE STATEMENT (
+        'SELECT ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, DB_USER, CLIENT_ADDRESS, '
+        || 'TRANSACTION_ID, CHANGE_COMMENT FROM {{P}}LOG_PACKET WHERE STATE = 0 AND ID BETWEEN :lo AND :hi')
+      (lo := :LO, hi := :HI)
+      ON EXTERNAL :BASE_ AS USER :USER_ PASSWORD :PASS_ ROLE :ROLE_
+      INTO :PACKET_ID, :created_, :op_, :num_table_, :DATA_TABLE, :key_, :author_, :user_name_, :address_,
+           :txn_, :comment_
+  DO
+  BEGIN
+    NEW_ = 0;
+    IF (NOT EXISTS (SELECT 1 FROM {{P}}LOG_PACKET WHERE SOURCE_ID = :SOURCE_ID AND PACKET_ID = :PACKET_ID)) THEN
+    BEGIN
+      INSERT INTO {{P}}LOG_PACKET (SOURCE_ID, PACKET_ID, CREATED_AT, OPERATION, NUM_TABLE, RECORD_KEY, KEY_HASH,
+                                   AUTHOR, DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT,
+                                   TRANSFERRED_AT, LOAD_TX)
+        VALUES (:SOURCE_ID, :PACKET_ID, :created_, :op_, :num_table_, :key_, HASH(:key_), :author_, :user_name_,
+                :address_, :txn_, :comment_, LOCALTIMESTAMP, :tx_);
+      NEW_ = 1;
+    END
+    SUSPEND;
+  END
+END
+^
 -- object: PROCEDURE BLOB_INS
 -- The article's BLOB_INS, batched: the log database pulls the field rows of
 -- packets LO..HI from the source's data table LOG_<DATA_TABLE> itself, over

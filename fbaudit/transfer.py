@@ -89,22 +89,10 @@ def _is_conflict(exc: DatabaseError) -> bool:
 
 @dataclass
 class PacketRow:
-    id: int
-    created_at: object
-    operation: int
-    num_table: int
-    data_table: int
-    key: str | None
-    author: str | None
-    user: str | None
-    client_address: str | None
-    transaction_id: int | None
-    comment: str | None
-    attempts: int
+    """A waiting packet as the batch loop sees it (the log database reads the rest itself)."""
 
-    def log_params(self, source_id: int) -> tuple:
-        return (source_id, self.id, self.created_at, self.operation, self.num_table, self.key, self.key,
-                self.author, self.user, self.client_address, self.transaction_id, self.comment)
+    id: int
+    attempts: int
 
 
 @dataclass
@@ -241,8 +229,7 @@ class SourceTransfer:
         after, pending = 0, 0
         while not self.stop.is_set():
             rows = db.query(
-                f"SELECT FIRST {int(self.batch)} ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, "
-                f"DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT, ATTEMPTS FROM {self.p}LOG_PACKET "
+                f"SELECT FIRST {int(self.batch)} ID, ATTEMPTS FROM {self.p}LOG_PACKET "
                 f"WHERE STATE = 0 AND ID > ? ORDER BY STATE, ID", (after,))
             db.commit()
             if not rows:
@@ -256,7 +243,7 @@ class SourceTransfer:
         """One batch; returns how many packets failed and stay pending."""
         t0 = time.perf_counter()
         try:
-            present, rows = self.load(packets)
+            done, present, rows = self.load(packets)
         except DatabaseError as exc:
             if is_connection_error(exc):
                 raise _as_connection(exc) from exc
@@ -274,66 +261,63 @@ class SourceTransfer:
             log.info("[TRANSFER] %s: batch of %d failed (%s); shipping its packets one by one",
                      self.spec.name, len(packets), _first_line(exc))
             return sum(self.ship([pk], report) for pk in packets)
-        self.mark_done([pk.id for pk in packets])
-        shipped = len(packets) - len(present)
+        self.mark_done(done)
+        shipped = len(done) - len(present)
         report.packets += shipped
         report.already_in_log += len(present)
         report.field_rows += rows
         report.batches += 1
         log.info("[TRANSFER] %s: batch %d: %d packets (%d..%d), %d field rows%s, %.3f s",
-                 self.spec.name, report.batches, shipped, packets[0].id, packets[-1].id, rows,
+                 self.spec.name, report.batches, shipped, packets[0].id, max([packets[-1].id, *done]), rows,
                  f", {len(present)} already in the log" if present else "", time.perf_counter() - t0)
         return 0
 
-    def load(self, packets: list[PacketRow]) -> tuple[set[int], int]:
-        """Step 2: one log transaction. Returns (ids already in the log, field rows copied)."""
+    def load(self, packets: list[PacketRow]) -> tuple[list[int], set[int], int]:
+        """Step 2: one log transaction.
+
+        Returns (packets now in the log: mark these, those already there
+        before, field rows copied). The log database pulls the packets and
+        their field rows itself (PACKETS_INS, BLOB_INS): no row passes
+        through Python, only packet ids come back.
+        """
         ldb = self.logdb
         p, sid = self.p, self.source_id
+        spec = self.spec
+        creds = (spec.external_database or spec.database, spec.user, spec.password() or "", spec.role)
         try:
             # Lock this source's row: a second transfer of the same source waits here.
             ldb.execute(f"UPDATE {p}SOURCES SET LAST_TRANSFER_AT = LOCALTIMESTAMP WHERE ID = ?", (sid,))
             lo, hi = packets[0].id, packets[-1].id
-            present = {r[0] for r in ldb.query(
-                f"SELECT PACKET_ID FROM {p}LOG_PACKET WHERE SOURCE_ID = ? AND PACKET_ID BETWEEN ? AND ?",
-                (sid, lo, hi))}
-            new = [pk for pk in packets if pk.id not in present]
+            seen = ldb.query(f"SELECT PACKET_ID, DATA_TABLE, NEW_ FROM {p}PACKETS_INS(?, ?, ?, ?, ?, ?, ?)",
+                             (sid, lo, hi, *creds))
+            present = {pid for pid, _dt, new in seen if not new}
+            by_table: dict[int, list[int]] = {}
+            for pid, dt, new in seen:
+                if new:
+                    by_table.setdefault(dt, []).append(pid)
             rows = 0
-            if new:
-                cur = ldb.con.cursor()
-                with guard(ldb.spec):
-                    cur.executemany(
-                        f"INSERT INTO {p}LOG_PACKET (SOURCE_ID, PACKET_ID, CREATED_AT, OPERATION, NUM_TABLE, "
-                        f"RECORD_KEY, KEY_HASH, AUTHOR, DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT, "
-                        f"TRANSFERRED_AT, LOAD_TX) VALUES (?, ?, ?, ?, ?, ?, HASH(CAST(? AS VARCHAR(1000) "
-                        f"CHARACTER SET UTF8)), ?, ?, ?, ?, ?, LOCALTIMESTAMP, CURRENT_TRANSACTION)",
-                        [pk.log_params(sid) for pk in new])
-                    cur.close()
-                by_table: dict[int, list[int]] = {}
-                for pk in new:
-                    by_table.setdefault(pk.data_table, []).append(pk.id)
-                for dt, ids in sorted(by_table.items()):
-                    rows += ldb.scalar(
-                        f"SELECT ROWS_ FROM {p}BLOB_INS(?, ?, ?, ?, ?, ?, ?, ?)",
-                        (sid, dt, min(ids), max(ids), self.spec.external_database or self.spec.database,
-                         self.spec.user, self.spec.password() or "", self.spec.role)) or 0
+            for dt, ids in sorted(by_table.items()):
+                rows += ldb.scalar(f"SELECT ROWS_ FROM {p}BLOB_INS(?, ?, ?, ?, ?, ?, ?, ?)",
+                                   (sid, dt, min(ids), max(ids), *creds)) or 0
+            shipped = len(seen) - len(present)
+            if shipped:
                 ldb.execute(f"UPDATE {p}SOURCES SET PACKETS = PACKETS + ?, FIELD_ROWS = FIELD_ROWS + ?, "
-                            f"LAST_PACKET_ID = ? WHERE ID = ?", (len(new), rows, hi, sid))
+                            f"LAST_PACKET_ID = ? WHERE ID = ?", (shipped, rows, max(r[0] for r in seen), sid))
             ldb.commit()
-            return present, rows
+            return [r[0] for r in seen], present, rows
         except BaseException:
             ldb.rollback()
             raise
 
     def mark_done(self, ids: list[int]) -> None:
-        """Step 3, in the source."""
+        """Step 3, in the source: one UPDATE per 500 ids (an IN list goes through the primary key)."""
         db = self.main
         try:
-            cur = db.con.cursor()
-            with guard(db.spec):
-                cur.executemany(f"UPDATE {self.p}LOG_PACKET SET STATE = 1, ATTEMPTS = ATTEMPTS + 1, "
-                                f"LAST_ATTEMPT = LOCALTIMESTAMP, LAST_ERROR = NULL WHERE ID = ?",
-                                [(i,) for i in ids])
-                cur.close()
+            for k in range(0, len(ids), 500):
+                chunk = ids[k:k + 500]
+                db.execute(f"UPDATE {self.p}LOG_PACKET SET STATE = 1, ATTEMPTS = ATTEMPTS + 1, "
+                           f"LAST_ATTEMPT = LOCALTIMESTAMP, LAST_ERROR = NULL "
+                           f"WHERE STATE = 0 AND ID IN ({', '.join('?' * len(chunk))})", chunk)
             db.commit()
         except DatabaseError as exc:
             db.rollback()
