@@ -36,6 +36,9 @@ BEGIN
   -- One line per logged field. OLD is NULL on insert and NEW is NULL on delete,
   -- so IS DISTINCT FROM picks exactly what to log for all three operations:
   -- insert: non-NULL new values; update: changed fields; delete: non-NULL old values.
+  -- Where SQL calls values equal that are logged differently (trailing blanks,
+  -- a case-insensitive collation, -0.0, ...) an exact test follows it with OR
+  -- (capture.changed_expr, docs/capture.md "What counts as changed").
 {{FIELDS}}
   POST_EVENT '{{P}}NEW_PACKET';
 END

@@ -14,7 +14,7 @@ from typing import Callable, Iterable
 from . import templates
 from .catalog import Column, TableInfo, read_table, table_exists
 from .config import Config, SourceSpec
-from .db import Database, apply_plan, database_exists, open_database
+from .db import Database, apply_plan, database_exists, guard, open_database
 from .errors import CatalogError, FbauditError
 from .idents import check_length, normalize_name, quote_ident
 from .registry import FieldEntry, Registry, TableEntry
@@ -60,6 +60,38 @@ def value_expr(col: Column, ctx: str, major: int) -> str:
         return f"CAST({ref} AS VARCHAR(64))"         # FB3: 16 significant digits (docs/capture.md)
     width = 80 if col.kind == "temporal" else 64
     return f"CAST({ref} AS VARCHAR({width}))"
+
+
+def changed_expr(col: Column, major: int) -> str:
+    """SQL condition: ``NEW.col`` is logged differently from ``OLD.col`` (or one of them is NULL)."""
+    terms = changed_terms(col, major)
+    return terms[0] if len(terms) == 1 else "(" + " OR ".join(terms) + ")"
+
+
+def changed_terms(col: Column, major: int) -> list[str]:
+    """The terms of :func:`changed_expr`, to be joined with OR: ``IS DISTINCT FROM``, then the exact tests.
+
+    ``IS DISTINCT FROM`` alone calls some values equal whose logged forms
+    differ: trailing blanks (PAD SPACE) and trailing zero bytes (OCTETS,
+    BLOBs), a case- or accent-insensitive collation, and on 4.0+ -0.0, DECFLOAT
+    1.0 / 1.00 and one instant in two time zones. Such an update must still be
+    logged, or history cannot rebuild the value. The extra terms run only when
+    the plain comparison says "equal" (OR is short-circuited), and they use
+    IS DISTINCT FROM too, so NULL and NULL stay "unchanged" (never NULL).
+    """
+    q = quote_ident(col.name)
+    new, old = f"NEW.{q}", f"OLD.{q}"
+    terms = [f"{new} IS DISTINCT FROM {old}"]
+    if col.kind in ("text", "binary"):
+        fixed = not col.is_blob and col.type.startswith(("CHAR(", "BINARY("))
+        if not fixed:                               # CHAR / BINARY store the padding: same length when equal
+            terms.append(f"OCTET_LENGTH({new}) IS DISTINCT FROM OCTET_LENGTH({old})")
+        if col.kind == "text" and col.collation and col.charset:
+            binary = quote_ident(col.charset)       # collation id 0: the character set's binary one
+            terms.append(f"{new} COLLATE {binary} IS DISTINCT FROM {old} COLLATE {binary}")
+    elif major >= 4 and (col.kind == "float" or col.type.startswith("DECFLOAT") or "TIME ZONE" in col.type):
+        terms.append(f"{value_expr(col, 'NEW', major)} IS DISTINCT FROM {value_expr(col, 'OLD', major)}")
+    return terms
 
 
 KEY_PART_LENGTH = 1000   # RECORD_KEY is VARCHAR(1000); longer keys are cut, never an error
@@ -198,9 +230,8 @@ def plan_trigger(entry: TableEntry, info: TableInfo, prefix: str, major: int) ->
             a_new, a_old = value_expr(ac, "NEW", major), value_expr(ac, "OLD", major)
         author = f"IIF(:op = 3, {a_old}, {a_new}), "
     inline = len(logged) <= INLINE_MAX
-    fields, changed = [], []
+    fields, plain, exact = [], [], []
     for num, c in logged:
-        q = quote_ident(c.name)
         new, old = value_expr(c, "NEW", major), value_expr(c, "OLD", major)
         if inline:
             ins = "INSERT INTO {view} (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) VALUES (:pk, %d, %s, %s);" % (num, old, new)
@@ -208,13 +239,16 @@ def plan_trigger(entry: TableEntry, info: TableInfo, prefix: str, major: int) ->
                      f"ELSE {ins.format(view=prefix + 'V_LOG_1')}")
         else:
             store = f"EXECUTE PROCEDURE LF(:pk, :dt, {num}, {old}, {new});"
-        fields.append(f"  IF (NEW.{q} IS DISTINCT FROM OLD.{q}) THEN {store}")
-        changed.append(f"    NEW.{q} IS DISTINCT FROM OLD.{q}")
+        terms = changed_terms(c, major)
+        fields.append(f"  IF ({changed_expr(c, major)}) THEN {store}")
+        plain.append(f"    {terms[0]}")
+        exact += [f"    {t}" for t in terms[1:]]
     trig = trigger_name(prefix, entry.number)
     check_length(trig, major_version=major, what="trigger")
     return templates.render(
         "audit_trigger", P=prefix, TRIGGER=trig, TABLE=quote_ident(entry.name), NUM_TABLE=str(entry.number),
-        CHANGED=" OR\n".join(changed), NEW_KEY=key_expr(key_cols, "NEW"), OLD_KEY=key_expr(key_cols, "OLD"),
+        # Every plain test first: an update that changes any field ends the check there.
+        CHANGED=" OR\n".join(plain + exact), NEW_KEY=key_expr(key_cols, "NEW"), OLD_KEY=key_expr(key_cols, "OLD"),
         AUTHOR=author, FIELDS="\n".join(fields),
     )
 
@@ -332,8 +366,14 @@ def trigger_exists(db: Database, prefix: str, number: int) -> bool:
 
 def installed_trigger_body(db: Database, prefix: str, number: int) -> str | None:
     """The source of a table's installed audit trigger (from ``AS`` on), or None."""
-    src = db.scalar("SELECT RDB$TRIGGER_SOURCE FROM RDB$TRIGGERS WHERE RDB$TRIGGER_NAME = ?",
-                    (trigger_name(prefix, number),))
+    sql = "SELECT RDB$TRIGGER_SOURCE FROM RDB$TRIGGERS WHERE RDB$TRIGGER_NAME = ?"
+    with guard(db.spec, sql):
+        cur = db.con.cursor()
+        cur.stream_blob_threshold = -1      # a wide table's source is over the driver's 64 KB: read it whole
+        cur.execute(sql, (trigger_name(prefix, number),))
+        row = cur.fetchone()
+        cur.close()
+    src = row[0] if row else None
     return src.strip() if src is not None else None
 
 

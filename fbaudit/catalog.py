@@ -26,6 +26,7 @@ class Column:
     charset: str | None
     is_blob: bool
     skip_reason: str | None = None   # ARRAY / COMPUTED BY: not audited
+    collation: str | None = None     # text: its collation when not the character set's binary one
 
     @property
     def auditable(self) -> bool:
@@ -75,11 +76,16 @@ _COLUMNS_SQL = """
 SELECT TRIM(rf.RDB$FIELD_NAME), f.RDB$FIELD_TYPE, f.RDB$FIELD_SUB_TYPE, f.RDB$FIELD_LENGTH,
        COALESCE(f.RDB$FIELD_SCALE, 0), f.RDB$FIELD_PRECISION, f.RDB$CHARACTER_LENGTH,
        TRIM(cs.RDB$CHARACTER_SET_NAME), f.RDB$DIMENSIONS,
-       IIF(f.RDB$COMPUTED_BLR IS NULL, 0, 1)
+       IIF(f.RDB$COMPUTED_BLR IS NULL, 0, 1), TRIM(co.RDB$COLLATION_NAME)
 FROM RDB$RELATION_FIELDS rf
 JOIN RDB$FIELDS f ON f.RDB$FIELD_NAME = rf.RDB$FIELD_SOURCE
 LEFT JOIN RDB$CHARACTER_SETS cs ON cs.RDB$CHARACTER_SET_ID =
      f.RDB$CHARACTER_SET_ID
+LEFT JOIN RDB$COLLATIONS co ON co.RDB$CHARACTER_SET_ID = f.RDB$CHARACTER_SET_ID
+     AND co.RDB$COLLATION_ID = COALESCE(rf.RDB$COLLATION_ID, f.RDB$COLLATION_ID,
+         (SELECT d.RDB$COLLATION_ID FROM RDB$COLLATIONS d WHERE d.RDB$CHARACTER_SET_ID = f.RDB$CHARACTER_SET_ID
+          AND d.RDB$COLLATION_NAME = cs.RDB$DEFAULT_COLLATE_NAME), 0)
+     AND co.RDB$COLLATION_ID <> 0
 WHERE rf.RDB$RELATION_NAME = ?
 ORDER BY rf.RDB$FIELD_POSITION
 """
@@ -119,14 +125,15 @@ def read_table(db: Database, name: str) -> TableInfo:
         raise CatalogError(f"{name!r} is a global temporary table; its rows are private to one "
                            "connection and are not audited.")
     cols: list[Column] = []
-    for (fname, ftype, sub, length, scale, prec, clen, cs, dims, computed) in db.query(_COLUMNS_SQL, (name,)):
+    for (fname, ftype, sub, length, scale, prec, clen, cs, dims, computed, coll) in db.query(_COLUMNS_SQL, (name,)):
         type_text, kind, is_blob = _type_of(ftype, sub, length, scale, prec, clen, cs)
         skip = None
         if dims:
             skip, type_text = "ARRAY columns cannot be compared or logged", f"{type_text} ARRAY"
         elif computed:
             skip = "COMPUTED BY columns hold no data of their own"
-        cols.append(Column(fname, type_text, kind, clen, cs, is_blob, skip))
+        # Collation id 0 is the character set's own binary collation (named like it).
+        cols.append(Column(fname, type_text, kind, clen, cs, is_blob, skip, coll if kind == "text" else None))
     pk = tuple(r[0] for r in db.query(_PK_SQL, (name,)))
     db.commit()
     return TableInfo(name, tuple(cols), pk)

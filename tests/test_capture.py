@@ -325,3 +325,73 @@ def test_trigger_inlines_field_rows_up_to_the_limit_then_uses_the_sub_procedure(
     assert [p.changes for p in packets(project)] == [
         {"ID": {"old": None, "new": "1"}, "C5": {"old": None, "new": "5"}},
         {"ID": {"old": None, "new": "1"}, "C99": {"old": None, "new": "99"}}]
+
+
+# Values SQL's comparison calls equal although they are logged differently:
+# an update to one of them must log a field row (or history cannot rebuild the
+# value), while an update to the very same value must still log nothing.
+# (column, type, first value, second value, logged first, logged second, since)
+SQL_EQUAL = [
+    ("VU", "VARCHAR(20) CHARACTER SET UTF8", "'ab'", "'ab  '", "ab", "ab  ", 3),
+    ("VW", "VARCHAR(20) CHARACTER SET WIN1251", "'Ёж'", "'Ёж '", "Ёж", "Ёж ", 3),
+    ("VCI", "VARCHAR(20) CHARACTER SET UTF8 COLLATE UNICODE_CI", "'Abc'", "'aBC'", "Abc", "aBC", 3),
+    ("CAI", "CHAR(3) CHARACTER SET UTF8 COLLATE UNICODE_CI_AI", "'Éa'", "'ea'", "Éa ", "ea ", 3),
+    ("WCI", "VARCHAR(20) CHARACTER SET WIN1251 COLLATE WIN1251_UA", "'Ёж'", "'ёЖ'", "Ёж", "ёЖ", 3),
+    ("VN", "VARCHAR(10) CHARACTER SET NONE", "'a'", "'a '", "61", "6120", 3),
+    ("VO", "VARCHAR(8) CHARACTER SET OCTETS", "x'41'", "x'4100'", "41", "4100", 3),
+    ("TU", "BLOB SUB_TYPE TEXT CHARACTER SET UTF8", "'ab'", "'ab '", "ab", "ab ", 3),
+    ("TCI", "BLOB SUB_TYPE TEXT CHARACTER SET UTF8 COLLATE UNICODE_CI", "'Abc'", "'aBC'", "Abc", "aBC", 3),
+    ("TW", "BLOB SUB_TYPE TEXT CHARACTER SET WIN1251", "'ж'", "'ж  '", "ж", "ж  ", 3),
+    ("BB", "BLOB SUB_TYPE BINARY", "x'41'", "x'4100'", "41", "4100", 3),
+    ("DP", "DOUBLE PRECISION", "0e0", "-0e0", "0E-16", "-0E-16", 4),
+    ("FL", "FLOAT", "0e0", "-0e0", "0E-16", "-0E-16", 4),
+    ("DF", "DECFLOAT(16)", "1.0", "1.00", "1.0", "1.00", 4),
+    ("DF34", "DECFLOAT(34)", "0", "-0", "0", "-0", 4),
+    ("TSZ", "TIMESTAMP WITH TIME ZONE", "'2024-01-01 12:00 +01:00'", "'2024-01-01 11:00 UTC'",
+     "2024-01-01 12:00:00.0000 +01:00", "2024-01-01 11:00:00.0000 UTC", 4),
+    ("TTZ", "TIME WITH TIME ZONE", "'12:00 +01:00'", "'11:00 +00:00'", "12:00:00.0000 +01:00", "11:00:00.0000 +00:00", 4),
+    ("VB", "VARBINARY(8)", "x'41'", "x'4100'", "41", "4100", 4),
+]
+
+
+@pytest.fixture
+def sql_equal(project):
+    cases = [c for c in SQL_EQUAL if c[6] <= project.target.major]
+    project.sql("CREATE TABLE EQ (ID INTEGER NOT NULL PRIMARY KEY, "
+                + ", ".join(f"{c} {d}" for c, d, *_ in cases) + ", OTHER INTEGER)")
+    capture.init(project.config)
+    capture.enable(project.config, "EQ")
+    return project, cases
+
+
+def test_update_to_a_value_sql_calls_equal_but_logged_differently_is_logged(sql_equal):
+    project, cases = sql_equal
+    statements = []
+    for i, (col, _, v1, v2, *_) in enumerate(cases, start=1):      # one record per case
+        statements += [f"INSERT INTO EQ (ID, {col}) VALUES ({i}, {v1})",
+                       f"UPDATE EQ SET {col} = {v2} WHERE ID = {i}"]
+    run_sql(project, statements)
+    ps = packets(project, "EQ")
+    assert [p.operation for p in ps] == ["insert", "update"] * len(cases)
+    for i, (col, _, _, _, t1, t2, _) in enumerate(cases):
+        ins, upd = ps[2 * i], ps[2 * i + 1]
+        assert ins.changes[col] == {"old": None, "new": t1}, col
+        assert upd.changes == {col: {"old": t1, "new": t2}}, col
+
+
+def test_update_to_the_same_value_still_logs_nothing(sql_equal):
+    """The extra comparisons never call an unchanged value (NULL included) changed."""
+    project, cases = sql_equal
+    cols = [c[0] for c in cases]
+    run_sql(project, [
+        f"INSERT INTO EQ (ID, {', '.join(cols)}) VALUES (1, {', '.join(c[3] for c in cases)})",
+        "INSERT INTO EQ (ID) VALUES (2)",                                   # every field NULL
+        f"UPDATE EQ SET {', '.join(f'{c} = {c}' for c in cols)}",          # both records, to themselves
+        f"UPDATE EQ SET {', '.join(f'{c} = {v2}' for c, _, _, v2, *_ in cases)} WHERE ID = 1",
+        f"UPDATE EQ SET {', '.join(f'{c} = NULL' for c in cols)} WHERE ID = 2",
+        "UPDATE EQ SET OTHER = 7 WHERE ID = 1",
+    ])
+    ps = packets(project, "EQ")
+    assert [p.operation for p in ps] == ["insert", "insert", "update"]
+    assert ps[2].changes == {"OTHER": {"old": None, "new": "7"}}
+    assert capture.sync(project.config).data["sources"][0]["drift"] == []   # installed body == planned body

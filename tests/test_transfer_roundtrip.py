@@ -445,8 +445,6 @@ EQUAL_FOR_SQL = [
 ]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="fbaudit bug: the trigger's `NEW.f IS DISTINCT FROM OLD.f` misses updates "
-                                      "to a value SQL calls equal but whose logged form differs")
 def test_values_equal_for_sql_but_different_round_trip(project):
     cases = [c for c in EQUAL_FOR_SQL if c[4] <= project.target.major]
     cols = ", ".join(c[0] for c in cases)
