@@ -44,9 +44,9 @@ CREATE TABLE {{P}}LOG_PACKET (
   CONSTRAINT {{P}}LOG_PACKET_PK PRIMARY KEY (SOURCE_ID, PACKET_ID)
 )
 ^
--- object: INDEX LOG_PACKET_RECORD
+-- object: INDEX LOG_PACKET_KEY
 -- "History of one record": equality on the first three columns, packets in order.
-CREATE INDEX {{P}}LOG_PACKET_RECORD ON {{P}}LOG_PACKET (SOURCE_ID, NUM_TABLE, KEY_HASH, PACKET_ID)
+CREATE INDEX {{P}}LOG_PACKET_KEY ON {{P}}LOG_PACKET (SOURCE_ID, NUM_TABLE, KEY_HASH, PACKET_ID)
 ^
 -- object: INDEX LOG_PACKET_TIME
 -- Time ranges and pruning.

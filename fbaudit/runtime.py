@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,7 +158,25 @@ def shared_root(root: Path, version: str) -> Path:
     return dst
 
 
+_lock = threading.Lock()
+
+
 def load_client(client_library: str | None = None) -> ClientRuntime:
+    """Load the client library once per process (thread-safe) and return what was loaded.
+
+    The library is loaded here, under a lock: firebird-driver publishes its API
+    object before it is complete, so two threads connecting first at the same
+    time could otherwise see a half-initialised API
+    ("'NoneType' object has no attribute 'get_xpb_builder'", measured).
+    """
+    with _lock:
+        runtime = _load_client(client_library)
+        from firebird.driver.fbapi import get_api
+        get_api()
+        return runtime
+
+
+def _load_client(client_library: str | None = None) -> ClientRuntime:
     """Load the client library once per process and return what was loaded.
 
     ``client_library``: an explicit path (for a system client); default the

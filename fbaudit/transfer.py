@@ -444,7 +444,7 @@ def transfer_source(config: Config, spec: SourceSpec, *, batch: int = DEFAULT_BA
 
 
 def _explain(exc: FbauditError, config: Config, spec: SourceSpec) -> str:
-    if isinstance(exc, ConnectionLost):
+    if is_connection_error(exc):
         return (f"gave up after retrying: {exc}\n  nothing was lost: the packets wait in the source and the next "
                 f"run ships them. Check that both databases are reachable: source {spec.describe()}, "
                 f"log {config.log.describe()}.")
@@ -542,7 +542,7 @@ def transfer(config: Config, *, source: str | None = None, batch: int = DEFAULT_
         res.data["sources"].append(r.as_dict())
         res.lines.append(r.line())
         if r.error:
-            err = ConnectionLost(r.error) if "gave up after retrying" in r.error else FbauditError(r.error)
+            err = ConnectionLost(r.error) if r.error.startswith("gave up after retrying") else FbauditError(r.error)
             res.errors.append((r.source, err))
     res.data["packets"] = sum(r.packets for r in reports)
     res.data["field_rows"] = sum(r.field_rows for r in reports)
