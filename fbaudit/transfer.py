@@ -310,14 +310,23 @@ class SourceTransfer:
             raise
 
     def mark_done(self, ids: list[int]) -> None:
-        """Step 3, in the source: one UPDATE per 500 ids (an IN list goes through the primary key)."""
+        """Step 3, in the source: one UPDATE per run of consecutive ids, an IN list for the rest.
+
+        Every id of a run a..b was returned by PACKETS_INS, so BETWEEN marks
+        nothing else. Parameters cost the driver ~0.1 ms each to pack; lone
+        ids (integers from the database) go in as literals.
+        """
         db = self.main
+        runs = id_runs(ids)
+        lone = [a for a, b in runs if a == b]
+        set_done = (f"UPDATE {self.p}LOG_PACKET SET STATE = 1, ATTEMPTS = ATTEMPTS + 1, "
+                    f"LAST_ATTEMPT = LOCALTIMESTAMP, LAST_ERROR = NULL WHERE STATE = 0 AND ")
         try:
-            for k in range(0, len(ids), 500):
-                chunk = ids[k:k + 500]
-                db.execute(f"UPDATE {self.p}LOG_PACKET SET STATE = 1, ATTEMPTS = ATTEMPTS + 1, "
-                           f"LAST_ATTEMPT = LOCALTIMESTAMP, LAST_ERROR = NULL "
-                           f"WHERE STATE = 0 AND ID IN ({', '.join('?' * len(chunk))})", chunk)
+            for a, b in runs:
+                if a != b:
+                    db.execute(set_done + "ID BETWEEN ? AND ?", (a, b))
+            for k in range(0, len(lone), 1000):
+                db.execute(set_done + f"ID IN ({', '.join(str(int(i)) for i in lone[k:k + 1000])})")
             db.commit()
         except DatabaseError as exc:
             db.rollback()
@@ -384,6 +393,17 @@ class SourceTransfer:
         self.fingerprint = fingerprint
         log.info("[TRANSFER] %s: name dictionary copied to the log database (%d tables, %d fields)",
                  self.spec.name, len(tables), len(fields))
+
+
+def id_runs(ids: list[int]) -> list[tuple[int, int]]:
+    """Sorted runs of consecutive integers: [1, 2, 3, 7, 9, 10] -> [(1, 3), (7, 7), (9, 10)]."""
+    runs: list[tuple[int, int]] = []
+    for i in sorted(set(ids)):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], i)
+        else:
+            runs.append((i, i))
+    return runs
 
 
 def _first_line(exc: BaseException) -> str:

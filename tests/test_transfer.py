@@ -486,3 +486,19 @@ def test_log_down_through_the_cli_exits_4_and_names_the_database(audited, tmp_pa
     pw = audited.log.password()
     if pw:
         assert pw not in out.stderr + out.stdout
+
+
+def test_id_runs():
+    assert transfer.id_runs([9, 1, 2, 3, 7, 10, 2]) == [(1, 3), (7, 7), (9, 10)]
+    assert transfer.id_runs([]) == []
+
+
+@pytest.mark.parametrize("value", ["", "x" * 1000, "y" * 1001, "é" * 500, "é" * 501, "z" * 70000])
+def test_values_around_the_short_value_limit_arrive_intact(audited, value):
+    """BLOB_INS fetches values up to 1000 bytes as VARCHAR, longer ones as BLOBs: both arrive byte for byte."""
+    run_sql(audited, ["INSERT INTO ITEM (ID, NOTE) VALUES (1, ?)", "UPDATE ITEM SET NOTE = ? WHERE ID = 1"],
+            {0: (value,), 1: (value + "!",)})
+    assert transfer.transfer(audited.config).data["packets"] == 2
+    versions = history.history(audited.config, "ITEM", "1")["versions"]
+    assert versions[0]["changes"]["NOTE"] == {"old": None, "new": value}
+    assert versions[1]["changes"]["NOTE"] == {"old": value, "new": value + "!"}
