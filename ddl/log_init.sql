@@ -92,7 +92,8 @@ CREATE TABLE {{P}}DICT_FIELDS (
 -- Step one of a batch: the log database pulls the waiting packets LO..HI of
 -- the source itself (EXECUTE STATEMENT ... ON EXTERNAL) and inserts those it
 -- does not have yet, with LOAD_TX = this transaction. Returns every packet it
--- saw (NEW_ = 1 inserted now, 0 already here): exactly the ones to mark done.
+-- saw (NEW_ = 1 inserted now, 0 already here, 2 an id reused for another
+-- change): the first two are exactly the ones to mark done.
 CREATE OR ALTER PROCEDURE {{P}}PACKETS_INS (
   SOURCE_ID INTEGER, LO BIGINT, HI BIGINT,
   BASE_ VARCHAR(1000) CHARACTER SET UTF8, USER_ VARCHAR(63) CHARACTER SET UTF8,
@@ -121,7 +122,14 @@ BEGIN
   DO
   BEGIN
     NEW_ = 0;
-    IF (NOT EXISTS (SELECT 1 FROM {{P}}LOG_PACKET WHERE SOURCE_ID = :SOURCE_ID AND PACKET_ID = :PACKET_ID)) THEN
+    -- Already here: the same packet (a rerun after a kill), unless the source's
+    -- packet ids restarted (re-initialised or restored from a backup): then
+    -- NEW_ = 2 and the transfer stops instead of taking a new change for an old one.
+    IF (EXISTS (SELECT 1 FROM {{P}}LOG_PACKET WHERE SOURCE_ID = :SOURCE_ID AND PACKET_ID = :PACKET_ID
+                AND (CREATED_AT IS DISTINCT FROM :created_ OR TRANSACTION_ID IS DISTINCT FROM :txn_
+                     OR NUM_TABLE IS DISTINCT FROM :num_table_))) THEN
+      NEW_ = 2;
+    ELSE IF (NOT EXISTS (SELECT 1 FROM {{P}}LOG_PACKET WHERE SOURCE_ID = :SOURCE_ID AND PACKET_ID = :PACKET_ID)) THEN
     BEGIN
       INSERT INTO {{P}}LOG_PACKET (SOURCE_ID, PACKET_ID, CREATED_AT, OPERATION, NUM_TABLE, RECORD_KEY, KEY_HASH,
                                    AUTHOR, DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT,

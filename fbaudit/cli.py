@@ -16,6 +16,8 @@ import click
 
 from . import capture, logs
 from .config import load_config
+from .history import DEFAULT_LIMIT
+from .transfer import DEFAULT_BATCH, DEFAULT_POLL, DEFAULT_RETRIES
 from .errors import FbauditError
 
 EXIT_CODES = """\b
@@ -287,13 +289,13 @@ def resume(ctx: Ctx, source: str | None) -> None:
 
 @cli.command()
 @_source_option
-@click.option("--batch", default=1000, show_default=True, metavar="N", help="Packets per batch (one log transaction).")
+@click.option("--batch", default=DEFAULT_BATCH, show_default=True, metavar="N", help="Packets per batch (one log transaction).")
 @click.option("--follow", is_flag=True,
               help="Keep running: wake on the triggers' event (or poll), stop cleanly on Ctrl+C / SIGTERM.")
-@click.option("--poll", default=5.0, show_default=True, metavar="SECONDS",
+@click.option("--poll", default=DEFAULT_POLL, show_default=True, metavar="SECONDS",
               help="With --follow: check at least this often when no event arrives.")
 @click.option("--workers", default=4, show_default=True, metavar="N", help="Sources processed at the same time.")
-@click.option("--retries", default=4, show_default=True, metavar="N",
+@click.option("--retries", default=DEFAULT_RETRIES, show_default=True, metavar="N",
               help="Connection attempts (with backoff) before a source is given up for this run.")
 @_json_option
 @pass_ctx
@@ -364,7 +366,7 @@ def _print(ctx: Ctx, data: dict, lines: list[str]) -> None:
 @cli.command()
 @click.argument("table")
 @click.argument("key")
-@click.option("--limit", default=50, show_default=True, metavar="N", help="Versions to show.")
+@click.option("--limit", default=DEFAULT_LIMIT, show_default=True, metavar="N", help="Versions to show.")
 @click.option("--offset", default=0, show_default=True, metavar="N", help="Versions to skip (oldest first).")
 @click.option("--source", metavar="NAME", help="Source database (needed when several are configured).")
 @_json_option

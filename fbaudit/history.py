@@ -5,6 +5,7 @@ come from the per-source dictionaries the transfer copied there.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
@@ -15,9 +16,10 @@ from .errors import FbauditError
 from .idents import normalize_name
 from .staging import decode_value
 
-import json
-
 DEFAULT_LIMIT = 50
+# One record's packets: through the LOG_PACKET_KEY index (KEY_HASH), then the exact key.
+_RECORD = ("SOURCE_ID = ? AND NUM_TABLE = ? AND KEY_HASH = HASH(CAST(? AS VARCHAR(1000) CHARACTER SET UTF8)) "
+           "AND RECORD_KEY = ?")
 
 
 class NotFound(FbauditError):
@@ -132,8 +134,7 @@ def history(config: Config, table: str, key: str, *, source: str | None = None,
     with _open(config, config.log) as db:
         ref = resolve_table(db, config, table, source)
         record_key, key_dict = parse_key(key, ref.key_columns)
-        where = (f"FROM {p}LOG_PACKET WHERE SOURCE_ID = ? AND NUM_TABLE = ? "
-                 f"AND KEY_HASH = HASH(CAST(? AS VARCHAR(1000) CHARACTER SET UTF8)) AND RECORD_KEY = ?")
+        where = f"FROM {p}LOG_PACKET WHERE {_RECORD}"
         params = (ref.source_id, ref.num_table, record_key, record_key)
         total = db.scalar(f"SELECT COUNT(*) {where}", params)
         rows_clause = f" ROWS {offset + 1} TO {offset + limit}" if limit else (f" ROWS {offset + 1} TO 2147483647"
@@ -163,9 +164,8 @@ def show(config: Config, packet_id: int, *, source: str | None = None) -> dict:
         trow = db.query(f"SELECT TABLE_NAME, KEY_COLUMNS FROM {p}DICT_TABLES WHERE SOURCE_ID = ? AND NUM_TABLE = ?",
                         (sid, num_table))
         tname, keys = (trow[0][0], json.loads(trow[0][1]) if trow[0][1] else []) if trow else (f"#{num_table}", [])
-        number = db.scalar(f"SELECT COUNT(*) FROM {p}LOG_PACKET WHERE SOURCE_ID = ? AND NUM_TABLE = ? AND "
-                           f"KEY_HASH = HASH(CAST(? AS VARCHAR(1000) CHARACTER SET UTF8)) AND RECORD_KEY = ? "
-                           f"AND PACKET_ID <= ?", (sid, num_table, record_key, record_key, packet_id))
+        number = db.scalar(f"SELECT COUNT(*) FROM {p}LOG_PACKET WHERE {_RECORD} AND PACKET_ID <= ?",
+                           (sid, num_table, record_key, record_key, packet_id))
         version = _version(row[:8], number, _changes(db, p, sid, packet_id, _fields(db, p, sid, num_table)))
         db.commit()
     parts = decode_key(record_key) if record_key is not None else []
@@ -183,6 +183,10 @@ def format_value(v: str | None, width: int = 40) -> str:
 
 def history_lines(h: dict) -> list[str]:
     key = ", ".join(f"{k}={v}" for k, v in h["key"].items())
+    if not h["total"]:
+        return [f"{h['table']} {key}: no versions in the log database. The key is compared as logged "
+                f"(canonical text: NUMERIC(10,2) 42 is 42.00, CHAR keeps its blanks); changes not yet "
+                f"transferred are not here (`fbaudit transfer`)."]
     lines = [f"{h['table']} {key}: {h['total']} version{'s' if h['total'] != 1 else ''}"
              + (f" (showing {len(h['versions'])} from {h['offset'] + 1})" if len(h["versions"]) < h["total"] else "")]
     for v in h["versions"]:

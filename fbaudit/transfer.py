@@ -66,14 +66,21 @@ class SourceBusy(FbauditError):
     """Another transfer holds this source's lock in the log database."""
 
 
+_NETWORK_WORDS = ("error reading data from the connection", "error writing data to the connection",
+                  "unable to complete network request", "connection lost", "connection refused",
+                  "connection shutdown", "connection reset", "broken pipe", "network error")
+
+
 def is_connection_error(exc: BaseException) -> bool:
+    """The connection is gone or cannot be made (also inside EXECUTE STATEMENT ... ON EXTERNAL,
+    whose errors carry the inner network error only in their text)."""
     if isinstance(exc, ConnectionLost):
         return True
     if isinstance(exc, DatabaseError):
         if set(exc.gds_codes) & CONNECTION_GDS:
             return True
         low = str(exc).lower()
-        return "connection" in low and ("lost" in low or "refused" in low or "shutdown" in low)
+        return any(w in low for w in _NETWORK_WORDS)
     return False
 
 
@@ -111,6 +118,7 @@ class SourceReport:
     seconds: float = 0.0
     passes: int = 0
     error: str | None = None
+    exit_code: int = 0
     busy: bool = False
 
     def as_dict(self) -> dict:
@@ -208,14 +216,24 @@ class SourceTransfer:
             self.last_tier = 1
             return False
         self.last_tier = 2
-        # Every writer holding a packet id <= gen started before this number.
-        next_tx = db.con.info.next_transaction
+        # isc_info_next_transaction is the number of the LAST transaction
+        # started: every writer holding a packet id <= gen has a number <= it.
+        last_tx = db.con.info.next_transaction
         with guard(db.spec):
             db.con.begin()
-        settled = db.con.info.oat >= next_tx     # read before the lookup, inside its transaction
+        settled = db.con.info.oat > last_tx      # read before the lookup, inside its transaction
         pending = db.scalar(f"SELECT FIRST 1 ID FROM {self.p}LOG_PACKET WHERE STATE = 0 ORDER BY STATE, ID")
         if pending is None and settled:
-            db.execute(f"UPDATE {self.p}LOG_PACKET_FLAG SET SEEN_ID = ?", (gen,))
+            try:   # compare-and-set: never overwrite what `fbaudit retry` or another transfer wrote meanwhile
+                with guard(db.spec):
+                    cur = db.con.cursor()
+                    cur.execute(f"UPDATE {self.p}LOG_PACKET_FLAG SET SEEN_ID = ? WHERE SEEN_ID = ?", (gen, seen_id))
+                    cur.close()
+            except DatabaseError as exc:
+                if not _is_conflict(exc):
+                    raise
+                db.rollback()
+                return True
         db.commit()
         return pending is not None
 
@@ -226,17 +244,21 @@ class SourceTransfer:
         t0 = time.perf_counter()
         report.passes += 1
         self.sync_dictionary()
-        after, pending = 0, 0
+        # Bounded: a pass under steady load ends (and frees its worker slot).
+        upto = db.scalar(f"SELECT GEN_ID({self.p}LOG_PACKET_ID, 0) FROM RDB$DATABASE")
+        db.commit()
+        after = 0
         while not self.stop.is_set():
             rows = db.query(
                 f"SELECT FIRST {int(self.batch)} ID, ATTEMPTS FROM {self.p}LOG_PACKET "
-                f"WHERE STATE = 0 AND ID > ? ORDER BY STATE, ID", (after,))
+                f"WHERE STATE = 0 AND ID > ? AND ID <= ? ORDER BY STATE, ID", (after, upto))
             db.commit()
             if not rows:
                 break
             packets = [PacketRow(*r) for r in rows]
             after = packets[-1].id
-            pending += self.ship(packets, report)
+            self.ship(packets, report)
+        self.sync_dictionary()      # a table enabled during the pass: its names arrive with its packets
         report.seconds += time.perf_counter() - t0
 
     def ship(self, packets: list[PacketRow], report: SourceReport) -> int:
@@ -290,7 +312,17 @@ class SourceTransfer:
             lo, hi = packets[0].id, packets[-1].id
             seen = ldb.query(f"SELECT PACKET_ID, DATA_TABLE, NEW_ FROM {p}PACKETS_INS(?, ?, ?, ?, ?, ?, ?)",
                              (sid, lo, hi, *creds))
-            present = {pid for pid, _dt, new in seen if not new}
+            reused = [pid for pid, _dt, new in seen if new == 2]
+            if reused:
+                top = ldb.scalar(f"SELECT MAX(PACKET_ID) FROM {p}LOG_PACKET WHERE SOURCE_ID = ?", (sid,))
+                raise FbauditError(
+                    f"Source {spec.name!r}: packet {reused[0]} is already in the log database "
+                    f"{self.config.log.describe()} as a DIFFERENT change: the source's packet ids restarted "
+                    f"(its staging objects were re-initialised, or it was restored from an older backup). "
+                    f"Nothing was shipped. Continue the numbering above what the log holds, in the source: "
+                    f"SET GENERATOR {p}LOG_PACKET_ID TO {top}; (packets already captured with lower "
+                    f"ids then need their ids moved up too, or a new source name in the config).")
+            present = {pid for pid, _dt, new in seen if new == 0}
             by_table: dict[int, list[int]] = {}
             for pid, dt, new in seen:
                 if new:
@@ -302,7 +334,8 @@ class SourceTransfer:
             shipped = len(seen) - len(present)
             if shipped:
                 ldb.execute(f"UPDATE {p}SOURCES SET PACKETS = PACKETS + ?, FIELD_ROWS = FIELD_ROWS + ?, "
-                            f"LAST_PACKET_ID = ? WHERE ID = ?", (shipped, rows, max(r[0] for r in seen), sid))
+                            f"LAST_PACKET_ID = MAXVALUE(COALESCE(LAST_PACKET_ID, 0), ?) WHERE ID = ?",
+                            (shipped, rows, max(r[0] for r in seen), sid))
             ldb.commit()
             return [r[0] for r in seen], present, rows
         except BaseException:
@@ -330,6 +363,8 @@ class SourceTransfer:
             db.commit()
         except DatabaseError as exc:
             db.rollback()
+            if _is_conflict(exc):   # another transfer marks the same packets: they are in the log already
+                raise SourceBusy(str(exc)) from exc
             raise _as_connection(exc) if is_connection_error(exc) else exc
 
     def record_failure(self, pk: PacketRow, exc: Exception, report: SourceReport) -> int:
@@ -338,7 +373,7 @@ class SourceTransfer:
         message = _first_line(exc)[:1000]
         db = self.main
         db.execute(f"UPDATE {self.p}LOG_PACKET SET ATTEMPTS = ?, LAST_ATTEMPT = LOCALTIMESTAMP, LAST_ERROR = ?, "
-                   f"STATE = ? WHERE ID = ?", (attempts, message, state, pk.id))
+                   f"STATE = ? WHERE ID = ? AND STATE = 0", (attempts, message, state, pk.id))
         db.commit()
         if state == 2:
             report.failed.append(pk.id)
@@ -457,6 +492,7 @@ def transfer_source(config: Config, spec: SourceSpec, *, batch: int = DEFAULT_BA
         log.info("[TRANSFER] %s: another transfer of this source is running; skipped", spec.name)
     except FbauditError as exc:
         report.error = _explain(exc, config, spec)
+        report.exit_code = 4 if is_connection_error(exc) else exc.exit_code
         log.error("[TRANSFER] %s: FAILED: %s", spec.name, _first_line(exc))
     finally:
         job.close()
@@ -514,6 +550,7 @@ def follow_source(config: Config, spec: SourceSpec, *, batch: int, retries: int,
             stop.wait(poll)
         except FbauditError as exc:
             report.error = _explain(exc, config, spec)
+            report.exit_code = 4 if is_connection_error(exc) else exc.exit_code
             log.error("[TRANSFER] %s: FAILED: %s", spec.name, _first_line(exc))
             stop.wait(poll)
         finally:
@@ -562,7 +599,8 @@ def transfer(config: Config, *, source: str | None = None, batch: int = DEFAULT_
         res.data["sources"].append(r.as_dict())
         res.lines.append(r.line())
         if r.error:
-            err = ConnectionLost(r.error) if r.error.startswith("gave up after retrying") else FbauditError(r.error)
+            err = ConnectionLost(r.error) if r.exit_code == 4 else FbauditError(r.error)
+            err.exit_code = r.exit_code or 1
             res.errors.append((r.source, err))
     res.data["packets"] = sum(r.packets for r in reports)
     res.data["field_rows"] = sum(r.field_rows for r in reports)

@@ -502,3 +502,20 @@ def test_values_around_the_short_value_limit_arrive_intact(audited, value):
     versions = history.history(audited.config, "ITEM", "1")["versions"]
     assert versions[0]["changes"]["NOTE"] == {"old": None, "new": value}
     assert versions[1]["changes"]["NOTE"] == {"old": value, "new": value + "!"}
+
+
+def test_restarted_packet_ids_stop_the_transfer_instead_of_dropping_changes(audited):
+    """A source re-initialised or restored from a backup hands out old packet ids again:
+    they must not be taken for packets already shipped."""
+    run_sql(audited, ["INSERT INTO ITEM VALUES (1, 'first', 1, NULL)"])
+    assert transfer.transfer(audited.config).data["packets"] == 1
+    # What dropping the staging objects and `fbaudit init` again does: a new sequence and flag row.
+    audited.sql("DELETE FROM FBA_LOG_PACKET", "DELETE FROM FBA_LOG_1", "SET GENERATOR FBA_LOG_PACKET_ID TO 0",
+                "UPDATE FBA_LOG_PACKET_FLAG SET SEEN_ID = 0")
+    run_sql(audited, ["INSERT INTO ITEM VALUES (2, 'second', 1, NULL)"])     # gets packet id 1 again
+    res = transfer.transfer(audited.config)
+    assert res.errors, res.lines
+    msg = str(res.errors[0][1])
+    assert "as a DIFFERENT change" in msg and "Nothing was shipped" in msg and "SET GENERATOR FBA_LOG_PACKET_ID TO 1" in msg
+    assert log_rows(audited, "SELECT RECORD_KEY FROM FBA_LOG_PACKET") == [("1",)]       # nothing shipped
+    assert main_rows(audited, "SELECT STATE FROM FBA_LOG_PACKET WHERE RECORD_KEY = '2'") == [(0,)]   # still waiting
