@@ -6,7 +6,9 @@ one transaction; ``dry_run`` returns the plan without touching the database.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import logging
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -177,7 +179,31 @@ def plan_init(db: Database, prefix: str, template: str = "main_init") -> list[St
     """Statements creating what is missing of the staging objects (idempotent)."""
     check_prefix(prefix, db.major)
     have = _existing_objects(db, prefix)
-    return [s for s in templates.render(template, P=prefix) if s.object not in have]
+    plan = []
+    for st in templates.render(template, P=prefix):
+        if st.object not in have:
+            plan.append(st)
+        elif st.kind == "PROCEDURE" and _procedure_source(db, prefix + st.object) != _body(st.sql):
+            # fbaudit's procedures are CREATE OR ALTER: a newer version replaces an older one.
+            plan.append(dataclasses.replace(st, object=f"{st.object} (updated)"))
+    return plan
+
+
+def _body(sql: str) -> str:
+    """What Firebird stores as a PSQL module's source: the text after the line ``AS``."""
+    return re.split(r"^AS\s*$", sql, maxsplit=1, flags=re.M)[-1].strip()
+
+
+def _procedure_source(db: Database, name: str) -> str | None:
+    sql = "SELECT RDB$PROCEDURE_SOURCE FROM RDB$PROCEDURES WHERE RDB$PROCEDURE_NAME = ?"
+    with guard(db.spec, sql):
+        cur = db.con.cursor()
+        cur.stream_blob_threshold = -1
+        cur.execute(sql, (name,))
+        row = cur.fetchone()
+        cur.close()
+    db.commit()
+    return row[0].strip() if row and row[0] is not None else None
 
 
 def is_initialized(db: Database, prefix: str) -> bool:

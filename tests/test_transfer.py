@@ -519,3 +519,18 @@ def test_restarted_packet_ids_stop_the_transfer_instead_of_dropping_changes(audi
     assert "as a DIFFERENT change" in msg and "Nothing was shipped" in msg and "SET GENERATOR FBA_LOG_PACKET_ID TO 1" in msg
     assert log_rows(audited, "SELECT RECORD_KEY FROM FBA_LOG_PACKET") == [("1",)]       # nothing shipped
     assert main_rows(audited, "SELECT STATE FROM FBA_LOG_PACKET WHERE RECORD_KEY = '2'") == [(0,)]   # still waiting
+
+
+def test_init_replaces_an_older_version_of_the_log_procedures(audited):
+    with open_database(audited.log) as db:
+        db.con.execute_immediate(
+            "CREATE OR ALTER PROCEDURE FBA_BLOB_INS (SOURCE_ID INTEGER, DATA_TABLE SMALLINT, LO BIGINT, HI BIGINT, "
+            "BASE_ VARCHAR(1000) CHARACTER SET UTF8, USER_ VARCHAR(63) CHARACTER SET UTF8, "
+            "PASS_ VARCHAR(255) CHARACTER SET UTF8, ROLE_ VARCHAR(63) CHARACTER SET UTF8) RETURNS (ROWS_ INTEGER) "
+            "AS BEGIN ROWS_ = 0; SUSPEND; END")     # an "old release" that copies nothing
+        db.con.commit()
+    res = capture.init(audited.config)
+    assert "BLOB_INS (updated)" in res.lines[0]
+    assert "already initialized" in capture.init(audited.config).lines[0]
+    run_sql(audited, ["INSERT INTO ITEM VALUES (1, 'x', 1, NULL)"])
+    assert transfer.transfer(audited.config).data["field_rows"] == 3
