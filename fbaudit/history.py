@@ -9,6 +9,8 @@ import json
 import re
 from dataclasses import dataclass
 
+from firebird.driver import Isolation, TraAccessMode, tpb
+
 from .capture import OPERATIONS, _open, decode_key, encode_key
 from .config import Config
 from .db import Database
@@ -35,6 +37,13 @@ class TableRef:
     num_table: int
     name: str
     key_columns: list[str]
+
+
+def _reader(config: Config) -> Database:
+    """The log database in one read-only SNAPSHOT transaction: a page of versions and its total agree."""
+    db = _open(config, config.log)
+    db.con.main_transaction.default_tpb = tpb(Isolation.SNAPSHOT, access_mode=TraAccessMode.READ)
+    return db
 
 
 def _source_id(db: Database, config: Config, source: str | None) -> tuple[int, str]:
@@ -131,7 +140,7 @@ def history(config: Config, table: str, key: str, *, source: str | None = None,
     if offset < 0:
         raise FbauditError(f"--offset cannot be negative ({offset})")
     p = config.prefix
-    with _open(config, config.log) as db:
+    with _reader(config) as db:
         ref = resolve_table(db, config, table, source)
         record_key, key_dict = parse_key(key, ref.key_columns)
         where = f"FROM {p}LOG_PACKET WHERE {_RECORD}"
@@ -152,7 +161,7 @@ def history(config: Config, table: str, key: str, *, source: str | None = None,
 def show(config: Config, packet_id: int, *, source: str | None = None) -> dict:
     """One packet (one version of one record) with its changes."""
     p = config.prefix
-    with _open(config, config.log) as db:
+    with _reader(config) as db:
         sid, sname = _source_id(db, config, source)
         rows = db.query(f"SELECT {_PACKET_COLS}, NUM_TABLE, RECORD_KEY, TRANSFERRED_AT FROM {p}LOG_PACKET "
                         f"WHERE SOURCE_ID = ? AND PACKET_ID = ?", (sid, packet_id))
