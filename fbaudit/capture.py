@@ -30,7 +30,7 @@ STATES = {0: "new", 1: "done", 2: "failed"}
 MAIN_OBJECTS = ("LOG_INFO", "LOG_PACKET", "LOG_1", "LOG_2", "LOG_3", "V_LOG_1", "V_LOG_2",
                 "LOG_PACKET_FLAG", "LOG_PACKET_ID", "LOG_TABLES", "LOG_FIELDS", "LOG_PACKET_PK",
                 "LOG_1_PACKET", "LOG_2_PACKET", "LOG_TABLES_PK", "LOG_FIELDS_PK", "NEW_PACKET",
-                "LOG_PACKET_STATE")
+                "LOG_PACKET_STATE", "DICT_VERSION", "LOG_TABLES_DV", "LOG_FIELDS_DV")
 LOG_OBJECTS = ("SOURCES", "SOURCES_NAME", "LOG_PACKET_KEY", "LOG_PACKET_TIME", "DICT_TABLES_PK", "DICT_FIELDS_PK",
                "BLOB_INS", "PACKETS_INS")
 
@@ -164,8 +164,9 @@ def _existing_objects(db: Database, prefix: str) -> set[str]:
         "SELECT TRIM(RDB$RELATION_NAME) FROM RDB$RELATIONS WHERE RDB$RELATION_NAME STARTING WITH ? "
         "UNION ALL SELECT TRIM(RDB$GENERATOR_NAME) FROM RDB$GENERATORS WHERE RDB$GENERATOR_NAME STARTING WITH ? "
         "UNION ALL SELECT TRIM(RDB$INDEX_NAME) FROM RDB$INDICES WHERE RDB$INDEX_NAME STARTING WITH ? "
-        "UNION ALL SELECT TRIM(RDB$PROCEDURE_NAME) FROM RDB$PROCEDURES WHERE RDB$PROCEDURE_NAME STARTING WITH ?",
-        (prefix, prefix, prefix, prefix))
+        "UNION ALL SELECT TRIM(RDB$PROCEDURE_NAME) FROM RDB$PROCEDURES WHERE RDB$PROCEDURE_NAME STARTING WITH ? "
+        "UNION ALL SELECT TRIM(RDB$TRIGGER_NAME) FROM RDB$TRIGGERS WHERE RDB$TRIGGER_NAME STARTING WITH ?",
+        (prefix, prefix, prefix, prefix, prefix))
     db.commit()
     return {r[0][len(prefix):] for r in rows}
 
@@ -456,8 +457,9 @@ class Result:
             self.scripts.append((database, list(plan)))
 
 
-def _open(config: Config, spec, create: bool = False) -> Database:
-    return open_database(spec, client_library=config.client_library, create=create)
+def _open(config: Config, spec, create: bool = False, **transactions) -> Database:
+    """Open a database of the config (``transactions``: see open_database)."""
+    return open_database(spec, client_library=config.client_library, create=create, **transactions)
 
 
 def _for_each_source(config: Config, source: str | None, out: Result,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from firebird.driver import Connection, Isolation, connect, create_database, tpb
+from firebird.driver import Connection, Isolation, TraAccessMode, connect, create_database, tpb
 from firebird.driver import DatabaseError as DriverDatabaseError
 from firebird.driver import InterfaceError as DriverInterfaceError
 
@@ -128,8 +128,16 @@ def _server_version(con: Connection) -> tuple[int, str]:
     return int(version.split(".")[0]), version
 
 
-def open_database(spec: DatabaseSpec, *, client_library: str | None = None, create: bool = False) -> Database:
-    """Connect to ``spec`` (creating the file when ``create`` and it does not exist)."""
+def open_database(spec: DatabaseSpec, *, client_library: str | None = None, create: bool = False,
+                  isolation: Isolation = Isolation.READ_COMMITTED_RECORD_VERSION, lock_timeout: int = LOCK_TIMEOUT,
+                  read_only: bool = False) -> Database:
+    """Connect to ``spec`` (creating the file when ``create`` and it does not exist).
+
+    Its transactions: ``isolation``, waiting at most ``lock_timeout`` seconds
+    for a lock, read-only if asked. (The parameter block is built here, after
+    the client library is loaded: building it first would load the driver's
+    default client instead.)
+    """
     load_client(client_library)
     password = spec.password()
     kwargs = dict(user=spec.user, password=password, charset="UTF8")
@@ -148,7 +156,8 @@ def open_database(spec: DatabaseSpec, *, client_library: str | None = None, crea
                 con = create_database(spec.database, user=spec.user, password=password, charset="UTF8")
     except (DriverDatabaseError, DriverInterfaceError) as exc:
         raise wrap(exc, spec) from exc
-    con.main_transaction.default_tpb = tpb(Isolation.READ_COMMITTED_RECORD_VERSION, lock_timeout=LOCK_TIMEOUT)
+    con.main_transaction.default_tpb = tpb(isolation, lock_timeout=lock_timeout,
+                                           access_mode=TraAccessMode.READ if read_only else TraAccessMode.WRITE)
     major, version = _server_version(con)
     return Database(spec, con, major, version)
 

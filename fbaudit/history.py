@@ -9,7 +9,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from firebird.driver import Isolation, TraAccessMode, tpb
+from firebird.driver import Isolation
 
 from .capture import OPERATIONS, _open, decode_key, encode_key
 from .config import Config
@@ -41,18 +41,16 @@ class TableRef:
 
 def _reader(config: Config) -> Database:
     """The log database in one read-only SNAPSHOT transaction: a page of versions and its total agree."""
-    db = _open(config, config.log)
-    db.con.main_transaction.default_tpb = tpb(Isolation.SNAPSHOT, access_mode=TraAccessMode.READ)
-    return db
+    return _open(config, config.log, isolation=Isolation.SNAPSHOT, read_only=True)
 
 
 def _source_id(db: Database, config: Config, source: str | None) -> tuple[int, str]:
     p = config.prefix
-    if source is None:
-        if len(config.sources) > 1:
-            names = ", ".join(s.name for s in config.sources)
-            raise FbauditError(f"Several sources are configured ({names}); say which one with --source NAME.")
-        source = config.sources[0].name
+    specs = config.source(source)          # an unknown name: the configured ones are listed
+    if len(specs) > 1:
+        raise FbauditError(f"Several sources are configured ({', '.join(s.name for s in specs)}); "
+                           "say which one with --source NAME.")
+    source = specs[0].name
     sid = db.scalar(f"SELECT ID FROM {p}SOURCES WHERE NAME = ?", (source,))
     if sid is None:
         raise NotFound(f"Source {source!r} is not registered in the log database {config.log.describe()} "
