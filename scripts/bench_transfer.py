@@ -32,16 +32,14 @@ How the split of the time is measured: the script wraps SourceTransfer's
 methods and Database.query/commit at run time (fbaudit's code is not
 changed) and adds up each step's own wall time (nested steps excluded).
 
---explore times the throughput with BLOB_INS replaced in the fresh log
-database (blob_ins_inline_ddl(): short values fetched as VARCHAR) and/or
-mark done replaced (mark_ranges_class(): BETWEEN per run of consecutive ids),
-against fbaudit's own (EXPLORE).
+The --explore experiment that led to BLOB_INS fetching short values as
+VARCHAR and to marking by id runs (docs/performance.md) is in this script as
+of commit fc75533; both are fbaudit's own code now.
 
 Usage (see docs/performance.md):
   python scripts/bench_transfer.py --json transfer-fb5.json
   python scripts/bench_transfer.py --target server --json transfer-fb3-server.json
   python scripts/bench_transfer.py --quick
-  python scripts/bench_transfer.py --explore --repeat 3
 """
 from __future__ import annotations
 
@@ -405,19 +403,10 @@ def log_counts(target: Target, log_dsn: str) -> tuple[int, int]:
     return out
 
 
-def throughput_run(target: Target, batch: int, packets: int, tag: str, log_ddl: list[str] = (),
-                   cls=None) -> dict:
-    """A fresh backlog of ``packets`` inserts, then one timed transfer(config, batch=batch).
-    --explore: ``log_ddl`` is run in the fresh log database first, ``cls``
-    (a SourceTransfer subclass) replaces SourceTransfer during the run."""
+def throughput_run(target: Target, batch: int, packets: int, tag: str) -> dict:
+    """A fresh backlog of ``packets`` inserts, then one timed transfer(config, batch=batch)."""
     from fbaudit import transfer as tr
     cfg, dsn, log_dsn = prepare_pair(target, tag)
-    if log_ddl:
-        lcon = target.connect(log_dsn)
-        for ddl in log_ddl:
-            lcon.execute_immediate(ddl)
-            lcon.commit()
-        lcon.close()
     con = target.connect(dsn)
     t0 = time.perf_counter()
     step = 20000
@@ -428,21 +417,12 @@ def throughput_run(target: Target, batch: int, packets: int, tag: str, log_ddl: 
     waiting = scalar(con, f"SELECT COUNT(*) FROM {PREFIX}LOG_PACKET WHERE STATE = 0")
     fields = scalar(con, f"SELECT COUNT(*) FROM {PREFIX}LOG_1")
     con.close()
-    label = ", ".join(["BLOB_INS replaced"] * bool(log_ddl) + ["mark done replaced"] * bool(cls)) + ", " \
-        if (log_ddl or cls) else ""
-    say(f"  {label}batch {batch}: backlog of {waiting} packets, {fields} field rows (filled in {fill:.1f} s)")
+    say(f"  batch {batch}: backlog of {waiting} packets, {fields} field rows (filled in {fill:.1f} s)")
     PHASES.reset()
-    original = tr.SourceTransfer
-    if cls:
-        PHASES.install(cls)
-        tr.SourceTransfer = cls          # transfer_source() looks the class up when it runs
-    try:
-        c0, t0 = CPU.sample(), time.perf_counter()
-        res = tr.transfer(cfg, batch=batch)
-        wall = time.perf_counter() - t0
-        cpu = CpuClock.since(c0, CPU.sample())
-    finally:
-        tr.SourceTransfer = original
+    c0, t0 = CPU.sample(), time.perf_counter()
+    res = tr.transfer(cfg, batch=batch)
+    wall = time.perf_counter() - t0
+    cpu = CpuClock.since(c0, CPU.sample())
     ph = PHASES.snapshot()
     src = res.data["sources"][0]
     if src.get("error"):
@@ -456,7 +436,7 @@ def throughput_run(target: Target, batch: int, packets: int, tag: str, log_ddl: 
            "batches": src["batches"], "seconds": wall, "fill_seconds": fill,
            "packets_per_s": res.data["packets"] / wall, "field_rows_per_s": res.data["field_rows"] / wall,
            "phases": ph, **cpu, "log_packets": lp, "log_field_rows": lf, "left_in_source": left, "checked": ok}
-    say(f"  {label}batch {batch}: {run['packets']} packets, {run['field_rows']} field rows in {wall:.2f} s = "
+    say(f"  batch {batch}: {run['packets']} packets, {run['field_rows']} field rows in {wall:.2f} s = "
         f"{run['field_rows_per_s']:.0f} field rows/s, {run['packets_per_s']:.0f} packets/s"
         + ("" if ok else f"  CHECK FAILED: log {lp} packets / {lf} rows, {left} left in the source"))
     say("    " + ", ".join(f"{s} {ph['seconds'].get(s, 0):.2f}s" for s in Phases.STEPS if ph["seconds"].get(s)))
@@ -470,131 +450,6 @@ def run_throughput(target: Target, args: argparse.Namespace) -> dict:
             for k, batch in enumerate(batches)]
     return {"packets": args.packets, "other_packets": args.other_packets, "fields_per_packet": LOGGED_FIELDS,
             "runs": runs}
-
-
-# --------------------------------------------------------------------------
-# --explore: BLOB_INS and mark done done differently (benchmark only)
-# --------------------------------------------------------------------------
-EXPLORE = {
-    "as_is": "fbaudit's transfer, unchanged",
-    "inline_blobs": "BLOB_INS replaced (same parameters) in the fresh log database: values up to --inline-bytes bytes "
-                    "travel as VARCHAR(n) CHARACTER SET OCTETS, a BLOB only for longer ones, and the LOAD_TX check "
-                    "runs once per packet instead of once per field row",
-    "mark_ranges": "mark done replaced: one UPDATE ... WHERE ID BETWEEN ? AND ? AND STATE = 0 per run of consecutive "
-                   "ids, an IN list of integer literals for the ids left alone, instead of IN lists of 500 parameters",
-    "both": "inline_blobs and mark_ranges",
-}
-
-
-def id_runs(ids) -> list[tuple[int, int]]:
-    """Runs of consecutive ids: every id of a run is one of ``ids``."""
-    out: list[list[int]] = []
-    for i in sorted(ids):
-        if out and i == out[-1][1] + 1:
-            out[-1][1] = i
-        else:
-            out.append([i, i])
-    return [(a, b) for a, b in out]
-
-
-def mark_ranges_class():
-    """SourceTransfer with mark_done by ranges (--explore mark_ranges)."""
-    from fbaudit import transfer as tr
-
-    class MarkRanges(tr.SourceTransfer):
-        def mark_done(self, ids) -> None:
-            db, p = self.main, self.p
-            runs = id_runs(ids)
-            single = [a for a, b in runs if a == b]
-            try:
-                for a, b in runs:
-                    if a != b:
-                        db.execute(f"UPDATE {p}LOG_PACKET SET STATE = 1, ATTEMPTS = ATTEMPTS + 1, LAST_ATTEMPT = "
-                                   f"LOCALTIMESTAMP, LAST_ERROR = NULL WHERE ID BETWEEN ? AND ? AND STATE = 0", (a, b))
-                for k in range(0, len(single), 1000):     # ints from the database: literals, no parameters
-                    db.execute(f"UPDATE {p}LOG_PACKET SET STATE = 1, ATTEMPTS = ATTEMPTS + 1, LAST_ATTEMPT = "
-                               f"LOCALTIMESTAMP, LAST_ERROR = NULL WHERE STATE = 0 AND ID IN "
-                               f"({', '.join(str(int(i)) for i in single[k:k + 1000])})")
-                db.commit()
-            except BaseException:
-                db.rollback()
-                raise
-    return MarkRanges
-
-
-def blob_ins_inline_ddl(n: int) -> str:
-    """BLOB_INS with the same parameters and result as ddl/log_init.sql's, but
-    short values fetched as VARCHAR: EXECUTE STATEMENT ... ON EXTERNAL copies
-    each non-NULL BLOB with its own calls to the source (over TCP: round trips),
-    a VARCHAR travels inside the fetched row."""
-    p = PREFIX
-    short = lambda c: f"IIF(OCTET_LENGTH({c}) <= {n}, CAST({c} AS VARCHAR({n}) CHARACTER SET OCTETS), NULL)"  # noqa: E731
-    long_ = lambda c: f"IIF(OCTET_LENGTH({c}) > {n}, {c}, NULL)"  # noqa: E731
-    select = (f"SELECT PACKET, NUM_POLE, {short('BLOB_OLD')}, {long_('BLOB_OLD')}, {short('BLOB_NEW')}, "
-              f"{long_('BLOB_NEW')} FROM {p}LOG_")
-    return f"""CREATE OR ALTER PROCEDURE {p}BLOB_INS (
-  SOURCE_ID INTEGER, DATA_TABLE SMALLINT, LO BIGINT, HI BIGINT,
-  BASE_ VARCHAR(1000) CHARACTER SET UTF8, USER_ VARCHAR(63) CHARACTER SET UTF8,
-  PASS_ VARCHAR(255) CHARACTER SET UTF8, ROLE_ VARCHAR(63) CHARACTER SET UTF8)
-RETURNS (ROWS_ INTEGER)
-AS
-  DECLARE sql_ VARCHAR(1000);
-  DECLARE packet_ BIGINT;
-  DECLARE last_ BIGINT = -1;
-  DECLARE keep_ BOOLEAN = FALSE;
-  DECLARE pole_ INTEGER;
-  DECLARE so_ VARCHAR({n}) CHARACTER SET OCTETS;
-  DECLARE sn_ VARCHAR({n}) CHARACTER SET OCTETS;
-  DECLARE bo_ BLOB SUB_TYPE BINARY;
-  DECLARE bn_ BLOB SUB_TYPE BINARY;
-  DECLARE tx_ BIGINT;
-BEGIN
-  ROWS_ = 0;
-  tx_ = CURRENT_TRANSACTION;
-  sql_ = '{select}' || DATA_TABLE || ' WHERE PACKET BETWEEN :lo AND :hi';
-  FOR EXECUTE STATEMENT (sql_) (lo := :LO, hi := :HI)
-      ON EXTERNAL :BASE_ AS USER :USER_ PASSWORD :PASS_ ROLE :ROLE_
-      INTO :packet_, :pole_, :so_, :bo_, :sn_, :bn_
-  DO
-  BEGIN
-    IF (packet_ IS DISTINCT FROM last_) THEN
-    BEGIN
-      keep_ = EXISTS (SELECT 1 FROM {p}LOG_PACKET WHERE SOURCE_ID = :SOURCE_ID AND PACKET_ID = :packet_
-                      AND LOAD_TX = :tx_);
-      last_ = packet_;
-    END
-    IF (keep_) THEN
-    BEGIN
-      INSERT INTO {p}LOG (SOURCE_ID, PACKET_ID, NUM_POLE, BLOB_OLD, BLOB_NEW)
-        VALUES (:SOURCE_ID, :packet_, :pole_, COALESCE(:bo_, :so_), COALESCE(:bn_, :sn_));
-      ROWS_ = ROWS_ + 1;
-    END
-  END
-  SUSPEND;
-END"""
-
-
-def run_explore(target: Target, args: argparse.Namespace) -> dict:
-    names = [v.strip() for v in args.explore.split(",") if v.strip()]
-    runs = []
-    for rep in range(args.repeat):
-        order = names[rep % len(names):] + names[:rep % len(names)]       # rotate the order
-        for v in order:
-            setup = [blob_ins_inline_ddl(args.inline_bytes)] if v in ("inline_blobs", "both") else []
-            cls = mark_ranges_class() if v in ("mark_ranges", "both") else None
-            run = throughput_run(target, args.explore_batch, args.explore_packets, f"x_{v}_{rep}", log_ddl=setup,
-                                 cls=cls)
-            run["variant"] = v
-            runs.append(run)
-    out = {"packets": args.explore_packets, "batch": args.explore_batch, "repeat": args.repeat,
-           "inline_bytes": args.inline_bytes, "variants": {}}
-    for v in names:
-        mine = [r for r in runs if r["variant"] == v]
-        out["variants"][v] = {"description": EXPLORE[v], "runs": mine,
-                              "field_rows_per_s": statistics.median(r["field_rows_per_s"] for r in mine),
-                              "seconds": statistics.median(r["seconds"] for r in mine),
-                              "checked": all(r["checked"] for r in mine)}
-    return out
 
 
 # --------------------------------------------------------------------------
@@ -994,24 +849,6 @@ def render(result: dict) -> str:
         if "after_close_ms" in r:
             lines.append(f"   after the open transaction ended: first checks {r['after_close_ms']} ms")
         lines.append("")
-    if "explore" in result:
-        r = result["explore"]
-        lines.append(f"--explore: steps of the transfer done differently (benchmark only), {r['packets']} packets x "
-                     f"{LOGGED_FIELDS} fields, batch {r['batch']}, median of {r['repeat']}, --inline-bytes "
-                     f"{r['inline_bytes']}")
-        base = r["variants"].get("as_is", {}).get("field_rows_per_s")
-        for name, v in r["variants"].items():
-            sec = {}
-            for run in v["runs"]:
-                for k, x in run["phases"]["seconds"].items():
-                    sec[k] = sec.get(k, 0) + x / len(v["runs"])
-            gain = f"{v['field_rows_per_s'] / base:4.1f}x" if base else ""
-            lines.append(f"   {name:13} {v['seconds']:6.2f} s {v['field_rows_per_s']:7.0f} rows/s {gain}"
-                         f"{'' if v['checked'] else ' CHECK FAILED'}  "
-                         + ", ".join(f"{k} {x:.2f}s" for k, x in sec.items() if x >= 0.01))
-        for name, v in r["variants"].items():
-            lines.append(f"   {name}: {v['description']}")
-        lines.append("")
     lines.append(f"targets: >= {TARGETS['field_rows_per_s']} field rows/s, lag p99 < {TARGETS['lag_p99_ms']} ms, "
                  f"fast check < {TARGETS['fast_check_ms']} ms (ok / !!)")
     return "\n".join(lines)
@@ -1044,14 +881,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checks", type=int, default=1000, help="fastcheck: anything_new() calls per tier [1000]")
     ap.add_argument("--runs", type=int, default=30, help="fastcheck: in-process transfer() runs per tier [30]")
     ap.add_argument("--cli-runs", type=int, default=5, help="fastcheck: `fbaudit transfer` processes [5]")
-    ap.add_argument("--explore", nargs="?", const=",".join(EXPLORE), metavar="VARIANTS",
-                    help="instead of the three parts: time the transfer with its steps done differently (benchmark "
-                         f"only), comma list of {','.join(EXPLORE)} [all]")
-    ap.add_argument("--explore-packets", type=int, default=5000, help="--explore: packets in each backlog [5000]")
-    ap.add_argument("--explore-batch", type=int, default=1000, help="--explore: batch size [1000]")
-    ap.add_argument("--inline-bytes", type=int, default=1000,
-                    help="--explore inline_blobs: longest value fetched as VARCHAR instead of BLOB [1000]")
-    ap.add_argument("--repeat", type=int, default=1, help="--explore: repetitions, order rotated (median) [1]")
     ap.add_argument("--host", default="localhost", help="server target: host [localhost]")
     ap.add_argument("--server-dir", default="/var/lib/firebird/3.0/data",
                     help="server target: folder of the server's database files")
@@ -1068,14 +897,9 @@ def main(argv: list[str] | None = None) -> int:
     for x in only:
         if x not in PARTS:
             ap.error(f"unknown part {x!r} (choose from {', '.join(PARTS)})")
-    if args.explore:
-        for v in args.explore.split(","):
-            if v.strip() and v.strip() not in EXPLORE:
-                ap.error(f"unknown --explore variant {v.strip()!r} (choose from {', '.join(EXPLORE)})")
     if args.quick:
         args.packets = min(args.packets, 2000)
         args.other_packets = min(args.other_packets, 1000)
-        args.explore_packets = min(args.explore_packets, 1000)
         args.seconds = min(args.seconds, 5.0)
         args.processed = min(args.processed, 50000)
         args.stale = min(args.stale, 2000)
@@ -1116,11 +940,6 @@ def main(argv: list[str] | None = None) -> int:
         say(f"Firebird {version} ({meta['target_desc']}), {meta['machine']['nproc']} x {meta['machine']['cpu']}, "
             f"load {os.getloadavg()[0]:.2f}; databases in "
             f"{args.server_dir if target.is_server else target.workdir}")
-        if args.explore:
-            say(f"--explore: {args.explore}; {args.explore_packets} packets, batch {args.explore_batch}, "
-                f"repeat {args.repeat}")
-            result["explore"] = run_explore(target, args)
-            only = []
         if "throughput" in only:
             say(f"1. throughput: {args.packets} packets x {LOGGED_FIELDS} fields (batch sizes after the first: "
                 f"{args.other_packets}), batch sizes {args.batches}")
