@@ -138,3 +138,26 @@ BEGIN
   v = GEN_ID({{P}}DICT_VERSION, 1);
 END
 ^
+-- object: TABLE LOG_ROTATION
+-- One row per rotation of the data tables (fbaudit rotate, docs/rotation.md):
+-- its phase (switched -> redirected -> dropped -> done), outcome and message,
+-- so a postponed rotation resumes where it stopped. Row ID 0 is the lock
+-- row: a running rotate holds it, so a second one refuses at once.
+CREATE TABLE {{P}}LOG_ROTATION (
+  ID INTEGER NOT NULL,
+  STARTED_AT TIMESTAMP,
+  OLD_TABLE SMALLINT,
+  NEW_TABLE SMALLINT,
+  SWITCH_TX BIGINT,
+  PHASE VARCHAR(20) CHARACTER SET UTF8,
+  OUTCOME VARCHAR(20) CHARACTER SET UTF8,
+  MESSAGE VARCHAR(2000) CHARACTER SET UTF8,
+  ATTEMPTS INTEGER DEFAULT 0 NOT NULL,
+  UPDATED_AT TIMESTAMP,
+  FINISHED_AT TIMESTAMP,
+  ROWS_DROPPED BIGINT,
+  PACKETS_DELETED BIGINT,
+  SECONDS DOUBLE PRECISION,
+  CONSTRAINT {{P}}LOG_ROTATION_PK PRIMARY KEY (ID)
+)
+^

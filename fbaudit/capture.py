@@ -30,7 +30,8 @@ STATES = {0: "new", 1: "done", 2: "failed"}
 MAIN_OBJECTS = ("LOG_INFO", "LOG_PACKET", "LOG_1", "LOG_2", "LOG_3", "V_LOG_1", "V_LOG_2",
                 "LOG_PACKET_FLAG", "LOG_PACKET_ID", "LOG_TABLES", "LOG_FIELDS", "LOG_PACKET_PK",
                 "LOG_1_PACKET", "LOG_2_PACKET", "LOG_TABLES_PK", "LOG_FIELDS_PK", "NEW_PACKET",
-                "LOG_PACKET_STATE", "DICT_VERSION", "LOG_TABLES_DV", "LOG_FIELDS_DV")
+                "LOG_PACKET_STATE", "DICT_VERSION", "LOG_TABLES_DV", "LOG_FIELDS_DV",
+                "LOG_ROTATION", "LOG_ROTATION_PK")
 LOG_OBJECTS = ("SOURCES", "SOURCES_NAME", "LOG_PACKET_KEY", "LOG_PACKET_TIME", "DICT_TABLES_PK", "DICT_FIELDS_PK",
                "BLOB_INS", "PACKETS_INS")
 
@@ -780,9 +781,13 @@ def status(config: Config, *, source: str | None = None) -> Result:
                     {"table": n, "number": num, "enabled": bool(en), "trigger": trigger_exists(db, p, num)}
                     for (num, n, en) in db.query(f"SELECT NUM_TABLE, TRIM(TABLE_NAME), ENABLED "
                                                  f"FROM {p}LOG_TABLES ORDER BY 1")]
+                from .rotation import last_rotation
                 item.update(initialized=True, logging=bool(zapis), data_table=id_table,
                             waiting=counts.get(0, 0), done=counts.get(1, 0), failed=counts.get(2, 0),
-                            oldest_waiting=oldest.isoformat(sep=" ") if oldest else None, tables=tables)
+                            oldest_waiting=oldest.isoformat(sep=" ") if oldest else None, tables=tables,
+                            data_table_rows={f"LOG_{n}": db.scalar(f"SELECT COUNT(*) FROM {p}LOG_{n}")
+                                             for n in (1, 2, 3)},
+                            last_rotation=last_rotation(db, p))
             db.commit()
         out.data["sources"].append(item)
         if not item.get("initialized"):
@@ -798,4 +803,15 @@ def status(config: Config, *, source: str | None = None) -> Result:
             f"{len(audited)} audited table(s){': ' + ', '.join(audited) if audited else ''}; "
             f"packets waiting {item['waiting']}, failed {item['failed']}, done {item['done']}"
             + (f"; oldest waiting since {item['oldest_waiting']}" if item["oldest_waiting"] else ""))
+        rows = item["data_table_rows"]
+        rot = item["last_rotation"]
+        out.lines.append(
+            f"{spec.name}: data tables: triggers write to LOG_{item['data_table']}; rows "
+            + ", ".join(f"{k} {v}" for k, v in rows.items()) + "; last rotation: "
+            + (f"#{rot['id']} of LOG_{rot['table']} started {rot['started_at']}, {rot['outcome']}"
+               + (f" at phase {rot['phase']}" if rot["outcome"] != "done" else
+                  f" ({rot['rows_dropped']} rows dropped in {rot['seconds']:.1f} s)")
+               + (f": {rot['message']}" if rot["message"] else "") if rot else "never"))
+        if rot and rot["outcome"] in ("postponed", "failed"):
+            out.warnings.append(f"{spec.name}: rotation #{rot['id']} {rot['outcome']}: {rot['message']}")
     return _for_each_source(config, source, out, one)

@@ -250,7 +250,7 @@ def ddl(ctx: Ctx, table: str | None, source: str | None) -> None:
 @_json_option
 @pass_ctx
 def status(ctx: Ctx, source: str | None) -> None:
-    """Per source: logging on/off, audited tables, packets waiting and failed.
+    """Per source: logging on/off, audited tables, packets waiting and failed, data tables and the last rotation.
 
     \b
     Example:
@@ -334,6 +334,35 @@ def _stop_on_signals():
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), handler)
     return stop
+
+
+@cli.command()
+@_source_option
+@click.option("--force", is_flag=True, help="Rotate now even if the period since the last switch has not passed "
+              "(never skips a safety check).")
+@click.option("--max-wait", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="How long this run waits for old transactions and the transfer before postponing "
+                   "[default: rotation.max_wait, 60].")
+@_json_option
+@pass_ctx
+def rotate(ctx: Ctx, source: str | None, force: bool, max_wait: float | None) -> None:
+    """Empty the data table out of use by DROP + CREATE (run daily).
+
+    Switches the triggers to the other data table, waits until no transaction
+    that could still write to the old one is alive, checks that every row of
+    it is in the log database, then drops and re-creates it, never blocking an
+    application transaction. Whatever is not possible yet is postponed with
+    the reason, and the next run resumes there. Each step is logged with
+    [ROTATE]; `fbaudit status` shows the last rotation.
+
+    \b
+    Examples:
+      fbaudit rotate                     # daily, from the scheduler
+      fbaudit -v rotate --force          # now, logging each step
+      FBAUDIT_NOW=2026-12-31T03:00 fbaudit rotate   # simulated clock (tests)
+    """
+    from . import rotation
+    _report(ctx, _run(ctx, lambda: rotation.rotate(ctx.config, source=source, force=force, max_wait=max_wait)))
 
 
 @cli.command()

@@ -5,7 +5,8 @@ import os
 import re
 import stat
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,7 @@ class Config:
     sources: tuple[SourceSpec, ...]
     prefix: str = DEFAULT_PREFIX
     client_library: str | None = None
+    rotation: "Rotation" = field(default_factory=lambda: Rotation())
 
     def source(self, name: str | None) -> list[SourceSpec]:
         """The sources a command works on: one by name, or all."""
@@ -91,9 +93,77 @@ class Config:
         raise ConfigError(f"{self.path}: no source named {name!r} (configured: {known}).")
 
 
+@dataclass(frozen=True)
+class Rotation:
+    """``rotation:`` settings (docs/rotation.md)."""
+
+    period: timedelta = timedelta(days=1)   # a data table is switched out this long after the last switch
+    max_wait: float = 60.0                  # seconds one run waits for old transactions / the transfer
+    clock: datetime | None = None           # fixed "now" for tests and benchmarks (FBAUDIT_NOW overrides)
+
+    def now(self) -> datetime:
+        """The rotation clock: $FBAUDIT_NOW, else the configured ``clock``, else the local time."""
+        env = os.environ.get("FBAUDIT_NOW")
+        if env:
+            try:
+                return datetime.fromisoformat(env.strip())
+            except ValueError:
+                raise ConfigError(f"FBAUDIT_NOW={env!r} is not a date and time like 2026-12-01T03:00:00") from None
+        return self.clock or datetime.now()
+
+
+_PERIOD = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+_PERIOD_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+_ROTATION_KEYS = {"period", "max_wait", "clock"}
+
+
+def parse_period(text: str) -> timedelta:
+    """'1d', '12h', '30m', '90s' -> timedelta; ValueError otherwise."""
+    m = _PERIOD.match(str(text))
+    if not m or float(m.group(1)) <= 0:
+        raise ValueError(text)
+    return timedelta(**{_PERIOD_UNITS[m.group(2)]: float(m.group(1))})
+
+
+def _rotation(path: Path, node: Any) -> Rotation:
+    if node is None:
+        return Rotation()
+    if not isinstance(node, dict):
+        raise ConfigError(f"{yamlio.where(path, node)}: 'rotation' must be a mapping (period, max_wait, clock)")
+    for key in node:
+        if key not in _ROTATION_KEYS:
+            raise ConfigError(f"{yamlio.where(path, node, key)}: unknown key {key!r} in 'rotation'; "
+                              f"allowed: {', '.join(sorted(_ROTATION_KEYS))}")
+    out = Rotation()
+    if "period" in node:
+        try:
+            out = Rotation(parse_period(node["period"]), out.max_wait, out.clock)
+        except ValueError:
+            raise ConfigError(f"{yamlio.where(path, node, 'period')}: period {node['period']!r} must be a number "
+                              "with a unit: 1d, 12h, 30m or 90s") from None
+    if "max_wait" in node:
+        v = node["max_wait"]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            raise ConfigError(f"{yamlio.where(path, node, 'max_wait')}: max_wait must be seconds (0 or more), "
+                              f"not {v!r}")
+        out = Rotation(out.period, float(v), out.clock)
+    if "clock" in node:
+        v = node["clock"]
+        if isinstance(v, str):
+            try:
+                v = datetime.fromisoformat(v)
+            except ValueError:
+                v = None
+        if not isinstance(v, datetime):
+            raise ConfigError(f"{yamlio.where(path, node, 'clock')}: clock must be a date and time like "
+                              "2026-12-01T03:00:00 (for tests; leave it out in production)")
+        out = Rotation(out.period, out.max_wait, v.replace(tzinfo=None))
+    return out
+
+
 _DB_KEYS = {"database", "user", "password_env", "password_file", "role"}
 _SOURCE_KEYS = _DB_KEYS | {"name", "registry", "external_database"}
-_TOP_KEYS = {"prefix", "log", "sources", "client_library"}
+_TOP_KEYS = {"prefix", "log", "sources", "client_library", "rotation"}
 
 
 def _resolve_path(base: Path, value: str) -> str:
@@ -192,6 +262,7 @@ def load_config(path: str | Path | None = None) -> Config:
         sources=tuple(sources),
         prefix=prefix,
         client_library=_resolve_path(path.parent, client) if client else None,
+        rotation=_rotation(path, data.get("rotation")),
     )
 
 

@@ -1,0 +1,512 @@
+"""Rotation: empty the data table that is out of use by DROP + CREATE, under live load.
+
+The protocol (docs/rotation.md; FINDINGS.md flaws 3 and 4, measured again in
+tests/test_rotation.py), one step per transaction, each step recorded in
+LOG_ROTATION so a postponed rotation resumes where it stopped:
+
+1. switch   LOG_INFO.ID_TABLE to the other data table; remember the last
+            transaction number started when the switch committed (SWITCH_TX).
+2. wait     until no read-write transaction numbered <= SWITCH_TX is alive
+            (MON$TRANSACTIONS): only those can still have read the old
+            ID_TABLE (a SNAPSHOT keeps it for its whole life).
+3. redirect V_LOG_<old> to LOG_3 and re-create every trigger that uses the
+            view (same source): each attachment recompiles it on next use, so
+            no compiled request references LOG_<old> any more.
+4. verify   every packet of LOG_<old> is in the log database (STATE 1) and
+            every row of LOG_<old> belongs to such a packet (else postpone:
+            waiting for the transfer, or failed packets to retry).
+5. drop     LOG_<old>, create it again and delete its shipped packets, in ONE
+            transaction with a lock timeout; "object in use" -> back off, retry,
+            postpone.
+6. restore  V_LOG_<old> onto LOG_<old>, re-create the triggers again; rows that
+            reached LOG_3 (none, unless the protocol was broken) move back.
+
+Nothing here waits on an application lock without a timeout, and nothing an
+application transaction does can fail because of it.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+import tenacity
+from firebird.driver import DatabaseError as DriverDatabaseError
+from firebird.driver import DbInfoCode, Isolation, tpb
+
+from . import templates
+from .capture import _open, _require_init, Result
+from .config import Config, SourceSpec
+from .db import LOCK_TIMEOUT, Database, wrap
+from .errors import DatabaseError, FbauditError
+from .idents import quote_ident
+
+log = logging.getLogger("fbaudit.rotate")
+
+DROP_LOCK_TIMEOUT = 5        # seconds the DROP waits for an attachment to let go of the table
+DROP_ATTEMPTS = 3            # tries per run before the drop is postponed
+POLL = 0.5                   # seconds between checks while waiting
+PHASES = ("switched", "redirected", "dropped", "done")
+GDS_IN_USE = 335544453       # object ... is in use
+GDS_LOCK_CONFLICT = (335544345, 335544336, 335544510)   # lock conflict / deadlock / lock time-out
+
+
+class RotationBusy(FbauditError):
+    """Another rotate of this source holds the rotation lock."""
+
+    exit_code = 0
+
+
+@dataclass
+class RotationReport:
+    source: str
+    outcome: str = "not_due"            # not_due, done, postponed, busy, failed
+    rotation_id: int | None = None
+    phase: str | None = None
+    old_table: int | None = None
+    new_table: int | None = None
+    message: str = ""
+    rows_dropped: int | None = None
+    packets_deleted: int | None = None
+    seconds: float = 0.0
+    steps: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class _Postpone(Exception):
+    """Stop this run here; the rotation resumes next time (not an error)."""
+
+
+class _Rotation:
+    """One run of the protocol for one source."""
+
+    def __init__(self, config: Config, spec: SourceSpec, *, force: bool, now: datetime, max_wait: float,
+                 drop_attempts: int, drop_lock_timeout: int):
+        self.config, self.spec, self.p = config, spec, config.prefix
+        self.force, self.now, self.max_wait = force, now, max_wait
+        self.drop_attempts, self.drop_lock_timeout = drop_attempts, drop_lock_timeout
+        self.report = RotationReport(spec.name)
+        self.db: Database | None = None
+        self.lock_tx: int | None = None
+        self.t0 = time.monotonic()
+        self.deadline = self.t0 + max_wait
+
+    # -- small helpers --------------------------------------------------
+    def step(self, name: str, text: str, started: float, level: int = logging.INFO) -> None:
+        ms = (time.monotonic() - started) * 1000
+        self.report.steps.append({"step": name, "ms": round(ms, 1), "text": text})
+        log.log(level, "[ROTATE] %s: rotation %s %s: %s (%.0f ms)", self.spec.name, self.report.rotation_id,
+                name, text, ms)
+
+    def table(self, n: int) -> str:
+        return f"{self.p}LOG_{n}"
+
+    def record(self, **cols) -> None:
+        """Update this rotation's LOG_ROTATION row (in the current transaction)."""
+        cols.setdefault("UPDATED_AT", self.now)
+        names = list(cols)
+        self.db.execute(f"UPDATE {self.p}LOG_ROTATION SET {', '.join(f'{c} = ?' for c in names)} WHERE ID = ?",
+                        [cols[c] for c in names] + [self.report.rotation_id])
+
+    # -- the run ---------------------------------------------------------
+    def run(self) -> RotationReport:
+        lock = _open(self.config, self.spec, lock_timeout=0)
+        try:
+            self.take_lock(lock)
+            with _open(self.config, self.spec) as db:
+                self.db = db
+                row = self.pending()
+                if row is None and not self.start():
+                    return self.report
+                try:
+                    self.advance()
+                except _Postpone as why:
+                    self.report.outcome = "postponed"
+                    self.report.message = str(why)
+                    db.rollback()
+                    self.record(OUTCOME="postponed", MESSAGE=str(why)[:2000], ATTEMPTS=self.attempts + 1)
+                    db.commit()
+                    log.warning("[ROTATE] %s: rotation %s postponed at phase %s: %s", self.spec.name,
+                                self.report.rotation_id, self.report.phase, why)
+                except FbauditError as exc:
+                    db.rollback()
+                    self.report.outcome, self.report.message = "failed", str(exc)
+                    self.record(OUTCOME="failed", MESSAGE=str(exc)[:2000], ATTEMPTS=self.attempts + 1)
+                    db.commit()
+                    raise
+        finally:
+            lock.close()
+            self.report.seconds = round(time.monotonic() - self.t0, 3)
+        return self.report
+
+    def take_lock(self, lock: Database) -> None:
+        """Hold row 0 of LOG_ROTATION (NO WAIT) for the whole run: one rotate per source at a time."""
+        _require_init(lock, self.p)
+        try:
+            if not lock.query(f"SELECT 1 FROM RDB$RELATIONS WHERE RDB$RELATION_NAME = ?", (f"{self.p}LOG_ROTATION",)):
+                raise FbauditError(f"{self.spec.name}: the staging schema predates rotation (no {self.p}LOG_ROTATION):"
+                                   " run `fbaudit init` to add it.")
+            cur = lock.con.cursor()
+            cur.execute(f"UPDATE {self.p}LOG_ROTATION SET UPDATED_AT = UPDATED_AT WHERE ID = 0")
+            if cur.affected_rows != 1:
+                raise FbauditError(f"{self.spec.name}: the rotation lock row is missing: run `fbaudit init`.")
+            cur.close()
+            self.lock_tx = lock.scalar("SELECT CURRENT_TRANSACTION FROM RDB$DATABASE")
+        except DriverDatabaseError as exc:
+            codes = tuple(getattr(exc, "gds_codes", ()) or ())
+            if any(c in GDS_LOCK_CONFLICT for c in codes) or "conflict" in str(exc).lower():
+                self.report.outcome = "busy"
+                self.report.message = "another rotate of this source is running; nothing done"
+                raise RotationBusy(f"{self.spec.name}: {self.report.message}") from None
+            raise wrap(exc, self.spec) from exc
+        except DatabaseError as exc:
+            if any(c in GDS_LOCK_CONFLICT for c in exc.gds_codes):
+                self.report.outcome = "busy"
+                self.report.message = "another rotate of this source is running; nothing done"
+                raise RotationBusy(f"{self.spec.name}: {self.report.message}") from None
+            raise
+
+    def pending(self) -> tuple | None:
+        row = self.db.query(
+            f"SELECT FIRST 1 ID, PHASE, OLD_TABLE, NEW_TABLE, SWITCH_TX, ATTEMPTS FROM {self.p}LOG_ROTATION "
+            f"WHERE ID > 0 ORDER BY ID DESC")
+        self.db.commit()
+        if not row or row[0][1] == "done":
+            return None
+        rid, phase, old, new, switch_tx, attempts = row[0]
+        r = self.report
+        r.rotation_id, r.phase, r.old_table, r.new_table = rid, phase, old, new
+        self.switch_tx, self.attempts = switch_tx, attempts
+        log.info("[ROTATE] %s: resuming rotation %s (LOG_%s) at phase %s, attempt %s", self.spec.name, rid, old,
+                 phase, attempts + 1)
+        return row[0]
+
+    def start(self) -> bool:
+        """Step 1, switch (when due): False when there is nothing to do."""
+        p, db, r = self.p, self.db, self.report
+        started = time.monotonic()
+        current, since = db.query(f"SELECT FIRST 1 ID_TABLE, DATA FROM {p}LOG_INFO")[0]
+        old = 2 if current == 2 else 1
+        new = 3 - old
+        period = self.config.rotation.period
+        if not self.force and since is not None and self.now < since + period:
+            r.outcome = "not_due"
+            r.message = (f"not due: LOG_{old} is in use since {since:%Y-%m-%d %H:%M:%S}, the next rotation is due "
+                         f"at {since + period:%Y-%m-%d %H:%M:%S} (--force rotates now)")
+            db.commit()
+            log.info("[ROTATE] %s: %s", self.spec.name, r.message)
+            return False
+        if db.query(f"SELECT FIRST 1 1 FROM {self.table(new)}"):
+            raise FbauditError(f"{self.spec.name}: {self.table(new)} still holds rows, so triggers cannot be switched "
+                               "to it; a rotation was interrupted outside fbaudit. Nothing changed.")
+        rid = (db.scalar(f"SELECT MAX(ID) FROM {p}LOG_ROTATION") or 0) + 1
+        db.execute(f"UPDATE {p}LOG_INFO SET ID_TABLE = ?, DATA = ?", (new, self.now))
+        db.execute(f"INSERT INTO {p}LOG_ROTATION (ID, STARTED_AT, OLD_TABLE, NEW_TABLE, PHASE, OUTCOME, UPDATED_AT) "
+                   "VALUES (?, ?, ?, ?, 'switched', 'running', ?)", (rid, self.now, old, new, self.now))
+        db.commit()
+        # The last transaction started by now: every transaction that may still
+        # have read ID_TABLE = old is numbered <= this.
+        self.switch_tx = db.con.info.next_transaction
+        self.attempts = 0
+        r.rotation_id, r.phase, r.old_table, r.new_table = rid, "switched", old, new
+        self.record(SWITCH_TX=self.switch_tx)
+        db.commit()
+        self.step("switch", f"triggers now write to LOG_{new}; LOG_{old} is out of use "
+                            f"(transactions up to {self.switch_tx} may still write to it)", started)
+        return True
+
+    def advance(self) -> None:
+        r = self.report
+        if r.phase == "switched":
+            self.wait_for_writers()
+            self.redirect()
+        if r.phase == "redirected":
+            count = self.verify()
+            self.drop(count)
+        if r.phase == "dropped":
+            self.restore()
+
+    # -- step 2 ----------------------------------------------------------
+    def old_writers(self) -> list[tuple]:
+        """Alive transactions that may still write to the old table.
+
+        The list of active transactions comes from the database itself (no
+        privilege needed, every attachment); MON$ only names them and drops
+        read-only ones (a user who cannot see an attachment in MON$ simply
+        waits for it too).
+        """
+        info = self.db.con.info
+        ids = [t for t in info.get_active_transaction_ids() if t <= self.switch_tx and t != self.lock_tx]
+        limbo = [t for t in (info.get_info(DbInfoCode.LIMBO) or []) if t <= self.switch_tx]
+        rows: list[tuple] = []
+        if ids:
+            seen = {r[0]: r for r in self.db.query(
+                "SELECT t.MON$TRANSACTION_ID, t.MON$TIMESTAMP, TRIM(a.MON$USER), a.MON$REMOTE_ADDRESS, "
+                "a.MON$REMOTE_PROCESS, a.MON$ATTACHMENT_ID, t.MON$READ_ONLY "
+                "FROM MON$TRANSACTIONS t JOIN MON$ATTACHMENTS a ON a.MON$ATTACHMENT_ID = t.MON$ATTACHMENT_ID "
+                "WHERE t.MON$TRANSACTION_ID <= ?", (self.switch_tx,))}
+            for t in ids:
+                r = seen.get(t)
+                if r is None:
+                    rows.append((t, None, None, None, None, None))
+                elif not r[6]:
+                    rows.append(r[:6])
+        self.db.commit()
+        return rows + [(t, None, None, None, "in limbo: resolve it with gfix -list / -commit / -rollback", None)
+                       for t in limbo if t not in ids]
+
+    def wait_for_writers(self) -> None:
+        started = time.monotonic()
+        if self.switch_tx is None:        # interrupted between switch and its record: be conservative
+            self.switch_tx = self.db.con.info.next_transaction
+            self.record(SWITCH_TX=self.switch_tx)
+            self.db.commit()
+        while True:
+            alive = self.old_writers()
+            if not alive:
+                break
+            if time.monotonic() >= self.deadline:
+                who = "; ".join(
+                    f"transaction {t}" + (f" (attachment {att}, user {u}" if att else " (")
+                    + (f", from {addr}" if addr else "") + (f", {proc}" if proc else "")
+                    + (f", started {ts:%Y-%m-%d %H:%M:%S}" if ts else "") + ")"
+                    for (t, ts, u, addr, proc, att) in alive[:5])
+                more = f" and {len(alive) - 5} more" if len(alive) > 5 else ""
+                raise _Postpone(f"LOG_{self.report.old_table} may still be written by {len(alive)} transaction(s) "
+                                f"started before the switch: {who}{more}. Its rows are kept; rotate again later "
+                                "(or end that transaction).")
+            time.sleep(POLL)
+        self.step("wait", f"no transaction started before the switch is alive", started)
+
+    # -- steps 3 and 6 ---------------------------------------------------
+    def triggers_using(self, view: str) -> list[tuple[str, str, int, int, str]]:
+        """Triggers whose compiled form references ``view``: (name, table, inactive, position, source)."""
+        sql = ("SELECT TRIM(t.RDB$TRIGGER_NAME), TRIM(t.RDB$RELATION_NAME), COALESCE(t.RDB$TRIGGER_INACTIVE, 0), "
+               "t.RDB$TRIGGER_SEQUENCE, t.RDB$TRIGGER_SOURCE, t.RDB$TRIGGER_TYPE FROM RDB$TRIGGERS t "
+               "WHERE t.RDB$TRIGGER_NAME IN (SELECT d.RDB$DEPENDENT_NAME FROM RDB$DEPENDENCIES d "
+               "WHERE d.RDB$DEPENDED_ON_NAME = ? AND d.RDB$DEPENDENT_TYPE = 2) ORDER BY 1")
+        cur = self.db.con.cursor()
+        cur.stream_blob_threshold = -1
+        cur.execute(sql, (view,))
+        out = []
+        for name, rel, inactive, pos, src, ttype in cur.fetchall():
+            if hasattr(src, "read"):
+                src = src.read()
+            if ttype != 114 or not src:     # fbaudit's triggers: AFTER INSERT OR UPDATE OR DELETE
+                raise FbauditError(f"{self.spec.name}: trigger {name} uses {view} but is not an fbaudit audit "
+                                   "trigger; rotation cannot re-create it. Remove that dependency first.")
+            out.append((name, rel, inactive, pos, src))
+        cur.close()
+        return out
+
+    def point_view(self, n: int, target: int) -> int:
+        """V_LOG_<n> -> LOG_<target> and re-create its triggers (caller commits)."""
+        view = f"{self.p}V_LOG_{n}"
+        trig = self.triggers_using(view)
+        self.db.con.execute_immediate(
+            f"CREATE OR ALTER VIEW {view} (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) AS "
+            f"SELECT PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW FROM {self.table(target)}")
+        for name, rel, inactive, pos, src in trig:
+            self.db.con.execute_immediate(
+                f"CREATE OR ALTER TRIGGER {quote_ident(name)} FOR {quote_ident(rel)} "
+                f"{'INACTIVE' if inactive else 'ACTIVE'} AFTER INSERT OR UPDATE OR DELETE POSITION {int(pos)}\n{src}")
+        return len(trig)
+
+    def ddl(self, what: str, fn) -> object:
+        """Run one DDL step; a lock time-out or "in use" postpones the rotation (rolled back)."""
+        try:
+            return fn()
+        except (DriverDatabaseError, DatabaseError) as exc:
+            self.db.rollback()
+            err = exc if isinstance(exc, DatabaseError) else wrap(exc, self.spec)
+            if set(err.gds_codes) & set(GDS_LOCK_CONFLICT + (GDS_IN_USE,)):
+                raise _Postpone(f"{what} waited {LOCK_TIMEOUT} s for other attachments and gave up "
+                                f"({str(err).splitlines()[0]}); nothing changed, rotate again later") from None
+            raise err from exc
+
+    def redirect(self) -> None:
+        started = time.monotonic()
+        old = self.report.old_table
+
+        def go() -> int:
+            n = self.point_view(old, 3)
+            self.record(PHASE="redirected")
+            self.db.commit()
+            return n
+        n = self.ddl(f"Redirecting V_LOG_{old}", go)
+        self.report.phase = "redirected"
+        self.step("redirect", f"V_LOG_{old} now points at LOG_3; {n} trigger(s) re-created so every attachment "
+                              f"recompiles them", started)
+
+    # -- step 4 ----------------------------------------------------------
+    def verify(self) -> int:
+        """Wait (up to the deadline) until LOG_<old> holds only shipped rows; return its row count."""
+        started = time.monotonic()
+        p, old = self.p, self.report.old_table
+        while True:
+            states = dict(self.db.query(f"SELECT STATE, COUNT(*) FROM {p}LOG_PACKET WHERE STATE IN (0, 2) "
+                                        f"AND DATA_TABLE = ? GROUP BY STATE", (old,)))
+            stray = 0
+            if not states:
+                total, stray = self.db.query(
+                    f"SELECT COUNT(*), COUNT(*) - COUNT(p.ID) FROM {self.table(old)} l "
+                    f"LEFT JOIN {p}LOG_PACKET p ON p.ID = l.PACKET AND p.STATE = 1 AND p.DATA_TABLE = ?", (old,))[0]
+            self.db.commit()
+            if not states and not stray:
+                break
+            if states.get(2):
+                raise _Postpone(f"{states[2]} packet(s) of LOG_{old} failed to transfer (STATE 2): see "
+                                "`fbaudit status`, fix the cause and run `fbaudit retry --all-failed`; "
+                                f"LOG_{old} is kept until they are in the log database")
+            if time.monotonic() >= self.deadline:
+                if states.get(0):
+                    raise _Postpone(f"{states[0]} packet(s) of LOG_{old} are not in the log database yet; run "
+                                    "`fbaudit transfer` (rotation waits for it, never drops them)")
+                raise _Postpone(f"{stray} row(s) of LOG_{old} belong to no shipped packet; LOG_{old} is kept. "
+                                "Run `fbaudit transfer`; if this persists, inspect them (docs/rotation.md)")
+            time.sleep(POLL)
+        self.step("verify", f"all {total} row(s) of LOG_{old} belong to packets in the log database", started)
+        return total
+
+    # -- step 5 ----------------------------------------------------------
+    def drop(self, rows: int) -> None:
+        started = time.monotonic()
+        p, old = self.p, self.report.old_table
+        create = [s.sql for s in templates.render("main_init", P=p)
+                  if s.object in (f"LOG_{old}", f"LOG_{old}_PACKET")]
+        if len(create) != 2:
+            raise FbauditError(f"template main_init.sql: LOG_{old} or its index is missing")
+
+        def once() -> int:
+            con = self.db.con
+            tr = con.transaction_manager(
+                default_tpb=tpb(Isolation.READ_COMMITTED_RECORD_VERSION, lock_timeout=self.drop_lock_timeout))
+            try:
+                tr.begin()
+                cur = tr.cursor()
+                cur.execute(f"DELETE FROM {p}LOG_PACKET WHERE DATA_TABLE = ? AND STATE = 1", (old,))
+                deleted = cur.affected_rows
+                tr.execute_immediate(f"DROP TABLE {self.table(old)}")
+                for sql in create:
+                    tr.execute_immediate(sql)
+                cur.execute(f"UPDATE {p}LOG_ROTATION SET PHASE = 'dropped', ROWS_DROPPED = ?, PACKETS_DELETED = ?, "
+                            "UPDATED_AT = ? WHERE ID = ?", (rows, deleted, self.now, self.report.rotation_id))
+                cur.close()
+                tr.commit()
+                return deleted
+            except BaseException:
+                if tr.is_active():
+                    tr.rollback()
+                raise
+            finally:
+                tr.close()
+
+        def in_use(exc: BaseException) -> bool:
+            if not isinstance(exc, DriverDatabaseError):
+                return False
+            codes = set(getattr(exc, "gds_codes", ()) or ())
+            return bool(codes & set(GDS_LOCK_CONFLICT + (GDS_IN_USE,))) or "in use" in str(exc)
+
+        attempt = 0
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.drop_attempts),
+            wait=tenacity.wait_exponential(multiplier=1, max=8),
+            retry=tenacity.retry_if_exception(in_use), reraise=True,
+            before_sleep=lambda rs: log.info("[ROTATE] %s: LOG_%s is still in use (attempt %s of %s); backing off %.0f s",
+                                             self.spec.name, old, rs.attempt_number, self.drop_attempts,
+                                             rs.next_action.sleep if rs.next_action else 0))
+        try:
+            for att in retrying:
+                with att:
+                    attempt = att.retry_state.attempt_number
+                    deleted = once()
+        except DriverDatabaseError as exc:
+            if in_use(exc):
+                raise _Postpone(f"LOG_{old} is still in use by another attachment after {attempt} attempt(s) "
+                                f"with a {self.drop_lock_timeout} s lock timeout (an attachment may hold a compiled "
+                                "statement on it); nothing was dropped, rotate again later") from None
+            raise wrap(exc, self.spec) from exc
+        self.report.phase, self.report.rows_dropped, self.report.packets_deleted = "dropped", rows, deleted
+        self.step("drop", f"LOG_{old} dropped and created empty ({rows} row(s), {deleted} shipped packet(s) "
+                          f"removed, attempt {attempt})", started)
+
+    # -- step 6 ----------------------------------------------------------
+    def restore(self) -> None:
+        started = time.monotonic()
+        p, old = self.p, self.report.old_table
+
+        def go() -> int:
+            n = self.point_view(old, old)
+            self.db.commit()
+            return n
+        n = self.ddl(f"Pointing V_LOG_{old} back", go)
+        moved = self.db.scalar(f"SELECT COUNT(*) FROM {p}LOG_3")
+        if moved:
+            # Only a writer that broke the protocol can have written here: keep its rows where transfer finds them.
+            self.db.execute(f"INSERT INTO {self.table(old)} (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) "
+                            f"SELECT PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW FROM {p}LOG_3")
+            self.db.execute(f"DELETE FROM {p}LOG_3")
+        seconds = round(time.monotonic() - self.t0, 3)
+        self.record(PHASE="done", OUTCOME="done", MESSAGE=None, FINISHED_AT=self.now, SECONDS=seconds)
+        self.db.commit()
+        r = self.report
+        r.phase, r.outcome = "done", "done"
+        r.message = f"LOG_{old} emptied; triggers write to LOG_{r.new_table}"
+        if moved:
+            log.warning("[ROTATE] %s: %s row(s) had reached LOG_3 and were moved to LOG_%s", self.spec.name, moved, old)
+        self.step("restore", f"V_LOG_{old} points at LOG_{old} again; {n} trigger(s) re-created; LOG_3 clean", started)
+
+
+def rotate_source(config: Config, spec: SourceSpec, *, force: bool = False, now: datetime | None = None,
+                  max_wait: float | None = None, drop_attempts: int = DROP_ATTEMPTS,
+                  drop_lock_timeout: int = DROP_LOCK_TIMEOUT) -> RotationReport:
+    """Run (or resume) the rotation of one source; see the module docstring."""
+    job = _Rotation(config, spec, force=force, now=now or config.rotation.now(),
+                    max_wait=config.rotation.max_wait if max_wait is None else max_wait,
+                    drop_attempts=drop_attempts, drop_lock_timeout=drop_lock_timeout)
+    try:
+        return job.run()
+    except RotationBusy:
+        log.info("[ROTATE] %s: another rotate of this source is running; nothing done", spec.name)
+        return job.report
+
+
+def rotate(config: Config, *, source: str | None = None, force: bool = False, now: datetime | None = None,
+           max_wait: float | None = None) -> Result:
+    """``fbaudit rotate``: every configured source (or one), each independently."""
+    out = Result({"sources": []})
+    for spec in config.source(source):
+        try:
+            rep = rotate_source(config, spec, force=force, now=now, max_wait=max_wait)
+        except FbauditError as exc:
+            if len(config.sources) == 1 or source:
+                raise
+            log.error("[ROTATE] %s: FAILED: %s", spec.name, str(exc).splitlines()[0])
+            out.errors.append((spec.name, exc))
+            out.data["sources"].append({"source": spec.name, "outcome": "failed", "message": str(exc)})
+            continue
+        out.data["sources"].append(rep.as_dict())
+        line = f"{spec.name}: {rep.outcome}"
+        if rep.rotation_id:
+            line += f" (rotation {rep.rotation_id}, LOG_{rep.old_table}, phase {rep.phase}, {rep.seconds:.1f} s)"
+        if rep.message:
+            line += f": {rep.message}"
+        (out.warnings if rep.outcome == "postponed" else out.lines).append(line)
+    return out
+
+
+def last_rotation(db: Database, prefix: str) -> dict | None:
+    """The newest LOG_ROTATION row as a dict (for status), or None."""
+    if not db.query("SELECT 1 FROM RDB$RELATIONS WHERE RDB$RELATION_NAME = ?", (f"{prefix}LOG_ROTATION",)):
+        return None
+    rows = db.query(f"SELECT FIRST 1 ID, STARTED_AT, OLD_TABLE, PHASE, OUTCOME, MESSAGE, FINISHED_AT, ROWS_DROPPED, "
+                    f"SECONDS, ATTEMPTS FROM {prefix}LOG_ROTATION WHERE ID > 0 ORDER BY ID DESC")
+    if not rows:
+        return None
+    rid, at, old, phase, outcome, msg, fin, rows_dropped, secs, attempts = rows[0]
+    return {"id": rid, "started_at": at.isoformat(sep=" ") if at else None, "table": old, "phase": phase,
+            "outcome": outcome, "message": msg, "finished_at": fin.isoformat(sep=" ") if fin else None,
+            "rows_dropped": rows_dropped, "seconds": secs, "attempts": attempts}
