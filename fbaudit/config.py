@@ -125,11 +125,13 @@ def parse_period(text: str) -> timedelta:
     return timedelta(**{_PERIOD_UNITS[m.group(2)]: float(m.group(1))})
 
 
-def _rotation(path: Path, node: Any) -> Rotation:
+def _rotation(path: Path, data: Any) -> Rotation:
+    node = data.get("rotation")
     if node is None:
         return Rotation()
     if not isinstance(node, dict):
-        raise ConfigError(f"{yamlio.where(path, node)}: 'rotation' must be a mapping (period, max_wait, clock)")
+        raise ConfigError(f"{yamlio.where(path, data, 'rotation')}: 'rotation' must be a mapping "
+                          "(period, max_wait, clock)")
     for key in node:
         if key not in _ROTATION_KEYS:
             raise ConfigError(f"{yamlio.where(path, node, key)}: unknown key {key!r} in 'rotation'; "
@@ -262,7 +264,7 @@ def load_config(path: str | Path | None = None) -> Config:
         sources=tuple(sources),
         prefix=prefix,
         client_library=_resolve_path(path.parent, client) if client else None,
-        rotation=_rotation(path, data.get("rotation")),
+        rotation=_rotation(path, data),
     )
 
 

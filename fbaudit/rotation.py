@@ -91,6 +91,8 @@ class _Rotation:
         self.report = RotationReport(spec.name)
         self.db: Database | None = None
         self.lock_tx: int | None = None
+        self.switch_tx: int | None = None
+        self.attempts = 0
         self.t0 = time.monotonic()
         self.deadline = self.t0 + max_wait
 
@@ -129,7 +131,7 @@ class _Rotation:
                     db.rollback()
                     self.record(OUTCOME="postponed", MESSAGE=str(why)[:2000], ATTEMPTS=self.attempts + 1)
                     db.commit()
-                    log.warning("[ROTATE] %s: rotation %s postponed at phase %s: %s", self.spec.name,
+                    log.info("[ROTATE] %s: rotation %s postponed at phase %s: %s", self.spec.name,
                                 self.report.rotation_id, self.report.phase, why)
                 except FbauditError as exc:
                     db.rollback()
@@ -490,6 +492,9 @@ def rotate(config: Config, *, source: str | None = None, force: bool = False, no
             continue
         out.data["sources"].append(rep.as_dict())
         line = f"{spec.name}: {rep.outcome}"
+        if rep.outcome == "not_due":
+            out.lines.append(f"{spec.name}: {rep.message}")
+            continue
         if rep.rotation_id:
             line += f" (rotation {rep.rotation_id}, LOG_{rep.old_table}, phase {rep.phase}, {rep.seconds:.1f} s)"
         if rep.message:
@@ -507,6 +512,6 @@ def last_rotation(db: Database, prefix: str) -> dict | None:
     if not rows:
         return None
     rid, at, old, phase, outcome, msg, fin, rows_dropped, secs, attempts = rows[0]
-    return {"id": rid, "started_at": at.isoformat(sep=" ") if at else None, "table": old, "phase": phase,
-            "outcome": outcome, "message": msg, "finished_at": fin.isoformat(sep=" ") if fin else None,
-            "rows_dropped": rows_dropped, "seconds": secs, "attempts": attempts}
+    return {"id": rid, "started_at": f"{at:%Y-%m-%d %H:%M:%S}" if at else None, "table": old, "phase": phase,
+            "outcome": outcome, "message": msg, "finished_at": f"{fin:%Y-%m-%d %H:%M:%S}" if fin else None,
+            "rows_dropped": rows_dropped, "seconds": secs, "postponed_runs": attempts}

@@ -43,6 +43,19 @@ def test_good_config_resolves_paths_relative_to_the_file(tmp_path):
     assert cfg.log.database == str(tmp_path / "log.fdb")
 
 
+def test_rotation_settings_and_clock_override(tmp_path, monkeypatch):
+    from datetime import datetime, timedelta
+    monkeypatch.delenv("FBAUDIT_NOW", raising=False)
+    default = load_config(write(tmp_path, GOOD)).rotation
+    assert default.period == timedelta(days=1) and default.max_wait == 60.0 and default.clock is None
+    cfg = load_config(write(tmp_path, GOOD + "rotation:\n  period: 12h\n  max_wait: 5\n"
+                                             "  clock: 2026-12-31T03:00:00\n")).rotation
+    assert cfg.period == timedelta(hours=12) and cfg.max_wait == 5.0
+    assert cfg.now() == datetime(2026, 12, 31, 3, 0)
+    monkeypatch.setenv("FBAUDIT_NOW", "2027-01-05T10:30:00")
+    assert cfg.now() == datetime(2027, 1, 5, 10, 30)
+
+
 def test_config_from_environment_variable(tmp_path, monkeypatch):
     path = write(tmp_path, GOOD)
     monkeypatch.setenv("FBAUDIT_CONFIG", str(path))
@@ -65,6 +78,11 @@ def test_server_dsn_or_embedded_path(tmp_path, dsn, server):
     (GOOD.replace("prefix: AUD_", "prefix: aud-"), 2, "prefix"),
     (GOOD + "  - {name: x}\n", 14, "missing required key 'database'"),
     ("log: [\n", 2, "invalid YAML"),
+    (GOOD + "rotation:\n  perod: 1d\n", 15, "unknown key 'perod' in 'rotation'"),
+    (GOOD + "rotation:\n  period: daily\n", 15, "period 'daily' must be a number"),
+    (GOOD + "rotation:\n  max_wait: -1\n", 15, "max_wait must be seconds"),
+    (GOOD + "rotation:\n  clock: yesterday\n", 15, "clock must be a date and time"),
+    (GOOD + "rotation: 1d\n", 14, "'rotation' must be a mapping"),
 ])
 def test_bad_config_names_file_and_line(tmp_path, text, line, words):
     path = write(tmp_path, text)
