@@ -46,7 +46,8 @@ log = logging.getLogger("fbaudit.rotate")
 
 DROP_LOCK_TIMEOUT = 5        # seconds the DROP waits for an attachment to let go of the table
 DROP_ATTEMPTS = 3            # tries per run before the drop is postponed
-POLL = 0.5                   # seconds between checks while waiting
+POLL = 0.5                   # seconds between checks while waiting (starting at POLL_FIRST, doubling)
+POLL_FIRST = 0.05
 PHASES = ("switched", "redirected", "dropped", "done")
 GDS_IN_USE = 335544453       # object ... is in use
 GDS_LOCK_CONFLICT = (335544345, 335544336, 335544510)   # lock conflict / deadlock / lock time-out
@@ -266,6 +267,7 @@ class _Rotation:
             self.switch_tx = self.db.con.info.next_transaction
             self.record(SWITCH_TX=self.switch_tx)
             self.db.commit()
+        pause = POLL_FIRST
         while True:
             alive = self.old_writers()
             if not alive:
@@ -280,7 +282,8 @@ class _Rotation:
                 raise _Postpone(f"LOG_{self.report.old_table} may still be written by {len(alive)} transaction(s) "
                                 f"started before the switch: {who}{more}. Its rows are kept; rotate again later "
                                 "(or end that transaction).")
-            time.sleep(POLL)
+            time.sleep(pause)
+            pause = min(pause * 2, POLL)
         self.step("wait", f"no transaction started before the switch is alive", started)
 
     # -- steps 3 and 6 ---------------------------------------------------
@@ -305,12 +308,20 @@ class _Rotation:
         return out
 
     def point_view(self, n: int, target: int) -> int:
-        """V_LOG_<n> -> LOG_<target> and re-create its triggers (caller commits)."""
+        """V_LOG_<n> -> LOG_<target> (committed), then re-create its triggers (caller commits).
+
+        Two transactions on purpose: measured by tests/test_rotation_stress.py, a
+        writer that recompiled the trigger while one transaction changed both could
+        keep the view's previous target in its new compiled trigger (rows of the
+        current table landed in LOG_3 a rotation later). Re-creating the triggers
+        after the view change has committed leaves no such window.
+        """
         view = f"{self.p}V_LOG_{n}"
         trig = self.triggers_using(view)
         self.db.con.execute_immediate(
             f"CREATE OR ALTER VIEW {view} (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) AS "
             f"SELECT PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW FROM {self.table(target)}")
+        self.db.commit()
         for name, rel, inactive, pos, src in trig:
             self.db.con.execute_immediate(
                 f"CREATE OR ALTER TRIGGER {quote_ident(name)} FOR {quote_ident(rel)} "
@@ -348,6 +359,7 @@ class _Rotation:
         """Wait (up to the deadline) until LOG_<old> holds only shipped rows; return its row count."""
         started = time.monotonic()
         p, old = self.p, self.report.old_table
+        pause = POLL_FIRST
         while True:
             states = dict(self.db.query(f"SELECT STATE, COUNT(*) FROM {p}LOG_PACKET WHERE STATE IN (0, 2) "
                                         f"AND DATA_TABLE = ? GROUP BY STATE", (old,)))
@@ -369,7 +381,8 @@ class _Rotation:
                                     "`fbaudit transfer` (rotation waits for it, never drops them)")
                 raise _Postpone(f"{stray} row(s) of LOG_{old} belong to no shipped packet; LOG_{old} is kept. "
                                 "Run `fbaudit transfer`; if this persists, inspect them (docs/rotation.md)")
-            time.sleep(POLL)
+            time.sleep(pause)
+            pause = min(pause * 2, POLL)
         self.step("verify", f"all {total} row(s) of LOG_{old} belong to packets in the log database", started)
         return total
 
@@ -445,21 +458,28 @@ class _Rotation:
             self.db.commit()
             return n
         n = self.ddl(f"Pointing V_LOG_{old} back", go)
-        moved = self.db.scalar(f"SELECT COUNT(*) FROM {p}LOG_3")
-        if moved:
-            # Only a writer that broke the protocol can have written here: keep its rows where transfer finds them.
-            self.db.execute(f"INSERT INTO {self.table(old)} (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) "
-                            f"SELECT PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW FROM {p}LOG_3")
-            self.db.execute(f"DELETE FROM {p}LOG_3")
+        # LOG_3 should stay empty. Rows a writer put there anyway (a trigger compiled
+        # with an outdated view) are shipped by the transfer, which reads LOG_3 too;
+        # here only rows of packets already shipped (or deleted with their table) go.
+        stray, cleaned = self.db.query(
+            f"SELECT COUNT(*), COUNT(*) - COUNT(p.ID) FROM {p}LOG_3 l "
+            f"LEFT JOIN {p}LOG_PACKET p ON p.ID = l.PACKET AND p.STATE <> 1")[0]
+        if cleaned:
+            self.db.execute(f"DELETE FROM {p}LOG_3 l WHERE NOT EXISTS (SELECT 1 FROM {p}LOG_PACKET p "
+                            f"WHERE p.ID = l.PACKET AND p.STATE <> 1)")
         seconds = round(time.monotonic() - self.t0, 3)
         self.record(PHASE="done", OUTCOME="done", MESSAGE=None, FINISHED_AT=self.now, SECONDS=seconds)
         self.db.commit()
         r = self.report
         r.phase, r.outcome = "done", "done"
         r.message = f"LOG_{old} emptied; triggers write to LOG_{r.new_table}"
-        if moved:
-            log.warning("[ROTATE] %s: %s row(s) had reached LOG_3 and were moved to LOG_%s", self.spec.name, moved, old)
-        self.step("restore", f"V_LOG_{old} points at LOG_{old} again; {n} trigger(s) re-created; LOG_3 clean", started)
+        if stray:
+            log.warning("[ROTATE] %s: %s row(s) had reached LOG_3 (a trigger compiled with an outdated view); "
+                        "%s of them shipped and removed, the rest ship with the next transfer",
+                        self.spec.name, stray, cleaned)
+        self.step("restore", f"V_LOG_{old} points at LOG_{old} again; {n} trigger(s) re-created; "
+                             + (f"LOG_3 held {stray} row(s), {cleaned} shipped ones removed" if stray
+                                else "LOG_3 clean"), started)
 
 
 def rotate_source(config: Config, spec: SourceSpec, *, force: bool = False, now: datetime | None = None,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from firebird.driver import Isolation
 
-from fbaudit import capture, rotation, transfer
+from fbaudit import capture, history, rotation, transfer
 from fbaudit.db import open_database
 
 from helpers import run_sql
@@ -241,3 +241,37 @@ def test_cli_rotate_with_clock_override_json_and_logs(audited):
     bad = {**env, "FBAUDIT_NOW": "tomorrow"}
     r = subprocess.run(cmd + ["rotate"], capture_output=True, text=True, env=bad, cwd=ROOT, timeout=120)
     assert r.returncode == 3 and "FBAUDIT_NOW" in r.stderr
+
+
+def test_rows_that_reach_log3_are_shipped_and_then_cleaned(audited):
+    """Safety net: a trigger compiled while V_LOG_n pointed at LOG_3 puts a current
+    packet's rows there. The transfer ships them from LOG_3 (never a packet without
+    its fields) and the next rotation removes them once shipped."""
+    with audited.connect() as admin:
+        with admin.con.cursor() as cur:
+            cur.stream_blob_threshold = -1
+            cur.execute("SELECT RDB$TRIGGER_SOURCE FROM RDB$TRIGGERS WHERE RDB$TRIGGER_NAME = 'FBA_AUDIT_1'")
+            src = cur.fetchone()[0]
+        retrigger = ("CREATE OR ALTER TRIGGER FBA_AUDIT_1 FOR ITEM ACTIVE AFTER INSERT OR UPDATE OR DELETE "
+                     "POSITION 32000 " + src)
+        admin.con.execute_immediate("CREATE OR ALTER VIEW FBA_V_LOG_1 (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) AS "
+                                    "SELECT PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW FROM FBA_LOG_3")
+        admin.commit()
+        admin.con.execute_immediate(retrigger)
+        admin.commit()
+        run_sql(audited, ["INSERT INTO ITEM VALUES (7, 'stray', 70)", "INSERT INTO ITEM VALUES (8, 'b', 80)"])
+        admin.con.execute_immediate("CREATE OR ALTER VIEW FBA_V_LOG_1 (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) AS "
+                                    "SELECT PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW FROM FBA_LOG_1")
+        admin.commit()
+        admin.con.execute_immediate(retrigger)
+        admin.commit()
+    run_sql(audited, ["UPDATE ITEM SET QTY = 71 WHERE ID = 7"])
+    assert rows_in(audited, 3) == 6 and rows_in(audited, 1) == 1
+    assert transfer.transfer(audited.config).data["field_rows"] == 7
+    h = history.history(audited.config, "ITEM", "7")
+    assert [v["changes"] for v in h["versions"]] == [
+        {"ID": {"old": None, "new": "7"}, "NAME": {"old": None, "new": "stray"}, "QTY": {"old": None, "new": "70"}},
+        {"QTY": {"old": "70", "new": "71"}}]
+    rep = rotate(audited, now=DAY0)
+    assert rep.outcome == "done" and "LOG_3 held 6 row(s), 6 shipped ones removed" in rep.steps[-1]["text"]
+    assert rows_in(audited, 3) == 0
