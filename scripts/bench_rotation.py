@@ -25,7 +25,9 @@ database, created for it and dropped after it):
            delete   no rotation: the triggers always write FBA_LOG_1; a naive
                     clean-up DELETEs the shipped rows from FBA_LOG_1 and the
                     shipped packets from FBA_LOG_PACKET (one transaction)
-           rotate-reader, delete-reader
+           off      the baseline: auditing paused (fbaudit pause), the same
+                    application changes, no staging rows at all
+           rotate-reader, delete-reader, off-reader
                     the same, while one read-only SNAPSHOT transaction (a
                     report left open) stays open on the main database for the
                     whole run, so no record version can be garbage-collected
@@ -67,7 +69,7 @@ from pathlib import Path
 
 PREFIX = "FBA_"
 PARTS = ("days", "time")
-MODES = ("rotate", "delete", "rotate-reader", "delete-reader")
+MODES = ("rotate", "delete", "off", "rotate-reader", "delete-reader", "off-reader")
 STEPS = ("switch", "wait", "redirect", "verify", "drop", "restore")
 ORDERS_DDL = ("CREATE TABLE ORDERS (ID INTEGER NOT NULL PRIMARY KEY, DOC_NO VARCHAR(20), CUSTOMER VARCHAR(80), "
               "CITY VARCHAR(40), STREET VARCHAR(100), EMAIL VARCHAR(80), STATUS VARCHAR(12), "
@@ -286,18 +288,21 @@ def naive_delete(con, table: int) -> tuple[int, int]:
 # --------------------------------------------------------------------------
 def run_days(target: Target, args: argparse.Namespace, mode: str) -> dict:
     from firebird.driver import Isolation, TraAccessMode, tpb
-    from fbaudit import rotation, transfer
+    from fbaudit import capture, rotation, transfer
 
     tag = f"days_{mode.replace('-', '_')}"
     cfg, dsn, log_dsn = prepare(target, tag, args.preload)
     spec = cfg.sources[0]
+    audit = not mode.startswith("off")
+    if not audit:
+        capture.set_logging(cfg, False)
     # init set LOG_INFO.DATA to now: the first rotation is due a period later.
     day0 = datetime.now().replace(microsecond=0) + cfg.rotation.period + timedelta(hours=1)
     name = f"{tag}_main"
     con = target.connect(dsn)
     base = {"size": target.file_size(name), **db_state(con)}
     say(f"[{mode}] start: file {base['size'] / 1e6:.1f} MB, {base['pages']} pages "
-        f"(ORDERS preloaded with {args.preload} rows, auditing on)")
+        f"(ORDERS preloaded with {args.preload} rows, auditing {'on' if audit else 'paused'})")
     reader = None
     if mode.endswith("-reader"):
         reader = target.connect(dsn)
@@ -317,6 +322,8 @@ def run_days(target: Target, args: argparse.Namespace, mode: str) -> dict:
             t0 = time.perf_counter()
             packets, rows = work.write(con, args.changes, args.per_tx)
             t_write = time.perf_counter() - t0
+            if not audit:
+                packets = rows = 0
             total_packets += packets
             t0 = time.perf_counter()
             res = transfer.transfer(cfg)
@@ -329,7 +336,9 @@ def run_days(target: Target, args: argparse.Namespace, mode: str) -> dict:
             day = {"day": d + 1, "packets": packets, "field_rows": res.data["field_rows"],
                    "expected_field_rows": rows, "write_s": round(t_write, 2), "transfer_s": round(t_transfer, 2)}
             t0 = time.perf_counter()
-            if mode.startswith("rotate"):
+            if not audit:
+                pass
+            elif mode.startswith("rotate"):
                 rep = rotation.rotate_source(cfg, spec, now=day0 + timedelta(days=d), max_wait=args.max_wait)
                 day.update(outcome=rep.outcome, old_table=rep.old_table, rows_dropped=rep.rows_dropped,
                            packets_deleted=rep.packets_deleted, steps={s["step"]: s["ms"] for s in rep.steps})
