@@ -72,6 +72,7 @@ class RotationReport:
     packets_deleted: int | None = None
     seconds: float = 0.0
     steps: list[dict] = field(default_factory=list)
+    completed: list[int] = field(default_factory=list)   # postponed rotations this run completed before this one
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -94,6 +95,7 @@ class _Rotation:
         self.lock_tx: int | None = None
         self.switch_tx: int | None = None
         self.attempts = 0
+        self.resumed = False
         self.t0 = time.monotonic()
         self.deadline = self.t0 + max_wait
 
@@ -122,6 +124,7 @@ class _Rotation:
             with _open(self.config, self.spec) as db:
                 self.db = db
                 row = self.pending()
+                self.resumed = row is not None
                 if row is None and not self.start():
                     return self.report
                 try:
@@ -441,8 +444,10 @@ class _Rotation:
         except DriverDatabaseError as exc:
             if in_use(exc):
                 raise _Postpone(f"LOG_{old} is still in use by another attachment after {attempt} attempt(s) "
-                                f"with a {self.drop_lock_timeout} s lock timeout (an attachment may hold a compiled "
-                                "statement on it); nothing was dropped, rotate again later") from None
+                                f"with a {self.drop_lock_timeout} s lock timeout: an attachment holds a compiled statement "
+                                "on it (on Firebird 3 also any idle attachment that wrote audited changes before "
+                                "the switch, until it next uses that table or disconnects); nothing was dropped, "
+                                "the next run tries again") from None
             raise wrap(exc, self.spec) from exc
         self.report.phase, self.report.rows_dropped, self.report.packets_deleted = "dropped", rows, deleted
         self.step("drop", f"LOG_{old} dropped and created empty ({rows} row(s), {deleted} shipped packet(s) "
@@ -490,10 +495,33 @@ def rotate_source(config: Config, spec: SourceSpec, *, force: bool = False, now:
                     max_wait=config.rotation.max_wait if max_wait is None else max_wait,
                     drop_attempts=drop_attempts, drop_lock_timeout=drop_lock_timeout)
     try:
-        return job.run()
+        rep = job.run()
     except RotationBusy:
         log.info("[ROTATE] %s: another rotate of this source is running; nothing done", spec.name)
         return job.report
+    if rep.outcome != "done" or not job.resumed or force:
+        return rep
+    # This run completed a rotation postponed earlier: when the next one is due
+    # already, start it now rather than a schedule period later. On Firebird 3 a
+    # drop typically waits a run (an idle attachment keeps the old table in use
+    # until it next touches the audited table), and without this the staging
+    # tables would hold a period's rows more.
+    left = max(0.0, job.deadline - time.monotonic())
+    nxt = _Rotation(config, spec, force=False, now=job.now, max_wait=left,
+                    drop_attempts=drop_attempts, drop_lock_timeout=drop_lock_timeout)
+    try:
+        rep2 = nxt.run()
+    except RotationBusy:
+        return rep
+    if rep2.outcome == "not_due":
+        return rep
+    rep2.completed = [rep.rotation_id] + rep2.completed
+    rep2.steps = rep.steps + rep2.steps
+    rep2.seconds = round(rep.seconds + rep2.seconds, 3)
+    rep2.rows_dropped = (rep.rows_dropped or 0) + (rep2.rows_dropped or 0)
+    rep2.packets_deleted = (rep.packets_deleted or 0) + (rep2.packets_deleted or 0)
+    rep2.message = f"rotation {rep.rotation_id} (LOG_{rep.old_table}) completed first; then {rep2.message}"
+    return rep2
 
 
 def rotate(config: Config, *, source: str | None = None, force: bool = False, now: datetime | None = None,

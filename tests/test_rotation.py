@@ -275,3 +275,34 @@ def test_rows_that_reach_log3_are_shipped_and_then_cleaned(audited):
     rep = rotate(audited, now=DAY0)
     assert rep.outcome == "done" and "LOG_3 held 6 row(s), 6 shipped ones removed" in rep.steps[-1]["text"]
     assert rows_in(audited, 3) == 0
+
+
+def test_idle_attachment_holds_the_old_table_on_firebird3_and_the_next_run_catches_up(audited):
+    """Measured: an attachment that fired the audit trigger before the redirect and then
+    stays idle keeps the old table "in use" on Firebird 3 until it next touches the
+    audited table (any statement on it; another attachment's does not help); Firebird
+    4 and 5 release it when the triggers are re-created. The postponed rotation
+    completes on a later run, which then starts the next rotation when it is due."""
+    idle = open_database(audited.main)
+    try:
+        idle.execute("INSERT INTO ITEM VALUES (1, 'a', 1)")
+        idle.commit()
+        transfer.transfer(audited.config)
+        rep = rotate(audited, now=DAY0, drop_attempts=1, drop_lock_timeout=1)
+        if audited.target.major == 3:
+            assert (rep.outcome, rep.phase) == ("postponed", "redirected") and "still in use" in rep.message
+            run_sql(audited, ["SELECT COUNT(*) FROM ITEM"])                # another attachment: no help
+            assert rotate(audited, now=DAY0, drop_attempts=1, drop_lock_timeout=1).outcome == "postponed"
+            idle.scalar("SELECT COUNT(*) FROM ITEM")                       # the idle one touches the table
+            idle.commit()
+            run_sql(audited, ["INSERT INTO ITEM VALUES (2, 'b', 2)"])     # a day's work in LOG_2
+            transfer.transfer(audited.config)
+            rep = rotate(audited, now=DAY0 + timedelta(days=1), drop_attempts=1, drop_lock_timeout=1)
+            # Rotation 1 completes, and rotation 2 (LOG_2, due a day after the switch) starts in the same run.
+            assert rep.completed == [1] and rep.rotation_id == 2 and rep.old_table == 2
+            assert rep.message.startswith("rotation 1 (LOG_1) completed first; then ")
+            assert rows_in(audited, 1) == 0
+        else:
+            assert (rep.outcome, rep.rotation_id, rep.completed) == ("done", 1, [])
+    finally:
+        idle.close()
