@@ -39,29 +39,24 @@ import argparse
 import datetime as _dt
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
+import benchlib       # scripts/benchlib.py; like this script, it imports fbaudit only inside functions
+from benchlib import PREFIX, fbaudit_revision, machine_info, say, server_pids, use_snapshot
+
 NCOLS = 20
 COLS = [f"C{i}" for i in range(1, NCOLS + 1)]
-PREFIX = "FBA_"
 VARIANTS = ("none", "fbaudit", "article")
 OPS = ("insert", "update", "delete")
 VALUE_LEN = 32          # characters per VARCHAR(40) value written by the benchmark
-
-
-def say(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------
@@ -179,65 +174,21 @@ END""")
 # --------------------------------------------------------------------------
 # Where the databases live
 # --------------------------------------------------------------------------
-class Target:
-    """Embedded files in a work folder, or databases on a server over TCP."""
+class Target(benchlib.Target):
+    """benchlib.Target with --forced-writes for the databases it creates and a
+    runtime several processes can share (shared_root())."""
+
+    kind = "capture"
 
     def __init__(self, args: argparse.Namespace):
-        from fbaudit.runtime import load_client
-
-        self.args = args
-        self.is_server = args.target == "server"
-        self.runtime = load_client()
-        self.run_id = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
-        self.workdir = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="fbaudit-bench-"))
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.user = "SYSDBA"
-        self.password_file = Path(args.password_file) if self.is_server else None
-        self.password = None
-        if self.is_server:
-            from fbaudit.config import DatabaseSpec
-            self.password = DatabaseSpec("server", "x", password_file=self.password_file).password()
-        self.created: list[str] = []
+        super().__init__(args)
         self.private_root: Path | None = None
 
-    def dsn(self, name: str) -> str:
-        if self.is_server:
-            return f"{self.args.host}:{self.args.server_dir}/fbaudit_bench_{self.run_id}_{name}.fdb"
-        return str(self.workdir / f"{name}.fdb")
-
     def create(self, name: str) -> str:
-        from firebird.driver import create_database
-        dsn = self.dsn(name)
-        if not self.is_server and os.path.exists(dsn):
-            os.remove(dsn)
         from firebird.driver import driver_config
         fw = self.args.forced_writes
         driver_config.db_defaults.forced_writes.value = None if fw == "default" else (fw == "on")
-        con = create_database(dsn, user=self.user, password=self.password, charset="UTF8")
-        con.close()
-        self.created.append(dsn)
-        return dsn
-
-    def connect(self, dsn: str):
-        from firebird.driver import connect
-        return connect(dsn, user=self.user, password=self.password, charset="UTF8")
-
-    def drop(self, dsn: str) -> None:
-        try:
-            con = self.connect(dsn)
-            con.drop_database()
-        except Exception as exc:  # a leftover file is not worth failing the run
-            say(f"warning: could not drop {dsn}: {str(exc).splitlines()[0]}")
-        if dsn in self.created:
-            self.created.remove(dsn)
-
-    def config(self, dsn: str, log_dsn: str, tag: str):
-        from fbaudit.config import Config, DatabaseSpec, SourceSpec
-        pf = self.password_file
-        return Config(path=Path("<bench>"), prefix=PREFIX,
-                      log=DatabaseSpec("log", log_dsn, user=self.user, password_file=pf),
-                      sources=(SourceSpec("main", dsn, user=self.user, password_file=pf,
-                                          registry=self.workdir / f"tables_{tag}.yaml"),))
+        return super().create(name)
 
     def shared_root(self) -> Path:
         """A private copy of the embedded runtime with ServerMode = SuperClassic,
@@ -252,25 +203,6 @@ class Target:
                     f.write("\n# fbaudit bench: several processes share one database file\nServerMode = SuperClassic\n")
             self.private_root = dst
         return self.private_root
-
-    def cleanup(self) -> None:
-        for dsn in list(self.created):
-            self.drop(dsn)
-        if not self.args.dir and not self.args.keep:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-def server_pids() -> list[int]:
-    """PIDs of local Firebird server processes (for their CPU time), if visible."""
-    pids = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if (d / "comm").read_text().strip() in ("firebird", "fb_smp_server", "fbserver"):
-                    pids.append(int(d.name))
-            except OSError:
-                pass
-    return pids
 
 
 class CpuClock:
@@ -574,54 +506,6 @@ def measure_concurrency(target: Target, variants: list[str], log_dsn: str, *, wr
 # --------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------
-def machine_info() -> dict:
-    model = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"nproc": os.cpu_count(), "cpu": model, "kernel": platform.release(), "python": platform.python_version(),
-            "loadavg_start": os.getloadavg()}
-
-
-SNAPSHOT_REV: str | None = None
-
-
-def use_snapshot(rev: str, workdir: Path) -> str:
-    """Export fbaudit at git revision ``rev`` (of this script's repository) and
-    import it from there, so edits in progress in the working tree cannot
-    change the code under test during a run. Returns the short revision."""
-    repo = Path(__file__).resolve().parent.parent
-    short = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", rev], capture_output=True, text=True,
-                           check=True).stdout.strip()
-    dst = workdir / f"fbaudit-{short}"
-    if not dst.exists():
-        dst.mkdir(parents=True)
-        archive = subprocess.run(["git", "-C", str(repo), "archive", short, "fbaudit", "ddl"], capture_output=True,
-                                 check=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(dst)], input=archive, check=True)
-    sys.path.insert(0, str(dst))          # spawned writer processes inherit sys.path
-    return short
-
-
-def fbaudit_revision() -> str | None:
-    import fbaudit
-    if SNAPSHOT_REV:
-        return f"{SNAPSHOT_REV} (snapshot)"
-    try:
-        here = Path(fbaudit.__file__).resolve().parent.parent
-        rev = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--", "fbaudit", "ddl"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return (rev or "?") + (" + uncommitted changes in fbaudit/ or ddl/" if dirty else "")
-    except Exception:
-        return None
-
-
 TARGETS = {("client", "update"): 1.2, ("client", "insert"): 1.5, ("client", "delete"): 1.5}
 
 
@@ -969,7 +853,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--password-file", default="/etc/firebird/3.0/SYSDBA.password",
                     help="server target: SYSDBA password file (bare or ISC_PASSWORD=...)")
     ap.add_argument("--dir", help="embedded target: folder for database files [a temporary folder]")
-    ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    ap.add_argument("--keep", action="store_true", help="keep the databases and the temporary folder")
     ap.add_argument("--snapshot", metavar="REV",
                     help="benchmark fbaudit as committed at git revision REV (e.g. HEAD), exported to a temporary "
                          "folder, instead of the working tree")
@@ -988,10 +872,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     snapdir = None
     if args.snapshot:
-        global SNAPSHOT_REV
         snapdir = Path(tempfile.mkdtemp(prefix="fbaudit-bench-src-"))
-        SNAPSHOT_REV = use_snapshot(args.snapshot, snapdir)
-        say(f"fbaudit from git revision {SNAPSHOT_REV}, exported to {snapdir}")
+        rev, _ = use_snapshot(args.snapshot, snapdir)
+        say(f"fbaudit from git revision {rev}, exported to {snapdir}")
     target = Target(args)
     global CPU
     CPU = CpuClock(target)

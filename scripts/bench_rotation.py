@@ -57,17 +57,16 @@ import argparse
 import datetime as _dt
 import json
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
-PREFIX = "FBA_"
+import benchlib       # scripts/benchlib.py; like this script, it imports fbaudit only inside functions
+from benchlib import PREFIX, fbaudit_revision, machine_info, say, use_snapshot
+
 PARTS = ("days", "time")
 MODES = ("rotate", "delete", "off", "rotate-reader", "delete-reader", "off-reader")
 STEPS = ("switch", "wait", "redirect", "verify", "drop", "restore")
@@ -77,10 +76,6 @@ ORDERS_DDL = ("CREATE TABLE ORDERS (ID INTEGER NOT NULL PRIMARY KEY, DOC_NO VARC
 FIELDS_INSERT = 12          # an insert or a delete logs every (non-NULL) column
 FIELDS_UPDATE = 7           # an update changes STATUS, AMOUNT, QTY, UPDATED_AT, NOTE, STREET, EMAIL
 MIX = (0.3, 0.4, 0.3)       # inserts, updates, deletes
-
-
-def say(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------
@@ -146,80 +141,17 @@ class Workload:
 # --------------------------------------------------------------------------
 # Where the databases live
 # --------------------------------------------------------------------------
-class Target:
-    """Embedded files in a work folder, or databases on a server over TCP."""
+class Target(benchlib.Target):
+    """benchlib.Target that also reads a database's file size."""
 
-    def __init__(self, args: argparse.Namespace):
-        from fbaudit.runtime import load_client
-
-        self.args = args
-        self.is_server = args.target == "server"
-        self.runtime = load_client()
-        self.run_id = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
-        self.workdir = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="fbaudit-bench-rotation-"))
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.user = "SYSDBA"
-        self.password_file = Path(args.password_file) if self.is_server else None
-        self.password = None
-        if self.is_server:
-            from fbaudit.config import DatabaseSpec
-            self.password = DatabaseSpec("server", "x", password_file=self.password_file).password()
-        self.created: list[str] = []
-
-    def path(self, name: str) -> str:
-        """The database file (on the server: as this machine sees it; the server must be local)."""
-        if self.is_server:
-            return f"{self.args.server_dir}/bench_rotation_{self.run_id}_{name}.fdb"
-        return str(self.workdir / f"{name}.fdb")
-
-    def dsn(self, name: str) -> str:
-        return f"{self.args.host}:{self.path(name)}" if self.is_server else self.path(name)
+    kind = "rotation"
 
     def file_size(self, name: str) -> int | None:
+        """Size of the database file (on the server: read here, so the server must be local)."""
         try:
             return os.stat(self.path(name)).st_size
         except OSError:
             return None
-
-    def create(self, name: str) -> str:
-        from firebird.driver import create_database
-        dsn = self.dsn(name)
-        if not self.is_server and os.path.exists(dsn):
-            os.remove(dsn)
-        con = create_database(dsn, user=self.user, password=self.password, charset="UTF8")
-        con.close()
-        self.created.append(dsn)
-        return dsn
-
-    def connect(self, dsn: str):
-        from firebird.driver import connect
-        return connect(dsn, user=self.user, password=self.password, charset="UTF8")
-
-    def drop(self, dsn: str) -> None:
-        try:
-            con = self.connect(dsn)
-            con.drop_database()
-        except Exception as exc:  # a leftover file is not worth failing the run
-            say(f"warning: could not drop {dsn}: {str(exc).splitlines()[0]}")
-        if dsn in self.created:
-            self.created.remove(dsn)
-
-    def config(self, dsn: str, log_dsn: str, tag: str):
-        from fbaudit.config import Config, DatabaseSpec, SourceSpec
-        pf = self.password_file
-        return Config(path=self.workdir / f"fbaudit_{tag}.yaml", prefix=PREFIX,
-                      log=DatabaseSpec("log", log_dsn, user=self.user, password_file=pf),
-                      sources=(SourceSpec("main", dsn, user=self.user, password_file=pf,
-                                          registry=self.workdir / f"tables_{tag}.yaml"),))
-
-    def cleanup(self) -> None:
-        if self.args.keep:
-            say(f"kept: {', '.join(self.created)}")
-            return
-        for dsn in list(self.created):
-            self.drop(dsn)
-        if not self.args.dir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def query(con, sql: str, params: tuple = ()) -> list[tuple]:
@@ -470,53 +402,6 @@ def run_time(target: Target, args: argparse.Namespace, size: int) -> dict:
 # --------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------
-def machine_info() -> dict:
-    model = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"nproc": os.cpu_count(), "cpu": model, "kernel": platform.release(), "python": platform.python_version(),
-            "loadavg_start": os.getloadavg()}
-
-
-SNAPSHOT: tuple[str, Path] | None = None      # (short revision, folder it was exported to)
-
-
-def use_snapshot(rev: str, workdir: Path) -> tuple[str, Path]:
-    """Export fbaudit and ddl/ at git revision ``rev`` and import fbaudit from there, so edits in
-    progress in the working tree cannot change the code under test during a run."""
-    repo = Path(__file__).resolve().parent.parent
-    short = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", rev], capture_output=True, text=True,
-                           check=True).stdout.strip()
-    dst = workdir / f"fbaudit-{short}"
-    if not dst.exists():
-        dst.mkdir(parents=True)
-        archive = subprocess.run(["git", "-C", str(repo), "archive", short, "fbaudit", "ddl"], capture_output=True,
-                                 check=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(dst)], input=archive, check=True)
-    sys.path.insert(0, str(dst))
-    return short, dst
-
-
-def fbaudit_revision() -> str | None:
-    import fbaudit
-    if SNAPSHOT:
-        return f"{SNAPSHOT[0]} (snapshot)"
-    try:
-        here = Path(fbaudit.__file__).resolve().parent.parent
-        rev = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--", "fbaudit", "ddl"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return (rev or "?") + (" + uncommitted changes in fbaudit/ or ddl/" if dirty else "")
-    except Exception:
-        return None
-
-
 def mb(n: int | None) -> str:
     return "?" if n is None else f"{n / 1e6:.1f}"
 
@@ -631,10 +516,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     snapdir = None
     if args.snapshot:
-        global SNAPSHOT
         snapdir = Path(tempfile.mkdtemp(prefix="fbaudit-bench-src-"))
-        SNAPSHOT = use_snapshot(args.snapshot, snapdir)
-        say(f"fbaudit from git revision {SNAPSHOT[0]}, exported to {snapdir}")
+        rev, _ = use_snapshot(args.snapshot, snapdir)
+        say(f"fbaudit from git revision {rev}, exported to {snapdir}")
     target = Target(args)
     result: dict = {}
     try:

@@ -48,7 +48,6 @@ import datetime as _dt
 import functools
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -56,20 +55,17 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
-PREFIX = "FBA_"
+import benchlib       # scripts/benchlib.py; like this script, it imports fbaudit only inside functions
+from benchlib import PREFIX, fbaudit_revision, machine_info, say, server_pids, use_snapshot
+
 PARTS = ("throughput", "lag", "fastcheck")
 BENCH_DDL = ("CREATE TABLE BENCH (ID INTEGER NOT NULL PRIMARY KEY, NAME VARCHAR(60), CITY VARCHAR(40), "
              "STREET VARCHAR(80), EMAIL VARCHAR(80), PHONE VARCHAR(20), AMOUNT NUMERIC(12,2), QTY INTEGER, "
              "CREATED DATE, UPDATED TIMESTAMP)")
 LOGGED_FIELDS = 10      # an insert into BENCH logs every column
-
-
-def say(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def fill_sql(first: int, n: int) -> str:
@@ -96,61 +92,10 @@ def processed_sql(n: int, state: int = 1) -> str:
 # --------------------------------------------------------------------------
 # Where the databases live
 # --------------------------------------------------------------------------
-class Target:
-    """Embedded files in a work folder, or databases on a server over TCP."""
+class Target(benchlib.Target):
+    """benchlib.Target that also writes a Config as a file for the `fbaudit` command."""
 
-    def __init__(self, args: argparse.Namespace):
-        from fbaudit.runtime import load_client
-
-        self.args = args
-        self.is_server = args.target == "server"
-        self.runtime = load_client()
-        self.run_id = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
-        self.workdir = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="fbaudit-bench-transfer-"))
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.user = "SYSDBA"
-        self.password_file = Path(args.password_file) if self.is_server else None
-        self.password = None
-        if self.is_server:
-            from fbaudit.config import DatabaseSpec
-            self.password = DatabaseSpec("server", "x", password_file=self.password_file).password()
-        self.created: list[str] = []
-
-    def dsn(self, name: str) -> str:
-        if self.is_server:
-            return f"{self.args.host}:{self.args.server_dir}/bench_transfer_{self.run_id}_{name}.fdb"
-        return str(self.workdir / f"{name}.fdb")
-
-    def create(self, name: str) -> str:
-        from firebird.driver import create_database
-        dsn = self.dsn(name)
-        if not self.is_server and os.path.exists(dsn):
-            os.remove(dsn)
-        con = create_database(dsn, user=self.user, password=self.password, charset="UTF8")
-        con.close()
-        self.created.append(dsn)
-        return dsn
-
-    def connect(self, dsn: str):
-        from firebird.driver import connect
-        return connect(dsn, user=self.user, password=self.password, charset="UTF8")
-
-    def drop(self, dsn: str) -> None:
-        try:
-            con = self.connect(dsn)
-            con.drop_database()
-        except Exception as exc:  # a leftover file is not worth failing the run
-            say(f"warning: could not drop {dsn}: {str(exc).splitlines()[0]}")
-        if dsn in self.created:
-            self.created.remove(dsn)
-
-    def config(self, dsn: str, log_dsn: str, tag: str):
-        from fbaudit.config import Config, DatabaseSpec, SourceSpec
-        pf = self.password_file
-        return Config(path=self.workdir / f"fbaudit_{tag}.yaml", prefix=PREFIX,
-                      log=DatabaseSpec("log", log_dsn, user=self.user, password_file=pf),
-                      sources=(SourceSpec("main", dsn, user=self.user, password_file=pf,
-                                          registry=self.workdir / f"tables_{tag}.yaml"),))
+    kind = "transfer"
 
     def write_config(self, cfg) -> Path:
         """The same Config as a file for the `fbaudit` command (JSON is YAML)."""
@@ -164,25 +109,6 @@ class Target:
                 "sources": [{"name": src.name, **db(src), "registry": str(src.registry)}]}
         cfg.path.write_text(json.dumps(data, indent=2), encoding="utf-8")
         return cfg.path
-
-    def cleanup(self) -> None:
-        for dsn in list(self.created):
-            self.drop(dsn)
-        if not self.args.dir and not self.args.keep:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-def server_pids() -> list[int]:
-    """PIDs of local Firebird server processes (for their CPU time), if visible."""
-    pids = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if (d / "comm").read_text().strip() in ("firebird", "fb_smp_server", "fbserver"):
-                    pids.append(int(d.name))
-            except OSError:
-                pass
-    return pids
 
 
 class CpuClock:
@@ -666,8 +592,8 @@ def run_fastcheck(target: Target, args: argparse.Namespace) -> dict:
         for _ in range(args.cli_runs):
             t0 = time.perf_counter()
             env = dict(os.environ)
-            if SNAPSHOT:      # the command imports the same fbaudit as this process
-                env["PYTHONPATH"] = os.pathsep.join(x for x in (str(SNAPSHOT[1]), env.get("PYTHONPATH")) if x)
+            if benchlib.SNAPSHOT:      # the command imports the same fbaudit as this process
+                env["PYTHONPATH"] = os.pathsep.join(x for x in (str(benchlib.SNAPSHOT[1]), env.get("PYTHONPATH")) if x)
             proc = subprocess.run([str(exe), "--config", str(path), "--json", "transfer"], capture_output=True,
                                   text=True, timeout=120, env=env)
             times.append(time.perf_counter() - t0)
@@ -728,54 +654,6 @@ def run_fastcheck(target: Target, args: argparse.Namespace) -> dict:
 # --------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------
-def machine_info() -> dict:
-    model = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"nproc": os.cpu_count(), "cpu": model, "kernel": platform.release(), "python": platform.python_version(),
-            "loadavg_start": os.getloadavg()}
-
-
-SNAPSHOT: tuple[str, Path] | None = None      # (short revision, folder it was exported to)
-
-
-def use_snapshot(rev: str, workdir: Path) -> tuple[str, Path]:
-    """Export fbaudit and ddl/ at git revision ``rev`` (of this script's
-    repository) and import fbaudit from there, so edits in progress in the
-    working tree cannot change the code under test during a run."""
-    repo = Path(__file__).resolve().parent.parent
-    short = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", rev], capture_output=True, text=True,
-                           check=True).stdout.strip()
-    dst = workdir / f"fbaudit-{short}"
-    if not dst.exists():
-        dst.mkdir(parents=True)
-        archive = subprocess.run(["git", "-C", str(repo), "archive", short, "fbaudit", "ddl"], capture_output=True,
-                                 check=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(dst)], input=archive, check=True)
-    sys.path.insert(0, str(dst))
-    return short, dst
-
-
-def fbaudit_revision() -> str | None:
-    import fbaudit
-    if SNAPSHOT:
-        return f"{SNAPSHOT[0]} (snapshot)"
-    try:
-        here = Path(fbaudit.__file__).resolve().parent.parent
-        rev = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--", "fbaudit", "ddl"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return (rev or "?") + (" + uncommitted changes in fbaudit/ or ddl/" if dirty else "")
-    except Exception:
-        return None
-
-
 TARGETS = {"field_rows_per_s": 20000, "lag_p99_ms": 1000, "fast_check_ms": 5}
 
 
@@ -887,7 +765,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--password-file", default="/etc/firebird/3.0/SYSDBA.password",
                     help="server target: SYSDBA password file (bare or ISC_PASSWORD=...)")
     ap.add_argument("--dir", help="folder for database files (embedded) and configs [a temporary folder]")
-    ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    ap.add_argument("--keep", action="store_true", help="keep the databases and the temporary folder")
     ap.add_argument("--snapshot", metavar="REV",
                     help="benchmark fbaudit as committed at git revision REV (e.g. HEAD), exported to a temporary "
                          "folder, instead of the working tree")
@@ -910,10 +788,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     snapdir = None
     if args.snapshot:
-        global SNAPSHOT
         snapdir = Path(tempfile.mkdtemp(prefix="fbaudit-bench-src-"))
-        SNAPSHOT = use_snapshot(args.snapshot, snapdir)
-        say(f"fbaudit from git revision {SNAPSHOT[0]}, exported to {snapdir}")
+        rev, _ = use_snapshot(args.snapshot, snapdir)
+        say(f"fbaudit from git revision {rev}, exported to {snapdir}")
     target = Target(args)
     global CPU
     CPU = CpuClock(target)

@@ -1,0 +1,171 @@
+"""Shared parts of the benchmark scripts (bench_capture.py, bench_transfer.py, bench_rotation.py).
+
+The scripts run as `python scripts/bench_x.py`, so this module is found in
+their own folder (sys.path[0]). fbaudit is imported only inside functions:
+use_snapshot() may put an exported older fbaudit first on sys.path, and that
+must happen before the first import.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+PREFIX = "FBA_"
+
+
+def say(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------
+# Where the databases live
+# --------------------------------------------------------------------------
+class Target:
+    """Embedded files in a work folder, or databases on a server over TCP.
+
+    Each script subclasses it: ``kind`` names its temporary folder and its
+    files on the server, and the subclass adds what only that script needs."""
+
+    kind = "bench"
+
+    def __init__(self, args: argparse.Namespace):
+        from fbaudit.runtime import load_client
+
+        self.args = args
+        self.is_server = args.target == "server"
+        self.runtime = load_client()
+        self.run_id = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        self.workdir = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix=f"fbaudit-bench-{self.kind}-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.user = "SYSDBA"
+        self.password_file = Path(args.password_file) if self.is_server else None
+        self.password = None
+        if self.is_server:
+            from fbaudit.config import DatabaseSpec
+            self.password = DatabaseSpec("server", "x", password_file=self.password_file).password()
+        self.created: list[str] = []
+
+    def path(self, name: str) -> str:
+        """The database file (on the server: as this machine sees it if the server is local)."""
+        if self.is_server:
+            return f"{self.args.server_dir}/bench_{self.kind}_{self.run_id}_{name}.fdb"
+        return str(self.workdir / f"{name}.fdb")
+
+    def dsn(self, name: str) -> str:
+        return f"{self.args.host}:{self.path(name)}" if self.is_server else self.path(name)
+
+    def create(self, name: str) -> str:
+        from firebird.driver import create_database
+        dsn = self.dsn(name)
+        if not self.is_server and os.path.exists(dsn):
+            os.remove(dsn)
+        con = create_database(dsn, user=self.user, password=self.password, charset="UTF8")
+        con.close()
+        self.created.append(dsn)
+        return dsn
+
+    def connect(self, dsn: str):
+        from firebird.driver import connect
+        return connect(dsn, user=self.user, password=self.password, charset="UTF8")
+
+    def drop(self, dsn: str) -> None:
+        try:
+            con = self.connect(dsn)
+            con.drop_database()
+        except Exception as exc:  # a leftover file is not worth failing the run
+            say(f"warning: could not drop {dsn}: {str(exc).splitlines()[0]}")
+        if dsn in self.created:
+            self.created.remove(dsn)
+
+    def config(self, dsn: str, log_dsn: str, tag: str):
+        from fbaudit.config import Config, DatabaseSpec, SourceSpec
+        pf = self.password_file
+        return Config(path=self.workdir / f"fbaudit_{tag}.yaml", prefix=PREFIX,
+                      log=DatabaseSpec("log", log_dsn, user=self.user, password_file=pf),
+                      sources=(SourceSpec("main", dsn, user=self.user, password_file=pf,
+                                          registry=self.workdir / f"tables_{tag}.yaml"),))
+
+    def cleanup(self) -> None:
+        """--keep: keep the databases and the folder; otherwise drop them (the folder unless it is --dir)."""
+        if self.args.keep:
+            say(f"kept: {', '.join(self.created)}")
+            return
+        for dsn in list(self.created):
+            self.drop(dsn)
+        if not self.args.dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def server_pids() -> list[int]:
+    """PIDs of local Firebird server processes (for their CPU time), if visible."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if (d / "comm").read_text().strip() in ("firebird", "fb_smp_server", "fbserver"):
+                    pids.append(int(d.name))
+            except OSError:
+                pass
+    return pids
+
+
+# --------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------
+def machine_info() -> dict:
+    model = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": model, "kernel": platform.release(), "python": platform.python_version(),
+            "loadavg_start": os.getloadavg()}
+
+
+SNAPSHOT: tuple[str, Path] | None = None      # (short revision, folder it was exported to), set by use_snapshot()
+
+
+def use_snapshot(rev: str, workdir: Path) -> tuple[str, Path]:
+    """Export fbaudit and ddl/ at git revision ``rev`` (of this repository) to
+    ``workdir`` and import fbaudit from there, so edits in progress in the
+    working tree cannot change the code under test during a run. Sets and
+    returns SNAPSHOT = (short revision, folder)."""
+    global SNAPSHOT
+    repo = Path(__file__).resolve().parent.parent
+    short = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", rev], capture_output=True, text=True,
+                           check=True).stdout.strip()
+    dst = workdir / f"fbaudit-{short}"
+    if not dst.exists():
+        dst.mkdir(parents=True)
+        archive = subprocess.run(["git", "-C", str(repo), "archive", short, "fbaudit", "ddl"], capture_output=True,
+                                 check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(dst)], input=archive, check=True)
+    sys.path.insert(0, str(dst))          # spawned writer processes inherit sys.path
+    SNAPSHOT = (short, dst)
+    return SNAPSHOT
+
+
+def fbaudit_revision() -> str | None:
+    import fbaudit
+    if SNAPSHOT:
+        return f"{SNAPSHOT[0]} (snapshot)"
+    try:
+        here = Path(fbaudit.__file__).resolve().parent.parent
+        rev = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--", "fbaudit", "ddl"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return (rev or "?") + (" + uncommitted changes in fbaudit/ or ddl/" if dirty else "")
+    except Exception:
+        return None
