@@ -46,8 +46,8 @@ log = logging.getLogger("fbaudit.rotate")
 
 DROP_LOCK_TIMEOUT = 5        # seconds the DROP waits for an attachment to let go of the table
 DROP_ATTEMPTS = 3            # tries per run before the drop is postponed
-POLL = 0.5                   # seconds between checks while waiting (starting at POLL_FIRST, doubling)
-POLL_FIRST = 0.05
+POLL = 0.5                   # longest pause between checks while waiting
+POLL_FIRST = 0.05            # first pause; each next one doubles up to POLL
 PHASES = ("switched", "redirected", "dropped", "done")
 GDS_IN_USE = 335544453       # object ... is in use
 GDS_LOCK_CONFLICT = (335544345, 335544336, 335544510)   # lock conflict / deadlock / lock time-out
@@ -76,6 +76,14 @@ class RotationReport:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def _pauses():
+    """Pauses between checks while waiting: POLL_FIRST, doubling up to POLL."""
+    pause = POLL_FIRST
+    while True:
+        yield pause
+        pause = min(pause * 2, POLL)
 
 
 class _Postpone(Exception):
@@ -270,7 +278,7 @@ class _Rotation:
             self.switch_tx = self.db.con.info.next_transaction
             self.record(SWITCH_TX=self.switch_tx)
             self.db.commit()
-        pause = POLL_FIRST
+        pauses = _pauses()
         while True:
             alive = self.old_writers()
             if not alive:
@@ -285,8 +293,7 @@ class _Rotation:
                 raise _Postpone(f"LOG_{self.report.old_table} may still be written by {len(alive)} transaction(s) "
                                 f"started before the switch: {who}{more}. Its rows are kept; rotate again later "
                                 "(or end that transaction).")
-            time.sleep(pause)
-            pause = min(pause * 2, POLL)
+            time.sleep(next(pauses))
         self.step("wait", f"no transaction started before the switch is alive", started)
 
     # -- steps 3 and 6 ---------------------------------------------------
@@ -362,7 +369,7 @@ class _Rotation:
         """Wait (up to the deadline) until LOG_<old> holds only shipped rows; return its row count."""
         started = time.monotonic()
         p, old = self.p, self.report.old_table
-        pause = POLL_FIRST
+        pauses = _pauses()
         while True:
             states = dict(self.db.query(f"SELECT STATE, COUNT(*) FROM {p}LOG_PACKET WHERE STATE IN (0, 2) "
                                         f"AND DATA_TABLE = ? GROUP BY STATE", (old,)))
@@ -384,8 +391,7 @@ class _Rotation:
                                     "`fbaudit transfer` (rotation waits for it, never drops them)")
                 raise _Postpone(f"{stray} row(s) of LOG_{old} belong to no shipped packet; LOG_{old} is kept. "
                                 "Run `fbaudit transfer`; if this persists, inspect them (docs/rotation.md)")
-            time.sleep(pause)
-            pause = min(pause * 2, POLL)
+            time.sleep(next(pauses))
         self.step("verify", f"all {total} row(s) of LOG_{old} belong to packets in the log database", started)
         return total
 

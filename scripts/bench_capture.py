@@ -43,14 +43,13 @@ import re
 import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 import benchlib       # scripts/benchlib.py; like this script, it imports fbaudit only inside functions
-from benchlib import PREFIX, fbaudit_revision, machine_info, say, server_pids, use_snapshot
+from benchlib import PREFIX, fbaudit_revision, machine_info, say, server_pids
 
 NCOLS = 20
 COLS = [f"C{i}" for i in range(1, NCOLS + 1)]
@@ -847,17 +846,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--explore-block-rows", type=int, default=5000, help="--explore: (b) rows [5000]")
     ap.add_argument("--explore-parts", default="b,a",
                     help="--explore: workloads per variant, comma list of a,b,c [b,a]")
-    ap.add_argument("--host", default="localhost", help="server target: host [localhost]")
-    ap.add_argument("--server-dir", default="/var/lib/firebird/3.0/data",
-                    help="server target: folder of the server's database files")
-    ap.add_argument("--password-file", default="/etc/firebird/3.0/SYSDBA.password",
-                    help="server target: SYSDBA password file (bare or ISC_PASSWORD=...)")
-    ap.add_argument("--dir", help="embedded target: folder for database files [a temporary folder]")
-    ap.add_argument("--keep", action="store_true", help="keep the databases and the temporary folder")
-    ap.add_argument("--snapshot", metavar="REV",
-                    help="benchmark fbaudit as committed at git revision REV (e.g. HEAD), exported to a temporary "
-                         "folder, instead of the working tree")
-    ap.add_argument("--json", help="write all measurements to this file")
+    benchlib.add_common_args(ap, dir_help="embedded target: folder for database files [a temporary folder]")
     args = ap.parse_args(argv)
 
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -870,11 +859,7 @@ def main(argv: list[str] | None = None) -> int:
     mode = args.workers if args.workers != "auto" else "process"
 
     started = time.perf_counter()
-    snapdir = None
-    if args.snapshot:
-        snapdir = Path(tempfile.mkdtemp(prefix="fbaudit-bench-src-"))
-        rev, _ = use_snapshot(args.snapshot, snapdir)
-        say(f"fbaudit from git revision {rev}, exported to {snapdir}")
+    snapdir = benchlib.snapshot_from_args(args)
     target = Target(args)
     global CPU
     CPU = CpuClock(target)

@@ -59,13 +59,12 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import benchlib       # scripts/benchlib.py; like this script, it imports fbaudit only inside functions
-from benchlib import PREFIX, fbaudit_revision, machine_info, say, use_snapshot
+from benchlib import PREFIX, fbaudit_revision, machine_info, say
 
 PARTS = ("days", "time")
 MODES = ("rotate", "delete", "off", "rotate-reader", "delete-reader", "off-reader")
@@ -491,17 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fill-tx", type=int, default=5000, help="time: changes per transaction while filling [5000]")
     ap.add_argument("--no-delete-contrast", action="store_true", help="time: skip the naive DELETE contrast")
     ap.add_argument("--max-wait", type=float, default=30.0, help="rotate_source(max_wait=...) [30]")
-    ap.add_argument("--host", default="localhost", help="server target: host [localhost]")
-    ap.add_argument("--server-dir", default="/var/lib/firebird/3.0/data",
-                    help="server target: folder of the server's database files (file sizes are read there)")
-    ap.add_argument("--password-file", default="/etc/firebird/3.0/SYSDBA.password",
-                    help="server target: SYSDBA password file (bare or ISC_PASSWORD=...)")
-    ap.add_argument("--dir", help="folder for database files (embedded) and configs [a temporary folder]")
-    ap.add_argument("--keep", action="store_true", help="keep the databases and the temporary folder")
-    ap.add_argument("--snapshot", metavar="REV",
-                    help="benchmark fbaudit as committed at git revision REV (e.g. HEAD), exported to a temporary "
-                         "folder, instead of the working tree")
-    ap.add_argument("--json", help="write all measurements to this file")
+    benchlib.add_common_args(ap, dir_help="folder for database files (embedded) and configs [a temporary folder]")
     args = ap.parse_args(argv)
     parts = [x.strip() for x in args.parts.split(",") if x.strip()]
     modes = [x.strip() for x in args.modes.split(",") if x.strip()]
@@ -514,11 +503,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
 
     started = time.perf_counter()
-    snapdir = None
-    if args.snapshot:
-        snapdir = Path(tempfile.mkdtemp(prefix="fbaudit-bench-src-"))
-        rev, _ = use_snapshot(args.snapshot, snapdir)
-        say(f"fbaudit from git revision {rev}, exported to {snapdir}")
+    snapdir = benchlib.snapshot_from_args(args)
     target = Target(args)
     result: dict = {}
     try:

@@ -52,14 +52,13 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 import benchlib       # scripts/benchlib.py; like this script, it imports fbaudit only inside functions
-from benchlib import PREFIX, fbaudit_revision, machine_info, say, server_pids, use_snapshot
+from benchlib import PREFIX, fbaudit_revision, machine_info, say, server_pids
 
 PARTS = ("throughput", "lag", "fastcheck")
 BENCH_DDL = ("CREATE TABLE BENCH (ID INTEGER NOT NULL PRIMARY KEY, NAME VARCHAR(60), CITY VARCHAR(40), "
@@ -759,17 +758,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checks", type=int, default=1000, help="fastcheck: anything_new() calls per tier [1000]")
     ap.add_argument("--runs", type=int, default=30, help="fastcheck: in-process transfer() runs per tier [30]")
     ap.add_argument("--cli-runs", type=int, default=5, help="fastcheck: `fbaudit transfer` processes [5]")
-    ap.add_argument("--host", default="localhost", help="server target: host [localhost]")
-    ap.add_argument("--server-dir", default="/var/lib/firebird/3.0/data",
-                    help="server target: folder of the server's database files")
-    ap.add_argument("--password-file", default="/etc/firebird/3.0/SYSDBA.password",
-                    help="server target: SYSDBA password file (bare or ISC_PASSWORD=...)")
-    ap.add_argument("--dir", help="folder for database files (embedded) and configs [a temporary folder]")
-    ap.add_argument("--keep", action="store_true", help="keep the databases and the temporary folder")
-    ap.add_argument("--snapshot", metavar="REV",
-                    help="benchmark fbaudit as committed at git revision REV (e.g. HEAD), exported to a temporary "
-                         "folder, instead of the working tree")
-    ap.add_argument("--json", help="write all measurements to this file")
+    benchlib.add_common_args(ap, dir_help="folder for database files (embedded) and configs [a temporary folder]")
     args = ap.parse_args(argv)
     only = [x.strip() for x in args.only.split(",") if x.strip()]
     for x in only:
@@ -786,11 +775,7 @@ def main(argv: list[str] | None = None) -> int:
         args.cli_runs = min(args.cli_runs, 1)
 
     started = time.perf_counter()
-    snapdir = None
-    if args.snapshot:
-        snapdir = Path(tempfile.mkdtemp(prefix="fbaudit-bench-src-"))
-        rev, _ = use_snapshot(args.snapshot, snapdir)
-        say(f"fbaudit from git revision {rev}, exported to {snapdir}")
+    snapdir = benchlib.snapshot_from_args(args)
     target = Target(args)
     global CPU
     CPU = CpuClock(target)

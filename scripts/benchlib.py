@@ -133,6 +133,32 @@ def machine_info() -> dict:
             "loadavg_start": os.getloadavg()}
 
 
+def add_common_args(ap: argparse.ArgumentParser, *, dir_help: str) -> None:
+    """The options every benchmark takes: where the server is, the work folder, --snapshot, --json."""
+    ap.add_argument("--host", default="localhost", help="server target: host [localhost]")
+    ap.add_argument("--server-dir", default="/var/lib/firebird/3.0/data",
+                    help="server target: folder of the server's database files")
+    ap.add_argument("--password-file", default="/etc/firebird/3.0/SYSDBA.password",
+                    help="server target: SYSDBA password file (bare or ISC_PASSWORD=...)")
+    ap.add_argument("--dir", help=dir_help)
+    ap.add_argument("--keep", action="store_true", help="keep the databases and the temporary folder")
+    ap.add_argument("--snapshot", metavar="REV",
+                    help="benchmark fbaudit as committed at git revision REV (e.g. HEAD), exported to a temporary "
+                         "folder, instead of the working tree")
+    ap.add_argument("--json", help="write all measurements to this file")
+
+
+def snapshot_from_args(args: argparse.Namespace) -> Path | None:
+    """--snapshot REV: export that revision and import fbaudit from it (before anything imports fbaudit);
+    returns the temporary folder (the caller removes it), None without --snapshot."""
+    if not args.snapshot:
+        return None
+    snapdir = Path(tempfile.mkdtemp(prefix="fbaudit-bench-src-"))
+    rev, _ = use_snapshot(args.snapshot, snapdir)
+    say(f"fbaudit from git revision {rev}, exported to {snapdir}")
+    return snapdir
+
+
 SNAPSHOT: tuple[str, Path] | None = None      # (short revision, folder it was exported to), set by use_snapshot()
 
 
