@@ -161,3 +161,14 @@ CREATE TABLE {{P}}LOG_ROTATION (
   CONSTRAINT {{P}}LOG_ROTATION_PK PRIMARY KEY (ID)
 )
 ^
+-- object: TABLE LOG_QUIET
+-- A restore with `--audit event` (fbaudit checkpoint restore) inserts its own
+-- transaction number here and deletes it again before it commits: the row is
+-- never visible to another transaction, and only the audit owner can write
+-- it, so the triggers stay silent for that one transaction only (they look
+-- here only when the FBAUDIT_QUIET context variable is set).
+CREATE TABLE {{P}}LOG_QUIET (
+  TX BIGINT NOT NULL,
+  CONSTRAINT {{P}}LOG_QUIET_PK PRIMARY KEY (TX)
+)
+^

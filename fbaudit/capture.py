@@ -31,7 +31,7 @@ MAIN_OBJECTS = ("LOG_INFO", "LOG_PACKET", "LOG_1", "LOG_2", "LOG_3", "V_LOG_1", 
                 "LOG_PACKET_FLAG", "LOG_PACKET_ID", "LOG_TABLES", "LOG_FIELDS", "LOG_PACKET_PK",
                 "LOG_1_PACKET", "LOG_2_PACKET", "LOG_TABLES_PK", "LOG_FIELDS_PK", "NEW_PACKET",
                 "LOG_PACKET_STATE", "DICT_VERSION", "LOG_TABLES_DV", "LOG_FIELDS_DV",
-                "LOG_ROTATION", "LOG_ROTATION_PK")
+                "LOG_ROTATION", "LOG_ROTATION_PK", "LOG_QUIET", "LOG_QUIET_PK")
 LOG_OBJECTS = ("SOURCES", "SOURCES_NAME", "LOG_PACKET_KEY", "LOG_PACKET_TIME", "DICT_TABLES_PK", "DICT_FIELDS_PK",
                "BLOB_INS", "PACKETS_INS")
 
@@ -216,6 +216,15 @@ def _require_init(db: Database, prefix: str) -> None:
     if not is_initialized(db, prefix):
         raise FbauditError(f"Database {db.spec.describe()} has no fbaudit staging objects "
                            f"(prefix {prefix!r}). Run `fbaudit init` first.")
+
+
+def _require_current(db: Database, prefix: str) -> None:
+    """Before installing triggers: the staging objects they use exist (an older init lacks some)."""
+    _require_init(db, prefix)
+    if not table_exists(db, prefix + "LOG_QUIET"):
+        raise FbauditError(f"Database {db.spec.describe()} has the staging objects of an older fbaudit "
+                           f"({prefix}LOG_QUIET is missing). Run `fbaudit init` (it adds what is missing), "
+                           "then `fbaudit sync`.")
 
 
 def logged_columns(info: TableInfo, exclude: Iterable[str]) -> tuple[list[Column], list[Column]]:
@@ -605,7 +614,7 @@ def enable(config: Config, table: str, *, source: str | None = None, key: list[s
     def one(spec: SourceSpec) -> None:
         registry = Registry.load(spec.registry)
         with _open(config, spec) as db:
-            _require_init(db, config.prefix)
+            _require_current(db, config.prefix)
             entry, plan, res = _plan_enable(db, config, registry, table, key=key, author=author,
                                             exclude=list(exclude))
             if entry and not dry_run:
@@ -670,7 +679,7 @@ def sync(config: Config, *, source: str | None = None, dry_run: bool = False, re
         drifts: list[Drift] = []
         plan: list[Statement] = []
         with _open(config, spec) as db:
-            _require_init(db, config.prefix)
+            _require_current(db, config.prefix)
             changed_entries = []
             recovered = set()
             for (name,) in db.query(f"SELECT TRIM(TABLE_NAME) FROM {config.prefix}LOG_TABLES WHERE ENABLED = 1"):

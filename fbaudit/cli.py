@@ -3,7 +3,8 @@
 Exit codes: 0 success; 1 fbaudit error; 2 bad usage (unknown option,
 missing argument); 3 configuration or registry file error; 4 Firebird or
 runtime error (connection, SQL, missing system library); 5 catalog error
-(unknown table or column, table cannot be audited as asked).
+(unknown table or column, table cannot be audited as asked); 6 checkpoint
+missing, damaged or not matching the database.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ Exit codes:
   3  configuration or registry file error (file and line are named)
   4  Firebird error: connection, SQL, missing runtime library
   5  unknown table or column, or a table that cannot be audited as asked
+  6  checkpoint missing, damaged or not matching the database (nothing changed)
 """
 
 
@@ -458,6 +460,152 @@ def demo(ctx: Ctx, directory: str, seconds: float, users: int) -> None:
                                          echo=None if ctx.as_json else click.echo))
     if ctx.as_json:
         click.echo(json.dumps({"success": True, **res}, ensure_ascii=False, indent=2, default=str))
+
+
+@cli.group()
+def checkpoint() -> None:
+    """Consistent copies of tables (JSON files) and dependency-ordered restores.
+
+    Every step is logged with [CHECKPOINT] lines on stderr (the checkpoint
+    guide's format); files live in data/checkpoints/ (config: checkpoints.dir).
+
+    \b
+    Examples:
+      fbaudit checkpoint create --description "before the price update"
+      fbaudit checkpoint list
+      fbaudit checkpoint restore checkpoint_20261202_013000
+    """
+    logging.getLogger("fbaudit.checkpoint").setLevel(logging.INFO)
+
+
+@checkpoint.command("create")
+@click.option("--description", "-d", metavar="TEXT", help="What this checkpoint is for.")
+@click.option("--tables", "-t", multiple=True, metavar="TABLE",
+              help="A table to include (repeatable; also comma-separated). Default: the audited tables.")
+@click.option("--all", "all_tables", is_flag=True, help="Every user table and every user sequence.")
+@_source_option
+@_json_option
+@pass_ctx
+def checkpoint_create(ctx: Ctx, description: str | None, tables: tuple[str, ...], all_tables: bool,
+                      source: str | None) -> None:
+    """Write a checkpoint: the tables' rows and sequences, read in one consistent
+    read-only transaction (writers are not blocked).
+
+    \b
+    Examples:
+      fbaudit checkpoint create -d "before month end"
+      fbaudit checkpoint create --tables CUSTOMER,ORDERS --json
+      fbaudit checkpoint create --all
+    """
+    from . import checkpoint as cp
+    if tables and all_tables:
+        raise click.UsageError("give --tables or --all, not both")
+    names = [t for item in tables for t in item.split(",") if t.strip()]
+    res = _run(ctx, lambda: cp.create(ctx.config, source=source, description=description, tables=names or None,
+                                      all_tables=all_tables))
+    _print(ctx, {"success": True, **res},
+           [f"{res['id']}: {len(res['tables'])} tables, {res['total_rows']} rows, {res['sequences']} sequences "
+            f"-> {res['file']} ({res['bytes']} bytes, {res['seconds']} s)"])
+
+
+@checkpoint.command("list")
+@_json_option
+@pass_ctx
+def checkpoint_list(ctx: Ctx) -> None:
+    """The checkpoints in the checkpoint folder, oldest first.
+
+    \b
+    Example:
+      fbaudit checkpoint list --json
+    """
+    from . import checkpoint as cp
+    items = _run(ctx, lambda: cp.list_checkpoints(ctx.config))
+    lines = [f"{'id':<52} {'created':<19} {'tables':>6} {'rows':>10}  description"]
+    for it in items:
+        if it.get("damaged"):
+            lines.append(f"{it['id']:<52} {'DAMAGED (unreadable header or summary)'}")
+            continue
+        lines.append(f"{it['id']:<52} {it.get('created_at') or '':<19} {it.get('tables', 0):>6} "
+                     f"{it.get('total_rows') or 0:>10}  {it.get('description') or ''}")
+    if not items:
+        lines = [f"no checkpoints in {ctx.config.checkpoint_dir}"]
+    _print(ctx, {"success": True, "directory": str(ctx.config.checkpoint_dir), "checkpoints": items}, lines)
+
+
+@checkpoint.command("show")
+@click.argument("checkpoint_id", metavar="ID")
+@_json_option
+@pass_ctx
+def checkpoint_show(ctx: Ctx, checkpoint_id: str) -> None:
+    """One checkpoint, its file verified (checksum, structure): tables, rows, sequences.
+
+    \b
+    Example:
+      fbaudit checkpoint show checkpoint_20261202_013000
+    """
+    from . import checkpoint as cp
+    res = _run(ctx, lambda: cp.show(ctx.config, checkpoint_id))
+    lines = [f"{res['id']} ({res['kind']}) from source {res['source']}, Firebird {res['firebird']}, "
+             f"created {res['created_at']}", f"description: {res['description'] or '-'}",
+             f"file: {res['file']} ({res['bytes']} bytes, checksum OK)"]
+    lines += [f"  {t}: {v['rows']} rows, {v['columns']} columns" for t, v in res["tables"].items()]
+    lines += [f"  sequence {n} = {v}" for n, v in res["sequence_values"].items()]
+    _print(ctx, {"success": True, **res}, lines)
+
+
+@checkpoint.command("restore")
+@click.argument("checkpoint_id", metavar="ID")
+@click.option("--no-auto-backup", is_flag=True,
+              help="Do not write auto_backup_before_restore_<ID> first (it is written by default).")
+@click.option("--audit", type=click.Choice(["rows", "event"]), default="rows", show_default=True,
+              help="rows: the audit triggers log every deleted and inserted row; event: one restore "
+                   "event per audited table instead (needs current triggers: fbaudit sync).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@_source_option
+@_json_option
+@pass_ctx
+def checkpoint_restore(ctx: Ctx, checkpoint_id: str, no_auto_backup: bool, audit: str, yes: bool,
+                       source: str | None) -> None:
+    """Overwrite the checkpoint's tables with its rows and sequences, in ONE transaction.
+
+    The file and the tables' columns are checked before anything is touched.
+    The tables are reserved (other writers wait or time out; readers see the
+    old rows until the commit), an auto-backup is written from inside that
+    transaction, rows are deleted children first and inserted parents first
+    (foreign keys; self-references and cycles are filled in afterwards). Any
+    failure rolls everything back and the log says how to recover.
+
+    \b
+    Examples:
+      fbaudit checkpoint restore checkpoint_20261202_013000
+      fbaudit checkpoint restore checkpoint_20261202_013000 --yes --audit event
+    """
+    from . import checkpoint as cp
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError("restore overwrites tables: confirm with --yes when not run from a terminal")
+        click.confirm(f"Restore {checkpoint_id}? This OVERWRITES the data of its tables", abort=True, err=True)
+    res = _run(ctx, lambda: cp.restore(ctx.config, checkpoint_id, source=source, auto_backup=not no_auto_backup,
+                                       audit=audit))
+    _print(ctx, {"success": True, **res},
+           [f"{res['id']} restored: {len(res['tables'])} tables, {res['total_rows']} rows in {res['seconds']} s"
+            + (f"; auto-backup {res['auto_backup']}" if res["auto_backup"] else "")])
+
+
+@checkpoint.command("delete")
+@click.argument("checkpoint_id", metavar="ID")
+@_json_option
+@pass_ctx
+def checkpoint_delete(ctx: Ctx, checkpoint_id: str) -> None:
+    """Delete a checkpoint file.
+
+    \b
+    Example:
+      fbaudit checkpoint delete auto_backup_before_restore_checkpoint_20261202_013000
+    """
+    from . import checkpoint as cp
+    res = _run(ctx, lambda: cp.delete(ctx.config, checkpoint_id))
+    _print(ctx, {"success": True, **res}, [f"deleted {res['id']} ({res['file']})"])
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from .errors import ConfigError
 
 DEFAULT_CONFIG = Path("config/fbaudit.yaml")
 DEFAULT_PREFIX = "FBA_"
+DEFAULT_CHECKPOINT_DIR = Path("data/checkpoints")
 
 # host[/port]:path, or inet://…, xnet://…; a one-letter "host" is a Windows drive.
 _SERVER_DSN = re.compile(r"^(?:(?:inet[46]?|wnet|xnet)://|\[[0-9A-Fa-f:.]+\](?:/[\w-]+)?:|[^:/\\\s]{2,}(?:/[\w-]+)?:|[^:/\\\s]+/\d+:)")
@@ -81,6 +82,12 @@ class Config:
     prefix: str = DEFAULT_PREFIX
     client_library: str | None = None
     rotation: "Rotation" = field(default_factory=lambda: Rotation())
+    checkpoints_dir: Path | None = None      # ``checkpoints: {dir: ...}``; None: data/checkpoints
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Where checkpoint files live: the configured folder, else ``data/checkpoints`` (the guide's)."""
+        return self.checkpoints_dir or DEFAULT_CHECKPOINT_DIR
 
     def source(self, name: str | None) -> list[SourceSpec]:
         """The sources a command works on: one by name, or all."""
@@ -165,7 +172,7 @@ def _rotation(path: Path, data: Any) -> Rotation:
 
 _DB_KEYS = {"database", "user", "password_env", "password_file", "role"}
 _SOURCE_KEYS = _DB_KEYS | {"name", "registry", "external_database"}
-_TOP_KEYS = {"prefix", "log", "sources", "client_library", "rotation"}
+_TOP_KEYS = {"prefix", "log", "sources", "client_library", "rotation", "checkpoints"}
 
 
 def _resolve_path(base: Path, value: str) -> str:
@@ -258,6 +265,17 @@ def load_config(path: str | Path | None = None) -> Config:
         sources.append(SourceSpec(**fields, registry=Path(_resolve_path(path.parent, reg)),
                                   external_database=_str(path, node, "external_database")))
     client = _str(path, data, "client_library")
+    checkpoints = data.get("checkpoints")
+    cp_dir = None
+    if checkpoints is not None:
+        if not isinstance(checkpoints, dict):
+            raise ConfigError(f"{yamlio.where(path, data, 'checkpoints')}: 'checkpoints' must be a mapping (dir)")
+        for key in checkpoints:
+            if key != "dir":
+                raise ConfigError(f"{yamlio.where(path, checkpoints, key)}: unknown key {key!r} in 'checkpoints'; "
+                                  "allowed: dir")
+        d = _str(path, checkpoints, "dir")
+        cp_dir = Path(_resolve_path(path.parent, d)) if d else None
     return Config(
         path=path,
         log=log,
@@ -265,6 +283,7 @@ def load_config(path: str | Path | None = None) -> Config:
         prefix=prefix,
         client_library=_resolve_path(path.parent, client) if client else None,
         rotation=_rotation(path, data),
+        checkpoints_dir=cp_dir,
     )
 
 

@@ -1,0 +1,1056 @@
+"""Checkpoints of the main database: a consistent copy of a set of tables in
+one JSON file, and a restore of it in one transaction (docs/checkpoints.md).
+
+Behaviour and log lines follow the checkpoint guide (SOURCES.md, seed 000):
+
+    2025-10-30 14:30:15 [INFO] fbaudit.checkpoint: [CHECKPOINT] Starting checkpoint creation: checkpoint_...
+
+The file is one JSON array, one element per line, written as a stream and
+renamed into place when complete, so a large table never sits in memory and
+a half-written file is never mistaken for a checkpoint::
+
+    [
+    {"fbaudit_checkpoint":1,"id":"checkpoint_20261202_013000",...}    header
+    {"table":"CUSTOMER","columns":[...],...}                           a table's section
+    [1,"Acme",{"d":"12.50"},null]                                      one row per line
+    {"end_table":"CUSTOMER","rows":1}
+    {"sequences":[{"name":"GEN_CUSTOMER","value":1,...}]}
+    {"summary":{...}}
+    {"checksum":"sha256:..."}                                          of every byte above
+    ]
+
+Values that JSON has no exact type for are tagged objects: ``{"d": "12.50"}``
+(NUMERIC, DECIMAL, INT128, DECFLOAT), ``{"b": base64}`` (binary), ``{"date":
+...}``, ``{"time": ..., "tz": ...}``, ``{"ts": ..., "tz": ...}``, ``{"f":
+"nan"}`` (non-finite floats).
+"""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from firebird.driver import TPB, Isolation, TableAccessMode, TableShareMode, TraAccessMode
+from firebird.driver import DatabaseError as DriverDatabaseError
+from firebird.driver import InterfaceError as DriverInterfaceError
+from firebird.driver.types import get_timezone
+
+from .catalog import read_table, table_exists
+from .config import Config, SourceSpec
+from .db import LOCK_TIMEOUT, Database, open_database, wrap
+from .errors import CatalogError, FbauditError
+from .idents import normalize_name, quote_ident
+
+log = logging.getLogger("fbaudit.checkpoint")
+
+FORMAT_VERSION = 1
+SEPARATOR = "=" * 80
+PROGRESS_EVERY = 100          # rows between "Progress:" lines (the guide's)
+AUDIT_MODES = ("rows", "event")
+OP_RESTORE = 4                # LOG_PACKET.OPERATION of a restore event (audit="event")
+_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+class CheckpointError(FbauditError):
+    """A checkpoint that cannot be used as asked: missing, damaged, not matching the database."""
+
+    exit_code = 6
+
+
+# --------------------------------------------------------------------------
+# Values <-> JSON
+# --------------------------------------------------------------------------
+def _tz(value: dt.datetime | dt.time) -> str:
+    name = getattr(value.tzinfo, "_timezone_", None)
+    if not name:                                   # a tzinfo not made by the driver
+        off = value.utcoffset() if isinstance(value, dt.datetime) else value.tzinfo.utcoffset(None)
+        minutes = int(off.total_seconds() // 60)
+        name = f"{'+' if minutes >= 0 else '-'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+    return name
+
+
+def _float(v: float):
+    return v if math.isfinite(v) else {"f": repr(v)}
+
+
+_ENCODE: dict[type, Callable[[Any], Any]] = {
+    bool: lambda v: v,
+    int: lambda v: v,
+    str: lambda v: v,
+    float: _float,
+    Decimal: lambda v: {"d": str(v)},
+    bytes: lambda v: {"b": base64.b64encode(v).decode("ascii")},
+    dt.date: lambda v: {"date": v.isoformat()},
+    dt.datetime: lambda v: {"ts": v.replace(tzinfo=None).isoformat(), "tz": _tz(v)} if v.tzinfo
+    else {"ts": v.isoformat()},
+    dt.time: lambda v: {"time": v.replace(tzinfo=None).isoformat(), "tz": _tz(v)} if v.tzinfo
+    else {"time": v.isoformat()},
+}
+
+
+def encode_value(v: Any) -> Any:
+    """One column value as JSON data, exactly (see the module docstring)."""
+    if v is None:
+        return None
+    try:
+        return _ENCODE[type(v)](v)
+    except KeyError:
+        raise CheckpointError(f"cannot store a value of Python type {type(v).__name__} ({v!r:.60})") from None
+
+
+def _decode_object(o: dict) -> Any:
+    if "d" in o:
+        return Decimal(o["d"])
+    if "b" in o:
+        return base64.b64decode(o["b"])
+    if "ts" in o:
+        v = dt.datetime.fromisoformat(o["ts"])
+        return v.replace(tzinfo=get_timezone(o["tz"])) if "tz" in o else v
+    if "time" in o:
+        v = dt.time.fromisoformat(o["time"])
+        return v.replace(tzinfo=get_timezone(o["tz"])) if "tz" in o else v
+    if "date" in o:
+        return dt.date.fromisoformat(o["date"])
+    if "f" in o:
+        return float(o["f"])
+    return o
+
+
+def decode_row(line: bytes) -> list:
+    return json.loads(line, object_hook=_decode_object)
+
+
+def _line(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b",\n"
+
+
+# --------------------------------------------------------------------------
+# Where checkpoints live
+# --------------------------------------------------------------------------
+def checkpoint_dir(config: Config) -> Path:
+    return config.checkpoint_dir
+
+
+def _path(config: Config, checkpoint_id: str) -> Path:
+    name = Path(checkpoint_id).name
+    if name.endswith(".json"):
+        name = name[:-5]
+    if not _ID.match(name):
+        raise CheckpointError(f"{checkpoint_id!r} is not a checkpoint id (like checkpoint_20261202_013000).")
+    path = checkpoint_dir(config) / f"{name}.json"
+    if not path.exists():
+        known = ", ".join(p.stem for p in sorted(checkpoint_dir(config).glob("*.json"))[-5:]) or "none"
+        raise CheckpointError(f"No checkpoint {name!r} in {checkpoint_dir(config)} (newest: {known}). "
+                              "`fbaudit checkpoint list` shows them all.")
+    return path
+
+
+def _new_id(directory: Path, base: str) -> str:
+    cid, n = base, 1
+    while (directory / f"{cid}.json").exists() or (directory / f"{cid}.json.tmp").exists():
+        n += 1
+        cid = f"{base}_{n}"
+    return cid
+
+
+# --------------------------------------------------------------------------
+# What a checkpoint covers: tables, their columns, sequences
+# --------------------------------------------------------------------------
+@dataclass
+class TableDef:
+    name: str
+    columns: list[dict]              # {"name", "type"} of every stored column, in table order
+    primary_key: list[str]
+    always_identity: list[str] = field(default_factory=list)   # GENERATED ALWAYS (4.0+): OVERRIDING on insert
+
+    def header(self) -> dict:
+        return {"table": self.name, "columns": self.columns, "primary_key": self.primary_key}
+
+
+def _table_def(db: Database, name: str) -> TableDef:
+    info = read_table(db, name)
+    arrays = [c.name for c in info.columns if c.skip_reason and "ARRAY" in c.skip_reason]
+    if arrays:
+        raise CatalogError(f"Table {name!r} has ARRAY column(s) {', '.join(arrays)}, which fbaudit cannot copy; "
+                           "leave the table out of the checkpoint (--tables).")
+    cols = [{"name": c.name, "type": c.type} for c in info.columns if c.auditable]
+    always = []
+    if db.major >= 4:
+        always = [r[0] for r in db.query(
+            "SELECT TRIM(RDB$FIELD_NAME) FROM RDB$RELATION_FIELDS WHERE RDB$RELATION_NAME = ? "
+            "AND RDB$IDENTITY_TYPE = 0", (name,))]
+    return TableDef(name, cols, list(info.primary_key), always)
+
+
+def _user_tables(db: Database, prefix: str) -> list[str]:
+    rows = db.query("SELECT TRIM(RDB$RELATION_NAME) FROM RDB$RELATIONS WHERE RDB$VIEW_BLR IS NULL "
+                    "AND COALESCE(RDB$SYSTEM_FLAG, 0) = 0 AND COALESCE(RDB$RELATION_TYPE, 0) IN (0, 2, 3) "
+                    "ORDER BY RDB$RELATION_NAME")
+    return [r[0] for r in rows if not r[0].startswith(prefix)]
+
+
+def _audited_tables(db: Database, prefix: str) -> list[str]:
+    if not table_exists(db, f"{prefix}LOG_TABLES"):
+        return []
+    return [r[0] for r in db.query(f"SELECT TRIM(TABLE_NAME) FROM {prefix}LOG_TABLES WHERE ENABLED = 1 "
+                                   "ORDER BY NUM_TABLE") if table_exists(db, r[0])]
+
+
+def _choose_tables(db: Database, config: Config, tables: list[str] | None, all_tables: bool) -> list[str]:
+    if tables:
+        names = []
+        for t in tables:
+            name = normalize_name(t)
+            if not table_exists(db, name):
+                read_table(db, name)          # raises the catalog's message ("did you mean ...")
+            if name.startswith(config.prefix):
+                raise CatalogError(f"{name!r} is one of fbaudit's own tables; checkpoints hold application data.")
+            if name not in names:
+                names.append(name)
+        return names
+    if all_tables:
+        return _user_tables(db, config.prefix)
+    names = _audited_tables(db, config.prefix)
+    if not names:
+        raise CheckpointError(f"No audited table in {db.spec.describe()}: name the tables (--tables A B) "
+                              "or take every table (--all).")
+    return names
+
+
+def _sequences(db: Database, prefix: str, tables: list[str], all_sequences: bool) -> list[dict]:
+    """The sequences a checkpoint restores: identity columns of its tables, the
+    sequences their triggers use, and with --all every user sequence; never
+    fbaudit's own (restoring those would re-use audit packet numbers)."""
+    found: dict[str, dict] = {}
+    for t in tables:
+        for col, gen in db.query("SELECT TRIM(RDB$FIELD_NAME), TRIM(RDB$GENERATOR_NAME) FROM RDB$RELATION_FIELDS "
+                                 "WHERE RDB$RELATION_NAME = ? AND RDB$GENERATOR_NAME IS NOT NULL", (t,)):
+            found[gen] = {"name": gen, "identity": [t, col]}
+        for (gen,) in db.query(
+                "SELECT DISTINCT TRIM(d.RDB$DEPENDED_ON_NAME) FROM RDB$DEPENDENCIES d "
+                "JOIN RDB$TRIGGERS tr ON tr.RDB$TRIGGER_NAME = d.RDB$DEPENDENT_NAME "
+                "WHERE d.RDB$DEPENDENT_TYPE = 2 AND d.RDB$DEPENDED_ON_TYPE = 14 AND tr.RDB$RELATION_NAME = ?", (t,)):
+            found.setdefault(gen, {"name": gen, "identity": None})
+    if all_sequences:
+        for (gen,) in db.query("SELECT TRIM(RDB$GENERATOR_NAME) FROM RDB$GENERATORS "
+                               "WHERE COALESCE(RDB$SYSTEM_FLAG, 0) = 0 ORDER BY RDB$GENERATOR_NAME"):
+            found.setdefault(gen, {"name": gen, "identity": None})
+    return [s for name, s in sorted(found.items()) if not name.startswith(prefix)]
+
+
+# --------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------
+class _Writer:
+    """The checkpoint file being written: hashed as it goes, renamed into place at the end."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.tmp = path.with_name(path.name + ".tmp")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.fh = open(self.tmp, "wb")
+        self.hash = hashlib.sha256()
+        self.write_raw(b"[\n")
+
+    def write_raw(self, data: bytes) -> None:
+        self.fh.write(data)
+        self.hash.update(data)
+
+    def write(self, obj: Any) -> None:
+        self.write_raw(_line(obj))
+
+    def finish(self) -> None:
+        self.fh.write(json.dumps({"checksum": "sha256:" + self.hash.hexdigest()}).encode() + b"\n]\n")
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        self.fh.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        self.fh.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def _write_checkpoint(db: Database, config: Config, spec: SourceSpec, *, cid: str, kind: str,
+                      description: str | None, defs: list[TableDef], sequences: list[dict],
+                      restore_of: str | None = None) -> dict:
+    """Write checkpoint ``cid`` from the transaction that is active on ``db`` (consistent read).
+
+    ``defs`` were read before that transaction: reading the catalog commits.
+    """
+    tables = [d.name for d in defs]
+    path = checkpoint_dir(config) / f"{cid}.json"
+    started = time.monotonic()
+    log.info(SEPARATOR)
+    log.info("[CHECKPOINT] Starting checkpoint creation: %s", cid)
+    if description:
+        log.info("[CHECKPOINT] Description: %s", description)
+    log.info(SEPARATOR)
+    log.info("[CHECKPOINT] Found %d tables to backup: %s", len(tables), ", ".join(tables))
+    writer = _Writer(path)
+    summary: dict[str, dict] = {}
+    total = 0
+    try:
+        writer.write({"fbaudit_checkpoint": FORMAT_VERSION, "id": cid, "kind": kind, "description": description,
+                      "created_at": dt.datetime.now().isoformat(timespec="seconds"), "source": spec.name,
+                      "database": spec.database, "firebird": db.version, "tables": tables,
+                      "restore_of": restore_of})
+        n = len(defs)
+        for i, tdef in enumerate(defs, 1):
+            log.info("[CHECKPOINT] [%d/%d] Processing table: %s", i, n, tdef.name)
+            log.info("[CHECKPOINT] Backing up table: %s", tdef.name)
+            writer.write(tdef.header())
+            rows = 0
+            cols = ", ".join(quote_ident(c["name"]) for c in tdef.columns)
+            cur = db.con.cursor()
+            cur.stream_blob_threshold = -1            # BLOBs whole, one row at a time
+            try:
+                cur.execute(f"SELECT {cols} FROM {quote_ident(tdef.name)}")
+                enc = encode_value
+                for row in cur:
+                    writer.write([enc(v) for v in row])
+                    rows += 1
+            except (DriverDatabaseError, DriverInterfaceError) as exc:
+                raise wrap(exc, spec) from exc
+            finally:
+                cur.close()
+            writer.write({"end_table": tdef.name, "rows": rows})
+            summary[tdef.name] = {"rows": rows, "columns": len(tdef.columns)}
+            total += rows
+            log.info("[CHECKPOINT] Backup complete: %s - %d rows, %d columns", tdef.name, rows, len(tdef.columns))
+            log.info("[CHECKPOINT] [%d/%d] Table %s backed up: %d rows", i, n, tdef.name, rows)
+        # Sequences last: they only grow, so values read now are >= any the copied rows used.
+        for s in sequences:
+            s["value"] = db.scalar(f"SELECT GEN_ID({quote_ident(s['name'])}, 0) FROM RDB$DATABASE")
+        writer.write({"sequences": sequences})
+        writer.write({"summary": {"tables": summary, "total_rows": total,
+                                  "finished_at": dt.datetime.now().isoformat(timespec="seconds")}})
+        log.info("[CHECKPOINT] All tables backed up successfully, committing transaction...")
+        if kind != "auto_backup":          # an auto-backup reads inside the restore's transaction
+            db.commit()
+        log.info("[CHECKPOINT] Transaction committed")
+        log.info("[CHECKPOINT] Saving checkpoint file: %s", path)
+        writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+    log.info(SEPARATOR)
+    log.info("[CHECKPOINT] Checkpoint creation COMPLETED: %s", cid)
+    log.info("[CHECKPOINT] Total rows backed up: %d", total)
+    log.info("[CHECKPOINT] File: %s", path)
+    log.info(SEPARATOR)
+    return {"id": cid, "file": str(path), "kind": kind, "description": description, "source": spec.name,
+            "tables": summary, "total_rows": total, "sequences": len(sequences),
+            "bytes": path.stat().st_size, "seconds": round(time.monotonic() - started, 3)}
+
+
+def _one_source(config: Config, source: str | None) -> SourceSpec:
+    specs = config.source(source)
+    if len(specs) > 1:
+        raise CheckpointError("Several sources are configured: name one with --source "
+                              f"({', '.join(s.name for s in specs)}).")
+    return specs[0]
+
+
+def _open(config: Config, spec: SourceSpec, **kw) -> Database:
+    return open_database(spec, client_library=config.client_library, **kw)
+
+
+def create(config: Config, *, source: str | None = None, description: str | None = None,
+           tables: list[str] | None = None, all_tables: bool = False) -> dict:
+    """Write a checkpoint of ``tables`` (default: the audited tables; ``all_tables``: every user
+    table and sequence) from one read-only SNAPSHOT transaction. Returns what was written."""
+    spec = _one_source(config, source)
+    cid = _new_id(checkpoint_dir(config), dt.datetime.now().strftime("checkpoint_%Y%m%d_%H%M%S"))
+    with _open(config, spec, isolation=Isolation.SNAPSHOT, read_only=True) as db:
+        names = _choose_tables(db, config, tables, all_tables)
+        defs = [_table_def(db, t) for t in names]
+        db.commit()
+        # One consistent view of every table from here to the end (read-only: blocks nobody).
+        seqs = _sequences(db, config.prefix, names, all_tables)
+        return _write_checkpoint(db, config, spec, cid=cid, kind="checkpoint", description=description,
+                                 defs=defs, sequences=seqs)
+
+
+# --------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------
+@dataclass
+class TableSection:
+    header: dict
+    offset: int                # byte offset of its first row line
+    rows: int
+
+    @property
+    def name(self) -> str:
+        return self.header["table"]
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint file that passed verification."""
+
+    path: Path
+    header: dict
+    tables: list[TableSection]
+    sequences: list[dict]
+    summary: dict
+
+    @property
+    def id(self) -> str:
+        return self.header["id"]
+
+    def table(self, name: str) -> TableSection:
+        return next(t for t in self.tables if t.name == name)
+
+    def rows(self, name: str) -> Iterator[list]:
+        """The rows of one table, streamed from the file."""
+        sec = self.table(name)
+        with open(self.path, "rb") as fh:
+            fh.seek(sec.offset)
+            for _ in range(sec.rows):
+                yield decode_row(fh.readline()[:-2])
+
+    def describe(self) -> dict:
+        return {"id": self.id, "file": str(self.path), "kind": self.header.get("kind"),
+                "description": self.header.get("description"), "created_at": self.header.get("created_at"),
+                "source": self.header.get("source"), "firebird": self.header.get("firebird"),
+                "tables": {t.name: {"rows": t.rows, "columns": len(t.header["columns"])} for t in self.tables},
+                "total_rows": self.summary.get("total_rows"), "sequences": len(self.sequences),
+                "bytes": self.path.stat().st_size, "restore_of": self.header.get("restore_of")}
+
+
+def _damaged(path: Path, why: str) -> CheckpointError:
+    return CheckpointError(f"Checkpoint file {path} is damaged: {why}. Nothing was changed; "
+                           "restore another checkpoint (`fbaudit checkpoint list`).")
+
+
+def verify(path: Path) -> Checkpoint:
+    """Read the whole file once (streaming): checksum, structure, row counts. CheckpointError if damaged."""
+    h = hashlib.sha256()
+    tables: list[TableSection] = []
+    header = summary = None
+    sequences: list[dict] | None = None
+    current: TableSection | None = None
+    width = 0
+    offset = 0
+    checksum = None
+    with open(path, "rb") as fh:
+        first = fh.readline()
+        if first != b"[\n":
+            raise _damaged(path, "it does not start like an fbaudit checkpoint")
+        h.update(first)
+        offset = len(first)
+        lineno = 1
+        for line in fh:
+            lineno += 1
+            if checksum is not None:
+                if line != b"]\n":
+                    raise _damaged(path, f"unexpected data after the checksum (line {lineno})")
+                checksum = checksum + "/closed"
+                continue
+            if line.startswith(b'{"checksum"'):
+                try:
+                    checksum = json.loads(line)["checksum"]
+                except (ValueError, KeyError):
+                    raise _damaged(path, f"unreadable checksum line {lineno}") from None
+                if checksum != "sha256:" + h.hexdigest():
+                    raise _damaged(path, "its checksum does not match its content (changed or cut after it "
+                                         "was written)")
+                continue
+            h.update(line)
+            if not line.endswith(b",\n"):
+                raise _damaged(path, f"line {lineno} is cut short")
+            body = line[:-2]
+            if body.startswith(b"["):
+                if current is None:
+                    raise _damaged(path, f"row outside a table section at line {lineno}")
+                try:
+                    row = decode_row(body)
+                except ValueError as exc:
+                    raise _damaged(path, f"line {lineno} is not valid JSON ({exc})") from None
+                if not isinstance(row, list) or len(row) != width:
+                    raise _damaged(path, f"line {lineno}: a row of {current.name} with "
+                                         f"{len(row) if isinstance(row, list) else '?'} values, expected {width}")
+                current.rows += 1
+            else:
+                try:
+                    obj = json.loads(body)
+                except ValueError as exc:
+                    raise _damaged(path, f"line {lineno} is not valid JSON ({exc})") from None
+                if header is None:
+                    if obj.get("fbaudit_checkpoint") != FORMAT_VERSION:
+                        raise _damaged(path, f"format {obj.get('fbaudit_checkpoint')!r} is not "
+                                             f"fbaudit checkpoint format {FORMAT_VERSION}")
+                    header = obj
+                elif "table" in obj:
+                    current = TableSection(obj, offset + len(line), 0)
+                    width = len(obj["columns"])
+                    tables.append(current)
+                elif "end_table" in obj:
+                    if current is None or obj["end_table"] != current.name or obj["rows"] != current.rows:
+                        raise _damaged(path, f"line {lineno}: table {obj.get('end_table')} ends with "
+                                             f"{obj.get('rows')} rows, {current.rows if current else 0} were read")
+                    current = None
+                elif "sequences" in obj:
+                    sequences = obj["sequences"]
+                elif "summary" in obj:
+                    summary = obj["summary"]
+            offset += len(line)
+    if checksum is None or not checksum.endswith("/closed"):
+        raise _damaged(path, "it ends before its checksum (cut short)")
+    if header is None or summary is None or sequences is None or current is not None:
+        raise _damaged(path, "a part is missing (header, table end, sequences or summary)")
+    if [t.name for t in tables] != header.get("tables"):
+        raise _damaged(path, "its tables do not match its header")
+    return Checkpoint(path, header, tables, sequences, summary)
+
+
+def _peek(path: Path) -> dict:
+    """Header and summary of a checkpoint file without reading it whole (for list)."""
+    out: dict[str, Any] = {"id": path.stem, "file": str(path), "bytes": path.stat().st_size}
+    try:
+        with open(path, "rb") as fh:
+            fh.readline()
+            header = json.loads(fh.readline()[:-2])
+            fh.seek(max(0, out["bytes"] - 65536))
+            tail = fh.read().split(b"\n")
+        summary = next(json.loads(x[:-1])["summary"] for x in reversed(tail) if x.startswith(b'{"summary"'))
+    except (ValueError, StopIteration, OSError, KeyError, TypeError):
+        out["damaged"] = True
+        return out
+    out.update(kind=header.get("kind"), description=header.get("description"),
+               created_at=header.get("created_at"), source=header.get("source"),
+               tables=len(header.get("tables") or []), total_rows=summary.get("total_rows"),
+               restore_of=header.get("restore_of"))
+    return out
+
+
+def list_checkpoints(config: Config) -> list[dict]:
+    """Every checkpoint in the folder, oldest first (header and summary only, checksums not verified)."""
+    d = checkpoint_dir(config)
+    if not d.is_dir():
+        return []
+    items = [_peek(p) for p in d.glob("*.json")]
+    return sorted(items, key=lambda x: (x.get("created_at") or "", x["id"]))
+
+
+def show(config: Config, checkpoint_id: str) -> dict:
+    """One checkpoint, verified: its tables, rows, sequences."""
+    cp = verify(_path(config, checkpoint_id))
+    out = cp.describe()
+    out["valid"] = True
+    out["sequence_values"] = {s["name"]: s["value"] for s in cp.sequences}
+    return out
+
+
+def delete(config: Config, checkpoint_id: str) -> dict:
+    path = _path(config, checkpoint_id)
+    path.unlink()
+    log.info("[CHECKPOINT] Deleted checkpoint: %s (%s)", path.stem, path)
+    return {"id": path.stem, "file": str(path), "deleted": True}
+
+
+# --------------------------------------------------------------------------
+# Restore order: foreign keys, cycles
+# --------------------------------------------------------------------------
+@dataclass
+class ForeignKey:
+    name: str
+    child: str
+    parent: str
+    columns: list[str]
+    parent_columns: list[str]
+    nullable: bool
+    delete_rule: str
+
+
+def foreign_keys(db: Database) -> list[ForeignKey]:
+    """Every foreign key of the database (user tables)."""
+    rows = db.query(
+        "SELECT TRIM(rc.RDB$CONSTRAINT_NAME), TRIM(rc.RDB$RELATION_NAME), TRIM(uq.RDB$RELATION_NAME), "
+        "TRIM(rc.RDB$INDEX_NAME), TRIM(uq.RDB$INDEX_NAME), TRIM(ref.RDB$DELETE_RULE) "
+        "FROM RDB$RELATION_CONSTRAINTS rc "
+        "JOIN RDB$REF_CONSTRAINTS ref ON ref.RDB$CONSTRAINT_NAME = rc.RDB$CONSTRAINT_NAME "
+        "JOIN RDB$RELATION_CONSTRAINTS uq ON uq.RDB$CONSTRAINT_NAME = ref.RDB$CONST_NAME_UQ "
+        "WHERE rc.RDB$CONSTRAINT_TYPE = 'FOREIGN KEY' ORDER BY 2, 1")
+    segs: dict[str, list[str]] = {}
+    for idx, col in db.query("SELECT TRIM(RDB$INDEX_NAME), TRIM(RDB$FIELD_NAME) FROM RDB$INDEX_SEGMENTS "
+                             "ORDER BY RDB$INDEX_NAME, RDB$FIELD_POSITION"):
+        segs.setdefault(idx, []).append(col)
+    notnull = {(t, c) for t, c in db.query(
+        "SELECT TRIM(rf.RDB$RELATION_NAME), TRIM(rf.RDB$FIELD_NAME) FROM RDB$RELATION_FIELDS rf "
+        "JOIN RDB$FIELDS f ON f.RDB$FIELD_NAME = rf.RDB$FIELD_SOURCE "
+        "WHERE COALESCE(rf.RDB$NULL_FLAG, f.RDB$NULL_FLAG, 0) = 1")}
+    out = []
+    for name, child, parent, idx, uq_idx, rule in rows:
+        cols = segs.get(idx, [])
+        out.append(ForeignKey(name, child, parent, cols, segs.get(uq_idx, []),
+                              not any((child, c) in notnull for c in cols), rule or "RESTRICT"))
+    return out
+
+
+@dataclass
+class Plan:
+    order: list[str]                      # insert order (parents first); deletes run in reverse
+    deferred: list[ForeignKey]            # set NULL before the delete, filled in after every insert
+    dependencies: list[ForeignKey]        # foreign keys between restored tables
+    outside: list[ForeignKey]             # foreign keys into restored tables from other tables
+
+
+def restore_order(tables: list[str], fks: list[ForeignKey]) -> Plan:
+    """Parents before children. Self-references and cycles are broken at nullable
+    foreign keys: those columns are inserted NULL and filled in after every table is
+    loaded. A cycle through NOT NULL foreign keys only cannot be ordered."""
+    inside = set(tables)
+    deps = [fk for fk in fks if fk.child in inside and fk.parent in inside]
+    outside = [fk for fk in fks if fk.parent in inside and fk.child not in inside]
+    edges = {t: set() for t in tables}              # child -> parents
+    for fk in deps:
+        edges[fk.child].add(fk.parent)
+    sccs = _strongly_connected(tables, edges)
+    comp = {t: i for i, c in enumerate(sccs) for t in c}
+    deferred = [fk for fk in deps if comp[fk.child] == comp[fk.parent] and fk.nullable]
+    hard = {t: {fk.parent for fk in deps if fk.child == t and fk not in deferred and fk.parent != t}
+            for t in tables}
+    # Kahn's algorithm over the remaining edges, ties broken by the checkpoint's order.
+    order: list[str] = []
+    done: set[str] = set()
+    pending = list(tables)
+    while pending:
+        ready = next((t for t in pending if hard[t] <= done), None)
+        if ready is None:
+            cycle = ", ".join(pending)
+            raise CheckpointError(f"Tables {cycle} reference each other through NOT NULL foreign keys only; "
+                                  "no insert order exists. Make one of those foreign key columns nullable.")
+        order.append(ready)
+        done.add(ready)
+        pending.remove(ready)
+    return Plan(order, deferred, deps, outside)
+
+
+def _strongly_connected(nodes: list[str], edges: dict[str, set[str]]) -> list[list[str]]:
+    """Tarjan's algorithm, iterative (no recursion limit on long FK chains)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+    counter = 0
+    for root in nodes:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(edges[root])))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on.add(root)
+        while work:
+            v, it = work[-1]
+            nxt = next(it, None)
+            if nxt is not None:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = counter
+                    counter += 1
+                    stack.append(nxt)
+                    on.add(nxt)
+                    work.append((nxt, iter(sorted(edges[nxt]))))
+                elif nxt in on:
+                    low[v] = min(low[v], index[nxt])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[v])
+            if low[v] == index[v]:
+                comp = []
+                while True:
+                    w = stack.pop()
+                    on.discard(w)
+                    comp.append(w)
+                    if w == v:
+                        break
+                out.append(comp)
+    return out
+
+
+# --------------------------------------------------------------------------
+# Restore
+# --------------------------------------------------------------------------
+def schema_differences(db: Database, cp: Checkpoint) -> list[str]:
+    """What differs between the checkpoint's tables and the database's (empty: they match)."""
+    diffs = []
+    for sec in cp.tables:
+        name = sec.name
+        if not table_exists(db, name):
+            diffs.append(f"table {name} no longer exists")
+            continue
+        now = {c["name"]: c["type"] for c in _table_def(db, name).columns}
+        then = {c["name"]: c["type"] for c in sec.header["columns"]}
+        for c, t in then.items():
+            if c not in now:
+                diffs.append(f"{name}.{c} ({t}) no longer exists")
+            elif now[c] != t:
+                diffs.append(f"{name}.{c} was {t}, is now {now[c]}")
+        for c, t in now.items():
+            if c not in then:
+                diffs.append(f"{name}.{c} ({t}) was added after the checkpoint")
+    return diffs
+
+
+class _Progress:
+    """A progress bar on the last line of a terminal, below the log lines (only on a TTY)."""
+
+    def __init__(self, total: int, stream=None):
+        self.stream = stream or sys.stderr
+        self.total = max(total, 1)
+        self.done = 0
+        self.on = self.stream.isatty() and log.isEnabledFor(logging.INFO)
+        self.handlers = [h for h in logging.getLogger("fbaudit").handlers
+                         if getattr(h, "stream", None) is self.stream]
+        self._last = 0.0
+
+    def __enter__(self):
+        if self.on:
+            for h in self.handlers:
+                h.addFilter(self._clear)
+        return self
+
+    def _clear(self, record) -> bool:
+        self.stream.write("\r\033[K")
+        return True
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        now = time.monotonic()
+        if self.on and (now - self._last > 0.1 or self.done >= self.total):
+            self._last = now
+            width = 40
+            filled = int(width * self.done / self.total)
+            self.stream.write(f"\r\033[K[{'#' * filled}{'.' * (width - filled)}] "
+                              f"{self.done}/{self.total} rows ({100 * self.done // self.total}%)")
+            self.stream.flush()
+
+    def __exit__(self, *exc):
+        if self.on:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+            for h in self.handlers:
+                h.removeFilter(self._clear)
+
+
+def _restore_tpb(tables: list[str], lock_timeout: int) -> bytes:
+    t = TPB(isolation=Isolation.SNAPSHOT, lock_timeout=lock_timeout, access_mode=TraAccessMode.WRITE)
+    for name in tables:
+        t.reserve_table(name, TableShareMode.PROTECTED, TableAccessMode.LOCK_WRITE)
+    return t.get_buffer()
+
+
+def _audit_numbers(db: Database, prefix: str, tables: list[str]) -> dict[str, int]:
+    if not table_exists(db, f"{prefix}LOG_TABLES"):
+        return {}
+    return {name: num for num, name in db.query(f"SELECT NUM_TABLE, TRIM(TABLE_NAME) FROM {prefix}LOG_TABLES "
+                                                "WHERE ENABLED = 1")
+            if name in tables}
+
+
+def _check_event_mode(db: Database, prefix: str, audited: dict[str, int]) -> None:
+    """audit="event" needs triggers that honour the restore's quiet marker (fbaudit init + sync)."""
+    if not audited:
+        return
+    if not table_exists(db, f"{prefix}LOG_QUIET"):
+        raise CheckpointError(f"--audit event needs the table {prefix}LOG_QUIET: run `fbaudit init`, then "
+                              "`fbaudit sync` (nothing was changed).")
+    from .capture import installed_trigger_body
+    old = [t for t, num in audited.items() if "FBAUDIT_QUIET" not in (installed_trigger_body(db, prefix, num) or "")]
+    if old:
+        raise CheckpointError(f"--audit event: the audit trigger of {', '.join(old)} is older than this fbaudit; "
+                              "run `fbaudit sync` first (nothing was changed).")
+
+
+def restore(config: Config, checkpoint_id: str, *, source: str | None = None, auto_backup: bool = True,
+            audit: str = "rows", lock_timeout: int = LOCK_TIMEOUT, progress_stream=None) -> dict:
+    """Restore a checkpoint in ONE transaction: verify the file and the schema, reserve the
+    tables for protected write, auto-backup them from inside that transaction, delete the
+    rows children first, insert them parents first, fill in deferred foreign keys, set the
+    sequences, commit. On any failure: rollback, and the log says how to recover."""
+    if audit not in AUDIT_MODES:
+        raise CheckpointError(f"audit must be one of {', '.join(AUDIT_MODES)}, not {audit!r}")
+    spec = _one_source(config, source)
+    path = _path(config, checkpoint_id)
+    cp = verify(path)
+    if cp.header.get("source") not in (None, spec.name):
+        raise CheckpointError(f"Checkpoint {cp.id} was taken from source {cp.header['source']!r}, not "
+                              f"{spec.name!r}; name that source with --source.")
+    tables = [t.name for t in cp.tables]
+    started = time.monotonic()
+    backup_id = _new_id(checkpoint_dir(config), f"auto_backup_before_restore_{cp.id}") if auto_backup else None
+    log.warning(SEPARATOR)
+    log.warning("[CHECKPOINT] WARNING: Starting restore operation: %s", cp.id)
+    log.warning("[CHECKPOINT] This will OVERWRITE all existing data in the database!")
+    log.warning(SEPARATOR)
+    db = _open(config, spec, isolation=Isolation.SNAPSHOT, lock_timeout=lock_timeout)
+    try:
+        diffs = schema_differences(db, cp)
+        if diffs:
+            raise CheckpointError(f"Checkpoint {cp.id} does not match the database {spec.describe()} any more; "
+                                  "nothing was changed:\n  " + "\n  ".join(diffs))
+        log.info("[CHECKPOINT] Checkpoint details:")
+        log.info("[CHECKPOINT] ID: %s", cp.id)
+        log.info("[CHECKPOINT] Tables: %d", len(tables))
+        log.info("[CHECKPOINT] Total rows: %d", cp.summary.get("total_rows", 0))
+        log.info("[CHECKPOINT] Auto-backup: %s", f"Yes ({backup_id})" if backup_id else "No")
+        log.info(SEPARATOR)
+        log.info("[CHECKPOINT] Building table dependency graph...")
+        plan = restore_order(tables, foreign_keys(db))
+        log.info("[CHECKPOINT] Found %d table dependencies", len(plan.dependencies))
+        cascading = [fk for fk in plan.outside if fk.delete_rule != "RESTRICT" and fk.delete_rule != "NO ACTION"]
+        if cascading:
+            raise CheckpointError("Restoring would change tables outside the checkpoint through ON DELETE "
+                                  + ", ".join(f"{fk.delete_rule} ({fk.child} -> {fk.parent}, {fk.name})"
+                                              for fk in cascading)
+                                  + "; take a checkpoint that includes them. Nothing was changed.")
+        blocking = _outside_references(db, plan.outside)
+        if blocking:
+            raise CheckpointError("Rows of tables outside the checkpoint reference its tables, so their rows cannot "
+                                  "be deleted: " + "; ".join(blocking) + ". Take a checkpoint that includes those "
+                                  "tables. Nothing was changed.")
+        log.info("[CHECKPOINT] Calculating restore order...")
+        log.info("[CHECKPOINT] Restore order: %s", " -> ".join(plan.order))
+        if plan.deferred:
+            log.info("[CHECKPOINT] Cycles broken at: %s (inserted NULL, filled in after all tables)",
+                     ", ".join(f"{fk.child}.{'+'.join(fk.columns)} -> {fk.parent}" for fk in plan.deferred))
+        keyless = sorted({fk.child for fk in plan.deferred if not cp.table(fk.child).header.get("primary_key")})
+        if keyless:
+            raise CheckpointError(f"{', '.join(keyless)}: a self-reference or cycle is broken by filling the "
+                                  "foreign key in after the insert, which needs a primary key to find the rows; "
+                                  "nothing was changed.")
+        defs = {t: _table_def(db, t) for t in tables}
+        audited = _audit_numbers(db, config.prefix, tables)
+        if audit == "event":
+            _check_event_mode(db, config.prefix, audited)
+        seq_names = _sequence_targets(db, cp)
+        triggers = _user_triggers(db, config.prefix, tables)
+        db.commit()
+        log.info("[CHECKPOINT] Acquiring exclusive locks on all tables...")
+        try:
+            db.con.begin(_restore_tpb(tables, lock_timeout))
+        except (DriverDatabaseError, DriverInterfaceError) as exc:
+            raise CheckpointError(f"Could not reserve the tables for the restore within {lock_timeout} s: another "
+                                  "transaction is writing one of them. Nothing was changed; try again when it "
+                                  f"has ended.\n  {wrap(exc, spec)}") from exc
+        log.info("[CHECKPOINT] All tables locked exclusively")
+        if triggers:
+            log.warning("[CHECKPOINT] These triggers run for every restored row and may change the values "
+                        "it writes: %s", ", ".join(triggers))
+        backup = None
+        if backup_id:
+            log.info("[CHECKPOINT] Creating auto-backup before restore...")
+            backup = _write_checkpoint(db, config, spec, cid=backup_id, kind="auto_backup",
+                                       description=f"automatic backup before restoring {cp.id}",
+                                       defs=[defs[t] for t in tables],
+                                       sequences=[{"name": s["name"], "identity": s.get("identity")}
+                                                  for s in cp.sequences], restore_of=cp.id)
+            log.info("[CHECKPOINT] Auto-backup created: %s", backup_id)
+            log.info("[CHECKPOINT] Auto-backup contains %d rows", backup["total_rows"])
+            log.info(SEPARATOR)
+        result = _apply(db, config, cp, plan, defs, audit=audit, audited=audited, seq_names=seq_names,
+                        progress_stream=progress_stream)
+        log.info(SEPARATOR)
+        log.info("[CHECKPOINT] All tables restored successfully, committing transaction...")
+        db.commit()
+        log.info("[CHECKPOINT] Transaction committed successfully")
+        log.info(SEPARATOR)
+    except BaseException as exc:
+        failed_at = time.monotonic()
+        try:
+            db.rollback()
+            rolled_back = True
+        except Exception:          # the connection itself is gone: the server rolls back
+            rolled_back = False
+        if isinstance(exc, CheckpointError) and "nothing was changed" in str(exc).lower() and \
+                "Acquiring" not in str(exc):
+            log.error("[CHECKPOINT] ERROR: %s", exc)
+        else:
+            log.error(SEPARATOR)
+            log.error("[CHECKPOINT] ERROR: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            log.error("[CHECKPOINT] Restore FAILED: %s (after %.1f s)", cp.id, failed_at - started)
+            log.error("[CHECKPOINT] Transaction rolled back" if rolled_back else
+                      "[CHECKPOINT] Transaction rolled back by the server (connection lost)")
+            log.error("[CHECKPOINT] Recovery suggestion: the database was left as it was before the restore. "
+                      + (f"If it is not what you expect, restore the auto-backup: fbaudit checkpoint restore "
+                         f"{backup_id}" if backup_id and (checkpoint_dir(config) / f"{backup_id}.json").exists()
+                         else "Fix the cause above and run the restore again."))
+            log.error(SEPARATOR)
+        db.close()
+        if isinstance(exc, FbauditError):
+            raise
+        if isinstance(exc, (DriverDatabaseError, DriverInterfaceError)):
+            raise CheckpointError(f"Restore of {cp.id} failed and was rolled back (nothing was changed): "
+                                  f"{wrap(exc, spec)}") from exc
+        raise
+    db.close()
+    log.info(SEPARATOR)
+    log.info("[CHECKPOINT] RESTORE COMPLETED SUCCESSFULLY: %s", cp.id)
+    log.info("[CHECKPOINT] Tables restored: %d/%d", len(result["tables"]), len(tables))
+    log.info("[CHECKPOINT] Total rows restored: %d", result["total_rows"])
+    if backup_id:
+        log.info("[CHECKPOINT] Auto-backup available: %s", backup_id)
+    log.info(SEPARATOR)
+    result.update(id=cp.id, auto_backup=backup_id, audit=audit, order=plan.order,
+                  seconds=round(time.monotonic() - started, 3), trigger_warnings=triggers)
+    return result
+
+
+def _outside_references(db: Database, fks: list[ForeignKey]) -> list[str]:
+    """Foreign keys from tables outside the checkpoint that have rows referencing it."""
+    out = []
+    for fk in fks:
+        cond = " OR ".join(f"{quote_ident(c)} IS NOT NULL" for c in fk.columns)
+        if db.query(f"SELECT FIRST 1 1 FROM {quote_ident(fk.child)} WHERE {cond}"):
+            out.append(f"{fk.child}.{'+'.join(fk.columns)} -> {fk.parent} ({fk.name})")
+    return out
+
+
+def _sequence_targets(db: Database, cp: Checkpoint) -> list[tuple[str, int]]:
+    """(current generator name, value) per stored sequence; identity generators found again by column."""
+    out = []
+    for s in cp.sequences:
+        name = s["name"]
+        if s.get("identity"):
+            t, c = s["identity"]
+            found = db.scalar("SELECT TRIM(RDB$GENERATOR_NAME) FROM RDB$RELATION_FIELDS "
+                              "WHERE RDB$RELATION_NAME = ? AND RDB$FIELD_NAME = ?", (t, c))
+            if not found:
+                raise CheckpointError(f"Checkpoint {cp.id}: {t}.{c} is no longer an identity column; "
+                                      "nothing was changed.")
+            name = found
+        elif not db.query("SELECT 1 FROM RDB$GENERATORS WHERE RDB$GENERATOR_NAME = ?", (name,)):
+            raise CheckpointError(f"Checkpoint {cp.id}: sequence {name} no longer exists; nothing was changed.")
+        out.append((name, int(s["value"])))
+    return out
+
+
+def _user_triggers(db: Database, prefix: str, tables: list[str]) -> list[str]:
+    """Active DML triggers on the tables other than fbaudit's own."""
+    out = []
+    for t in tables:
+        out += [f"{n} ({t})" for (n,) in db.query(
+            "SELECT TRIM(RDB$TRIGGER_NAME) FROM RDB$TRIGGERS WHERE RDB$RELATION_NAME = ? "
+            "AND COALESCE(RDB$TRIGGER_INACTIVE, 0) = 0 AND COALESCE(RDB$SYSTEM_FLAG, 0) = 0 "
+            "AND RDB$TRIGGER_TYPE < 8192 ORDER BY 1", (t,)) if not n.startswith(f"{prefix}AUDIT_")]
+    return out
+
+
+def _apply(db: Database, config: Config, cp: Checkpoint, plan: Plan, defs: dict[str, TableDef], *,
+           audit: str, audited: dict[str, int],
+           seq_names: list[tuple[str, int]], progress_stream=None) -> dict:
+    """The restore's DML, inside the reserved transaction (the caller commits or rolls back)."""
+    con, p = db.con, config.prefix
+    cur = con.cursor()
+    comment = f"restore of checkpoint {cp.id}"
+    cur.execute("SELECT RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_COMMENT', ?) FROM RDB$DATABASE", (comment,))
+    cur.fetchall()
+    if audit == "event" and audited:
+        # Only fbaudit's owner can write LOG_QUIET; the row is never committed (deleted below),
+        # so only this transaction's triggers ever see it.
+        cur.execute(f"INSERT INTO {p}LOG_QUIET (TX) VALUES (CURRENT_TRANSACTION)")
+        cur.execute("SELECT RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_QUIET', '1') FROM RDB$DATABASE")
+        cur.fetchall()
+    log.info(SEPARATOR)
+    log.info("[CHECKPOINT] Starting restore process...")
+    log.info(SEPARATOR)
+    deferred: dict[str, list[ForeignKey]] = {}
+    for fk in plan.deferred:
+        deferred.setdefault(fk.child, []).append(fk)
+    # Children first: clear the cycle-breaking references, then empty every table.
+    for t, fks in deferred.items():
+        cols = sorted({c for fk in fks for c in fk.columns})
+        cur.execute(f"UPDATE {quote_ident(t)} SET " + ", ".join(f"{quote_ident(c)} = NULL" for c in cols)
+                    + " WHERE " + " OR ".join(f"{quote_ident(c)} IS NOT NULL" for c in cols))
+    for t in reversed(plan.order):
+        log.info("[CHECKPOINT] Truncating table: %s", t)
+        cur.execute(f"DELETE FROM {quote_ident(t)}")
+    n = len(plan.order)
+    total = 0
+    tables_out: dict[str, int] = {}
+    with _Progress(cp.summary.get("total_rows", 0), progress_stream) as bar:
+        for i, t in enumerate(plan.order, 1):
+            sec = cp.table(t)
+            names = [c["name"] for c in sec.header["columns"]]
+            log.info("[CHECKPOINT] [%d/%d] Preparing to restore table: %s", i, n, t)
+            log.info("[CHECKPOINT] Restoring %d rows into %s (columns: %s)", sec.rows, t, ", ".join(names))
+            nulled = {c for fk in deferred.get(t, []) for c in fk.columns}
+            always = defs[t].always_identity
+            values = ", ".join("NULL" if c in nulled else "?" for c in names)
+            sql = (f"INSERT INTO {quote_ident(t)} ({', '.join(quote_ident(c) for c in names)}) "
+                   f"{'OVERRIDING SYSTEM VALUE ' if always else ''}VALUES ({values})")
+            keep = [j for j, c in enumerate(names) if c not in nulled]
+            stmt = cur.prepare(sql)
+            done = 0
+            for row in cp.rows(t):
+                cur.execute(stmt, [row[j] for j in keep] if nulled else row)
+                done += 1
+                bar.advance()
+                if done % PROGRESS_EVERY == 0 or done == sec.rows:
+                    log.info("[CHECKPOINT] Progress: %s - %d/%d rows inserted", t, done, sec.rows)
+            stmt.free()
+            log.info("[CHECKPOINT] Restore complete: %s - %d rows successfully inserted", t, done)
+            log.info("[CHECKPOINT] [%d/%d] Table %s restored: %d rows", i, n, t, done)
+            tables_out[t] = done
+            total += done
+    for t, fks in deferred.items():
+        _fill_deferred(cur, cp, t, fks)
+    for name, value in seq_names:
+        con.execute_immediate(f"SET GENERATOR {quote_ident(name)} TO {int(value)}")
+    if seq_names:
+        log.info("[CHECKPOINT] Sequences restored: %s",
+                 ", ".join(f"{name} = {value}" for name, value in seq_names))
+    if audit == "event" and audited:
+        cur.execute(f"DELETE FROM {p}LOG_QUIET WHERE TX = CURRENT_TRANSACTION")
+        cur.execute("SELECT RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_QUIET', NULL) FROM RDB$DATABASE")
+        cur.fetchall()
+        data_table = db.scalar(f"SELECT FIRST 1 ID_TABLE FROM {p}LOG_INFO")
+        for t in plan.order:
+            if t in audited:
+                cur.execute(f"INSERT INTO {p}LOG_PACKET (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, "
+                            "RECORD_KEY, AUTHOR, DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT) "
+                            f"VALUES (GEN_ID({p}LOG_PACKET_ID, 1), LOCALTIMESTAMP, ?, ?, ?, NULL, "
+                            "LEFT(COALESCE(RDB$GET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_AUTHOR'), CURRENT_USER), 255), "
+                            "CURRENT_USER, RDB$GET_CONTEXT('SYSTEM', 'CLIENT_ADDRESS'), CURRENT_TRANSACTION, ?)",
+                            (OP_RESTORE, audited[t], data_table if data_table == 2 else 1,
+                             f"{comment}: {tables_out[t]} rows"[:255]))
+        con.execute_immediate(f"EXECUTE BLOCK AS BEGIN POST_EVENT '{p}NEW_PACKET'; END")
+    cur.close()
+    return {"tables": tables_out, "total_rows": total, "sequences": dict(seq_names)}
+
+
+def _fill_deferred(cur, cp: Checkpoint, table: str, fks: list[ForeignKey]) -> None:
+    """Second pass over a table's rows: set the cycle-breaking foreign key columns."""
+    sec = cp.table(table)
+    names = [c["name"] for c in sec.header["columns"]]
+    cols = sorted({c for fk in fks for c in fk.columns}, key=names.index)
+    key = sec.header["primary_key"]          # checked before the restore started
+    ci = [names.index(c) for c in cols]
+    ki = [names.index(k) for k in key]
+    sql = (f"UPDATE {quote_ident(table)} SET " + ", ".join(f"{quote_ident(c)} = ?" for c in cols)
+           + " WHERE " + " AND ".join(f"{quote_ident(k)} = ?" for k in key))
+    stmt = cur.prepare(sql)
+    filled = 0
+    for row in cp.rows(table):
+        vals = [row[j] for j in ci]
+        if any(v is not None for v in vals):
+            cur.execute(stmt, vals + [row[j] for j in ki])
+            filled += 1
+    stmt.free()
+    log.info("[CHECKPOINT] References filled in: %s - %d rows (%s)", table, filled, ", ".join(cols))
