@@ -24,7 +24,7 @@ from .templates import Statement
 
 log = logging.getLogger("fbaudit.capture")
 
-OPERATIONS = {1: "insert", 2: "update", 3: "delete"}
+OPERATIONS = {1: "insert", 2: "update", 3: "delete", 4: "restore"}
 STATES = {0: "new", 1: "done", 2: "failed"}
 # Object names init creates in the main database (without the prefix).
 MAIN_OBJECTS = ("LOG_INFO", "LOG_PACKET", "LOG_1", "LOG_2", "LOG_3", "V_LOG_1", "V_LOG_2",

@@ -136,6 +136,10 @@ def _source_option(f):
     return click.option("--source", metavar="NAME", help="Only this source (default: every source in the config).")(f)
 
 
+def _one_source_option(f):
+    return click.option("--source", metavar="NAME", help="Source database (needed when several are configured).")(f)
+
+
 def _dry_run_option(f):
     return click.option("--dry-run", is_flag=True, help="Show what would be done; change nothing.")(f)
 
@@ -433,7 +437,7 @@ def show(ctx: Ctx, packet: int, source: str | None) -> None:
     """
     from . import history as h
     data = _run(ctx, lambda: h.show(ctx.config, packet, source=source))
-    key = ", ".join(f"{k}={v}" for k, v in data["key"].items())
+    key = ", ".join(f"{k}={v}" for k, v in data["key"].items()) or "(whole table)"
     _print(ctx, data, [f"{data['table']} {key} (source {data['source']})"] + h.version_lines(data))
 
 
@@ -483,7 +487,7 @@ def checkpoint() -> None:
 @click.option("--tables", "-t", multiple=True, metavar="TABLE",
               help="A table to include (repeatable; also comma-separated). Default: the audited tables.")
 @click.option("--all", "all_tables", is_flag=True, help="Every user table and every user sequence.")
-@_source_option
+@_one_source_option
 @_json_option
 @pass_ctx
 def checkpoint_create(ctx: Ctx, description: str | None, tables: tuple[str, ...], all_tables: bool,
@@ -520,12 +524,13 @@ def checkpoint_list(ctx: Ctx) -> None:
     """
     from . import checkpoint as cp
     items = _run(ctx, lambda: cp.list_checkpoints(ctx.config))
-    lines = [f"{'id':<52} {'created':<19} {'tables':>6} {'rows':>10}  description"]
+    w = max([len(it["id"]) for it in items] + [2])
+    lines = [f"{'id':<{w}} {'created':<19} {'tables':>6} {'rows':>10}  description"]
     for it in items:
         if it.get("damaged"):
-            lines.append(f"{it['id']:<52} {'DAMAGED (unreadable header or summary)'}")
+            lines.append(f"{it['id']:<{w}} DAMAGED (unreadable header or summary)")
             continue
-        lines.append(f"{it['id']:<52} {it.get('created_at') or '':<19} {it.get('tables', 0):>6} "
+        lines.append(f"{it['id']:<{w}} {it.get('created_at') or '':<19} {it.get('tables', 0):>6} "
                      f"{it.get('total_rows') or 0:>10}  {it.get('description') or ''}")
     if not items:
         lines = [f"no checkpoints in {ctx.config.checkpoint_dir}"]
@@ -561,7 +566,7 @@ def checkpoint_show(ctx: Ctx, checkpoint_id: str) -> None:
               help="rows: the audit triggers log every deleted and inserted row; event: one restore "
                    "event per audited table instead (needs current triggers: fbaudit sync).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-@_source_option
+@_one_source_option
 @_json_option
 @pass_ctx
 def checkpoint_restore(ctx: Ctx, checkpoint_id: str, no_auto_backup: bool, audit: str, yes: bool,

@@ -175,8 +175,11 @@ def show(config: Config, packet_id: int, *, source: str | None = None) -> dict:
                            (sid, num_table, record_key, record_key, packet_id))
         version = _version(row[:8], number, _changes(db, p, sid, packet_id, _fields(db, p, sid, num_table)))
         db.commit()
-    parts = decode_key(record_key) if record_key is not None else []
-    key = dict(zip(keys, parts)) if len(keys) == len(parts) else {"key": record_key}
+    if record_key is None:          # a whole-table event (checkpoint restore with --audit event)
+        key = {}
+    else:
+        parts = decode_key(record_key)
+        key = dict(zip(keys, parts)) if len(keys) == len(parts) else {"key": record_key}
     return {"source": sname, "table": tname, "key": key, "record_key": record_key,
             "transferred_at": transferred.isoformat() if transferred else None, **version}
 

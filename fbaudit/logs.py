@@ -19,7 +19,11 @@ class _Flushing(logging.StreamHandler):
 
 def setup(level: int = logging.INFO) -> None:
     root = logging.getLogger("fbaudit")
-    if any(isinstance(h, _Flushing) for h in root.handlers):
+    mine = [h for h in root.handlers if isinstance(h, _Flushing)]
+    if mine:
+        for h in mine:
+            if h.stream is not sys.stderr:      # a new sys.stderr (a second CLI run in one process)
+                h.setStream(sys.stderr)
         root.setLevel(level)
         return
     handler = _Flushing(sys.stderr)

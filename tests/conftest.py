@@ -148,7 +148,8 @@ class Project:
             return d
 
         data = {"prefix": self.prefix, "log": db(self.log),
-                "sources": [{"name": "main", **db(self.main), "registry": str(self.registry_path)}]}
+                "sources": [{"name": "main", **db(self.main), "registry": str(self.registry_path)}],
+                "checkpoints": {"dir": str(self.config.checkpoint_dir)}}
         path = self.tmp / "fbaudit.yaml"
         with path.open("w", encoding="utf-8") as fh:
             YAML().dump(data, fh)
@@ -164,5 +165,6 @@ def project(target: Target, tmp_path: Path) -> Project:
         target.create(logdb).close()
     src = SourceSpec(name="main", database=main.database, user=main.user, password_env=main.password_env,
                      password_file=main.password_file, registry=tmp_path / "tables.yaml")
-    cfg = Config(path=tmp_path / "fbaudit.yaml", log=logdb, sources=(src,), prefix="FBA_")
+    cfg = Config(path=tmp_path / "fbaudit.yaml", log=logdb, sources=(src,), prefix="FBA_",
+                 checkpoints_dir=tmp_path / "checkpoints")
     return Project(target, cfg, src, logdb, tmp_path)

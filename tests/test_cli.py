@@ -32,11 +32,14 @@ def cfg(project):
 
 def test_every_command_has_help_with_an_example_and_is_documented():
     docs = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8") if (ROOT / "docs" / "cli.md").exists() else ""
-    for name, cmd in cli.commands.items():
-        res = invoke(name, "--help")
-        assert res.exit_code == 0, name
-        assert "Example" in res.output, f"`fbaudit {name} --help` has no example"
-        assert f"fbaudit {name}" in docs, f"`fbaudit {name}` is not in docs/cli.md"
+    names = [(name,) for name in cli.commands]
+    names += [(name, sub) for name, cmd in cli.commands.items() for sub in getattr(cmd, "commands", {})]
+    for words in names:
+        res = invoke(*words, "--help")
+        command = " ".join(words)
+        assert res.exit_code == 0, command
+        assert "Example" in res.output, f"`fbaudit {command} --help` has no example"
+        assert f"fbaudit {command}" in docs, f"`fbaudit {command}` is not in docs/cli.md"
     assert "Exit codes" in invoke("--help").output
 
 
@@ -177,3 +180,51 @@ def test_traceback_keeps_the_exit_code(project, cfg):
     invoke("init", config=cfg)
     res = CliRunner().invoke(cli, ["--config", str(cfg), "--traceback", "enable", "NOPE"])
     assert res.exit_code == 5 and "Traceback" in res.stderr
+
+
+def test_checkpoint_commands(project, tmp_path):
+    project.sql("CREATE TABLE REGION (ID INTEGER NOT NULL PRIMARY KEY, NAME VARCHAR(40))",
+                "CREATE TABLE CUSTOMER (ID INTEGER NOT NULL PRIMARY KEY, REGION_ID INTEGER REFERENCES REGION (ID), "
+                "NAME VARCHAR(40))",
+                "INSERT INTO REGION VALUES (1, 'Nord')", "INSERT INTO CUSTOMER VALUES (1, 1, 'Acme')")
+    cfg = project.write_config()
+    res = invoke("checkpoint", "create", "--tables", "customer,region", "-d", "before", "--json", config=cfg)
+    assert res.exit_code == 0, res.output
+    made = json.loads(res.stdout)
+    assert made["success"] and made["total_rows"] == 2 and list(made["tables"]) == ["CUSTOMER", "REGION"]
+    # The guide's log lines on stderr, one per step, in its format.
+    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[INFO\] fbaudit\.checkpoint: \[CHECKPOINT\] "
+                     r"Checkpoint creation COMPLETED: checkpoint_\d{8}_\d{6}$", res.stderr, re.M)
+    listed = json.loads(invoke("checkpoint", "list", "--json", config=cfg).stdout)
+    assert [c["id"] for c in listed["checkpoints"]] == [made["id"]]
+    assert made["id"] in invoke("checkpoint", "list", config=cfg).stdout
+    shown = invoke("checkpoint", "show", made["id"], config=cfg)
+    assert shown.exit_code == 0 and "checksum OK" in shown.stdout and "CUSTOMER: 1 rows" in shown.stdout
+    run_sql(project, ["UPDATE CUSTOMER SET NAME = 'changed'"])
+    # Not from a terminal and no --yes: refused, nothing changed.
+    res = invoke("checkpoint", "restore", made["id"], config=cfg)
+    assert res.exit_code == 2 and "--yes" in res.stderr
+    with project.connect() as db:
+        assert db.scalar("SELECT NAME FROM CUSTOMER") == "changed"
+        db.commit()
+    res = invoke("checkpoint", "restore", made["id"], "--yes", config=cfg)
+    assert res.exit_code == 0, res.stderr
+    assert "[WARNING] fbaudit.checkpoint: [CHECKPOINT] WARNING: Starting restore operation" in res.stderr
+    assert f"[CHECKPOINT] RESTORE COMPLETED SUCCESSFULLY: {made['id']}" in res.stderr
+    assert f"auto-backup auto_backup_before_restore_{made['id']}" in res.stdout
+    with project.connect() as db:
+        assert db.scalar("SELECT NAME FROM CUSTOMER") == "Acme"
+        db.commit()
+    # A damaged file: exit 6, the reason, nothing changed.
+    path = Path(made["file"])
+    path.write_bytes(path.read_bytes().replace(b"Acme", b"Acne"))
+    res = invoke("checkpoint", "restore", made["id"], "--yes", config=cfg)
+    assert res.exit_code == 6 and "is damaged: its checksum does not match" in res.stderr
+    res = invoke("--json", "checkpoint", "show", made["id"], config=cfg)
+    assert res.exit_code == 6 and json.loads(res.stdout)["success"] is False
+    res = invoke("checkpoint", "delete", made["id"], config=cfg)
+    assert res.exit_code == 0 and not path.exists()
+    res = invoke("checkpoint", "restore", "checkpoint_19990101_000000", "--yes", config=cfg)
+    assert res.exit_code == 6 and "No checkpoint 'checkpoint_19990101_000000'" in res.stderr
+    res = invoke("checkpoint", "create", "--tables", "NOPE", config=cfg)
+    assert res.exit_code == 5 and "Table 'NOPE' does not exist" in res.stderr
