@@ -800,6 +800,7 @@ def restore(config: Config, checkpoint_id: str, *, source: str | None = None, au
     log.warning("[CHECKPOINT] This will OVERWRITE all existing data in the database!")
     log.warning(SEPARATOR)
     db = _open(config, spec, isolation=Isolation.SNAPSHOT, lock_timeout=lock_timeout)
+    where = {"at": "before the restore"}       # what _apply is doing, for the error message
     try:
         diffs = schema_differences(db, cp)
         if diffs:
@@ -850,6 +851,7 @@ def restore(config: Config, checkpoint_id: str, *, source: str | None = None, au
                                   "transaction is writing one of them. Nothing was changed; try again when it "
                                   f"has ended.\n  {wrap(exc, spec)}") from exc
         log.info("[CHECKPOINT] All tables locked exclusively")
+        where["at"] = "writing the auto-backup" if backup_id else "starting the restore"
         if triggers:
             log.warning("[CHECKPOINT] These triggers run for every restored row and may change the values "
                         "it writes: %s", ", ".join(triggers))
@@ -865,7 +867,7 @@ def restore(config: Config, checkpoint_id: str, *, source: str | None = None, au
             log.info("[CHECKPOINT] Auto-backup contains %d rows", backup["total_rows"])
             log.info(SEPARATOR)
         result = _apply(db, config, cp, plan, defs, audit=audit, audited=audited, seq_names=seq_names,
-                        progress_stream=progress_stream)
+                        progress_stream=progress_stream, where=where)
         log.info(SEPARATOR)
         log.info("[CHECKPOINT] All tables restored successfully, committing transaction...")
         db.commit()
@@ -873,18 +875,21 @@ def restore(config: Config, checkpoint_id: str, *, source: str | None = None, au
         log.info(SEPARATOR)
     except BaseException as exc:
         failed_at = time.monotonic()
+        if isinstance(exc, (DriverDatabaseError, DriverInterfaceError)):
+            exc = CheckpointError(f"Restore of {cp.id} failed {where['at']} and was rolled back (nothing was "
+                                  f"changed): {wrap(exc, spec)}")
+            exc.__cause__ = None
         try:
             db.rollback()
             rolled_back = True
         except Exception:          # the connection itself is gone: the server rolls back
             rolled_back = False
-        if isinstance(exc, CheckpointError) and "nothing was changed" in str(exc).lower() and \
-                "Acquiring" not in str(exc):
-            log.error("[CHECKPOINT] ERROR: %s", exc)
+        if where["at"] == "before the restore":        # a refusal: nothing was started
+            log.error("[CHECKPOINT] ERROR: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         else:
             log.error(SEPARATOR)
             log.error("[CHECKPOINT] ERROR: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-            log.error("[CHECKPOINT] Restore FAILED: %s (after %.1f s)", cp.id, failed_at - started)
+            log.error("[CHECKPOINT] Restore FAILED: %s (after %.1f s, %s)", cp.id, failed_at - started, where["at"])
             log.error("[CHECKPOINT] Transaction rolled back" if rolled_back else
                       "[CHECKPOINT] Transaction rolled back by the server (connection lost)")
             log.error("[CHECKPOINT] Recovery suggestion: the database was left as it was before the restore. "
@@ -894,10 +899,7 @@ def restore(config: Config, checkpoint_id: str, *, source: str | None = None, au
             log.error(SEPARATOR)
         db.close()
         if isinstance(exc, FbauditError):
-            raise
-        if isinstance(exc, (DriverDatabaseError, DriverInterfaceError)):
-            raise CheckpointError(f"Restore of {cp.id} failed and was rolled back (nothing was changed): "
-                                  f"{wrap(exc, spec)}") from exc
+            raise exc from None
         raise
     db.close()
     log.info(SEPARATOR)
@@ -954,7 +956,7 @@ def _user_triggers(db: Database, prefix: str, tables: list[str]) -> list[str]:
 
 def _apply(db: Database, config: Config, cp: Checkpoint, plan: Plan, defs: dict[str, TableDef], *,
            audit: str, audited: dict[str, int],
-           seq_names: list[tuple[str, int]], progress_stream=None) -> dict:
+           seq_names: list[tuple[str, int]], progress_stream=None, where: dict | None = None) -> dict:
     """The restore's DML, inside the reserved transaction (the caller commits or rolls back)."""
     con, p = db.con, config.prefix
     cur = con.cursor()
@@ -970,16 +972,19 @@ def _apply(db: Database, config: Config, cp: Checkpoint, plan: Plan, defs: dict[
     log.info(SEPARATOR)
     log.info("[CHECKPOINT] Starting restore process...")
     log.info(SEPARATOR)
+    where = where if where is not None else {}
     deferred: dict[str, list[ForeignKey]] = {}
     for fk in plan.deferred:
         deferred.setdefault(fk.child, []).append(fk)
     # Children first: clear the cycle-breaking references, then empty every table.
     for t, fks in deferred.items():
         cols = sorted({c for fk in fks for c in fk.columns})
+        where["at"] = f"clearing {', '.join(cols)} of {t}"
         cur.execute(f"UPDATE {quote_ident(t)} SET " + ", ".join(f"{quote_ident(c)} = NULL" for c in cols)
                     + " WHERE " + " OR ".join(f"{quote_ident(c)} IS NOT NULL" for c in cols))
     for t in reversed(plan.order):
         log.info("[CHECKPOINT] Truncating table: %s", t)
+        where["at"] = f"deleting the rows of {t}"
         cur.execute(f"DELETE FROM {quote_ident(t)}")
     n = len(plan.order)
     total = 0
@@ -999,6 +1004,7 @@ def _apply(db: Database, config: Config, cp: Checkpoint, plan: Plan, defs: dict[
             stmt = cur.prepare(sql)
             done = 0
             for row in cp.rows(t):
+                where["at"] = f"inserting row {done + 1} of {sec.rows} into {t}"
                 cur.execute(stmt, [row[j] for j in keep] if nulled else row)
                 done += 1
                 bar.advance()
@@ -1010,7 +1016,9 @@ def _apply(db: Database, config: Config, cp: Checkpoint, plan: Plan, defs: dict[
             tables_out[t] = done
             total += done
     for t, fks in deferred.items():
+        where["at"] = f"filling in the references of {t}"
         _fill_deferred(cur, cp, t, fks)
+    where["at"] = "setting the sequences"
     for name, value in seq_names:
         con.execute_immediate(f"SET GENERATOR {quote_ident(name)} TO {int(value)}")
     if seq_names:

@@ -566,3 +566,36 @@ def test_restore_refuses_while_a_writer_holds_a_table(erp):
     finally:
         holder.rollback()
         holder.close()
+
+
+def test_firebird_behaviour_checkpoint_relies_on(project):
+    """What the restore protocol depends on, measured on each target."""
+    project.sql("CREATE SEQUENCE G", "CREATE TABLE S (ID INTEGER NOT NULL PRIMARY KEY, P INTEGER REFERENCES S (ID))",
+                "INSERT INTO S VALUES (1, NULL)", "INSERT INTO S VALUES (2, 1)")
+    with project.connect() as db:
+        # SET GENERATOR is applied at commit: a rolled-back restore leaves sequences alone.
+        db.con.execute_immediate("SET GENERATOR G TO 100")
+        db.rollback()
+        assert db.scalar("SELECT GEN_ID(G, 0) FROM RDB$DATABASE") == 0
+        db.commit()
+        # A self-referencing table cannot be emptied by one DELETE: the restore clears
+        # such references first and fills them in after the insert.
+        with pytest.raises(Exception, match="FOREIGN KEY"):
+            db.execute("DELETE FROM S")
+        db.rollback()
+    # A PROTECTED WRITE reservation: another writer times out, a reader sees the old rows.
+    from firebird.driver import TPB, TableAccessMode, TableShareMode
+    t = TPB(isolation=Isolation.SNAPSHOT, lock_timeout=5)
+    t.reserve_table("S", TableShareMode.PROTECTED, TableAccessMode.LOCK_WRITE)
+    with project.connect() as owner, open_database(project.main, lock_timeout=1) as other:
+        owner.con.begin(t.get_buffer())
+        owner.execute("UPDATE S SET P = NULL")
+        owner.execute("DELETE FROM S")
+        started = time.monotonic()
+        with pytest.raises(Exception, match="lock time-out|lock conflict"):
+            other.execute("INSERT INTO S VALUES (3, NULL)")
+        assert time.monotonic() - started >= 0.9                    # it waited for its time-out
+        other.rollback()
+        assert other.scalar("SELECT COUNT(*) FROM S") == 2          # not the uncommitted delete
+        other.commit()
+        owner.rollback()
