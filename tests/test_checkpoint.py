@@ -43,6 +43,19 @@ SCHEMA = [
 ]
 
 
+@pytest.fixture
+def caplog(caplog):
+    """caplog that sees fbaudit.checkpoint whether or not fbaudit's own handler (logs.setup,
+    propagate off) was installed by an earlier test: its handler sits on the logger itself."""
+    logger = logging.getLogger("fbaudit.checkpoint")
+    propagate = logger.propagate
+    logger.addHandler(caplog.handler)
+    logger.propagate = False
+    yield caplog
+    logger.removeHandler(caplog.handler)
+    logger.propagate = propagate
+
+
 def alltypes_ddl(major: int) -> str:
     cols = ["ID INTEGER NOT NULL PRIMARY KEY", "SI SMALLINT", "BI BIGINT", "N NUMERIC(18,4)", "DC DECIMAL(9,2)",
             "F FLOAT", "D DOUBLE PRECISION", "C CHAR(6)", "CN CHAR(4) CHARACTER SET NONE",
@@ -599,3 +612,30 @@ def test_firebird_behaviour_checkpoint_relies_on(project):
         assert other.scalar("SELECT COUNT(*) FROM S") == 2          # not the uncommitted delete
         other.commit()
         owner.rollback()
+
+
+def test_progress_bar_on_a_terminal_only(erp):
+    """On a terminal the restore draws a bar below the log lines; in a file or pipe, none."""
+    import io
+    from fbaudit import logs
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    project, config = erp
+    made = cp.create(config, tables=["EMPLOYEE"])
+    import sys
+    for stream, expect_bar in ((Terminal(), True), (io.StringIO(), False)):
+        old = sys.stderr
+        sys.stderr = stream
+        try:
+            logs.setup(logging.INFO)
+            cp.restore(config, made["id"], auto_backup=False, progress_stream=stream)
+        finally:
+            sys.stderr = old
+            logs.setup(logging.WARNING)
+        out = stream.getvalue()
+        assert "[CHECKPOINT] Progress: EMPLOYEE - 29/29 rows inserted" in out
+        assert ("29/29 rows (100%)" in out) is expect_bar
+        assert ("\r\x1b[K[" in out) is expect_bar
