@@ -195,7 +195,7 @@ def _table_def(db: Database, name: str) -> TableDef:
 
 def _user_tables(db: Database, prefix: str) -> list[str]:
     rows = db.query("SELECT TRIM(RDB$RELATION_NAME) FROM RDB$RELATIONS WHERE RDB$VIEW_BLR IS NULL "
-                    "AND COALESCE(RDB$SYSTEM_FLAG, 0) = 0 AND COALESCE(RDB$RELATION_TYPE, 0) IN (0, 2, 3) "
+                    "AND COALESCE(RDB$SYSTEM_FLAG, 0) = 0 AND COALESCE(RDB$RELATION_TYPE, 0) = 0 "
                     "ORDER BY RDB$RELATION_NAME")
     return [r[0] for r in rows if not r[0].startswith(prefix)]
 
@@ -258,8 +258,10 @@ class _Writer:
     def __init__(self, path: Path):
         self.path = path
         self.tmp = path.with_name(path.name + ".tmp")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.fh = open(self.tmp, "wb")
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # The rows are the application's data: readable by the owner only (like a password file).
+        self.fh = os.fdopen(os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0),
+                                    0o600), "wb")
         self.hash = hashlib.sha256()
         self.write_raw(b"[\n")
 

@@ -639,3 +639,15 @@ def test_progress_bar_on_a_terminal_only(erp):
         assert "[CHECKPOINT] Progress: EMPLOYEE - 29/29 rows inserted" in out
         assert ("29/29 rows (100%)" in out) is expect_bar
         assert ("\r\x1b[K[" in out) is expect_bar
+
+
+def test_checkpoint_file_is_private(erp):
+    import os
+    import stat
+    import sys
+    if sys.platform == "win32":
+        pytest.skip("POSIX modes")
+    project, config = erp
+    made = cp.create(config, tables=["REGION"])
+    assert stat.S_IMODE(os.stat(made["file"]).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(config.checkpoint_dir).st_mode) == 0o700
