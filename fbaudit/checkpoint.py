@@ -46,6 +46,7 @@ from firebird.driver import DatabaseError as DriverDatabaseError
 from firebird.driver import InterfaceError as DriverInterfaceError
 from firebird.driver.types import get_timezone
 
+from .bulk import Inserter
 from .catalog import read_table, table_exists
 from .config import Config, SourceSpec
 from .db import LOCK_TIMEOUT, Database, open_database, wrap
@@ -999,20 +1000,21 @@ def _apply(db: Database, config: Config, cp: Checkpoint, plan: Plan, defs: dict[
             log.info("[CHECKPOINT] Restoring %d rows into %s (columns: %s)", sec.rows, t, ", ".join(names))
             nulled = {c for fk in deferred.get(t, []) for c in fk.columns}
             always = defs[t].always_identity
-            values = ", ".join("NULL" if c in nulled else "?" for c in names)
-            sql = (f"INSERT INTO {quote_ident(t)} ({', '.join(quote_ident(c) for c in names)}) "
-                   f"{'OVERRIDING SYSTEM VALUE ' if always else ''}VALUES ({values})")
             keep = [j for j, c in enumerate(names) if c not in nulled]
-            stmt = cur.prepare(sql)
+            values = ", ".join("NULL" for _ in nulled)
+            head = (f"INSERT INTO {quote_ident(t)} ({', '.join(quote_ident(names[j]) for j in keep)}"
+                    + "".join(f", {quote_ident(c)}" for c in names if c in nulled)
+                    + f") {'OVERRIDING SYSTEM VALUE ' if always else ''}VALUES (")
+            insert = Inserter(cur, [head] + [", "] * (len(keep) - 1) + [(", " + values if values else "") + ")"])
             done = 0
             for row in cp.rows(t):
                 where["at"] = f"inserting row {done + 1} of {sec.rows} into {t}"
-                cur.execute(stmt, [row[j] for j in keep] if nulled else row)
+                insert.run([row[j] for j in keep] if nulled else row)
                 done += 1
                 bar.advance()
                 if done % PROGRESS_EVERY == 0 or done == sec.rows:
                     log.info("[CHECKPOINT] Progress: %s - %d/%d rows inserted", t, done, sec.rows)
-            stmt.free()
+            insert.close()
             log.info("[CHECKPOINT] Restore complete: %s - %d rows successfully inserted", t, done)
             log.info("[CHECKPOINT] [%d/%d] Table %s restored: %d rows", i, n, t, done)
             tables_out[t] = done
@@ -1053,14 +1055,15 @@ def _fill_deferred(cur, cp: Checkpoint, table: str, fks: list[ForeignKey]) -> No
     key = sec.header["primary_key"]          # checked before the restore started
     ci = [names.index(c) for c in cols]
     ki = [names.index(k) for k in key]
-    sql = (f"UPDATE {quote_ident(table)} SET " + ", ".join(f"{quote_ident(c)} = ?" for c in cols)
-           + " WHERE " + " AND ".join(f"{quote_ident(k)} = ?" for k in key))
-    stmt = cur.prepare(sql)
+    parts = [f"UPDATE {quote_ident(table)} SET {quote_ident(cols[0])} = "]
+    parts += [f", {quote_ident(c)} = " for c in cols[1:]]
+    parts += [f" WHERE {quote_ident(key[0])} = "] + [f" AND {quote_ident(k)} = " for k in key[1:]] + [""]
+    update = Inserter(cur, parts)
     filled = 0
     for row in cp.rows(table):
         vals = [row[j] for j in ci]
         if any(v is not None for v in vals):
-            cur.execute(stmt, vals + [row[j] for j in ki])
+            update.run(vals + [row[j] for j in ki])
             filled += 1
-    stmt.free()
+    update.close()
     log.info("[CHECKPOINT] References filled in: %s - %d rows (%s)", table, filled, ", ".join(cols))

@@ -61,7 +61,7 @@ def alltypes_ddl(major: int) -> str:
             "F FLOAT", "D DOUBLE PRECISION", "C CHAR(6)", "CN CHAR(4) CHARACTER SET NONE",
             "VW VARCHAR(20) CHARACTER SET WIN1251", "VU VARCHAR(20) CHARACTER SET UTF8",
             "OC CHAR(4) CHARACTER SET OCTETS", "DT DATE", "TM TIME", "TS TIMESTAMP", "B BOOLEAN",
-            "BT BLOB SUB_TYPE TEXT CHARACTER SET UTF8", "BB BLOB SUB_TYPE BINARY"]
+            "BT BLOB SUB_TYPE TEXT CHARACTER SET UTF8", "BB BLOB SUB_TYPE BINARY", "FL CHAR(1)"]
     if major >= 4:
         cols += ["I128 INT128", "DF DECFLOAT(34)", "DF16 DECFLOAT(16)", "TSZ TIMESTAMP WITH TIME ZONE",
                  "TMZ TIME WITH TIME ZONE", "VB VARBINARY(16)", "N38 NUMERIC(38,6)"]
@@ -70,10 +70,10 @@ def alltypes_ddl(major: int) -> str:
 
 def alltypes_rows(major: int) -> list[str]:
     base = ["1, 1, 9223372036854775807, 12345678901234.5678, -1.50, 1.1, 0.1, 'ab', 'x', 'Привет', '日本語 中文', "
-            "x'00FF0001', '2026-12-02', '12:34:56.1234', '2026-12-02 10:11:12.3456', TRUE, 'text ''q'' Ω', x'000102'",
+            "x'00FF0001', '2026-12-02', '12:34:56.1234', '2026-12-02 10:11:12.3456', TRUE, 'text ''q'' Ω', x'000102', 'Y'",
             "2, -32768, -9223372036854775808, -0.0001, 0.00, -3.4e38, 1.7976931348623157e308, '      ', '', '', "
-            "'', x'00000000', '0001-01-01', '00:00:00', '9999-12-31 23:59:59.9999', FALSE, '', x''",
-            "3" + ", NULL" * 17]
+            "'', x'00000000', '0001-01-01', '00:00:00', '9999-12-31 23:59:59.9999', FALSE, '', x'', NULL",
+            "3" + ", NULL" * 18]
     if major >= 4:
         base[0] += (", 170141183460469231731687303715884105727, 1.000, -0.0, '2026-12-02 10:00:00.1234 Europe/Prague', "
                     "'10:00:00 +03:00', x'0102', 12345678901234567890123456789012.123456")
