@@ -480,7 +480,7 @@ def verify(path: Path) -> Checkpoint:
                 if current is None:
                     raise _damaged(path, f"row outside a table section at line {lineno}")
                 try:
-                    row = decode_row(body)
+                    row = json.loads(body)          # structure only: values are decoded when restored
                 except ValueError as exc:
                     raise _damaged(path, f"line {lineno} is not valid JSON ({exc})") from None
                 if not isinstance(row, list) or len(row) != width:
@@ -527,9 +527,17 @@ def _peek(path: Path) -> dict:
         with open(path, "rb") as fh:
             fh.readline()
             header = json.loads(fh.readline()[:-2])
-            fh.seek(max(0, out["bytes"] - 65536))
-            tail = fh.read().split(b"\n")
-        summary = next(json.loads(x[:-1])["summary"] for x in reversed(tail) if x.startswith(b'{"summary"'))
+            summary = None
+            tail = 65536
+            while summary is None:          # the summary is the line before the checksum
+                fh.seek(max(0, out["bytes"] - tail))
+                lines = fh.read().split(b"\n")
+                summary = next((json.loads(x[:-1])["summary"] for x in reversed(lines[1:] if tail < out["bytes"]
+                                                                                 else lines)
+                                if x.startswith(b'{"summary"')), None)
+                if summary is None and tail >= out["bytes"]:
+                    raise ValueError("no summary")
+                tail *= 16
     except (ValueError, StopIteration, OSError, KeyError, TypeError):
         out["damaged"] = True
         return out
