@@ -19,9 +19,10 @@ driver's.
 On the driver's path a NULL is written as the literal ``NULL`` in a variant
 of the statement (one per pattern of NULLs, prepared once): firebird-driver
 2.x sends a Python ``None`` for a CHAR/VARCHAR parameter as the 4-character
-text "None" with the NULL flag set, which Firebird refuses for a column
-shorter than 4 characters ("string right truncation, expected length 1,
-actual 4"), measured on 3.0, 4.0 and 5.0 (tests/test_bulk.py).
+text "None" with the NULL flag set, which the embedded engine refuses for a
+column shorter than 4 characters ("string right truncation, expected length 1,
+actual 4"), measured on 3.0, 4.0 and 5.0 embedded (tests/test_bulk.py; the
+3.0 server over TCP accepts it).
 """
 from __future__ import annotations
 

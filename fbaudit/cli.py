@@ -320,15 +320,17 @@ def transfer(ctx: Ctx, source: str | None, batch: int, follow: bool, poll: float
       fbaudit transfer --source erp --json
     """
     from . import transfer as transfer_mod
-    stop = _stop_on_signals() if follow else None
+    stop = _stop_on_signals(ctx) if follow else None
     _report(ctx, _run(ctx, lambda: transfer_mod.transfer(ctx.config, source=source, batch=batch, follow=follow,
                                                          poll=poll, workers=workers, retries=retries, stop=stop)))
 
 
-def _stop_on_signals():
+def _stop_on_signals(ctx: Ctx):
     """A stop event set by Ctrl+C, SIGTERM (and Ctrl+Break on Windows); a second signal stops at once."""
     import signal
     import threading
+    from .runtime import install_client_signal_handlers
+    _run(ctx, lambda: install_client_signal_handlers(ctx.config.client_library))   # before ours, so ours stay
     stop = threading.Event()
 
     def handler(signum, _frame):

@@ -80,8 +80,11 @@ def test_statements_with_other_types_use_the_driver(project):
 
 
 def test_driver_sends_none_as_text_for_short_char_columns(project):
-    """The firebird-driver behaviour fbaudit.bulk works around: if this starts to pass
-    (a fixed driver), the NULL-literal variants are no longer needed."""
+    """The firebird-driver behaviour fbaudit.bulk works around, seen with the embedded
+    engine (over TCP the server accepts it): if this starts to pass (a fixed driver),
+    the NULL-literal variants are no longer needed."""
+    if project.target.is_server:
+        pytest.skip("over TCP the server does not check the length of a NULL parameter")
     project.sql("CREATE TABLE A (ID INTEGER, F CHAR(1))")
     with project.connect() as db:
         cur = db.con.cursor()

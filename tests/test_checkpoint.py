@@ -607,7 +607,7 @@ def test_firebird_behaviour_checkpoint_relies_on(project):
         started = time.monotonic()
         with pytest.raises(Exception, match="lock time-out|lock conflict"):
             other.execute("INSERT INTO S VALUES (3, NULL)")
-        assert time.monotonic() - started >= 0.9                    # it waited for its time-out
+        assert time.monotonic() - started >= 0.5                    # it waited (the server's timer is coarse)
         other.rollback()
         assert other.scalar("SELECT COUNT(*) FROM S") == 2          # not the uncommitted delete
         other.commit()

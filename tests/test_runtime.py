@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 
 import pytest
@@ -52,3 +53,41 @@ def test_old_libtommath_soname_is_linked_where_the_rpath_looks(wheel_copy):
 
 def test_the_client_loads_and_reports_its_version(target):
     assert target.major in (3, 4, 5) and target.version.startswith(str(target.major))
+
+
+SIGNAL_PROBE = r'''
+import ctypes, signal, sys
+from fbaudit.config import DatabaseSpec
+from fbaudit.db import open_database
+from fbaudit.runtime import install_client_signal_handlers, load_client
+libc = ctypes.CDLL(None)
+class SA(ctypes.Structure):
+    _fields_ = [("handler", ctypes.c_void_p), ("mask", ctypes.c_ulong * 16), ("flags", ctypes.c_int),
+                ("restorer", ctypes.c_void_p)]
+def current():
+    sa = SA(); libc.sigaction(signal.SIGTERM, None, ctypes.byref(sa)); return sa.handler
+if sys.argv[1] == "prepared":
+    install_client_signal_handlers()
+else:
+    load_client()
+signal.signal(signal.SIGTERM, lambda *a: None)
+ours = current()
+from pathlib import Path
+spec = DatabaseSpec("main", sys.argv[2], user="SYSDBA", password_file=Path(sys.argv[3]) if sys.argv[3] else None)
+open_database(spec).close()
+print("kept" if current() == ours else "replaced")
+'''
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signal handlers")
+def test_signal_handlers_set_after_the_client_installed_its_own_stay(project):
+    """The Firebird client replaces the SIGTERM handler at its first attach (then shuts down
+    every attachment on SIGTERM); after install_client_signal_handlers() ours stay."""
+    pw = str(project.main.password_file or "")
+    out = {}
+    for mode in ("plain", "prepared"):
+        res = subprocess.run([sys.executable, "-c", SIGNAL_PROBE, mode, project.main.database, pw],
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0, res.stderr
+        out[mode] = res.stdout.strip()
+    assert out == {"plain": "replaced", "prepared": "kept"}
