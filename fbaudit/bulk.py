@@ -73,7 +73,7 @@ class Inserter:
         try:
             self._setup()
         except Exception as exc:          # a driver without these internals: its own path
-            log.debug("bulk: driver path for %s (%s)", sql[:60], exc)
+            log.debug("bulk: driver path for %s (%s)", self._sql(())[:60], exc)
             self._release()
 
     def _setup(self) -> None:

@@ -740,6 +740,7 @@ def ddl(config: Config, table: str | None = None, *, source: str | None = None) 
         else:
             if not is_initialized(db, config.prefix):
                 raise FbauditError("Run `fbaudit init` first (or `fbaudit ddl` without a table to see its SQL).")
+            _require_current(db, config.prefix)
             registry = Registry.load(spec.registry)
             name = normalize_name(table)
             entry = registry.tables.get(name) or entry_from_dictionary(db, config.prefix, name)

@@ -105,8 +105,12 @@ def table_exists(db: Database, name: str) -> bool:
         "AND COALESCE(RDB$SYSTEM_FLAG, 0) = 0", (name,)))
 
 
-def read_table(db: Database, name: str) -> TableInfo:
-    """Describe table ``name`` (exact stored name); CatalogError if it is not a user table."""
+def read_table(db: Database, name: str, *, commit: bool = True) -> TableInfo:
+    """Describe table ``name`` (exact stored name); CatalogError if it is not a user table.
+
+    Commits the connection's transaction at the end unless ``commit=False`` (a
+    caller reading inside a transaction of its own, e.g. a checkpoint restore).
+    """
     rows = db.query(
         "SELECT RDB$VIEW_BLR IS NULL, COALESCE(RDB$SYSTEM_FLAG, 0), RDB$RELATION_TYPE "
         "FROM RDB$RELATIONS WHERE RDB$RELATION_NAME = ?", (name,))
@@ -135,5 +139,6 @@ def read_table(db: Database, name: str) -> TableInfo:
         # Collation id 0 is the character set's own binary collation (named like it).
         cols.append(Column(fname, type_text, kind, clen, cs, is_blob, skip, coll if kind == "text" else None))
     pk = tuple(r[0] for r in db.query(_PK_SQL, (name,)))
-    db.commit()
+    if commit:
+        db.commit()
     return TableInfo(name, tuple(cols), pk)

@@ -157,14 +157,6 @@ def _path(config: Config, checkpoint_id: str) -> Path:
     return path
 
 
-def _new_id(directory: Path, base: str) -> str:
-    cid, n = base, 1
-    while (directory / f"{cid}.json").exists() or (directory / f"{cid}.json.tmp").exists():
-        n += 1
-        cid = f"{base}_{n}"
-    return cid
-
-
 # --------------------------------------------------------------------------
 # What a checkpoint covers: tables, their columns, sequences
 # --------------------------------------------------------------------------
@@ -174,24 +166,39 @@ class TableDef:
     columns: list[dict]              # {"name", "type"} of every stored column, in table order
     primary_key: list[str]
     always_identity: list[str] = field(default_factory=list)   # GENERATED ALWAYS (4.0+): OVERRIDING on insert
+    select: list[str] = field(default_factory=list)            # how each column is read (see _select_expr)
 
     def header(self) -> dict:
         return {"table": self.name, "columns": self.columns, "primary_key": self.primary_key}
 
 
-def _table_def(db: Database, name: str) -> TableDef:
-    info = read_table(db, name)
+def _select_expr(col) -> str:
+    """A column as create reads it. CHARACTER SET NONE text is read as bytes: its
+    content may be in any encoding (or none), which the UTF-8 connection could
+    not decode; bytes are stored and restored exactly."""
+    q = quote_ident(col.name)
+    if col.charset == "NONE":
+        if col.is_blob:
+            return f"CAST({q} AS BLOB SUB_TYPE BINARY)"
+        word = "CHAR" if col.type.startswith("CHAR(") else "VARCHAR"
+        return f"CAST({q} AS {word}({col.char_length}) CHARACTER SET OCTETS)"
+    return q
+
+
+def _table_def(db: Database, name: str, *, commit: bool = True) -> TableDef:
+    info = read_table(db, name, commit=commit)
     arrays = [c.name for c in info.columns if c.skip_reason and "ARRAY" in c.skip_reason]
     if arrays:
         raise CatalogError(f"Table {name!r} has ARRAY column(s) {', '.join(arrays)}, which fbaudit cannot copy; "
                            "leave the table out of the checkpoint (--tables).")
-    cols = [{"name": c.name, "type": c.type} for c in info.columns if c.auditable]
+    stored = [c for c in info.columns if c.auditable]
+    cols = [{"name": c.name, "type": c.type} for c in stored]
     always = []
     if db.major >= 4:
         always = [r[0] for r in db.query(
             "SELECT TRIM(RDB$FIELD_NAME) FROM RDB$RELATION_FIELDS WHERE RDB$RELATION_NAME = ? "
             "AND RDB$IDENTITY_TYPE = 0", (name,))]
-    return TableDef(name, cols, list(info.primary_key), always)
+    return TableDef(name, cols, list(info.primary_key), always, [_select_expr(c) for c in stored])
 
 
 def _user_tables(db: Database, prefix: str) -> list[str]:
@@ -254,17 +261,43 @@ def _sequences(db: Database, prefix: str, tables: list[str], all_sequences: bool
 # Writing
 # --------------------------------------------------------------------------
 class _Writer:
-    """The checkpoint file being written: hashed as it goes, renamed into place at the end."""
+    """The checkpoint file being written: hashed as it goes, renamed into place at the end.
+
+    ``<id>.json.tmp`` is created exclusively and ``<id>.json`` must not exist
+    once it is: two fbaudit processes can never write, or publish, the same id.
+    """
 
     def __init__(self, path: Path):
         self.path = path
         self.tmp = path.with_name(path.name + ".tmp")
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # The rows are the application's data: readable by the owner only (like a password file).
-        self.fh = os.fdopen(os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0),
-                                    0o600), "wb")
+        fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+        self.fh = os.fdopen(fd, "wb")
+        if path.exists():                      # published by another process meanwhile
+            self.abort()
+            raise FileExistsError(path)
         self.hash = hashlib.sha256()
         self.write_raw(b"[\n")
+
+    @classmethod
+    def new(cls, directory: Path, base: str) -> "_Writer":
+        """A writer for the first free id ``base``, ``base_2``, ``base_3`` ..."""
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not directory.is_dir():
+            raise NotADirectoryError(f"{directory} is not a folder")
+        n = 1
+        while True:
+            cid = base if n == 1 else f"{base}_{n}"
+            if not (directory / f"{cid}.json").exists():
+                try:
+                    return cls(directory / f"{cid}.json")
+                except FileExistsError:
+                    pass
+            n += 1
+
+    @property
+    def id(self) -> str:
+        return self.path.stem
 
     def write_raw(self, data: bytes) -> None:
         self.fh.write(data)
@@ -278,6 +311,8 @@ class _Writer:
         self.fh.flush()
         os.fsync(self.fh.fileno())
         self.fh.close()
+        if self.path.exists():
+            raise CheckpointError(f"{self.path} appeared while it was written; the new file is kept as {self.tmp}")
         os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
@@ -285,15 +320,21 @@ class _Writer:
         self.tmp.unlink(missing_ok=True)
 
 
-def _write_checkpoint(db: Database, config: Config, spec: SourceSpec, *, cid: str, kind: str,
+def _write_checkpoint(db: Database, config: Config, spec: SourceSpec, *, base: str, kind: str,
                       description: str | None, defs: list[TableDef], sequences: list[dict],
                       restore_of: str | None = None) -> dict:
-    """Write checkpoint ``cid`` from the transaction that is active on ``db`` (consistent read).
+    """Write a checkpoint (id ``base``, or with a suffix when taken) from the transaction
+    that is active on ``db`` (one consistent read).
 
     ``defs`` were read before that transaction: reading the catalog commits.
     """
     tables = [d.name for d in defs]
-    path = checkpoint_dir(config) / f"{cid}.json"
+    try:
+        writer = _Writer.new(checkpoint_dir(config), base)
+    except OSError as exc:
+        raise CheckpointError(f"Cannot write a checkpoint file in {checkpoint_dir(config)}: {exc}. Nothing was "
+                              "changed; check the folder (checkpoints.dir) and its free space.") from None
+    cid, path = writer.id, writer.path
     started = time.monotonic()
     log.info(SEPARATOR)
     log.info("[CHECKPOINT] Starting checkpoint creation: %s", cid)
@@ -301,7 +342,6 @@ def _write_checkpoint(db: Database, config: Config, spec: SourceSpec, *, cid: st
         log.info("[CHECKPOINT] Description: %s", description)
     log.info(SEPARATOR)
     log.info("[CHECKPOINT] Found %d tables to backup: %s", len(tables), ", ".join(tables))
-    writer = _Writer(path)
     summary: dict[str, dict] = {}
     total = 0
     try:
@@ -315,7 +355,7 @@ def _write_checkpoint(db: Database, config: Config, spec: SourceSpec, *, cid: st
             log.info("[CHECKPOINT] Backing up table: %s", tdef.name)
             writer.write(tdef.header())
             rows = 0
-            cols = ", ".join(quote_ident(c["name"]) for c in tdef.columns)
+            cols = ", ".join(tdef.select)
             cur = db.con.cursor()
             cur.stream_blob_threshold = -1            # BLOBs whole, one row at a time
             try:
@@ -326,6 +366,12 @@ def _write_checkpoint(db: Database, config: Config, spec: SourceSpec, *, cid: st
                     rows += 1
             except (DriverDatabaseError, DriverInterfaceError) as exc:
                 raise wrap(exc, spec) from exc
+            except UnicodeDecodeError as exc:
+                raise CheckpointError(f"Table {tdef.name}, row {rows + 1}: text that is not valid in its character "
+                                      f"set ({exc}); nothing was written.") from None
+            except OSError as exc:
+                raise CheckpointError(f"Cannot write {writer.tmp}: {exc}. Nothing was changed; check the free "
+                                      "space of the checkpoint folder.") from None
             finally:
                 cur.close()
             writer.write({"end_table": tdef.name, "rows": rows})
@@ -339,12 +385,16 @@ def _write_checkpoint(db: Database, config: Config, spec: SourceSpec, *, cid: st
         writer.write({"sequences": sequences})
         writer.write({"summary": {"tables": summary, "total_rows": total,
                                   "finished_at": dt.datetime.now().isoformat(timespec="seconds")}})
-        log.info("[CHECKPOINT] All tables backed up successfully, committing transaction...")
         if kind != "auto_backup":          # an auto-backup reads inside the restore's transaction
+            log.info("[CHECKPOINT] All tables backed up successfully, committing transaction...")
             db.commit()
-        log.info("[CHECKPOINT] Transaction committed")
+            log.info("[CHECKPOINT] Transaction committed")
         log.info("[CHECKPOINT] Saving checkpoint file: %s", path)
-        writer.finish()
+        try:
+            writer.finish()
+        except OSError as exc:
+            raise CheckpointError(f"Cannot write {path}: {exc}. Nothing was changed; check the free space of the "
+                                  "checkpoint folder.") from None
     except BaseException:
         writer.abort()
         raise
@@ -375,14 +425,14 @@ def create(config: Config, *, source: str | None = None, description: str | None
     """Write a checkpoint of ``tables`` (default: the audited tables; ``all_tables``: every user
     table and sequence) from one read-only SNAPSHOT transaction. Returns what was written."""
     spec = _one_source(config, source)
-    cid = _new_id(checkpoint_dir(config), dt.datetime.now().strftime("checkpoint_%Y%m%d_%H%M%S"))
+    base = dt.datetime.now().strftime("checkpoint_%Y%m%d_%H%M%S")
     with _open(config, spec, isolation=Isolation.SNAPSHOT, read_only=True) as db:
         names = _choose_tables(db, config, tables, all_tables)
         defs = [_table_def(db, t) for t in names]
         db.commit()
         # One consistent view of every table from here to the end (read-only: blocks nobody).
         seqs = _sequences(db, config.prefix, names, all_tables)
-        return _write_checkpoint(db, config, spec, cid=cid, kind="checkpoint", description=description,
+        return _write_checkpoint(db, config, spec, base=base, kind="checkpoint", description=description,
                                  defs=defs, sequences=seqs)
 
 
@@ -633,6 +683,11 @@ def restore_order(tables: list[str], fks: list[ForeignKey]) -> Plan:
     sccs = _strongly_connected(tables, edges)
     comp = {t: i for i, c in enumerate(sccs) for t in c}
     deferred = [fk for fk in deps if comp[fk.child] == comp[fk.parent] and fk.nullable]
+    selfish = [fk for fk in deps if fk.child == fk.parent and not fk.nullable]
+    if selfish:
+        raise CheckpointError("; ".join(f"{fk.child} references itself through the NOT NULL column(s) "
+                                        f"{', '.join(fk.columns)} ({fk.name})" for fk in selfish)
+                              + ": its rows cannot be deleted and inserted again in any order. Nothing was changed.")
     hard = {t: {fk.parent for fk in deps if fk.child == t and fk not in deferred and fk.parent != t}
             for t in tables}
     # Kahn's algorithm over the remaining edges, ties broken by the checkpoint's order.
@@ -698,7 +753,7 @@ def _strongly_connected(nodes: list[str], edges: dict[str, set[str]]) -> list[li
 # --------------------------------------------------------------------------
 # Restore
 # --------------------------------------------------------------------------
-def schema_differences(db: Database, cp: Checkpoint) -> list[str]:
+def schema_differences(db: Database, cp: Checkpoint, *, commit: bool = True) -> list[str]:
     """What differs between the checkpoint's tables and the database's (empty: they match)."""
     diffs = []
     for sec in cp.tables:
@@ -706,7 +761,7 @@ def schema_differences(db: Database, cp: Checkpoint) -> list[str]:
         if not table_exists(db, name):
             diffs.append(f"table {name} no longer exists")
             continue
-        now = {c["name"]: c["type"] for c in _table_def(db, name).columns}
+        now = {c["name"]: c["type"] for c in _table_def(db, name, commit=commit).columns}
         then = {c["name"]: c["type"] for c in sec.header["columns"]}
         for c, t in then.items():
             if c not in now:
@@ -798,45 +853,36 @@ def restore(config: Config, checkpoint_id: str, *, source: str | None = None, au
     if audit not in AUDIT_MODES:
         raise CheckpointError(f"audit must be one of {', '.join(AUDIT_MODES)}, not {audit!r}")
     spec = _one_source(config, source)
-    path = _path(config, checkpoint_id)
-    cp = verify(path)
-    if cp.header.get("source") not in (None, spec.name):
-        raise CheckpointError(f"Checkpoint {cp.id} was taken from source {cp.header['source']!r}, not "
-                              f"{spec.name!r}; name that source with --source.")
-    tables = [t.name for t in cp.tables]
     started = time.monotonic()
-    backup_id = _new_id(checkpoint_dir(config), f"auto_backup_before_restore_{cp.id}") if auto_backup else None
-    log.warning(SEPARATOR)
-    log.warning("[CHECKPOINT] WARNING: Starting restore operation: %s", cp.id)
-    log.warning("[CHECKPOINT] This will OVERWRITE all existing data in the database!")
-    log.warning(SEPARATOR)
-    db = _open(config, spec, isolation=Isolation.SNAPSHOT, lock_timeout=lock_timeout)
-    where = {"at": "before the restore"}       # what _apply is doing, for the error message
+    where = {"at": "before the restore"}       # what the restore is doing, for the error message
+    backup_id = None
+    cid = checkpoint_id
+    db = None
     try:
-        diffs = schema_differences(db, cp)
-        if diffs:
-            raise CheckpointError(f"Checkpoint {cp.id} does not match the database {spec.describe()} any more; "
-                                  "nothing was changed:\n  " + "\n  ".join(diffs))
+        cp = verify(_path(config, checkpoint_id))
+        cid = cp.id
+        if cp.header.get("source") not in (None, spec.name):
+            raise CheckpointError(f"Checkpoint {cp.id} was taken from source {cp.header['source']!r}, not "
+                                  f"{spec.name!r}; name that source with --source.")
+        tables = [t.name for t in cp.tables]
+        backup_base = f"auto_backup_before_restore_{cp.id}"
+        log.warning(SEPARATOR)
+        log.warning("[CHECKPOINT] WARNING: Starting restore operation: %s", cp.id)
+        log.warning("[CHECKPOINT] This will OVERWRITE all existing data in the database!")
+        log.warning(SEPARATOR)
+        db = _open(config, spec, isolation=Isolation.SNAPSHOT, lock_timeout=lock_timeout)
+        _refuse_schema_differences(db, cp, spec)
         log.info("[CHECKPOINT] Checkpoint details:")
         log.info("[CHECKPOINT] ID: %s", cp.id)
         log.info("[CHECKPOINT] Tables: %d", len(tables))
         log.info("[CHECKPOINT] Total rows: %d", cp.summary.get("total_rows", 0))
-        log.info("[CHECKPOINT] Auto-backup: %s", f"Yes ({backup_id})" if backup_id else "No")
+        log.info("[CHECKPOINT] Auto-backup: %s",
+                 f"Yes ({_free_id(checkpoint_dir(config), backup_base)})" if auto_backup else "No")
         log.info(SEPARATOR)
         log.info("[CHECKPOINT] Building table dependency graph...")
         plan = restore_order(tables, foreign_keys(db))
         log.info("[CHECKPOINT] Found %d table dependencies", len(plan.dependencies))
-        cascading = [fk for fk in plan.outside if fk.delete_rule != "RESTRICT" and fk.delete_rule != "NO ACTION"]
-        if cascading:
-            raise CheckpointError("Restoring would change tables outside the checkpoint through ON DELETE "
-                                  + ", ".join(f"{fk.delete_rule} ({fk.child} -> {fk.parent}, {fk.name})"
-                                              for fk in cascading)
-                                  + "; take a checkpoint that includes them. Nothing was changed.")
-        blocking = _outside_references(db, plan.outside)
-        if blocking:
-            raise CheckpointError("Rows of tables outside the checkpoint reference its tables, so their rows cannot "
-                                  "be deleted: " + "; ".join(blocking) + ". Take a checkpoint that includes those "
-                                  "tables. Nothing was changed.")
+        _refuse_outside_references(db, plan)
         log.info("[CHECKPOINT] Calculating restore order...")
         log.info("[CHECKPOINT] Restore order: %s", " -> ".join(plan.order))
         if plan.deferred:
@@ -847,12 +893,9 @@ def restore(config: Config, checkpoint_id: str, *, source: str | None = None, au
             raise CheckpointError(f"{', '.join(keyless)}: a self-reference or cycle is broken by filling the "
                                   "foreign key in after the insert, which needs a primary key to find the rows; "
                                   "nothing was changed.")
-        defs = {t: _table_def(db, t) for t in tables}
         audited = _audit_numbers(db, config.prefix, tables)
         if audit == "event":
             _check_event_mode(db, config.prefix, audited)
-        seq_names = _sequence_targets(db, cp)
-        triggers = _user_triggers(db, config.prefix, tables)
         db.commit()
         log.info("[CHECKPOINT] Acquiring exclusive locks on all tables...")
         try:
@@ -862,56 +905,42 @@ def restore(config: Config, checkpoint_id: str, *, source: str | None = None, au
                                   "transaction is writing one of them. Nothing was changed; try again when it "
                                   f"has ended.\n  {wrap(exc, spec)}") from exc
         log.info("[CHECKPOINT] All tables locked exclusively")
-        where["at"] = "writing the auto-backup" if backup_id else "starting the restore"
+        # Everything checked above, again inside the reserved transaction (without a commit): a
+        # column added or a foreign key changed since then would otherwise go unnoticed.
+        _refuse_schema_differences(db, cp, spec, commit=False)
+        plan = restore_order(tables, foreign_keys(db))
+        _refuse_outside_references(db, plan)
+        defs = {t: _table_def(db, t, commit=False) for t in tables}
+        seq_names = _sequence_targets(db, cp)
+        triggers = _user_triggers(db, config.prefix, tables)
         if triggers:
             log.warning("[CHECKPOINT] These triggers run for every restored row and may change the values "
                         "it writes: %s", ", ".join(triggers))
-        backup = None
-        if backup_id:
+        if auto_backup:
+            where["at"] = "writing the auto-backup"
             log.info("[CHECKPOINT] Creating auto-backup before restore...")
-            backup = _write_checkpoint(db, config, spec, cid=backup_id, kind="auto_backup",
+            backup = _write_checkpoint(db, config, spec, base=backup_base, kind="auto_backup",
                                        description=f"automatic backup before restoring {cp.id}",
                                        defs=[defs[t] for t in tables],
-                                       sequences=[{"name": s["name"], "identity": s.get("identity")}
-                                                  for s in cp.sequences], restore_of=cp.id)
+                                       sequences=[{"name": name, "identity": s.get("identity")}
+                                                  for (name, _), s in zip(seq_names, cp.sequences)],
+                                       restore_of=cp.id)
+            backup_id = backup["id"]
             log.info("[CHECKPOINT] Auto-backup created: %s", backup_id)
             log.info("[CHECKPOINT] Auto-backup contains %d rows", backup["total_rows"])
             log.info(SEPARATOR)
+        where["at"] = "starting the restore"
         result = _apply(db, config, cp, plan, defs, audit=audit, audited=audited, seq_names=seq_names,
                         progress_stream=progress_stream, where=where)
         log.info(SEPARATOR)
         log.info("[CHECKPOINT] All tables restored successfully, committing transaction...")
+        where["at"] = "committing"
         db.commit()
         log.info("[CHECKPOINT] Transaction committed successfully")
         log.info(SEPARATOR)
     except BaseException as exc:
-        failed_at = time.monotonic()
-        if isinstance(exc, (DriverDatabaseError, DriverInterfaceError)):
-            exc = CheckpointError(f"Restore of {cp.id} failed {where['at']} and was rolled back (nothing was "
-                                  f"changed): {wrap(exc, spec)}")
-            exc.__cause__ = None
-        try:
-            db.rollback()
-            rolled_back = True
-        except Exception:          # the connection itself is gone: the server rolls back
-            rolled_back = False
-        if where["at"] == "before the restore":        # a refusal: nothing was started
-            log.error("[CHECKPOINT] ERROR: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        else:
-            log.error(SEPARATOR)
-            log.error("[CHECKPOINT] ERROR: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-            log.error("[CHECKPOINT] Restore FAILED: %s (after %.1f s, %s)", cp.id, failed_at - started, where["at"])
-            log.error("[CHECKPOINT] Transaction rolled back" if rolled_back else
-                      "[CHECKPOINT] Transaction rolled back by the server (connection lost)")
-            log.error("[CHECKPOINT] Recovery suggestion: the database was left as it was before the restore. "
-                      + (f"If it is not what you expect, restore the auto-backup: fbaudit checkpoint restore "
-                         f"{backup_id}" if backup_id and (checkpoint_dir(config) / f"{backup_id}.json").exists()
-                         else "Fix the cause above and run the restore again."))
-            log.error(SEPARATOR)
-        db.close()
-        if isinstance(exc, FbauditError):
-            raise exc from None
-        raise
+        _restore_failed(exc, db, cid, where["at"], started, backup_id, spec)
+        raise AssertionError("unreachable") from None      # _restore_failed always raises
     db.close()
     log.info(SEPARATOR)
     log.info("[CHECKPOINT] RESTORE COMPLETED SUCCESSFULLY: %s", cp.id)
@@ -923,6 +952,74 @@ def restore(config: Config, checkpoint_id: str, *, source: str | None = None, au
     result.update(id=cp.id, auto_backup=backup_id, audit=audit, order=plan.order,
                   seconds=round(time.monotonic() - started, 3), trigger_warnings=triggers)
     return result
+
+
+def _restore_failed(exc: BaseException, db: Database | None, cid: str, at: str, started: float,
+                    backup_id: str | None, spec: SourceSpec) -> None:
+    """Roll back, log the guide's failure lines, raise the error for the user."""
+    failed_at = time.monotonic()
+    refused = at == "before the restore"        # a refusal: nothing was started
+    if isinstance(exc, (DriverDatabaseError, DriverInterfaceError)):
+        exc = CheckpointError(f"Restore of {cid} failed {at} and was rolled back (nothing was changed): "
+                              f"{wrap(exc, spec)}")
+    elif not refused and isinstance(exc, FbauditError) and not isinstance(exc, CheckpointError):
+        wrapped = CheckpointError(f"Restore of {cid} failed {at} and was rolled back (nothing was changed): {exc}")
+        wrapped.exit_code = exc.exit_code          # a lost connection stays exit 4
+        exc = wrapped
+    rolled_back = True
+    if db is not None:
+        try:
+            db.rollback()
+        except Exception:          # the connection itself is gone: the server rolls back
+            rolled_back = False
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if refused:
+        log.error("[CHECKPOINT] ERROR: %s", first)
+    else:
+        log.error(SEPARATOR)
+        log.error("[CHECKPOINT] ERROR: %s", first)
+        log.error("[CHECKPOINT] Restore FAILED: %s (after %.1f s, %s)", cid, failed_at - started, at)
+        log.error("[CHECKPOINT] Transaction rolled back" if rolled_back else
+                  "[CHECKPOINT] Transaction rolled back by the server (connection lost)")
+        log.error("[CHECKPOINT] Recovery suggestion: the database was left as it was before the restore. "
+                  + (f"If it is not what you expect, restore the auto-backup: fbaudit checkpoint restore {backup_id}"
+                     if backup_id else "Fix the cause above and run the restore again."))
+        log.error(SEPARATOR)
+    if db is not None:
+        db.close()
+    if exc.__traceback__ is None or isinstance(exc, CheckpointError):
+        raise exc from None
+    raise exc
+
+
+def _free_id(directory: Path, base: str) -> str:
+    """The id a new checkpoint named ``base`` would get now."""
+    cid, n = base, 1
+    while (directory / f"{cid}.json").exists() or (directory / f"{cid}.json.tmp").exists():
+        n += 1
+        cid = f"{base}_{n}"
+    return cid
+
+
+def _refuse_schema_differences(db: Database, cp: Checkpoint, spec: SourceSpec, *, commit: bool = True) -> None:
+    diffs = schema_differences(db, cp, commit=commit)
+    if diffs:
+        raise CheckpointError(f"Checkpoint {cp.id} does not match the database {spec.describe()} any more; "
+                              "nothing was changed:\n  " + "\n  ".join(diffs))
+
+
+def _refuse_outside_references(db: Database, plan: Plan) -> None:
+    cascading = [fk for fk in plan.outside if fk.delete_rule not in ("RESTRICT", "NO ACTION")]
+    if cascading:
+        raise CheckpointError("Restoring would change tables outside the checkpoint through ON DELETE "
+                              + ", ".join(f"{fk.delete_rule} ({fk.child} -> {fk.parent}, {fk.name})"
+                                          for fk in cascading)
+                              + "; take a checkpoint that includes them. Nothing was changed.")
+    blocking = _outside_references(db, plan.outside)
+    if blocking:
+        raise CheckpointError("Rows of tables outside the checkpoint reference its tables, so their rows cannot "
+                              "be deleted: " + "; ".join(blocking) + ". Take a checkpoint that includes those "
+                              "tables. Nothing was changed.")
 
 
 def _outside_references(db: Database, fks: list[ForeignKey]) -> list[str]:

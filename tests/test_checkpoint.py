@@ -521,12 +521,16 @@ def test_restore_with_writers_running(erp):
                 seen.add(tuple(db.query("SELECT COUNT(*), COUNT(NULLIF(NAME, 'before restore')) FROM CUSTOMER")[0]))
                 db.commit()
 
+    waits: list[float] = []
+
     def writer() -> None:
         with open_database(project.main, lock_timeout=1) as db:
             while not stop.is_set():
+                t0 = time.monotonic()
                 try:
                     db.execute("UPDATE CUSTOMER SET BALANCE = BALANCE WHERE ID = 1")
                     db.commit()
+                    waits.append(time.monotonic() - t0)
                     outcome["writes"] += 1
                 except Exception as exc:
                     db.rollback()
@@ -563,6 +567,8 @@ def test_restore_with_writers_running(erp):
             t.join()
     assert not problems
     assert outcome["writes"] > 0 and outcome["other"] > others_before
+    # The writer of a restored table was held by the reservation (waited, or timed out).
+    assert outcome["timeouts"] > 0 or max(waits) > 0.05, (outcome, max(waits))
     # (120, 0): the old names; (120, 120): all restored. Never fewer rows, never a mix.
     assert seen <= {(120, 0), (120, 120)}, seen
     assert (120, 0) in seen                                  # the reader did read during the test
@@ -651,3 +657,67 @@ def test_checkpoint_file_is_private(erp):
     made = cp.create(config, tables=["REGION"])
     assert stat.S_IMODE(os.stat(made["file"]).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(config.checkpoint_dir).st_mode) == 0o700
+
+
+def test_none_charset_bytes_round_trip(project, tmp_path):
+    """CHARACTER SET NONE text holding bytes that are no valid UTF-8 (legacy ERP data)."""
+    project.sql("CREATE TABLE LEGACY (ID INTEGER NOT NULL PRIMARY KEY, V VARCHAR(10) CHARACTER SET NONE, "
+                "C CHAR(3) CHARACTER SET NONE, B BLOB SUB_TYPE TEXT CHARACTER SET NONE)")
+    raw = [(1, b"\xc0\xe1\xe2", b"\xff", b"\xe4\xf6\xfc" * 100), (2, b"plain", b"ab", None)]
+    with project.connect() as db:
+        for row in raw:
+            db.execute("INSERT INTO LEGACY VALUES (?, ?, ?, ?)", row)
+        db.commit()
+
+    def read():
+        with project.connect() as db:
+            cur = db.con.cursor()
+            cur.stream_blob_threshold = -1
+            cur.execute("SELECT ID, CAST(V AS VARCHAR(10) CHARACTER SET OCTETS), CAST(C AS CHAR(3) CHARACTER SET "
+                        "OCTETS), CAST(B AS BLOB SUB_TYPE BINARY) FROM LEGACY ORDER BY ID")
+            rows = cur.fetchall()
+            db.commit()
+            return rows
+    before = read()
+    assert before[0][1] == b"\xc0\xe1\xe2" and before[0][2] == b"\xff  "
+    made = cp.create(project.config, tables=["LEGACY"])
+    project.sql("DELETE FROM LEGACY")
+    cp.restore(project.config, made["id"], auto_backup=False)
+    assert read() == before
+
+
+def test_not_null_self_reference_is_refused_before_anything(project):
+    project.sql("CREATE TABLE NODE (ID INTEGER NOT NULL PRIMARY KEY, PARENT INTEGER NOT NULL REFERENCES NODE (ID))",
+                "INSERT INTO NODE VALUES (1, 1)")
+    made = cp.create(project.config, tables=["NODE"])
+    with pytest.raises(CheckpointError, match=r"NODE references itself through the NOT NULL column\(s\) PARENT"):
+        cp.restore(project.config, made["id"])
+    assert not list(project.config.checkpoint_dir.glob("auto_backup*"))
+
+
+def test_two_writers_of_the_same_id_never_overwrite(project):
+    w1 = cp._Writer.new(project.config.checkpoint_dir, "checkpoint_20261202_000000")
+    w2 = cp._Writer.new(project.config.checkpoint_dir, "checkpoint_20261202_000000")
+    assert (w1.id, w2.id) == ("checkpoint_20261202_000000", "checkpoint_20261202_000000_2")
+    for w in (w2, w1):
+        w.write({"x": 1})
+        w.finish()
+    w3 = cp._Writer.new(project.config.checkpoint_dir, "checkpoint_20261202_000000")
+    assert w3.id == "checkpoint_20261202_000000_3"
+    w3.abort()
+
+
+def test_unwritable_checkpoint_folder_is_a_clear_error(erp, tmp_path):
+    import os
+    import sys
+    if sys.platform == "win32" or os.geteuid() == 0:
+        # root ignores permissions: use a path below a file instead
+        blocker = tmp_path / "a_file"
+        blocker.write_text("x")
+        config = dataclasses.replace(erp[1], checkpoints_dir=blocker / "checkpoints")
+    else:
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o500)
+        config = dataclasses.replace(erp[1], checkpoints_dir=ro / "checkpoints")
+    with pytest.raises(CheckpointError, match="Cannot write a checkpoint file in"):
+        cp.create(config, tables=["REGION"])
