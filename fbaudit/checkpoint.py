@@ -499,68 +499,72 @@ def verify(path: Path) -> Checkpoint:
     width = 0
     offset = 0
     checksum = None
-    with open(path, "rb") as fh:
-        first = fh.readline()
-        if first != b"[\n":
-            raise _damaged(path, "it does not start like an fbaudit checkpoint")
-        h.update(first)
-        offset = len(first)
-        lineno = 1
-        for line in fh:
-            lineno += 1
-            if checksum is not None:
-                if line != b"]\n":
-                    raise _damaged(path, f"unexpected data after the checksum (line {lineno})")
-                checksum = checksum + "/closed"
-                continue
-            if line.startswith(b'{"checksum"'):
-                try:
-                    checksum = json.loads(line)["checksum"]
-                except (ValueError, KeyError):
-                    raise _damaged(path, f"unreadable checksum line {lineno}") from None
-                if checksum != "sha256:" + h.hexdigest():
-                    raise _damaged(path, "its checksum does not match its content (changed or cut after it "
-                                         "was written)")
-                continue
-            h.update(line)
-            if not line.endswith(b",\n"):
-                raise _damaged(path, f"line {lineno} is cut short")
-            body = line[:-2]
-            if body.startswith(b"["):
-                if current is None:
-                    raise _damaged(path, f"row outside a table section at line {lineno}")
-                try:
-                    row = json.loads(body)          # structure only: values are decoded when restored
-                except ValueError as exc:
-                    raise _damaged(path, f"line {lineno} is not valid JSON ({exc})") from None
-                if not isinstance(row, list) or len(row) != width:
-                    raise _damaged(path, f"line {lineno}: a row of {current.name} with "
-                                         f"{len(row) if isinstance(row, list) else '?'} values, expected {width}")
-                current.rows += 1
-            else:
-                try:
-                    obj = json.loads(body)
-                except ValueError as exc:
-                    raise _damaged(path, f"line {lineno} is not valid JSON ({exc})") from None
-                if header is None:
-                    if obj.get("fbaudit_checkpoint") != FORMAT_VERSION:
-                        raise _damaged(path, f"format {obj.get('fbaudit_checkpoint')!r} is not "
-                                             f"fbaudit checkpoint format {FORMAT_VERSION}")
-                    header = obj
-                elif "table" in obj:
-                    current = TableSection(obj, offset + len(line), 0)
-                    width = len(obj["columns"])
-                    tables.append(current)
-                elif "end_table" in obj:
-                    if current is None or obj["end_table"] != current.name or obj["rows"] != current.rows:
-                        raise _damaged(path, f"line {lineno}: table {obj.get('end_table')} ends with "
-                                             f"{obj.get('rows')} rows, {current.rows if current else 0} were read")
-                    current = None
-                elif "sequences" in obj:
-                    sequences = obj["sequences"]
-                elif "summary" in obj:
-                    summary = obj["summary"]
-            offset += len(line)
+    lineno = 0
+    try:
+        with open(path, "rb") as fh:
+            first = fh.readline()
+            if first != b"[\n":
+                raise _damaged(path, "it does not start like an fbaudit checkpoint")
+            h.update(first)
+            offset = len(first)
+            lineno = 1
+            for line in fh:
+                lineno += 1
+                if checksum is not None:
+                    if line != b"]\n":
+                        raise _damaged(path, f"unexpected data after the checksum (line {lineno})")
+                    checksum = checksum + "/closed"
+                    continue
+                if line.startswith(b'{"checksum"'):
+                    try:
+                        checksum = json.loads(line)["checksum"]
+                    except (ValueError, KeyError):
+                        raise _damaged(path, f"unreadable checksum line {lineno}") from None
+                    if checksum != "sha256:" + h.hexdigest():
+                        raise _damaged(path, "its checksum does not match its content (changed or cut after it "
+                                             "was written)")
+                    continue
+                h.update(line)
+                if not line.endswith(b",\n"):
+                    raise _damaged(path, f"line {lineno} is cut short")
+                body = line[:-2]
+                if body.startswith(b"["):
+                    if current is None:
+                        raise _damaged(path, f"row outside a table section at line {lineno}")
+                    try:
+                        row = json.loads(body)          # structure only: values are decoded when restored
+                    except ValueError as exc:
+                        raise _damaged(path, f"line {lineno} is not valid JSON ({exc})") from None
+                    if not isinstance(row, list) or len(row) != width:
+                        raise _damaged(path, f"line {lineno}: a row of {current.name} with "
+                                             f"{len(row) if isinstance(row, list) else '?'} values, expected {width}")
+                    current.rows += 1
+                else:
+                    try:
+                        obj = json.loads(body)
+                    except ValueError as exc:
+                        raise _damaged(path, f"line {lineno} is not valid JSON ({exc})") from None
+                    if header is None:
+                        if obj.get("fbaudit_checkpoint") != FORMAT_VERSION:
+                            raise _damaged(path, f"format {obj.get('fbaudit_checkpoint')!r} is not "
+                                                 f"fbaudit checkpoint format {FORMAT_VERSION}")
+                        header = obj
+                    elif "table" in obj:
+                        current = TableSection(obj, offset + len(line), 0)
+                        width = len(obj["columns"])
+                        tables.append(current)
+                    elif "end_table" in obj:
+                        if current is None or obj["end_table"] != current.name or obj["rows"] != current.rows:
+                            raise _damaged(path, f"line {lineno}: table {obj.get('end_table')} ends with "
+                                                 f"{obj.get('rows')} rows, {current.rows if current else 0} were read")
+                        current = None
+                    elif "sequences" in obj:
+                        sequences = obj["sequences"]
+                    elif "summary" in obj:
+                        summary = obj["summary"]
+                offset += len(line)
+    except (KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise _damaged(path, f"line {lineno} has an unexpected structure ({type(exc).__name__}: {exc})") from None
     if checksum is None or not checksum.endswith("/closed"):
         raise _damaged(path, "it ends before its checksum (cut short)")
     if header is None or summary is None or sequences is None or current is not None:
@@ -588,13 +592,12 @@ def _peek(path: Path) -> dict:
                 if summary is None and tail >= out["bytes"]:
                     raise ValueError("no summary")
                 tail *= 16
-    except (ValueError, StopIteration, OSError, KeyError, TypeError):
+        out.update(kind=header.get("kind"), description=header.get("description"),
+                   created_at=header.get("created_at"), source=header.get("source"),
+                   tables=len(header.get("tables") or []), total_rows=summary.get("total_rows"),
+                   restore_of=header.get("restore_of"))
+    except (ValueError, StopIteration, OSError, KeyError, TypeError, AttributeError):
         out["damaged"] = True
-        return out
-    out.update(kind=header.get("kind"), description=header.get("description"),
-               created_at=header.get("created_at"), source=header.get("source"),
-               tables=len(header.get("tables") or []), total_rows=summary.get("total_rows"),
-               restore_of=header.get("restore_of"))
     return out
 
 
