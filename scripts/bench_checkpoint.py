@@ -49,10 +49,10 @@ The checkpoint log lines (logger fbaudit.checkpoint, INFO, one "Progress:" line
 per 100 rows) are shown with --verbose only; otherwise WARNING and above (each
 restore logs its 4-line "This will OVERWRITE" banner at WARNING).
 
-Run time: the smoke runs restored ~2,400 rows/s embedded (fb5) and ~1,000-1,300
-rows/s on the 3.0 server, and under tracemalloc restore is ~4x slower again, so
-the default sizes take roughly an hour embedded (about 45 minutes of it the
-untimed tracemalloc passes; --no-heap skips them) and longer on the server.
+Run time (2 cores, fbaudit f674547 era): the default sizes take ~18 minutes
+embedded (fb5), ~15 of them the two untimed tracemalloc passes (--no-heap
+skips them); restore ran ~12,000 rows/s embedded (docs/performance.md,
+"Checkpoints").
 
 Usage:
   .venvs/fb5/bin/python scripts/bench_checkpoint.py --snapshot HEAD --json checkpoint-fb5.json
