@@ -7,6 +7,10 @@ change between rows, so ``Inserter`` reads it once and packs each row into
 the message buffer itself (about 40,000 rows/s), then calls the same
 ``IStatement.execute`` the driver calls.
 
+Over TCP each execute is also a network round trip, so with ``types`` given
+rows are sent ``batch`` at a time, as one EXECUTE BLOCK holding one statement
+per row (its parameters declared with those types).
+
 This uses the driver's statement internals (``_in_meta``, ``_istmt``,
 ``_transaction._tra``). Only plain types are packed here: integers (scaled or
 not), CHAR/VARCHAR, DATE, TIME, TIMESTAMP, BOOLEAN, FLOAT, DOUBLE. A statement
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import struct
 from ctypes import create_string_buffer, memset
 from decimal import Decimal
@@ -53,30 +58,13 @@ def _time(v: dt.time) -> int:
     return ((v.hour * 60 + v.minute) * 60 + v.second) * 10000 + v.microsecond // 100
 
 
-class Inserter:
-    """``Inserter(cursor, parts)``: ``run(row)`` executes the statement
-    ``parts[0] ? parts[1] ? ... parts[n]`` with the n values of ``row``.
+class _Fast:
+    """One prepared statement whose input message fbaudit packs itself."""
 
-    The statement is given in parts, not as one text with ``?``, because a
-    quoted identifier may itself hold a ``?``.
-    """
-
-    def __init__(self, cursor, parts: Sequence[str], *, encoding: str = "utf-8"):
+    def __init__(self, cursor, sql: str):
         self.cur = cursor
-        self.parts = list(parts)
-        self.stmt = cursor.prepare(self._sql(()))
-        self.encoding = encoding
-        self.fast = 0
-        self.slow = 0
-        self._meta = None
-        self._variants: dict[tuple[int, ...], Any] = {}
-        try:
-            self._setup()
-        except Exception as exc:          # a driver without these internals: its own path
-            log.debug("bulk: driver path for %s (%s)", self._sql(())[:60], exc)
-            self._release()
-
-    def _setup(self) -> None:
+        self.stmt = cursor.prepare(sql)
+        self.meta = None
         meta = self.stmt._in_meta
         n = meta.get_count() if meta is not None else 0
         types = [meta.get_type(i) for i in range(n)]
@@ -88,25 +76,25 @@ class Inserter:
                 if t == SQLDataType.TEXT:
                     b.set_type(i, SQLDataType.VARYING)
             m = b.get_metadata()
-        self._meta = m
-        self._fields = [(m.get_type(i), m.get_length(i), m.get_offset(i), m.get_null_offset(i), m.get_scale(i))
-                        for i in range(n)]
-        self._buf = create_string_buffer(m.get_message_length())
-        self._istmt = self.stmt._istmt
-        self._out = (self.stmt._out_meta, self.stmt._out_buffer)
+        self.fields = [(m.get_type(i), m.get_length(i), m.get_offset(i), m.get_null_offset(i), m.get_scale(i))
+                       for i in range(n)]
+        self.buf = create_string_buffer(m.get_message_length())
+        self.istmt = self.stmt._istmt
+        self.out = (self.stmt._out_meta, self.stmt._out_buffer)
+        self.meta = m
 
-    def _pack(self, row: Sequence[Any]) -> None:
-        buf = self._buf
+    def pack(self, values: Sequence[Any], encoding: str) -> None:
+        buf = self.buf
         memset(buf, 0, len(buf))
-        if len(row) != len(self._fields):
+        if len(values) != len(self.fields):
             raise _NoFit
-        for (t, ln, off, noff, scale), v in zip(self._fields, row):
+        for (t, ln, off, noff, scale), v in zip(self.fields, values):
             if v is None:
                 buf[noff] = 1
                 continue
             if t == SQLDataType.VARYING:
                 if isinstance(v, str):
-                    v = v.encode(self.encoding)
+                    v = v.encode(encoding)
                 elif not isinstance(v, bytes):
                     raise _NoFit
                 if len(v) > ln:
@@ -124,10 +112,7 @@ class Inserter:
                     v = int(scaled)
                 elif not isinstance(v, int):
                     raise _NoFit
-                try:
-                    buf[off:off + ln] = v.to_bytes(ln, "little", signed=True)
-                except OverflowError:
-                    raise _NoFit from None
+                buf[off:off + ln] = v.to_bytes(ln, "little", signed=True)
             elif t == SQLDataType.DATE:
                 if type(v) is not dt.date:
                     raise _NoFit
@@ -155,25 +140,125 @@ class Inserter:
             else:
                 raise _NoFit
 
+    def try_run(self, values: Sequence[Any], encoding: str) -> bool:
+        """Pack and execute; False (nothing executed) when a value is for the driver."""
+        try:
+            self.pack(values, encoding)
+        except (_NoFit, struct.error, OverflowError, ValueError):
+            return False
+        tra = self.cur._transaction
+        if not tra.is_active():
+            tra.begin()
+        self.istmt.execute(tra._tra, self.meta, self.buf, *self.out)
+        return True
+
+    def close(self) -> None:
+        if self.meta is not None:
+            self.meta.release()
+            self.meta = None
+        self.stmt.free()
+
+
+def _block_type(sql_type: str) -> str:
+    """A column type as an EXECUTE BLOCK parameter type (BINARY/VARBINARY are 4.0+ words)."""
+    m = re.fullmatch(r"(VAR)?BINARY\((\d+)\)", sql_type)
+    if m:
+        return f"{'VARCHAR' if m.group(1) else 'CHAR'}({m.group(2)}) CHARACTER SET OCTETS"
+    return sql_type
+
+
+class Inserter:
+    """``Inserter(cursor, parts)``: ``run(row)`` executes the statement
+    ``parts[0] ? parts[1] ? ... parts[n]`` with the n values of ``row``.
+
+    The statement is given in parts, not as one text with ``?``, because a
+    quoted identifier may itself hold a ``?``. With ``types`` (the SQL type of
+    each value) rows are sent up to ``batch`` at a time; ``flush()`` sends the
+    rest (``close()`` does too). An error of a batch is raised by the ``run``
+    or ``flush`` that sent it.
+    """
+
+    MAX_MESSAGE = 60_000        # bytes of parameters per EXECUTE BLOCK (Firebird's limit is 64 KB)
+    MAX_ROWS = 200              # statements per EXECUTE BLOCK (a PSQL module has at most 256 contexts)
+
+    def __init__(self, cursor, parts: Sequence[str], *, types: Sequence[str] | None = None, batch: int = 100,
+                 encoding: str = "utf-8"):
+        self.cur = cursor
+        self.parts = list(parts)
+        self.encoding = encoding
+        self.fast = 0
+        self.slow = 0
+        self.batches = 0
+        self._variants: dict[tuple[int, ...], Any] = {}
+        self._blocks: dict[int, _Fast] = {}
+        self._pending: list[Sequence[Any]] = []
+        self.stmt = cursor.prepare(self._sql(()))
+        self._single: _Fast | None = None
+        self._types = list(types) if types else None
+        self._batch = 1
+        try:
+            self._setup_fast(batch)
+        except Exception as exc:          # a driver without these internals: its own path
+            log.debug("bulk: driver path for %s (%s)", self._sql(())[:60], exc)
+            self._single = None
+            self._batch = 1
+
+    def _setup_fast(self, batch: int) -> None:
+        single = _Fast(self.cur, self._sql(()))
+        if single.meta is None:
+            single.close()
+            return
+        self._single = single
+        if self._types and batch > 1:
+            n = len(self.parts) - 1
+            per_row = max(1, len(single.buf))
+            self._batch = max(1, min(batch, self.MAX_ROWS, self.MAX_MESSAGE // per_row, 1000 // max(n, 1)))
+
     def _sql(self, nulls: tuple[int, ...]) -> str:
         out = [self.parts[0]]
         for i, part in enumerate(self.parts[1:]):
             out += ["NULL" if i in nulls else "?", part]
         return "".join(out)
 
+    def _block_sql(self, k: int) -> str:
+        n = len(self.parts) - 1
+        decl = ", ".join(f"P{r}_{i} {_block_type(self._types[i])} = ?" for r in range(k) for i in range(n))
+        body = []
+        for r in range(k):
+            text = [self.parts[0]]
+            for i, part in enumerate(self.parts[1:]):
+                text += [f":P{r}_{i}", part]
+            body.append("  " + "".join(text) + ";")
+        return f"EXECUTE BLOCK ({decl})\nAS\nBEGIN\n" + "\n".join(body) + "\nEND"
+
     def run(self, row: Sequence[Any]) -> None:
-        if self._meta is not None:
-            try:
-                self._pack(row)
-            except (_NoFit, struct.error, OverflowError, ValueError):
-                pass
-            else:
-                tra = self.cur._transaction
-                if not tra.is_active():
-                    tra.begin()
-                self._istmt.execute(tra._tra, self._meta, self._buf, *self._out)
-                self.fast += 1
+        if self._batch > 1:
+            self._pending.append(row)
+            if len(self._pending) >= self._batch:
+                self.flush()
+            return
+        self._run_one(row)
+
+    def flush(self) -> None:
+        """Send the rows waiting for a full batch."""
+        rows, self._pending = self._pending, []
+        if not rows:
+            return
+        if len(rows) > 1:
+            block = self._blocks.get(len(rows))
+            if block is None:
+                block = self._blocks[len(rows)] = _Fast(self.cur, self._block_sql(len(rows)))
+            if block.meta is not None and block.try_run([v for r in rows for v in r], self.encoding):
+                self.fast += len(rows)
+                self.batches += 1
                 return
+        for row in rows:                 # a value for the driver: these rows one by one
+            self._run_one(row)
+
+    def _run_one(self, row: Sequence[Any]) -> None:
+        if self._single is not None and self._single.try_run(row, self.encoding):
+            self.fast += 1
+            return
         nulls = tuple(i for i, v in enumerate(row) if v is None)
         if not nulls:
             self.cur.execute(self.stmt, row)
@@ -188,13 +273,16 @@ class Inserter:
                 self.cur.execute(stmt)
         self.slow += 1
 
-    def _release(self) -> None:
-        if self._meta is not None:
-            self._meta.release()
-            self._meta = None
-
     def close(self) -> None:
-        self._release()
-        for stmt in (self.stmt, *self._variants.values()):
-            stmt.free()
-        self._variants.clear()
+        """Send what is waiting, then free the statements."""
+        try:
+            self.flush()
+        finally:
+            for f in (self._single, *self._blocks.values()):
+                if f is not None:
+                    f.close()
+            for stmt in (self.stmt, *self._variants.values()):
+                stmt.free()
+            self._single = None
+            self._blocks.clear()
+            self._variants.clear()

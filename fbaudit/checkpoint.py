@@ -1113,7 +1113,8 @@ def _apply(db: Database, config: Config, cp: Checkpoint, plan: Plan, defs: dict[
             head = (f"INSERT INTO {quote_ident(t)} ({', '.join(quote_ident(names[j]) for j in keep)}"
                     + "".join(f", {quote_ident(c)}" for c in names if c in nulled)
                     + f") {'OVERRIDING SYSTEM VALUE ' if always else ''}VALUES (")
-            insert = Inserter(cur, [head] + [", "] * (len(keep) - 1) + [(", " + values if values else "") + ")"])
+            insert = Inserter(cur, [head] + [", "] * (len(keep) - 1) + [(", " + values if values else "") + ")"],
+                              types=[sec.header["columns"][j]["type"] for j in keep])
             done = 0
             for row in cp.rows(t):
                 where["at"] = f"inserting row {done + 1} of {sec.rows} into {t}"
@@ -1166,7 +1167,8 @@ def _fill_deferred(cur, cp: Checkpoint, table: str, fks: list[ForeignKey]) -> No
     parts = [f"UPDATE {quote_ident(table)} SET {quote_ident(cols[0])} = "]
     parts += [f", {quote_ident(c)} = " for c in cols[1:]]
     parts += [f" WHERE {quote_ident(key[0])} = "] + [f" AND {quote_ident(k)} = " for k in key[1:]] + [""]
-    update = Inserter(cur, parts)
+    types = {c["name"]: c["type"] for c in sec.header["columns"]}
+    update = Inserter(cur, parts, types=[types[c] for c in cols] + [types[k] for k in key])
     filled = 0
     for row in cp.rows(table):
         vals = [row[j] for j in ci]

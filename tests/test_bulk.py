@@ -96,7 +96,7 @@ def test_driver_sends_none_as_text_for_short_char_columns(project):
 def test_without_the_driver_internals_everything_goes_the_drivers_way(project):
     """A driver whose statement internals differ: Inserter must still store every row."""
     class Changed(Inserter):
-        def _setup(self):
+        def _setup_fast(self, batch):
             raise AttributeError("_in_meta")
     project.sql("CREATE TABLE A (ID INTEGER NOT NULL PRIMARY KEY, F CHAR(1), N NUMERIC(9,2))")
     with project.connect() as db:
@@ -109,3 +109,44 @@ def test_without_the_driver_internals_everything_goes_the_drivers_way(project):
         db.commit()
         assert db.query("SELECT * FROM A ORDER BY ID") == [(1, "Y", Decimal("1.50")), (2, None, None)]
         db.commit()
+
+
+def test_batches_store_what_single_rows_store(project):
+    """With types, rows go as EXECUTE BLOCKs of many statements: same result, and a row the
+    fast path cannot pack sends its batch row by row."""
+    project.sql(f"CREATE TABLE A ({COLS})", f"CREATE TABLE B ({COLS})")
+    types = ["INTEGER", "SMALLINT", "BIGINT", "NUMERIC(18,4)", "NUMERIC(9,2)", "DECIMAL(4,1)", "FLOAT",
+             "DOUBLE PRECISION", "CHAR(5)", "CHAR(3) CHARACTER SET UTF8", "CHAR(4) CHARACTER SET NONE",
+             "BINARY(4)", "VARCHAR(10) CHARACTER SET WIN1251", "VARCHAR(6) CHARACTER SET UTF8", "VARBINARY(4)",
+             "DATE", "TIME", "TIMESTAMP", "BOOLEAN"]
+    rows = [(i * 10 + r[0],) + tuple(r[1:]) for i in range(30) for r in ROWS[:4]]   # 120 rows ...
+    rows.insert(50, (999,) + tuple(ROWS[4][1:]))                                     # ... and one for the driver
+    n = len(COLS.split(", "))
+    with project.connect() as db:
+        cur = db.con.cursor()
+        batched = Inserter(cur, ["INSERT INTO A VALUES ("] + [", "] * (n - 1) + [")"], types=types, batch=40)
+        single = Inserter(cur, ["INSERT INTO B VALUES ("] + [", "] * (n - 1) + [")"])
+        for row in rows:
+            batched.run(row)
+            single.run(row)
+        batched.close()
+        single.close()
+        assert batched.batches > 0 and batched.fast + batched.slow == len(rows)
+        db.commit()
+        a = db.query("SELECT * FROM A ORDER BY ID")
+        b = db.query("SELECT * FROM B ORDER BY ID")
+        db.commit()
+    assert len(a) == len(rows)
+    assert [tuple(map(repr, r)) for r in a] == [tuple(map(repr, r)) for r in b]
+
+
+def test_an_error_in_a_batch_is_raised(project):
+    project.sql("CREATE TABLE A (ID INTEGER NOT NULL PRIMARY KEY, X INTEGER CHECK (X < 10))")
+    with project.connect() as db:
+        cur = db.con.cursor()
+        ins = Inserter(cur, ["INSERT INTO A VALUES (", ", ", ")"], types=["INTEGER", "INTEGER"], batch=50)
+        for i in range(5):
+            ins.run((i, i * 3))                           # 4 * 3 = 12 violates the CHECK
+        with pytest.raises(Exception, match="CHECK"):
+            ins.close()
+        db.rollback()
