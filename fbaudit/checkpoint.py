@@ -139,20 +139,16 @@ def _line(obj: Any) -> bytes:
 # --------------------------------------------------------------------------
 # Where checkpoints live
 # --------------------------------------------------------------------------
-def checkpoint_dir(config: Config) -> Path:
-    return config.checkpoint_dir
-
-
 def _path(config: Config, checkpoint_id: str) -> Path:
     name = Path(checkpoint_id).name
     if name.endswith(".json"):
         name = name[:-5]
     if not _ID.match(name):
         raise CheckpointError(f"{checkpoint_id!r} is not a checkpoint id (like checkpoint_20261202_013000).")
-    path = checkpoint_dir(config) / f"{name}.json"
+    path = config.checkpoint_dir / f"{name}.json"
     if not path.exists():
-        known = ", ".join(p.stem for p in sorted(checkpoint_dir(config).glob("*.json"))[-5:]) or "none"
-        raise CheckpointError(f"No checkpoint {name!r} in {checkpoint_dir(config)} (newest: {known}). "
+        known = ", ".join(p.stem for p in sorted(config.checkpoint_dir.glob("*.json"))[-5:]) or "none"
+        raise CheckpointError(f"No checkpoint {name!r} in {config.checkpoint_dir} (newest: {known}). "
                               "`fbaudit checkpoint list` shows them all.")
     return path
 
@@ -285,15 +281,11 @@ class _Writer:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not directory.is_dir():
             raise NotADirectoryError(f"{directory} is not a folder")
-        n = 1
         while True:
-            cid = base if n == 1 else f"{base}_{n}"
-            if not (directory / f"{cid}.json").exists():
-                try:
-                    return cls(directory / f"{cid}.json")
-                except FileExistsError:
-                    pass
-            n += 1
+            try:
+                return cls(directory / f"{_free_id(directory, base)}.json")
+            except FileExistsError:     # taken by another process between the look and the create
+                pass
 
     @property
     def id(self) -> str:
@@ -330,9 +322,9 @@ def _write_checkpoint(db: Database, config: Config, spec: SourceSpec, *, base: s
     """
     tables = [d.name for d in defs]
     try:
-        writer = _Writer.new(checkpoint_dir(config), base)
+        writer = _Writer.new(config.checkpoint_dir, base)
     except OSError as exc:
-        raise CheckpointError(f"Cannot write a checkpoint file in {checkpoint_dir(config)}: {exc}. Nothing was "
+        raise CheckpointError(f"Cannot write a checkpoint file in {config.checkpoint_dir}: {exc}. Nothing was "
                               "changed; check the folder (checkpoints.dir) and its free space.") from None
     cid, path = writer.id, writer.path
     started = time.monotonic()
@@ -603,7 +595,7 @@ def _peek(path: Path) -> dict:
 
 def list_checkpoints(config: Config) -> list[dict]:
     """Every checkpoint in the folder, oldest first (header and summary only, checksums not verified)."""
-    d = checkpoint_dir(config)
+    d = config.checkpoint_dir
     if not d.is_dir():
         return []
     items = [_peek(p) for p in d.glob("*.json")]
@@ -880,7 +872,7 @@ def restore(config: Config, checkpoint_id: str, *, source: str | None = None, au
         log.info("[CHECKPOINT] Tables: %d", len(tables))
         log.info("[CHECKPOINT] Total rows: %d", cp.summary.get("total_rows", 0))
         log.info("[CHECKPOINT] Auto-backup: %s",
-                 f"Yes ({_free_id(checkpoint_dir(config), backup_base)})" if auto_backup else "No")
+                 f"Yes ({_free_id(config.checkpoint_dir, backup_base)})" if auto_backup else "No")
         log.info(SEPARATOR)
         log.info("[CHECKPOINT] Building table dependency graph...")
         plan = restore_order(tables, foreign_keys(db))
@@ -942,8 +934,7 @@ def restore(config: Config, checkpoint_id: str, *, source: str | None = None, au
         log.info("[CHECKPOINT] Transaction committed successfully")
         log.info(SEPARATOR)
     except BaseException as exc:
-        _restore_failed(exc, db, cid, where["at"], started, backup_id, spec)
-        raise AssertionError("unreachable") from None      # _restore_failed always raises
+        raise _restore_failed(exc, db, cid, where["at"], started, backup_id, spec) from None
     db.close()
     log.info(SEPARATOR)
     log.info("[CHECKPOINT] RESTORE COMPLETED SUCCESSFULLY: %s", cp.id)
@@ -958,8 +949,8 @@ def restore(config: Config, checkpoint_id: str, *, source: str | None = None, au
 
 
 def _restore_failed(exc: BaseException, db: Database | None, cid: str, at: str, started: float,
-                    backup_id: str | None, spec: SourceSpec) -> None:
-    """Roll back, log the guide's failure lines, raise the error for the user."""
+                    backup_id: str | None, spec: SourceSpec) -> BaseException:
+    """Roll back, log the guide's failure lines; return the error to raise for the user."""
     failed_at = time.monotonic()
     refused = at == "before the restore"        # a refusal: nothing was started
     if isinstance(exc, (DriverDatabaseError, DriverInterfaceError)):
@@ -990,9 +981,7 @@ def _restore_failed(exc: BaseException, db: Database | None, cid: str, at: str, 
         log.error(SEPARATOR)
     if db is not None:
         db.close()
-    if exc.__traceback__ is None or isinstance(exc, CheckpointError):
-        raise exc from None
-    raise exc
+    return exc
 
 
 def _free_id(directory: Path, base: str) -> str:

@@ -511,14 +511,7 @@ TARGETS = {("client", "update"): 1.2, ("client", "insert"): 1.5, ("client", "del
 def render(result: dict) -> str:
     m = result["meta"]
     lines = [
-        f"fbaudit capture benchmark — {m['date']}",
-        f"Firebird {m['engine_version']} {m['target_desc']}; client library firebird-embedded {m['client_version']}; "
-        f"page size {m['page_size']}, forced writes {'on' if m['forced_writes'] else 'off'}, "
-        f"page buffers {m['page_buffers']}",
-        f"machine: {m['machine']['nproc']} x {m['machine']['cpu']}, load average at start "
-        f"{' '.join(f'{x:.2f}' for x in m['machine']['loadavg_start'])}, at end "
-        f"{' '.join(f'{x:.2f}' for x in m['machine']['loadavg_end'])}",
-        f"fbaudit revision {m['fbaudit_revision']}",
+        *benchlib.report_header(m, "capture"),
         "",
     ]
     variants = [v for v in m["variants"] if v != "none"]
@@ -821,9 +814,6 @@ def render_explore(ex: dict) -> str:
 # --------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--target", choices=("embedded", "server"), default="embedded",
-                    help="embedded: database files opened by this venv's firebird-embedded; "
-                         "server: databases on a Firebird server over TCP")
     ap.add_argument("--rows", type=int, default=3000, help="(a) rows per operation from the client [3000]")
     ap.add_argument("--commit-every", type=int, default=100, help="(a) rows per transaction [100]")
     ap.add_argument("--block-rows", type=int, default=10000, help="(b) rows per EXECUTE BLOCK loop [10000]")

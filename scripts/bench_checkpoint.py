@@ -509,14 +509,7 @@ def heap_peak_mb(s: dict) -> float | None:
 def render(result: dict) -> str:
     m = result["meta"]
     lines = [
-        f"fbaudit checkpoint benchmark — {m['date']}",
-        f"Firebird {m['engine_version']} {m['target_desc']}; client library firebird-embedded {m['client_version']}; "
-        f"page size {m['page_size']}, forced writes {'on' if m['forced_writes'] else 'off'}, "
-        f"page buffers {m['page_buffers']}",
-        f"machine: {m['machine']['nproc']} x {m['machine']['cpu']}, load average at start "
-        f"{' '.join(f'{x:.2f}' for x in m['machine']['loadavg_start'])}, at end "
-        f"{' '.join(f'{x:.2f}' for x in m['machine'].get('loadavg_end', ()))}",
-        f"fbaudit revision {m['fbaudit_revision']}",
+        *benchlib.report_header(m, "checkpoint"),
         "",
         "Create and restore (auto_backup=False, audit=\"rows\") of 8 tables, each size in a fresh database and "
         "measured in a fresh process; peak RSS = ru_maxrss of that process"
@@ -566,9 +559,6 @@ def render(result: dict) -> str:
 # --------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--target", choices=("embedded", "server"), default="embedded",
-                    help="embedded: database files opened by this venv's firebird-embedded; "
-                         "server: databases on a local Firebird server over TCP")
     ap.add_argument("--sizes", default=DEFAULT_SIZES,
                     help=f"comma list of total rows over the 8 tables, one fresh database each [{DEFAULT_SIZES}]")
     ap.add_argument("--rows", type=int, help="one size only (the same as --sizes N)")

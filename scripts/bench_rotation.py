@@ -408,14 +408,7 @@ def mb(n: int | None) -> str:
 def render(result: dict) -> str:
     m = result["meta"]
     lines = [
-        f"fbaudit rotation benchmark — {m['date']}",
-        f"Firebird {m['engine_version']} {m['target_desc']}; client library firebird-embedded {m['client_version']}; "
-        f"page size {m['page_size']}, forced writes {'on' if m['forced_writes'] else 'off'}, "
-        f"page buffers {m['page_buffers']}",
-        f"machine: {m['machine']['nproc']} x {m['machine']['cpu']}, load average at start "
-        f"{' '.join(f'{x:.2f}' for x in m['machine']['loadavg_start'])}, at end "
-        f"{' '.join(f'{x:.2f}' for x in m['machine'].get('loadavg_end', ()))}",
-        f"fbaudit revision {m['fbaudit_revision']}",
+        *benchlib.report_header(m, "rotation"),
         "",
     ]
     runs = result.get("days") or []
@@ -475,9 +468,6 @@ def render(result: dict) -> str:
 # --------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--target", choices=("embedded", "server"), default="embedded",
-                    help="embedded: database files opened by this venv's firebird-embedded; "
-                         "server: databases on a local Firebird server over TCP")
     ap.add_argument("--parts", default=",".join(PARTS), help="comma list of days,time [days,time]")
     ap.add_argument("--modes", default="rotate,delete",
                     help=f"days: comma list of {','.join(MODES)} [rotate,delete]")

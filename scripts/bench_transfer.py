@@ -660,14 +660,7 @@ def render(result: dict) -> str:
     m = result["meta"]
     ok = lambda good: "ok" if good else "!!"  # noqa: E731
     lines = [
-        f"fbaudit transfer benchmark — {m['date']}",
-        f"Firebird {m['engine_version']} {m['target_desc']}; client library firebird-embedded {m['client_version']}; "
-        f"page size {m['page_size']}, forced writes {'on' if m['forced_writes'] else 'off'}, "
-        f"page buffers {m['page_buffers']}",
-        f"machine: {m['machine']['nproc']} x {m['machine']['cpu']}, load average at start "
-        f"{' '.join(f'{x:.2f}' for x in m['machine']['loadavg_start'])}, at end "
-        f"{' '.join(f'{x:.2f}' for x in m['machine'].get('loadavg_end', ()))}",
-        f"fbaudit revision {m['fbaudit_revision']}",
+        *benchlib.report_header(m, "transfer"),
         "",
     ]
     if "throughput" in result:
@@ -734,9 +727,6 @@ def render(result: dict) -> str:
 # --------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--target", choices=("embedded", "server"), default="embedded",
-                    help="embedded: database files opened by this venv's firebird-embedded; "
-                         "server: databases on a Firebird server over TCP")
     ap.add_argument("--only", default=",".join(PARTS), help="parts to run: comma list of throughput,lag,fastcheck")
     ap.add_argument("--quick", action="store_true", help="small sizes for a smoke run (under a minute)")
     ap.add_argument("--packets", type=int, default=20000, help="throughput: packets in the backlog [20000]")

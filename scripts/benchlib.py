@@ -134,7 +134,10 @@ def machine_info() -> dict:
 
 
 def add_common_args(ap: argparse.ArgumentParser, *, dir_help: str) -> None:
-    """The options every benchmark takes: where the server is, the work folder, --snapshot, --json."""
+    """The options every benchmark takes: the target, where the server is, the work folder, --snapshot, --json."""
+    ap.add_argument("--target", choices=("embedded", "server"), default="embedded",
+                    help="embedded: database files opened by this venv's firebird-embedded; "
+                         "server: databases on a local Firebird server over TCP")
     ap.add_argument("--host", default="localhost", help="server target: host [localhost]")
     ap.add_argument("--server-dir", default="/var/lib/firebird/3.0/data",
                     help="server target: folder of the server's database files")
@@ -157,6 +160,21 @@ def snapshot_from_args(args: argparse.Namespace) -> Path | None:
     rev, _ = use_snapshot(args.snapshot, snapdir)
     say(f"fbaudit from git revision {rev}, exported to {snapdir}")
     return snapdir
+
+
+def report_header(m: dict, what: str) -> list[str]:
+    """The first lines of every benchmark's report: what ran, on which Firebird, machine and revision."""
+    mach = m["machine"]
+    return [
+        f"fbaudit {what} benchmark — {m['date']}",
+        f"Firebird {m['engine_version']} {m['target_desc']}; client library firebird-embedded {m['client_version']}; "
+        f"page size {m['page_size']}, forced writes {'on' if m['forced_writes'] else 'off'}, "
+        f"page buffers {m['page_buffers']}",
+        f"machine: {mach['nproc']} x {mach['cpu']}, load average at start "
+        f"{' '.join(f'{x:.2f}' for x in mach['loadavg_start'])}, at end "
+        f"{' '.join(f'{x:.2f}' for x in mach.get('loadavg_end', ()))}",
+        f"fbaudit revision {m['fbaudit_revision']}",
+    ]
 
 
 SNAPSHOT: tuple[str, Path] | None = None      # (short revision, folder it was exported to), set by use_snapshot()
