@@ -198,7 +198,7 @@ def _str(path: Path, node: Any, key: str, *, required: bool = False) -> str | No
     return value.strip()
 
 
-def _db(path: Path, node: Any, *, name: str, allowed: set[str], what: str) -> dict[str, Any]:
+def _db(path: Path, node: Any, *, name: str, allowed: set[str], what: str, one: bool = True) -> dict[str, Any]:
     if not isinstance(node, dict):
         raise ConfigError(f"{yamlio.where(path, node)}: {what} must be a mapping of keys")
     for key in node:
@@ -216,12 +216,117 @@ def _db(path: Path, node: Any, *, name: str, allowed: set[str], what: str) -> di
     pf = _str(path, node, "password_file")
     return {
         "name": name,
-        "database": _resolve_path(base, _str(path, node, "database", required=True)),
+        "database": _resolve_path(base, _str(path, node, "database", required=True)) if one else "",
         "user": _str(path, node, "user") or "SYSDBA",
         "password_env": _str(path, node, "password_env"),
         "password_file": Path(_resolve_path(base, pf)) if pf else None,
         "role": _str(path, node, "role"),
     }
+
+
+def _source_name(path: Path, node: Any, key: Any, name: str) -> str:
+    if len(name) > 63:     # SOURCES.NAME in the log database
+        raise ConfigError(f"{yamlio.where(path, node, key)}: source name {name!r} is longer than 63 characters")
+    return name
+
+
+def _expand_source(path: Path, node: Any, log: DatabaseSpec) -> list[tuple[SourceSpec, Any]]:
+    """One source entry -> its sources: ``database`` (one), ``pattern`` (one per matching
+    file) or ``list`` (one per line of a list file). Returns (spec, key for error lines)."""
+    kinds = [k for k in ("database", "pattern", "list") if k in node]
+    if len(kinds) > 1:
+        raise ConfigError(f"{yamlio.where(path, node, kinds[1])}: a source gives one of database, pattern "
+                          f"or list, not {' and '.join(kinds)}")
+    if not kinds:
+        raise ConfigError(f"{yamlio.where(path, node)}: missing required key 'database' "
+                          "(or 'pattern' / 'list' for many databases)")
+    kind = kinds[0]
+    allowed = (_SOURCE_KEYS | {kind}) - ({"database"} if kind != "database" else set())
+    reg = _str(path, node, "registry") or "tables.yaml"
+    registry = Path(_resolve_path(path.parent, reg))
+    external = _str(path, node, "external_database")
+
+    def make(name: str, database: str, fields: dict) -> SourceSpec:
+        return SourceSpec(**{**fields, "name": name, "database": database}, registry=registry,
+                          external_database=external)
+
+    if kind == "database":
+        name = _source_name(path, node, "name", _str(path, node, "name", required=True))
+        fields = _db(path, node, name=name, allowed=allowed, what=f"source {name!r}")
+        return [(make(name, fields["database"], fields), "name")]
+    if external:
+        raise ConfigError(f"{yamlio.where(path, node, 'external_database')}: external_database names one "
+                          f"database; it cannot go with {kind!r}")
+    fields = _db(path, node, name="", allowed=allowed, what=f"source {kind!r}", one=False)
+    template = _str(path, node, "name") or "{stem}"
+    if "{stem}" not in template:
+        raise ConfigError(f"{yamlio.where(path, node, 'name')}: with {kind!r} the name is a template that must "
+                          "contain {stem} (the file name without extension), e.g. name: 'shop_{stem}'")
+    value = _str(path, node, kind, required=True)
+    if kind == "pattern":
+        found = _glob_databases(path, node, value, log)
+    else:
+        found = _list_databases(path, node, value, template)
+    out = []
+    for explicit, database in found:
+        stem = Path(database.rsplit(":", 1)[-1] if _SERVER_DSN.match(database) else database).stem
+        name = _source_name(path, node, kind, explicit or template.replace("{stem}", stem))
+        out.append((make(name, database, fields), kind))
+    return out
+
+
+def _split_dsn(value: str) -> tuple[str, str]:
+    """'host/3050:/data/x.fdb' -> ('host/3050:', '/data/x.fdb'); an embedded path -> ('', path)."""
+    m = _SERVER_DSN.match(value)
+    return (value[:m.end()], value[m.end():]) if m else ("", value)
+
+
+def _glob_databases(path: Path, node: Any, pattern: str, log: DatabaseSpec) -> list[tuple[None, str]]:
+    """Files matching ``pattern`` (sorted), the log database excluded. For a server DSN the
+    path part is matched on this machine's file system (fbaudit runs on the server)."""
+    import glob
+    server, local = _split_dsn(pattern)
+    base = path.parent
+    expanded = os.path.expandvars(os.path.expanduser(local))
+    full = expanded if Path(expanded).is_absolute() else str(base / expanded)
+    matches = sorted(glob.glob(full, recursive=True))
+    logs = {log.database, str(Path(log.database).resolve()) if not log.is_server else log.database}
+    out = []
+    for m in matches:
+        database = server + m if server else str(Path(m).resolve())
+        if database in logs or (not server and Path(m).is_dir()):
+            continue
+        out.append((None, database))
+    if not out:
+        raise ConfigError(f"{yamlio.where(path, node, 'pattern')}: pattern {pattern!r} matches no database file "
+                          f"(looked for {full})")
+    return out
+
+
+def _list_databases(path: Path, node: Any, value: str, template: str) -> list[tuple[str | None, str]]:
+    """A list file: one database per line, ``DATABASE`` or ``NAME DATABASE``; # comments.
+    Relative paths are relative to the list file's folder."""
+    list_path = Path(_resolve_path(path.parent, value))
+    try:
+        lines = list_path.read_text(encoding="utf-8-sig").splitlines()
+    except FileNotFoundError:
+        raise ConfigError(f"{yamlio.where(path, node, 'list')}: list file {list_path} not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{yamlio.where(path, node, 'list')}: cannot read list file {list_path} "
+                          f"({exc.strerror})") from None
+    out = []
+    for line in lines:
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        parts = text.split(None, 1)      # a path with spaces needs a name first: NAME C:\My Data\x.fdb
+        name, database = (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
+        if name is not None and template != "{stem}":
+            name = template.replace("{stem}", name)
+        out.append((name, _resolve_path(list_path.parent, database)))
+    if not out:
+        raise ConfigError(f"{yamlio.where(path, node, 'list')}: list file {list_path} names no database")
+    return out
 
 
 def load_config(path: str | Path | None = None) -> Config:
@@ -246,24 +351,22 @@ def load_config(path: str | Path | None = None) -> Config:
         )
     if "log" not in data:
         raise ConfigError(f"{path}: missing required key 'log'")
-    log = DatabaseSpec(**_db(path, data["log"], name="log", allowed=_DB_KEYS, what="'log'"))
     sources_node = data.get("sources")
     if not isinstance(sources_node, list) or not sources_node:
         raise ConfigError(f"{yamlio.where(path, data, 'sources') if 'sources' in data else path}: "
                           "'sources' must be a list with at least one source")
+    log = DatabaseSpec(**_db(path, data["log"], name="log", allowed=_DB_KEYS, what="'log'"))
     sources: list[SourceSpec] = []
-    seen: set[str] = set()
+    seen: dict[str, str] = {}
     for i, node in enumerate(sources_node):
         if not isinstance(node, dict):
             raise ConfigError(f"{yamlio.where(path, sources_node, i)}: each source must be a mapping")
-        name = _str(path, node, "name", required=True)
-        if name in seen:
-            raise ConfigError(f"{yamlio.where(path, node, 'name')}: duplicate source name {name!r}")
-        seen.add(name)
-        fields = _db(path, node, name=name, allowed=_SOURCE_KEYS, what=f"source {name!r}")
-        reg = _str(path, node, "registry") or "tables.yaml"
-        sources.append(SourceSpec(**fields, registry=Path(_resolve_path(path.parent, reg)),
-                                  external_database=_str(path, node, "external_database")))
+        for spec, key in _expand_source(path, node, log):
+            if spec.name in seen:
+                raise ConfigError(f"{yamlio.where(path, node, key)}: duplicate source name {spec.name!r} "
+                                  f"({spec.database}; also {seen[spec.name]})")
+            seen[spec.name] = spec.database
+            sources.append(spec)
     client = _str(path, data, "client_library")
     checkpoints = data.get("checkpoints")
     cp_dir = None

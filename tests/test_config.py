@@ -123,3 +123,68 @@ def test_unknown_source_name(tmp_path):
     cfg = load_config(write(tmp_path, GOOD))
     with pytest.raises(ConfigError, match="no source named 'x'.*erp, remote"):
         cfg.source("x")
+
+
+# -- many sources: a folder pattern or a list file (hosted setups: one database per customer) --
+MANY = """\
+log:
+  database: data/log.fdb
+sources:
+  - name: erp
+    database: erp.fdb
+  - pattern: data/customers/*.fdb
+    name: shop_{stem}
+    user: AUDITOR
+    password_env: SHOP_PW
+    registry: shops.yaml
+  - list: more.txt
+"""
+
+
+def many_setup(tmp_path, names=("acme", "zeta", "bolt")):
+    (tmp_path / "data" / "customers").mkdir(parents=True)
+    for n in names:
+        (tmp_path / "data" / "customers" / f"{n}.fdb").write_bytes(b"")
+    (tmp_path / "data" / "customers" / "notes.txt").write_text("not a database")
+    (tmp_path / "more.txt").write_text("# hosted on db2\n\nberlin  db2/3050:/srv/fb/berlin.fdb\n"
+                                       "local/extra.fdb\nmy_copy  C:\\Kunden Daten\\copy.fdb\n", encoding="utf-8")
+
+
+def test_pattern_and_list_sources_expand_sorted_with_shared_settings(tmp_path):
+    many_setup(tmp_path)
+    cfg = load_config(write(tmp_path, MANY))
+    names = [s.name for s in cfg.sources]
+    assert names == ["erp", "shop_acme", "shop_bolt", "shop_zeta", "berlin", "extra", "my_copy"]
+    acme = cfg.sources[1]
+    assert acme.database == str(tmp_path / "data" / "customers" / "acme.fdb") and not acme.is_server
+    assert acme.user == "AUDITOR" and acme.password_env == "SHOP_PW" and acme.registry == tmp_path / "shops.yaml"
+    berlin = cfg.sources[4]
+    assert berlin.database == "db2/3050:/srv/fb/berlin.fdb" and berlin.is_server
+    assert cfg.sources[5].database == str(tmp_path / "local" / "extra.fdb")
+    assert cfg.sources[6].database.endswith("copy.fdb") and "Kunden Daten" in cfg.sources[6].database
+
+
+def test_pattern_never_picks_the_log_database(tmp_path):
+    (tmp_path / "data").mkdir()
+    for n in ("a", "b", "log"):
+        (tmp_path / "data" / f"{n}.fdb").write_bytes(b"")
+    cfg = load_config(write(tmp_path, "log:\n  database: data/log.fdb\nsources:\n  - pattern: data/*.fdb\n"))
+    assert [s.name for s in cfg.sources] == ["a", "b"]
+
+
+@pytest.mark.parametrize("edit,line,words", [
+    (lambda t: t.replace("data/customers/*.fdb", "data/nothing/*.fdb"), 6, "matches no database file"),
+    (lambda t: t.replace("name: shop_{stem}", "name: shop"), 7, "must contain {stem}"),
+    (lambda t: t.replace("list: more.txt", "list: missing.txt"), 11, "list file"),
+    (lambda t: t.replace("  - list: more.txt", "  - list: more.txt\n    database: x.fdb"), 11,
+     "one of database, pattern or list"),
+    (lambda t: t.replace("    user: AUDITOR", "    usr: AUDITOR"), 8, "unknown key 'usr'"),
+    (lambda t: t.replace("name: shop_{stem}", "name: '{stem}'").replace("  - name: erp", "  - name: acme"), 6,
+     "duplicate source name 'acme'"),
+])
+def test_bad_many_sources_entries_name_the_line(tmp_path, edit, line, words):
+    many_setup(tmp_path)
+    path = write(tmp_path, edit(MANY))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert f"{path}:{line}" in str(err.value) and words in str(err.value)
