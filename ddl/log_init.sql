@@ -88,6 +88,24 @@ CREATE TABLE {{P}}DICT_FIELDS (
   CONSTRAINT {{P}}DICT_FIELDS_PK PRIMARY KEY (SOURCE_ID, NUM_TABLE, NUM_POLE)
 )
 ^
+-- object: TABLE TRANSFER_RUNS
+-- The last transfer run of each source (one row per source, rewritten by
+-- every run, in the log database so that the fast check never writes to
+-- the main database): what `fbaudit status` shows as "last transfer".
+-- OUTCOME: shipped, nothing_new, busy or failed; LAST_OK_AT is the last run
+-- that did not fail.
+CREATE TABLE {{P}}TRANSFER_RUNS (
+  SOURCE_NAME VARCHAR(63) CHARACTER SET UTF8 NOT NULL,
+  RUN_AT TIMESTAMP NOT NULL,
+  OUTCOME VARCHAR(12) CHARACTER SET UTF8 NOT NULL,
+  PACKETS BIGINT DEFAULT 0 NOT NULL,
+  FAILED_PACKETS INTEGER DEFAULT 0 NOT NULL,
+  SECONDS DOUBLE PRECISION,
+  MESSAGE VARCHAR(1000) CHARACTER SET UTF8,
+  LAST_OK_AT TIMESTAMP,
+  CONSTRAINT {{P}}TRANSFER_RUNS_PK PRIMARY KEY (SOURCE_NAME)
+)
+^
 -- object: PROCEDURE PACKETS_INS
 -- Step one of a batch: the log database pulls the waiting packets LO..HI of
 -- the source itself (EXECUTE STATEMENT ... ON EXTERNAL) and inserts those it

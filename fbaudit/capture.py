@@ -33,7 +33,7 @@ MAIN_OBJECTS = ("LOG_INFO", "LOG_PACKET", "LOG_1", "LOG_2", "LOG_3", "V_LOG_1", 
                 "LOG_PACKET_STATE", "DICT_VERSION", "LOG_TABLES_DV", "LOG_FIELDS_DV",
                 "LOG_ROTATION", "LOG_ROTATION_PK", "LOG_QUIET", "LOG_QUIET_PK")
 LOG_OBJECTS = ("SOURCES", "SOURCES_NAME", "LOG_PACKET_KEY", "LOG_PACKET_TIME", "DICT_TABLES_PK", "DICT_FIELDS_PK",
-               "BLOB_INS", "PACKETS_INS")
+               "BLOB_INS", "PACKETS_INS", "TRANSFER_RUNS", "TRANSFER_RUNS_PK")
 
 
 def trigger_name(prefix: str, number: int) -> str:
@@ -771,57 +771,7 @@ def set_logging(config: Config, on: bool, *, source: str | None = None) -> Resul
     return _for_each_source(config, source, out, one)
 
 
-def status(config: Config, *, source: str | None = None) -> Result:
-    """Per source: logging on/off, audited tables, packets waiting / failed."""
-    out = Result({"sources": []})
-    p = config.prefix
-
-    def one(spec: SourceSpec) -> None:
-        item: dict = {"source": spec.name, "database": spec.database}
-        with _open(config, spec) as db:
-            item["firebird"] = db.version
-            if not is_initialized(db, p):
-                item.update(initialized=False)
-            else:
-                info = db.query(f"SELECT FIRST 1 ZAPIS, ID_TABLE FROM {p}LOG_INFO")
-                zapis, id_table = info[0] if info else (1, 1)
-                counts = dict(db.query(f"SELECT STATE, COUNT(*) FROM {p}LOG_PACKET GROUP BY STATE"))
-                oldest = db.scalar(f"SELECT MIN(CREATED_AT) FROM {p}LOG_PACKET WHERE STATE = 0")
-                tables = [
-                    {"table": n, "number": num, "enabled": bool(en), "trigger": trigger_exists(db, p, num)}
-                    for (num, n, en) in db.query(f"SELECT NUM_TABLE, TRIM(TABLE_NAME), ENABLED "
-                                                 f"FROM {p}LOG_TABLES ORDER BY 1")]
-                from .rotation import last_rotation
-                item.update(initialized=True, logging=bool(zapis), data_table=id_table,
-                            waiting=counts.get(0, 0), done=counts.get(1, 0), failed=counts.get(2, 0),
-                            oldest_waiting=oldest.isoformat(sep=" ") if oldest else None, tables=tables,
-                            data_table_rows={f"LOG_{n}": db.scalar(f"SELECT COUNT(*) FROM {p}LOG_{n}")
-                                             for n in (1, 2, 3)},
-                            last_rotation=last_rotation(db, p))
-            db.commit()
-        out.data["sources"].append(item)
-        if not item.get("initialized"):
-            out.lines.append(f"{spec.name}: not initialized (run `fbaudit init`)")
-            return
-        audited = [t["table"] for t in item["tables"] if t["enabled"] and t["trigger"]]
-        for t in item["tables"]:
-            if t["enabled"] and not t["trigger"]:
-                out.warnings.append(f"{spec.name}: {t['table']} is enabled but its trigger is missing: "
-                                    "changes are NOT logged. Run `fbaudit sync`.")
-        out.lines.append(
-            f"{spec.name}: Firebird {item['firebird']}, logging {'ON' if item['logging'] else 'OFF (paused)'}, "
-            f"{len(audited)} audited table(s){': ' + ', '.join(audited) if audited else ''}; "
-            f"packets waiting {item['waiting']}, failed {item['failed']}, done {item['done']}"
-            + (f"; oldest waiting since {item['oldest_waiting']}" if item["oldest_waiting"] else ""))
-        rows = item["data_table_rows"]
-        rot = item["last_rotation"]
-        out.lines.append(
-            f"{spec.name}: data tables: triggers write to LOG_{item['data_table']}; rows "
-            + ", ".join(f"{k} {v}" for k, v in rows.items()) + "; last rotation: "
-            + (f"#{rot['id']} of LOG_{rot['table']} started {rot['started_at']}, {rot['outcome']}"
-               + (f" at phase {rot['phase']}" if rot["outcome"] != "done" else
-                  f" ({rot['rows_dropped']} rows dropped in {rot['seconds']:.1f} s)")
-               + (f": {rot['message']}" if rot["message"] else "") if rot else "never"))
-        if rot and rot["outcome"] in ("postponed", "failed"):
-            out.warnings.append(f"{spec.name}: rotation #{rot['id']} {rot['outcome']}: {rot['message']}")
-    return _for_each_source(config, source, out, one)
+def status(config: Config, **kwargs) -> Result:
+    """``fbaudit status`` (fbaudit.status.status): state and health of every source."""
+    from .status import status as _status
+    return _status(config, **kwargs)

@@ -136,6 +136,27 @@ def _source_option(f):
     return click.option("--source", metavar="NAME", help="Only this source (default: every source in the config).")(f)
 
 
+def _sources_option(f):
+    """--source NAME or --all-sources, for the commands that change the databases (DDL, the logging switch)."""
+    f = click.option("--all-sources", "--all", "all_sources", is_flag=True,
+                     help="Every configured source (required when several are configured and --source is not given).")(f)
+    return click.option("--source", metavar="NAME", help="Only this source.")(f)
+
+
+def _pick_sources(ctx: Ctx, source: str | None, all_sources: bool) -> str | None:
+    """With several sources a changing command names one or says --all-sources: a command meant
+    for one database never runs DDL on two hundred by accident."""
+    if source and all_sources:
+        raise click.UsageError("give --source NAME or --all-sources, not both")
+    config = _run(ctx, lambda: ctx.config)
+    if source is None and not all_sources and len(config.sources) > 1:
+        names = [s.name for s in config.sources]
+        shown = ", ".join(names[:5]) + (f", … ({len(names) - 5} more)" if len(names) > 5 else "")
+        raise click.UsageError(f"{len(names)} sources are configured ({shown}): name one with --source NAME, "
+                               "or give --all-sources for every one")
+    return source
+
+
 def _one_source_option(f):
     return click.option("--source", metavar="NAME", help="Source database (needed when several are configured).")(f)
 
@@ -145,11 +166,11 @@ def _dry_run_option(f):
 
 
 @cli.command()
-@_source_option
+@_sources_option
 @_dry_run_option
 @_json_option
 @pass_ctx
-def init(ctx: Ctx, source: str | None, dry_run: bool) -> None:
+def init(ctx: Ctx, source: str | None, all_sources: bool, dry_run: bool) -> None:
     """Create fbaudit's staging objects in each source and the log database.
 
     Idempotent: what exists is left alone. All DDL of one database runs in one
@@ -159,7 +180,9 @@ def init(ctx: Ctx, source: str | None, dry_run: bool) -> None:
     Example:
       fbaudit init --dry-run
       fbaudit init --source erp
+      fbaudit init --all                 # every source (a folder pattern: one per customer)
     """
+    source = _pick_sources(ctx, source, all_sources)
     _report(ctx, _run(ctx, lambda: capture.init(ctx.config, source=source, dry_run=dry_run)), sql=dry_run)
 
 
@@ -169,12 +192,12 @@ def init(ctx: Ctx, source: str | None, dry_run: bool) -> None:
               help="Key column (repeat for a composite key); default: the primary key.")
 @click.option("--author", metavar="COL", help="Column that names who changed the row (the article's AVTOR).")
 @click.option("--exclude", multiple=True, metavar="COL", help="Column never logged (repeatable).")
-@_source_option
+@_sources_option
 @_dry_run_option
 @_json_option
 @pass_ctx
 def enable(ctx: Ctx, table: str, key: tuple[str, ...], author: str | None, exclude: tuple[str, ...],
-           source: str | None, dry_run: bool) -> None:
+           source: str | None, all_sources: bool, dry_run: bool) -> None:
     """Start auditing TABLE: number its columns, write the registry, install the trigger.
 
     TABLE is case-insensitive unless quoted ('"MixedCase"'). ARRAY and
@@ -186,7 +209,9 @@ def enable(ctx: Ctx, table: str, key: tuple[str, ...], author: str | None, exclu
       fbaudit enable CUSTOMER
       fbaudit enable ORDER_LINE --key ORDER_ID --key LINE_NO --exclude NOTE
       fbaudit enable PRICE --author CHANGED_BY --dry-run
+      fbaudit enable ORDERS --all-sources  # in every configured source
     """
+    source = _pick_sources(ctx, source, all_sources)
     res = _run(ctx, lambda: capture.enable(ctx.config, table, source=source, key=list(key) or None,
                                            author=author, exclude=list(exclude), dry_run=dry_run))
     _report(ctx, res, sql=dry_run)
@@ -194,27 +219,28 @@ def enable(ctx: Ctx, table: str, key: tuple[str, ...], author: str | None, exclu
 
 @cli.command()
 @click.argument("table")
-@_source_option
+@_sources_option
 @_dry_run_option
 @_json_option
 @pass_ctx
-def disable(ctx: Ctx, table: str, source: str | None, dry_run: bool) -> None:
+def disable(ctx: Ctx, table: str, source: str | None, all_sources: bool, dry_run: bool) -> None:
     """Stop auditing TABLE (drops its trigger; its numbers stay reserved).
 
     \b
     Example:
       fbaudit disable CUSTOMER
     """
+    source = _pick_sources(ctx, source, all_sources)
     _report(ctx, _run(ctx, lambda: capture.disable(ctx.config, table, source=source, dry_run=dry_run)), sql=dry_run)
 
 
 @cli.command()
-@_source_option
+@_sources_option
 @_dry_run_option
 @click.option("--regenerate", is_flag=True, help="Re-create every audited table's trigger even without drift.")
 @_json_option
 @pass_ctx
-def sync(ctx: Ctx, source: str | None, dry_run: bool, regenerate: bool) -> None:
+def sync(ctx: Ctx, source: str | None, all_sources: bool, dry_run: bool, regenerate: bool) -> None:
     """Find drift between the registry and the database and fix it.
 
     Added columns get new field numbers, dropped columns' numbers are retired,
@@ -225,6 +251,7 @@ def sync(ctx: Ctx, source: str | None, dry_run: bool, regenerate: bool) -> None:
     Example:
       fbaudit sync --dry-run
     """
+    source = _pick_sources(ctx, source, all_sources)
     _report(ctx, _run(ctx, lambda: capture.sync(ctx.config, source=source, dry_run=dry_run, regenerate=regenerate)),
             sql=dry_run)
 
@@ -251,45 +278,75 @@ def ddl(ctx: Ctx, table: str | None, source: str | None) -> None:
         click.echo(script, nl=False)
 
 
+def _age(_ctx, param, value):
+    from .config import parse_period
+    try:
+        return parse_period(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an age like 90s, 10m, 1h or 2d") from None
+
+
 @cli.command()
 @_source_option
+@click.option("--warn-age", default="10m", show_default=True, callback=_age, metavar="AGE",
+              help="Warning when the oldest waiting packet is older than this (90s, 10m, 1h, 2d).")
+@click.option("--crit-age", default="1h", show_default=True, callback=_age, metavar="AGE",
+              help="Critical when the oldest waiting packet is older than this.")
+@click.option("--workers", default=4, show_default=True, metavar="N", help="Sources read at the same time.")
 @_json_option
 @pass_ctx
-def status(ctx: Ctx, source: str | None) -> None:
-    """Per source: logging on/off, audited tables, packets waiting and failed, data tables and the last rotation.
+def status(ctx: Ctx, source: str | None, warn_age, crit_age, workers: int) -> None:
+    """Every source at a glance, worst first: health, logging, audited tables,
+    backlog and its oldest packet's age, failed packets, last transfer, last
+    rotation, staging table rows; then each problem and what to do about it.
+
+    The exit code is the health, as monitoring plugins (Nagios, Icinga,
+    Zabbix) read it: 0 OK, 1 WARNING, 2 CRITICAL; 3 for a configuration
+    error. Critical: a source or the log database cannot be read, an audited
+    table lost its trigger, failed packets, the last transfer failed, the
+    backlog is older than --crit-age. Warning: logging paused, backlog older
+    than --warn-age, rotation failed or overdue.
 
     \b
-    Example:
+    Examples:
+      fbaudit status
       fbaudit status --json
+      fbaudit status --warn-age 5m --crit-age 30m    # as a Nagios/Zabbix check
     """
-    _report(ctx, _run(ctx, lambda: capture.status(ctx.config, source=source)))
+    from . import status as status_mod
+    res = _run(ctx, lambda: status_mod.status(ctx.config, source=source, workers=workers,
+                                              thresholds=status_mod.Thresholds(warn_age, crit_age)))
+    _report(ctx, res)
+    sys.exit(res.data["exit_code"])
 
 
 @cli.command()
-@_source_option
+@_sources_option
 @_json_option
 @pass_ctx
-def pause(ctx: Ctx, source: str | None) -> None:
+def pause(ctx: Ctx, source: str | None, all_sources: bool) -> None:
     """Switch logging off (the article's ZAPIS = 0); triggers stay installed.
 
     \b
     Example:
       fbaudit pause --source erp
     """
+    source = _pick_sources(ctx, source, all_sources)
     _report(ctx, _run(ctx, lambda: capture.set_logging(ctx.config, False, source=source)))
 
 
 @cli.command()
-@_source_option
+@_sources_option
 @_json_option
 @pass_ctx
-def resume(ctx: Ctx, source: str | None) -> None:
+def resume(ctx: Ctx, source: str | None, all_sources: bool) -> None:
     """Switch logging back on.
 
     \b
     Example:
       fbaudit resume
     """
+    source = _pick_sources(ctx, source, all_sources)
     _report(ctx, _run(ctx, lambda: capture.set_logging(ctx.config, True, source=source)))
 
 
@@ -351,9 +408,10 @@ def _stop_on_signals(ctx: Ctx):
 @click.option("--max-wait", type=click.FloatRange(min=0), metavar="SECONDS",
               help="How long this run waits for old transactions and the transfer before postponing "
                    "[default: rotation.max_wait, 60].")
+@click.option("--workers", default=4, show_default=True, metavar="N", help="Sources rotated at the same time.")
 @_json_option
 @pass_ctx
-def rotate(ctx: Ctx, source: str | None, force: bool, max_wait: float | None) -> None:
+def rotate(ctx: Ctx, source: str | None, force: bool, max_wait: float | None, workers: int) -> None:
     """Empty the data table out of use by DROP + CREATE (run daily).
 
     Switches the triggers to the other data table, waits until no transaction
@@ -370,7 +428,8 @@ def rotate(ctx: Ctx, source: str | None, force: bool, max_wait: float | None) ->
       FBAUDIT_NOW=2026-12-31T03:00 fbaudit rotate   # simulated clock (tests)
     """
     from . import rotation
-    _report(ctx, _run(ctx, lambda: rotation.rotate(ctx.config, source=source, force=force, max_wait=max_wait)))
+    _report(ctx, _run(ctx, lambda: rotation.rotate(ctx.config, source=source, force=force, max_wait=max_wait,
+                                                        workers=workers)))
 
 
 @cli.command()

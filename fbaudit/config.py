@@ -233,6 +233,9 @@ def _source_name(path: Path, node: Any, key: Any, name: str) -> str:
 def _expand_source(path: Path, node: Any, log: DatabaseSpec) -> list[tuple[SourceSpec, Any]]:
     """One source entry -> its sources: ``database`` (one), ``pattern`` (one per matching
     file) or ``list`` (one per line of a list file). Returns (spec, key for error lines)."""
+    for key in node:      # an unknown key first: `databse: x.fdb` is a typo, not a missing database
+        if key not in _SOURCE_KEYS | {"pattern", "list"}:
+            _db(path, node, name="", allowed=_SOURCE_KEYS | {"pattern", "list"}, what="a source", one=False)
     kinds = [k for k in ("database", "pattern", "list") if k in node]
     if len(kinds) > 1:
         raise ConfigError(f"{yamlio.where(path, node, kinds[1])}: a source gives one of database, pattern "

@@ -531,18 +531,30 @@ def rotate_source(config: Config, spec: SourceSpec, *, force: bool = False, now:
 
 
 def rotate(config: Config, *, source: str | None = None, force: bool = False, now: datetime | None = None,
-           max_wait: float | None = None) -> Result:
-    """``fbaudit rotate``: every configured source (or one), each independently."""
+           max_wait: float | None = None, workers: int = 4) -> Result:
+    """``fbaudit rotate``: every configured source (or one), each independently,
+    ``workers`` at the same time (a source waiting for old transactions does not hold up the others)."""
+    if workers < 1:
+        raise FbauditError(f"--workers must be at least 1, not {workers}")
+    specs = config.source(source)
     out = Result({"sources": []})
-    for spec in config.source(source):
+
+    def one(spec: SourceSpec) -> RotationReport | FbauditError:
         try:
-            rep = rotate_source(config, spec, force=force, now=now, max_wait=max_wait)
+            return rotate_source(config, spec, force=force, now=now, max_wait=max_wait)
         except FbauditError as exc:
-            if len(config.sources) == 1 or source:
+            if len(specs) == 1:
                 raise
             log.error("[ROTATE] %s: FAILED: %s", spec.name, str(exc).splitlines()[0])
-            out.errors.append((spec.name, exc))
-            out.data["sources"].append({"source": spec.name, "outcome": "failed", "message": str(exc)})
+            return exc
+
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=min(workers, len(specs)), thread_name_prefix="rotate") as pool:
+        results = list(pool.map(one, specs))
+    for spec, rep in zip(specs, results):
+        if isinstance(rep, FbauditError):
+            out.errors.append((spec.name, rep))
+            out.data["sources"].append({"source": spec.name, "outcome": "failed", "message": str(rep)})
             continue
         out.data["sources"].append(rep.as_dict())
         line = f"{spec.name}: {rep.outcome}"

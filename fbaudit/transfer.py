@@ -39,6 +39,7 @@ DEFAULT_RETRIES = 4       # connection attempts before a source is given up for 
 DEFAULT_POLL = 5.0        # --follow: seconds between checks when no event arrives
 LOG_LOCK_TIMEOUT = 3      # seconds a transfer waits for another transfer of the same source
 SCHEMA_VERSION = 2
+RECORD_EVERY = 60.0       # --follow: seconds between TRANSFER_RUNS updates
 
 # GDS codes of "the connection is gone / cannot be made": retried with backoff,
 # never counted against a packet.
@@ -572,6 +573,49 @@ def follow_source(config: Config, spec: SourceSpec, *, batch: int, retries: int,
             report.error = None
 
 
+def outcome(report: SourceReport) -> str:
+    """A run's outcome as TRANSFER_RUNS and `fbaudit status` name it."""
+    if report.error:
+        return "failed"
+    if report.busy:
+        return "busy"
+    return "shipped" if report.packets or report.failed or report.retry_later else "nothing_new"
+
+
+def record_runs(config: Config, reports: list[SourceReport]) -> None:
+    """Each source's run into the log database's TRANSFER_RUNS, in one transaction.
+
+    What `fbaudit status` shows as the last transfer. Never fails the run: when
+    the log database is down (the run failed for that reason) or was made by
+    an older fbaudit without the table, it is logged and skipped.
+    """
+    if not reports:
+        return
+    p = config.prefix
+    try:
+        with _open(config, config.log, lock_timeout=LOG_LOCK_TIMEOUT) as ldb:
+            if not ldb.query("SELECT 1 FROM RDB$RELATIONS WHERE RDB$RELATION_NAME = ?", (f"{p}TRANSFER_RUNS",)):
+                log.info("[TRANSFER] the log database has no %sTRANSFER_RUNS table yet: run `fbaudit init` "
+                         "so that `fbaudit status` can show the last transfer", p)
+                return
+            with guard(ldb.spec):
+                cur = ldb.con.cursor()
+                for r in reports:
+                    failed = r.error is not None
+                    cur.execute(
+                        f"UPDATE OR INSERT INTO {p}TRANSFER_RUNS (SOURCE_NAME, RUN_AT, OUTCOME, PACKETS, "
+                        f"FAILED_PACKETS, SECONDS, MESSAGE, LAST_OK_AT) VALUES (?, LOCALTIMESTAMP, ?, ?, ?, ?, ?, "
+                        + (f"(SELECT LAST_OK_AT FROM {p}TRANSFER_RUNS WHERE SOURCE_NAME = ?)" if failed
+                           else "LOCALTIMESTAMP") + ") MATCHING (SOURCE_NAME)",
+                        (r.source, outcome(r), r.packets, len(r.failed), round(r.seconds, 3),
+                         (r.error or "")[:1000] or None) + ((r.source,) if failed else ()))
+                cur.close()
+            ldb.commit()
+    except FbauditError as exc:
+        log.warning("[TRANSFER] could not record the run in the log database (status will show the previous "
+                    "one): %s", _first_line(exc))
+
+
 def transfer(config: Config, *, source: str | None = None, batch: int = DEFAULT_BATCH,
              retries: int = DEFAULT_RETRIES, workers: int = 4, follow: bool = False,
              poll: float = DEFAULT_POLL, stop: threading.Event | None = None,
@@ -597,15 +641,20 @@ def transfer(config: Config, *, source: str | None = None, batch: int = DEFAULT_
             t.start()
         if on_start:
             on_start()
+        recorded = time.monotonic()
         while any(t.is_alive() for t in threads):
             for t in threads:
                 t.join(0.2)
+            if time.monotonic() - recorded >= RECORD_EVERY:     # status shows a follower as alive
+                record_runs(config, reports)
+                recorded = time.monotonic()
         log.info("[TRANSFER] stopped")
     else:
         with ThreadPoolExecutor(max_workers=min(workers, len(specs)), thread_name_prefix="transfer",
                                 initializer=_block_signals) as pool:
             reports = list(pool.map(lambda s: transfer_source(config, s, batch=batch, retries=retries, stop=stop),
                                     specs))
+    record_runs(config, reports)
     for r in reports:
         res.data["sources"].append(r.as_dict())
         res.lines.append(r.line())

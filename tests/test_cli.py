@@ -163,17 +163,32 @@ def two_sources(project, tmp_path, second_database: str) -> Path:
 def test_one_broken_source_does_not_stop_the_others(project, cfg, tmp_path):
     path = two_sources(project, tmp_path, str(tmp_path / "missing" / "nowhere.fdb"))
     invoke("init", "--source", "main", config=path)
-    res = invoke("enable", "CUSTOMER", config=path)
+    res = invoke("enable", "CUSTOMER", "--all-sources", config=path)
     assert res.exit_code == 4
     assert "main: CUSTOMER: audited as table 1" in res.output
     assert "FAILED: second:" in res.stderr
     run_sql(project, ["INSERT INTO CUSTOMER (ID) VALUES (1)"])
     assert len(packets(project)) == 1
     status = invoke("status", "--json", config=path)
-    assert status.exit_code == 4
+    assert status.exit_code == 2                     # CRITICAL, as a monitoring plugin reads it
     data = json.loads(status.output)
-    assert data["success"] is False
+    assert data["health"] == "critical" and data["counts"] == {"ok": 1, "warning": 0, "critical": 1}
     assert [s["source"] for s in data["sources"]] == ["main", "second"] and "error" in data["sources"][1]
+    assert data["sources"][0]["waiting"] == 1 and data["sources"][0]["health"] == "ok"
+    assert data["sources"][1]["problems"][0]["message"].startswith("cannot read the source")
+
+
+def test_with_several_sources_changing_commands_need_source_or_all_sources(project, cfg, tmp_path):
+    path = two_sources(project, tmp_path, str(tmp_path / "second.fdb"))
+    for args in (["init"], ["enable", "CUSTOMER"], ["disable", "CUSTOMER"], ["sync"], ["pause"], ["resume"]):
+        res = invoke(*args, config=path)
+        assert res.exit_code == 2 and "2 sources are configured (main, second)" in res.stderr, (args, res.stderr)
+        assert "--all-sources" in res.stderr
+    assert not (tmp_path / "second.fdb").exists() and not project.registry_path.exists()    # nothing touched
+    res = invoke("init", "--source", "main", "--all", config=path)
+    assert res.exit_code == 2 and "not both" in res.stderr
+    res = invoke("init", "--all", config=path)
+    assert res.exit_code == 4 and "main: created" in res.output    # second.fdb does not exist: that one fails
 
 
 def test_traceback_keeps_the_exit_code(project, cfg):

@@ -5,6 +5,8 @@ FINDINGS.md flaws 3 and 4 as measured facts the protocol is built on.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import subprocess
@@ -214,7 +216,15 @@ def test_status_shows_the_last_rotation_and_table_sizes(audited):
     res = capture.status(audited.config)
     rot = res.data["sources"][0]["last_rotation"]
     assert rot["outcome"] == "postponed" and rot["phase"] == "redirected" and "transfer" in rot["message"]
-    assert any("rotation #1 postponed" in w for w in res.warnings)
+    assert "postponed at phase redirected" in "\n".join(res.lines)
+    assert res.data["sources"][0]["health"] == "ok"            # postponed once is normal: the transfer catches up
+    stuck = capture.status(dataclasses.replace(audited.config, rotation=dataclasses.replace(
+        audited.config.rotation, clock=DAY0 + timedelta(days=3))))
+    problems = [(p["level"], p["message"]) for p in stuck.data["sources"][0]["problems"]]
+    assert [lvl for lvl, text in problems if text.startswith(f"rotation #1 postponed since {DAY0:%Y-%m-%d %H:%M}")] \
+        == ["warning"]
+    assert [lvl for lvl, text in problems if text.startswith("oldest waiting packet is 4d")] == ["critical"]
+    assert stuck.data["health"] == "critical" and stuck.data["exit_code"] == 2
     transfer.transfer(audited.config)
     rotate(audited, now=DAY0)
     res = capture.status(audited.config)

@@ -1,0 +1,312 @@
+"""``fbaudit status``: every source's state and health on one screen, for people and monitors.
+
+Per source: logging on/off, audited tables, backlog (waiting packets) and the
+age of the oldest, failed packets, the last transfer (the log database's
+TRANSFER_RUNS) and the last rotation (the source's LOG_ROTATION), and the rows
+in the staging tables. Each source gets a health, the worst of its problems:
+
+  critical  the source or the log database cannot be read; fbaudit is not
+            initialized there; an audited table has lost its trigger (changes
+            are NOT logged); failed packets (changes that will not reach the log
+            until `fbaudit retry`); the last transfer run failed; the oldest
+            waiting packet is older than ``crit_age``
+  warning   logging paused; the oldest waiting packet is older than
+            ``warn_age``; the last rotation failed or was postponed longer than
+            two rotation periods, or no rotation for two periods while the
+            staging tables hold rows
+
+The command's exit code is the overall health as monitoring plugins report it
+(Nagios, Icinga, Zabbix): 0 OK, 1 WARNING, 2 CRITICAL (3, UNKNOWN, is what a
+configuration error already exits with).
+"""
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from .capture import Result, _open, is_initialized, trigger_exists
+from .config import Config, SourceSpec
+from .errors import FbauditError
+
+log = logging.getLogger("fbaudit.status")
+
+OK, WARNING, CRITICAL = "ok", "warning", "critical"
+LEVELS = {OK: 0, WARNING: 1, CRITICAL: 2}
+DEFAULT_WARN_AGE = timedelta(minutes=10)
+DEFAULT_CRIT_AGE = timedelta(hours=1)
+
+
+class HealthExit(FbauditError):
+    """Not an error: carries the health exit code (1 warning, 2 critical) to the CLI."""
+
+
+@dataclass
+class Thresholds:
+    warn_age: timedelta = DEFAULT_WARN_AGE     # oldest waiting packet older than this: warning
+    crit_age: timedelta = DEFAULT_CRIT_AGE     # ... older than this: critical
+
+
+@dataclass
+class SourceStatus:
+    item: dict
+    problems: list[tuple[str, str]] = field(default_factory=list)    # (level, text)
+
+    def add(self, level: str, text: str) -> None:
+        self.problems.append((level, text))
+
+    @property
+    def health(self) -> str:
+        return max((lvl for lvl, _ in self.problems), key=LEVELS.get, default=OK)
+
+
+def age_text(seconds: float | None) -> str:
+    """12 s, 5m 03s, 2h 10m, 3d 4h."""
+    if seconds is None:
+        return "-"
+    s = int(max(seconds, 0))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    return f"{s // 86400}d {s % 86400 // 3600}h"
+
+
+def _read_source(config: Config, spec: SourceSpec, now: datetime) -> dict:
+    """What the source database says (one read-only look, committed at once)."""
+    from .rotation import last_rotation
+    p = config.prefix
+    item: dict = {"source": spec.name, "database": spec.database}
+    with _open(config, spec) as db:
+        item["firebird"] = db.version
+        if not is_initialized(db, p):
+            item.update(initialized=False)
+            db.commit()
+            return item
+        info = db.query(f"SELECT FIRST 1 ZAPIS, ID_TABLE FROM {p}LOG_INFO")
+        zapis, id_table = info[0] if info else (1, 1)
+        counts = dict(db.query(f"SELECT STATE, COUNT(*) FROM {p}LOG_PACKET GROUP BY STATE"))
+        oldest = db.scalar(f"SELECT MIN(CREATED_AT) FROM {p}LOG_PACKET WHERE STATE = 0")
+        first = db.scalar(f"SELECT MIN(CREATED_AT) FROM {p}LOG_PACKET")
+        tables = [{"table": n, "number": num, "enabled": bool(en), "trigger": trigger_exists(db, p, num)}
+                  for (num, n, en) in db.query(f"SELECT NUM_TABLE, TRIM(TABLE_NAME), ENABLED "
+                                               f"FROM {p}LOG_TABLES ORDER BY 1")]
+        item.update(initialized=True, logging=bool(zapis), data_table=id_table,
+                    waiting=counts.get(0, 0), done=counts.get(1, 0), failed=counts.get(2, 0),
+                    oldest_waiting=oldest.isoformat(sep=" ", timespec="seconds") if oldest else None,
+                    oldest_waiting_age_s=round((now - oldest).total_seconds(), 1) if oldest else None,
+                    oldest_packet=first.isoformat(sep=" ", timespec="seconds") if first else None,
+                    tables=tables,
+                    data_table_rows={f"LOG_{n}": db.scalar(f"SELECT COUNT(*) FROM {p}LOG_{n}") for n in (1, 2, 3)},
+                    last_rotation=last_rotation(db, p))
+        db.commit()
+    return item
+
+
+def _read_log(config: Config) -> dict[str, dict]:
+    """The last transfer run of every source, from the log database, by source name."""
+    p = config.prefix
+    with _open(config, config.log) as ldb:
+        runs: dict[str, dict] = {}
+        if ldb.query("SELECT 1 FROM RDB$RELATIONS WHERE RDB$RELATION_NAME = ?", (f"{p}TRANSFER_RUNS",)):
+            for name, at, outcome, packets, failed, secs, msg, ok_at in ldb.query(
+                    f"SELECT SOURCE_NAME, RUN_AT, OUTCOME, PACKETS, FAILED_PACKETS, SECONDS, MESSAGE, LAST_OK_AT "
+                    f"FROM {p}TRANSFER_RUNS"):
+                runs[name] = {"at": f"{at:%Y-%m-%d %H:%M:%S}", "outcome": outcome, "packets": packets,
+                              "failed_packets": failed, "seconds": secs, "message": msg,
+                              "last_ok_at": f"{ok_at:%Y-%m-%d %H:%M:%S}" if ok_at else None}
+        registered = {r[0]: r[1] for r in ldb.query(f"SELECT NAME, LAST_TRANSFER_AT FROM {p}SOURCES")} \
+            if ldb.query("SELECT 1 FROM RDB$RELATIONS WHERE RDB$RELATION_NAME = ?", (f"{p}SOURCES",)) else None
+        ldb.commit()
+    if registered is None:
+        raise FbauditError(f"The log database {config.log.describe()} is not initialized: run `fbaudit init`.")
+    for name, shipped_at in registered.items():
+        runs.setdefault(name, {})["registered"] = True
+        runs[name]["last_shipped_at"] = f"{shipped_at:%Y-%m-%d %H:%M:%S}" if shipped_at else None
+    return runs
+
+
+def _judge(st: SourceStatus, config: Config, now: datetime, limits: Thresholds, run: dict | None,
+           log_error: str | None) -> None:
+    item = st.item
+    name = item["source"]
+    if item.get("error"):
+        st.add(CRITICAL, f"cannot read the source: {item['error'].splitlines()[0]}")
+        return
+    if not item.get("initialized"):
+        st.add(CRITICAL, "not initialized: run `fbaudit init --source " + name + "`")
+        return
+    for t in item["tables"]:
+        if t["enabled"] and not t["trigger"]:
+            st.add(CRITICAL, f"{t['table']} is enabled but its trigger is missing: changes are NOT logged; "
+                             "run `fbaudit sync`")
+    if item["failed"]:
+        st.add(CRITICAL, f"{item['failed']} failed packet(s): changes not in the log database; see the "
+                         "error with `fbaudit --json status` / docs/operations.md, then `fbaudit retry --all-failed`")
+    age = item.get("oldest_waiting_age_s")
+    if age is not None and age > limits.crit_age.total_seconds():
+        st.add(CRITICAL, f"oldest waiting packet is {age_text(age)} old (critical after "
+                         f"{age_text(limits.crit_age.total_seconds())}): is `fbaudit transfer` scheduled?")
+    elif age is not None and age > limits.warn_age.total_seconds():
+        st.add(WARNING, f"oldest waiting packet is {age_text(age)} old (warning after "
+                        f"{age_text(limits.warn_age.total_seconds())})")
+    if not item["logging"]:
+        st.add(WARNING, "logging is paused (`fbaudit resume` switches it on)")
+    if log_error is None:
+        if not run or not run.get("registered"):
+            st.add(CRITICAL, "not registered in the log database: run `fbaudit init --source " + name + "`")
+        elif run.get("outcome") == "failed":
+            st.add(CRITICAL, f"last transfer failed at {run['at']}: {(run.get('message') or '').splitlines()[0]}")
+    rot = item.get("last_rotation")
+    two_periods = 2 * config.rotation.period
+    if rot and rot["outcome"] == "failed":
+        st.add(WARNING, f"rotation #{rot['id']} failed: {rot['message']}")
+    elif rot and rot["outcome"] == "postponed" and rot["started_at"] and \
+            now - datetime.fromisoformat(rot["started_at"]) > two_periods:
+        st.add(WARNING, f"rotation #{rot['id']} postponed since {rot['started_at']}: {rot['message']}")
+    rows = sum(item["data_table_rows"].values())
+    last = datetime.fromisoformat(rot["started_at"]) if rot and rot["started_at"] else None
+    since = last or (datetime.fromisoformat(item["oldest_packet"]) if item.get("oldest_packet") else None)
+    if rows and since and now - since > two_periods and not (rot and rot["outcome"] in ("failed", "postponed")):
+        st.add(WARNING, f"no rotation since {since:%Y-%m-%d %H:%M}" + ("" if last else " (never rotated)")
+               + f": {rows} rows in the staging tables; is `fbaudit rotate` scheduled daily?")
+
+
+def status(config: Config, *, source: str | None = None, workers: int = 4,
+           thresholds: Thresholds | None = None) -> Result:
+    """Read every (or one) source and the log database; judge each source's health.
+
+    ``data``: {"health", "exit_code", "counts": {ok, warning, critical}, "log": {...},
+    "sources": [{..., "health", "problems"}]}. A source that cannot be read is
+    not an error of the command: it is reported as critical.
+    """
+    limits = thresholds or Thresholds()
+    if limits.crit_age < limits.warn_age:
+        raise FbauditError(f"the critical age ({age_text(limits.crit_age.total_seconds())}) must not be shorter "
+                           f"than the warning age ({age_text(limits.warn_age.total_seconds())})")
+    if workers < 1:
+        raise FbauditError(f"--workers must be at least 1, not {workers}")
+    specs = config.source(source)
+    now = config.rotation.now()
+
+    def one(spec: SourceSpec) -> dict:
+        try:
+            return _read_source(config, spec, now)
+        except FbauditError as exc:
+            return {"source": spec.name, "database": spec.database, "error": str(exc)}
+
+    with ThreadPoolExecutor(max_workers=min(workers, len(specs)) + 1, thread_name_prefix="status") as pool:
+        log_future = pool.submit(_read_log, config)
+        items = list(pool.map(one, specs))
+        log_error = None
+        try:
+            runs = log_future.result()
+        except FbauditError as exc:
+            runs, log_error = {}, str(exc)
+    statuses = []
+    for item in items:
+        st = SourceStatus(item)
+        run = runs.get(item["source"])
+        item["last_transfer"] = {k: v for k, v in (run or {}).items() if k != "registered"} or None
+        _judge(st, config, now, limits, run, log_error)
+        if log_error:
+            st.add(CRITICAL, "the log database cannot be read")
+        item["health"] = st.health
+        item["problems"] = [{"level": lvl, "message": text} for lvl, text in st.problems]
+        statuses.append(st)
+    counts = {lvl: sum(1 for s in statuses if s.health == lvl) for lvl in (OK, WARNING, CRITICAL)}
+    overall = max((s.health for s in statuses), key=LEVELS.get, default=OK)
+    if log_error:
+        overall = CRITICAL
+    out = Result({"health": overall, "exit_code": LEVELS[overall], "checked_at": f"{now:%Y-%m-%d %H:%M:%S}",
+                  "counts": counts,
+                  "log": {"database": config.log.database, "error": log_error},
+                  "thresholds": {"warn_age_s": limits.warn_age.total_seconds(),
+                                 "crit_age_s": limits.crit_age.total_seconds()},
+                  "sources": [s.item for s in statuses]})
+    out.lines = screen(out.data, detail=len(statuses) <= 3)
+    log.info("[STATUS] %d source(s): %s", len(statuses), ", ".join(f"{v} {k}" for k, v in counts.items()))
+    return out
+
+
+# --------------------------------------------------------------------------
+# The screen
+# --------------------------------------------------------------------------
+def _short_time(text: str | None, today: str) -> str:
+    if not text:
+        return "never"
+    return text[11:16] if text.startswith(today) else text[5:16]
+
+
+def screen(data: dict, *, detail: bool) -> list[str]:
+    """The status as an admin reads it: a summary line, one row per source (worst first), the problems."""
+    counts = data["counts"]
+    today = data["checked_at"][:10]
+    lines = [f"{data['health'].upper()}: {len(data['sources'])} source(s) — {counts[OK]} ok, "
+             f"{counts[WARNING]} warning, {counts[CRITICAL]} critical — log database {data['log']['database']}"
+             + (" CANNOT BE READ" if data["log"]["error"] else "") + f" — {data['checked_at']}"]
+    if data["log"]["error"]:
+        lines.append(f"  log database: {data['log']['error'].splitlines()[0]}")
+    head = ("SOURCE", "HEALTH", "LOGGING", "TABLES", "BACKLOG", "OLDEST", "FAILED", "LAST TRANSFER",
+            "LAST ROTATION", "STAGING ROWS")
+    rows = []
+    order = sorted(data["sources"], key=lambda i: -LEVELS[i["health"]])
+    for i in order:
+        if i.get("error") or not i.get("initialized"):
+            rows.append((i["source"], i["health"].upper(), "-", "-", "-", "-", "-", "-", "-",
+                         "unreachable" if i.get("error") else "not initialized"))
+            continue
+        audited = sum(1 for t in i["tables"] if t["enabled"] and t["trigger"])
+        run = i.get("last_transfer") or {}
+        rot = i.get("last_rotation")
+        staging = i["data_table_rows"]
+        rows.append((
+            i["source"], i["health"].upper(), "on" if i["logging"] else "OFF", str(audited), str(i["waiting"]),
+            age_text(i.get("oldest_waiting_age_s")) if i["waiting"] else "-", str(i["failed"]),
+            f"{_short_time(run.get('at'), today)} {run.get('outcome', '')}".strip() if run.get("at") else "never",
+            f"{_short_time(rot['started_at'], today)} {rot['outcome']}" if rot else "never",
+            "/".join(str(staging[f"LOG_{n}"]) for n in (1, 2, 3)) + f" (in use: LOG_{i['data_table']})"))
+    widths = [max(len(r[c]) for r in rows + [head]) for c in range(len(head))]
+    fmt = lambda r: "  ".join(v.ljust(w) if c < len(head) - 1 else v for c, (v, w) in enumerate(zip(r, widths)))
+    lines.append("")
+    lines.append(fmt(head))
+    lines += [fmt(r) for r in rows]
+    problems = [(i["source"], p) for i in order for p in i["problems"]]
+    if problems:
+        lines.append("")
+        lines += [f"{p['level'].upper()}: {src}: {p['message']}" for src, p in problems]
+    if detail:
+        lines.append("")
+        for i in data["sources"]:
+            lines += _detail(i)
+    return lines
+
+
+def _detail(item: dict) -> list[str]:
+    """The long lines for a few sources: table names, packet counts, the rotation's message."""
+    name = item["source"]
+    if item.get("error") or not item.get("initialized"):
+        return []
+    audited = [t["table"] for t in item["tables"] if t["enabled"] and t["trigger"]]
+    out = [f"{name}: Firebird {item['firebird']}, logging {'ON' if item['logging'] else 'OFF (paused)'}, "
+           f"{len(audited)} audited table(s){': ' + ', '.join(audited) if audited else ''}; "
+           f"packets waiting {item['waiting']}, failed {item['failed']}, done {item['done']}"
+           + (f"; oldest waiting since {item['oldest_waiting']}" if item["oldest_waiting"] else "")]
+    run = item.get("last_transfer") or {}
+    if run.get("at"):
+        out.append(f"{name}: last transfer {run['at']}: {run['outcome']}"
+                   + (f", {run['packets']} packets in {run['seconds']:.2f} s" if run["outcome"] == "shipped" else "")
+                   + (f"; last good run {run['last_ok_at']}" if run["outcome"] == "failed" else ""))
+    rows = item["data_table_rows"]
+    rot = item["last_rotation"]
+    out.append(
+        f"{name}: data tables: triggers write to LOG_{item['data_table']}; rows "
+        + ", ".join(f"{k} {v}" for k, v in rows.items()) + "; last rotation: "
+        + (f"#{rot['id']} of LOG_{rot['table']} started {rot['started_at']}, {rot['outcome']}"
+           + (f" at phase {rot['phase']}" if rot["outcome"] != "done" else
+              f" ({rot['rows_dropped']} rows dropped in {rot['seconds']:.1f} s)")
+           + (f": {rot['message']}" if rot["message"] else "") if rot else "never"))
+    return out
