@@ -178,6 +178,12 @@ class SourceTransfer:
             raise FbauditError(f"{self.spec.describe()}: staging objects were made by an older development "
                                f"version of fbaudit (schema {version}, needs {SCHEMA_VERSION}); "
                                "disable the tables, drop the FBA_ objects and run `fbaudit init` again.")
+
+    def open_log(self) -> None:
+        """The log connection, opened when there is something to ship: with nothing new a run
+        touches only the source (what makes a pass over hundreds of sources fast)."""
+        if self.logdb is not None:
+            return
         try:
             self.logdb = _open(self.config, self.config.log, lock_timeout=LOG_LOCK_TIMEOUT)
         except DatabaseError as exc:
@@ -242,6 +248,7 @@ class SourceTransfer:
         db = self.main
         t0 = time.perf_counter()
         report.passes += 1
+        self.open_log()
         self.sync_dictionary()
         # Bounded: a pass under steady load ends (and frees its worker slot).
         upto = db.scalar(f"SELECT GEN_ID({self.p}LOG_PACKET_ID, 0) FROM RDB$DATABASE")

@@ -147,6 +147,7 @@ def test_crash_between_log_commit_and_mark_is_not_duplicated(audited):
     run_sql(audited, [f"INSERT INTO ITEM VALUES ({i}, 'x', {i}, NULL)" for i in range(1, 6)])
     job = transfer.SourceTransfer(audited.config, audited.config.sources[0])
     job.open()
+    job.open_log()
     try:
         job.sync_dictionary()
         rows = job.main.query("SELECT ID, ATTEMPTS FROM FBA_LOG_PACKET ORDER BY ID")
