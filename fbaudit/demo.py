@@ -11,6 +11,8 @@ from typing import Callable
 
 from . import capture
 from . import history as history_mod
+from . import rotation as rotation_mod
+from . import status as status_mod
 from . import transfer as transfer_mod
 from .config import load_config
 from .db import open_database
@@ -149,13 +151,23 @@ def _pad(text: str, width: int) -> str:
     return out + " " * (width - _width(out))
 
 
+def change_text(field: str, change: dict, operation: str) -> str:
+    """NAME = new (insert), NAME was old (delete), NAME: old -> new (update); NULL for no value."""
+    show = lambda v: "NULL" if v is None else str(v)
+    if operation == "insert":
+        return f"{field} = {show(change['new'])}"
+    if operation == "delete":
+        return f"{field} was {show(change['old'])}"
+    return f"{field}: {show(change['old'])} -> {show(change['new'])}"
+
+
 def history_table(versions: list[dict], echo: Callable[[str], None], *, last: int = 10) -> None:
     """Versions (as fbaudit.history returns them) as a table."""
     echo(f"{'ver':>3}  {'time':19}  {'author':8}  {'op':6}  changes")
     if len(versions) > last:
         echo(f"{'...':>3}  ({len(versions) - last} earlier versions)")
     for v in versions[-last:]:
-        ch = ", ".join(f"{k}: {c['old']} -> {c['new']}" for k, c in v["changes"].items())
+        ch = ", ".join(change_text(k, c, v["operation"]) for k, c in v["changes"].items())
         echo(f"{v['version']:>3}  {v['at'][:19].replace('T', ' ')}  {_pad(str(v['author']), 8)}  "
              f"{v['operation']:6}  {ch}")
 
@@ -194,27 +206,58 @@ def run(directory: str | Path = "data/demo", *, seconds: float = 3.0, users: int
     for k, v in stats.items():
         if k.startswith("error: "):
             say(f"    {v} x {k}")
+    story_id = _story(config)
+    say(f"  then one customer's story: {', '.join(u for u, _, _ in STORY)} edit CUSTOMER {story_id} in turn")
     res = transfer_mod.transfer(config)
     for line in res.lines:
         say(f"  transfer {line}")
-    per_record = Counter((p.table, p.key) for p in packets if p.table == "PRODUCT")
-    hist_key = per_record.most_common(1)[0][0] if per_record else None
-    hist = None
-    if hist_key:
-        hist = history_mod.history(config, hist_key[0], hist_key[1], limit=None)
-        say("")
-        say(f"History of {hist_key[0]} {hist_key[1]}, read from the log database:")
-        history_table(hist["versions"], say)
+    rot = rotation_mod.rotate(config, force=True)
+    for line in rot.lines + rot.warnings:
+        say(f"  rotate   {line}")
+    hist = history_mod.history(config, "CUSTOMER", str(story_id), limit=None)
+    say("")
+    say(f"History of CUSTOMER {story_id}, read from the log database:")
+    history_table(hist["versions"], say)
+    st = status_mod.status(config)
+    say("")
+    say("fbaudit status:")
+    for line in st.lines[:st.lines.index("", 1) + 3] if "" in st.lines[1:] else st.lines:
+        say(f"  {line}" if line else "")
     say("")
     say("Next: try")
-    if hist_key:
-        say(f"  fbaudit --config {cfg_path} history {hist_key[0]} {hist_key[1]}")
+    say(f"  fbaudit --config {cfg_path} history CUSTOMER {story_id}")
+    say(f"  fbaudit --config {cfg_path} history PRODUCT A-200 --limit 5")
     say(f"  fbaudit --config {cfg_path} status")
     say(f"  fbaudit --config {cfg_path} ddl PRODUCT")
-    say(f"  fbaudit --config {cfg_path} --json status")
+    say(f"  fbaudit --config {cfg_path} checkpoint create -d 'before my experiment'")
+    say("  docs/operations.md: scheduling the transfer and the rotation on Windows or Linux")
     return {"directory": str(directory), "config": str(cfg_path), "firebird": version,
             "transactions": stats["transactions"], "failed_transactions": stats["errors"], "packets": len(packets),
             "by_table": {f"{t}.{o}": n for (t, o), n in sorted(by.items())},
-            "transfer": res.data,
-            "history": {"table": hist["table"], "key": hist_key[1], "versions": hist["versions"], "total": hist["total"]}
-            if hist else None}
+            "transfer": res.data, "rotation": rot.data["sources"][0],
+            "history": {"table": hist["table"], "key": str(story_id), "versions": hist["versions"],
+                        "total": hist["total"]},
+            "health": st.data["health"]}
+
+
+# One record's life, edited by several people in turn (authors from the transaction context).
+STORY = [
+    ("marta", "INSERT INTO CUSTOMER (ID, NAME, CITY, CREDIT_LIMIT) VALUES (?, 'Société Générale de Café', "
+              "'Paris', 2000)", ()),
+    ("佐藤", "UPDATE CUSTOMER SET CREDIT_LIMIT = 5000, NOTE = '新規契約 (new contract)' WHERE ID = ?", ()),
+    ("борис", "UPDATE CUSTOMER SET CITY = 'Marseille' WHERE ID = ?", ()),
+    ("li.wei", "UPDATE CUSTOMER SET IS_ACTIVE = FALSE WHERE ID = ?", ()),
+    ("anna", "UPDATE CUSTOMER SET IS_ACTIVE = TRUE, CREDIT_LIMIT = 4500 WHERE ID = ?", ()),
+]
+
+
+def _story(config) -> int:
+    """Play STORY on a new customer, one transaction per person; returns its id."""
+    with open_database(config.sources[0]) as db:
+        cid = db.scalar("SELECT MAX(ID) + 1 FROM CUSTOMER")
+        db.commit()
+        for user, sql, _ in STORY:
+            db.scalar("SELECT RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_AUTHOR', ?) FROM RDB$DATABASE", (user,))
+            db.execute(sql, (cid,))
+            db.commit()
+    return cid

@@ -140,9 +140,11 @@ def test_demo_runs_and_captures_without_errors(tmp_path):
     assert data["success"] is True and data["failed_transactions"] == 0 and data["transactions"] > 0
     assert data["packets"] >= data["transactions"]
     hist = data["history"]
-    assert hist["table"] == "PRODUCT" and hist["versions"]
+    assert hist["table"] == "CUSTOMER"
+    assert [v["author"] for v in hist["versions"]] == ["marta", "佐藤", "борис", "li.wei", "anna"]
+    assert data["rotation"]["outcome"] == "done" and data["health"] == "ok"
     assert [v["version"] for v in hist["versions"]] == list(range(1, hist["total"] + 1))
-    assert data["transfer"]["packets"] == data["packets"]      # everything shipped to the log database
+    assert data["transfer"]["packets"] == data["packets"] + 5   # everything shipped, and the 5 of the story
     text = invoke("demo", "--dir", str(tmp_path / "demo2"), "--seconds", "0.5", "--users", "2")
     assert text.exit_code == 0 and re.search(r"\d+ transactions committed, 0 failed", text.output)
 
