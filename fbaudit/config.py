@@ -291,7 +291,7 @@ def _glob_databases(path: Path, node: Any, pattern: str, log: DatabaseSpec) -> l
     server, local = _split_dsn(pattern)
     base = path.parent
     expanded = os.path.expandvars(os.path.expanduser(local))
-    full = expanded if Path(expanded).is_absolute() else str(base / expanded)
+    full = expanded if Path(expanded).is_absolute() else str(base.resolve() / expanded)
     matches = sorted(glob.glob(full, recursive=True))
     logs = {log.database, str(Path(log.database).resolve()) if not log.is_server else log.database}
     out = []
