@@ -350,7 +350,47 @@ def resume(ctx: Ctx, source: str | None, all_sources: bool) -> None:
     _report(ctx, _run(ctx, lambda: capture.set_logging(ctx.config, True, source=source)))
 
 
+def _lock_option(what: str):
+    """`--lock FILE` for the commands a scheduler starts (fbaudit.joblock): the command runs
+    only while it holds FILE; when another run holds it, this run logs that and exits 0."""
+    from functools import wraps
+
+    def decorate(f):
+        @wraps(f)
+        def run(*args, lock: str | None = None, **kwargs):
+            if lock is None:
+                return f(*args, **kwargs)
+            return _locked(lock, what, lambda: f(*args, **kwargs))
+        return click.option("--lock", metavar="FILE",
+                            help="Run only while holding this lock file; when another run holds it, exit 0 at "
+                                 "once without doing anything (scheduled jobs: fbaudit schedule).")(run)
+    return decorate
+
+
+def _locked(path: str, what: str, fn: Callable[[], Any]) -> Any:
+    from contextlib import ExitStack
+    from pathlib import Path
+    from . import joblock
+    ctx = click.get_current_context().find_object(Ctx)
+    with ExitStack() as stack:
+        def take():
+            try:
+                stack.enter_context(joblock.hold(Path(path), what))
+            except joblock.JobRunning as exc:
+                return exc
+            return None
+        busy = _run(ctx, take)
+        if busy is not None:        # the normal answer while a long run goes on: not a failure
+            logging.getLogger("fbaudit.schedule").warning("[SCHEDULE] %s", busy)
+            if ctx.as_json:
+                click.echo(json.dumps({"success": True, "skipped": True, "message": str(busy),
+                                       "lock": str(busy.path), "holder_pid": busy.pid}, ensure_ascii=False))
+            sys.exit(0)
+        return fn()
+
+
 @cli.command()
+@_lock_option("transfer")
 @_source_option
 @click.option("--batch", default=DEFAULT_BATCH, show_default=True, metavar="N", help="Packets per batch (one log transaction).")
 @click.option("--follow", is_flag=True,
@@ -402,6 +442,7 @@ def _stop_on_signals(ctx: Ctx):
 
 
 @cli.command()
+@_lock_option("rotate")
 @_source_option
 @click.option("--force", is_flag=True, help="Rotate now even if the period since the last switch has not passed "
               "(never skips a safety check).")
