@@ -715,6 +715,158 @@ def checkpoint_delete(ctx: Ctx, checkpoint_id: str) -> None:
     _print(ctx, {"success": True, **res}, [f"deleted {res['id']} ({res['file']})"])
 
 
+# --------------------------------------------------------------------------
+# fbaudit schedule install|remove|show (library: fbaudit.schedule)
+# --------------------------------------------------------------------------
+def _schedule_value(check: str):
+    """A click callback running fbaudit.schedule.<check> on the value: ValueError -> usage error (exit 2)."""
+    def callback(_ctx, _param, value):
+        from . import schedule as sch
+        try:
+            getattr(sch, check)(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+        return value
+    return callback
+
+
+def _schedule_options(f):
+    options = [
+        click.option("--windows", is_flag=True, help="Windows Task Scheduler (the default on Windows)."),
+        click.option("--systemd", is_flag=True, help="systemd timers (the default where systemd runs)."),
+        click.option("--cron", is_flag=True, help="The user's crontab (the default elsewhere)."),
+        click.option("--name", default="fbaudit", show_default=True, metavar="NAME",
+                     callback=_schedule_value("check_name"),
+                     help="Name of this set of jobs: one per config when several run on one machine."),
+        click.option("--user", metavar="ACCOUNT",
+                     help="Run as ACCOUNT: Windows: that account, its password asked by schtasks (default SYSTEM); "
+                          "systemd: User=; cron: its crontab (crontab -u)."),
+        click.option("--unit-dir", metavar="DIR",
+                     help="systemd: write or delete the unit files in DIR and run no systemctl "
+                          "[default: /etc/systemd/system, activated with systemctl]."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _schedule_target(windows: bool, systemd: bool, cron: bool, unit_dir: str | None,
+                     xml_dir: str | None = None) -> str:
+    from . import schedule as sch
+    given = [t for t, on in (("windows", windows), ("systemd", systemd), ("cron", cron)) if on]
+    if len(given) > 1:
+        raise click.UsageError(f"give one of --windows, --systemd, --cron, not {' and '.join('--' + t for t in given)}")
+    target = given[0] if given else sch.detect_target()
+    if unit_dir and target != "systemd":
+        raise click.UsageError(f"--unit-dir is for --systemd (the target here is {target})")
+    if xml_dir and target != "windows":
+        raise click.UsageError(f"--xml-dir is for --windows (the target here is {target})")
+    return target
+
+
+@cli.group()
+def schedule() -> None:
+    """Install the scheduled jobs: the transfer every minute (or `transfer
+    --follow` as a service) and the daily rotation, in Windows Task Scheduler,
+    systemd or cron.
+
+    Each job runs `python -m fbaudit --config <config> -v transfer --lock <file>`
+    (or rotate) in the config file's folder and appends its output to
+    fbaudit-<name>.log there. The lock makes a run that finds the previous
+    one still busy exit 0 at once.
+
+    \b
+    Examples:
+      fbaudit schedule install --print          # what would be installed
+      fbaudit --config /etc/fbaudit/erp.yaml schedule install --name erp
+      fbaudit schedule show
+      fbaudit schedule remove
+    """
+
+
+@schedule.command("install")
+@_schedule_options
+@click.option("--print", "print_only", is_flag=True, help="Show exactly what would be installed; install nothing.")
+@click.option("--follow", is_flag=True,
+              help="The transfer as a long-running service (`transfer --follow`) instead of every --every minutes.")
+@click.option("--every", default=1, show_default=True, type=int, metavar="MINUTES",
+              callback=_schedule_value("check_every"),
+              help="Transfer every MINUTES: a divisor of 60, or whole hours dividing a day (60, 120, ... 1440). "
+                   "With --follow on Windows: how soon a stopped service is started again.")
+@click.option("--rotate-at", default="03:00", show_default=True, metavar="HH:MM",
+              callback=_schedule_value("parse_time"),
+              help="Local time of the daily rotation.")
+@click.option("--log-file", metavar="FILE", help="Where the jobs append their output [default: fbaudit-NAME.log "
+              "in the config file's folder].")
+@click.option("--lock-dir", metavar="DIR", help="Folder of the lock files [default: the config file's folder].")
+@click.option("--xml-dir", metavar="DIR", help="Windows: write the task XML files (UTF-16, for schtasks /XML) to "
+              "DIR and register nothing; works on any system.")
+@click.option("--python", "python", metavar="PATH", help="The Python that runs the jobs [default: this one].")
+@_json_option
+@pass_ctx
+def schedule_install(ctx: Ctx, windows: bool, systemd: bool, cron: bool, name: str, user: str | None,
+                     unit_dir: str | None, print_only: bool, follow: bool, every: int, rotate_at: str,
+                     log_file: str | None, lock_dir: str | None, xml_dir: str | None, python: str | None) -> None:
+    """Install the transfer and rotation jobs for the configuration (--config).
+
+    Installing again with the same --name replaces the jobs. Prints what it
+    installed, how to check it and how to remove it.
+
+    \b
+    Examples:
+      fbaudit schedule install --print
+      fbaudit schedule install --systemd --follow
+      fbaudit schedule install --cron --every 5 --rotate-at 02:30
+      fbaudit --config C:\\fbaudit\\erp.yaml schedule install --windows --name erp
+      fbaudit schedule install --windows --xml-dir tasks/   # XML files to import elsewhere
+    """
+    from . import schedule as sch
+    target = _schedule_target(windows, systemd, cron, unit_dir, xml_dir)
+    plan = _run(ctx, lambda: sch.make_plan(ctx.config_path, target=target, name=name, every=every,
+                                           rotate_at=rotate_at, follow=follow, log_file=log_file,
+                                           lock_dir=lock_dir, user=user, python=python, unit_dir=unit_dir,
+                                           xml_dir=xml_dir))
+    _report(ctx, _run(ctx, lambda: sch.install(plan, dry_run=print_only)))
+
+
+@schedule.command("remove")
+@_schedule_options
+@click.option("--print", "print_only", is_flag=True, help="Show what would be removed; remove nothing.")
+@_json_option
+@pass_ctx
+def schedule_remove(ctx: Ctx, windows: bool, systemd: bool, cron: bool, name: str, user: str | None,
+                    unit_dir: str | None, print_only: bool) -> None:
+    """Remove the jobs installed under --name (nothing installed: says so, exit 0).
+
+    \b
+    Examples:
+      fbaudit schedule remove
+      fbaudit schedule remove --cron --name erp
+    """
+    from . import schedule as sch
+    target = _schedule_target(windows, systemd, cron, unit_dir)
+    _report(ctx, _run(ctx, lambda: sch.remove(target, name=name, user=user, unit_dir=unit_dir,
+                                              dry_run=print_only)))
+
+
+@schedule.command("show")
+@_schedule_options
+@_json_option
+@pass_ctx
+def schedule_show(ctx: Ctx, windows: bool, systemd: bool, cron: bool, name: str, user: str | None,
+                  unit_dir: str | None) -> None:
+    """What is installed under --name: the crontab block, the units and their timers, or the tasks' XML.
+
+    \b
+    Examples:
+      fbaudit schedule show
+      fbaudit schedule show --systemd --name erp --json
+    """
+    from . import schedule as sch
+    target = _schedule_target(windows, systemd, cron, unit_dir)
+    _report(ctx, _run(ctx, lambda: sch.show(target, name=name, user=user, unit_dir=unit_dir)))
+
+
 def main() -> None:
     cli(prog_name="fbaudit")
 
