@@ -210,7 +210,9 @@ def status(config: Config, *, source: str | None = None, workers: int = 4,
     for item in items:
         st = SourceStatus(item)
         run = runs.get(item["source"])
-        item["last_transfer"] = {k: v for k, v in (run or {}).items() if k != "registered"} or None
+        run_info = {k: v for k, v in (run or {}).items() if k not in ("registered", "last_shipped_at")}
+        item["last_transfer"] = run_info if run_info.get("at") else None
+        item["last_shipped_at"] = (run or {}).get("last_shipped_at")
         _judge(st, config, now, limits, run, log_error)
         if log_error:
             st.add(CRITICAL, "the log database cannot be read")
