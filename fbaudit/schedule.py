@@ -203,7 +203,8 @@ def make_plan(config_path: str | Path, *, target: str, name: str = "fbaudit", ev
         if spec.password_env:
             plan.warnings.append(
                 f"{spec.name} reads its password from the environment variable {spec.password_env}: scheduled "
-                "jobs do not see your shell's environment; use password_file (docs/configuration.md)")
+                "jobs do not see variables set in your shell (on Windows `setx /M` stores one for every account); "
+                "password_file always works (docs/configuration.md)")
     return plan
 
 
