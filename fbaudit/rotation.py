@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import tenacity
 from firebird.driver import DatabaseError as DriverDatabaseError
@@ -46,6 +46,7 @@ log = logging.getLogger("fbaudit.rotate")
 
 DROP_LOCK_TIMEOUT = 5        # seconds the DROP waits for an attachment to let go of the table
 DROP_ATTEMPTS = 3            # tries per run before the drop is postponed
+EARLY_MAX = timedelta(minutes=30)   # a run up to this much before the period is over counts as due
 POLL = 0.5                   # longest pause between checks while waiting
 POLL_FIRST = 0.05            # first pause; each next one doubles up to POLL
 PHASES = ("switched", "redirected", "dropped", "done")
@@ -206,7 +207,11 @@ class _Rotation:
         old = 2 if current == 2 else 1
         new = 3 - old
         period = self.config.rotation.period
-        if not self.force and since is not None and self.now < since + period:
+        # A daily job started at 03:00 finds the last switch at 03:00:00.4 of the day before:
+        # a run a little early (5% of the period, at most 30 min) counts as due, or it would
+        # rotate every other day.
+        early = min(period * 0.05, EARLY_MAX)
+        if not self.force and since is not None and self.now < since + period - early:
             r.outcome = "not_due"
             r.message = (f"not due: LOG_{old} is in use since {since:%Y-%m-%d %H:%M:%S}, the next rotation is due "
                          f"at {since + period:%Y-%m-%d %H:%M:%S} (--force rotates now)")
