@@ -92,8 +92,8 @@ CREATE TABLE {{P}}DICT_FIELDS (
 -- The last transfer run of each source (one row per source, rewritten by
 -- every run, in the log database so that the fast check never writes to
 -- the main database): what `fbaudit status` shows as "last transfer".
--- OUTCOME: shipped, nothing_new, busy or failed; LAST_OK_AT is the last run
--- that did not fail.
+-- OUTCOME: shipped, some_failed (packets that failed this run), nothing_new,
+-- busy or failed (the run); LAST_OK_AT is the last run that did not fail.
 CREATE TABLE {{P}}TRANSFER_RUNS (
   SOURCE_NAME VARCHAR(63) CHARACTER SET UTF8 NOT NULL,
   RUN_AT TIMESTAMP NOT NULL,

@@ -94,7 +94,12 @@ def _read_source(config: Config, spec: SourceSpec, now: datetime) -> dict:
         tables = [{"table": n, "number": num, "enabled": bool(en), "trigger": trigger_exists(db, p, num)}
                   for (num, n, en) in db.query(f"SELECT NUM_TABLE, TRIM(TABLE_NAME), ENABLED "
                                                f"FROM {p}LOG_TABLES ORDER BY 1")]
-        item.update(initialized=True, logging=bool(zapis), data_table=id_table,
+        failed_sample = [{"packet": pid, "attempts": att, "last_attempt": f"{at:%Y-%m-%d %H:%M:%S}" if at else None,
+                          "error": (err or "").splitlines()[0] if err else None}
+                         for pid, att, at, err in db.query(
+                             f"SELECT FIRST 5 ID, ATTEMPTS, LAST_ATTEMPT, LAST_ERROR FROM {p}LOG_PACKET "
+                             f"WHERE STATE = 2 ORDER BY STATE, ID")] if counts.get(2) else []
+        item.update(initialized=True, logging=bool(zapis), data_table=id_table, failed_first=failed_sample,
                     waiting=counts.get(0, 0), done=counts.get(1, 0), failed=counts.get(2, 0),
                     oldest_waiting=oldest.isoformat(sep=" ", timespec="seconds") if oldest else None,
                     oldest_waiting_age_s=round((now - oldest).total_seconds(), 1) if oldest else None,
@@ -144,8 +149,10 @@ def _judge(st: SourceStatus, config: Config, now: datetime, limits: Thresholds, 
             st.add(CRITICAL, f"{t['table']} is enabled but its trigger is missing: changes are NOT logged; "
                              "run `fbaudit sync`")
     if item["failed"]:
-        st.add(CRITICAL, f"{item['failed']} failed packet(s): changes not in the log database; see the "
-                         "error with `fbaudit --json status` / docs/operations.md, then `fbaudit retry --all-failed`")
+        first = item["failed_first"][0] if item.get("failed_first") else None
+        st.add(CRITICAL, f"{item['failed']} failed packet(s), changes not in the log database"
+                         + (f" (packet {first['packet']}: {first['error']})" if first else "")
+                         + "; fix the cause, then `fbaudit retry --all-failed`")
     age = item.get("oldest_waiting_age_s")
     if age is not None and age > limits.crit_age.total_seconds():
         st.add(CRITICAL, f"oldest waiting packet is {age_text(age)} old (critical after "
@@ -297,6 +304,9 @@ def _detail(item: dict) -> list[str]:
            f"{len(audited)} audited table(s){': ' + ', '.join(audited) if audited else ''}; "
            f"packets waiting {item['waiting']}, failed {item['failed']}, done {item['done']}"
            + (f"; oldest waiting since {item['oldest_waiting']}" if item["oldest_waiting"] else "")]
+    for f in item.get("failed_first", []):
+        out.append(f"{name}: failed packet {f['packet']} ({f['attempts']} attempts, last {f['last_attempt']}): "
+                   f"{f['error']}")
     run = item.get("last_transfer") or {}
     if run.get("at"):
         out.append(f"{name}: last transfer {run['at']}: {run['outcome']}"

@@ -586,7 +586,9 @@ def outcome(report: SourceReport) -> str:
         return "failed"
     if report.busy:
         return "busy"
-    return "shipped" if report.packets or report.failed or report.retry_later else "nothing_new"
+    if report.failed or report.retry_later:
+        return "some_failed"          # packets that failed this run (the others shipped)
+    return "shipped" if report.packets else "nothing_new"
 
 
 def record_runs(config: Config, reports: list[SourceReport]) -> None:

@@ -203,6 +203,15 @@ def test_failing_packet_counts_attempts_is_marked_failed_and_can_be_retried(audi
     # Skipped from now on: a new change still flows.
     run_sql(audited, ["UPDATE ITEM SET QTY = 2 WHERE ID = 12"])
     assert transfer.transfer(audited.config).data["packets"] == 1
+    # status: CRITICAL, naming the packet and its error, and what to do.
+    st = capture.status(audited.config)
+    src = st.data["sources"][0]
+    assert st.data["exit_code"] == 2 and src["failed"] == 1 and src["failed_first"][0]["packet"] == 2
+    assert [p["message"] for p in src["problems"]] == [
+        f"1 failed packet(s), changes not in the log database (packet 2: {src['failed_first'][0]['error']}); "
+        "fix the cause, then `fbaudit retry --all-failed`"]
+    assert "poison record refused" in src["failed_first"][0]["error"]
+    assert src["last_transfer"]["outcome"] == "shipped"          # the last run shipped the UPDATE of 12
     with pytest.raises(FbauditError, match="not failed: already transferred"):
         transfer.retry(audited.config, packets=[1])
     with open_database(audited.log) as db:
@@ -212,6 +221,7 @@ def test_failing_packet_counts_attempts_is_marked_failed_and_can_be_retried(audi
     assert res.data["sources"][0]["requeued"] == [2]
     assert transfer.transfer(audited.config).data["packets"] == 1
     assert assert_exactly_once(audited) == 4
+    assert capture.status(audited.config).data["health"] == "ok"
 
 
 def test_second_transfer_of_the_same_source_is_skipped_as_busy(audited, monkeypatch):
