@@ -730,6 +730,9 @@ def sync(config: Config, *, source: str | None = None, dry_run: bool = False, re
 
 def ddl(config: Config, table: str | None = None, *, source: str | None = None) -> str:
     """The SQL `init` (no table) or `enable TABLE` would run, as an isql script."""
+    if source is None and len(config.sources) > 1:
+        raise FbauditError(f"{len(config.sources)} sources are configured: say whose SQL with --source NAME "
+                           f"({', '.join(s.name for s in config.sources[:5])}{', …' if len(config.sources) > 5 else ''})")
     spec = config.source(source)[0]
     then: list[Statement] = []
     with _open(config, spec) as db:

@@ -133,6 +133,8 @@ def cli(click_ctx: click.Context, config_path: str | None, as_json: bool, traceb
 
 
 def _source_option(f):
+    f = click.option("--all-sources", is_flag=True, expose_value=False,
+                     help="Every source (the default here; accepted as in init/enable).")(f)
     return click.option("--source", metavar="NAME", help="Only this source (default: every source in the config).")(f)
 
 
@@ -258,7 +260,7 @@ def sync(ctx: Ctx, source: str | None, all_sources: bool, dry_run: bool, regener
 
 @cli.command()
 @click.argument("table", required=False)
-@_source_option
+@_one_source_option
 @_json_option
 @pass_ctx
 def ddl(ctx: Ctx, table: str | None, source: str | None) -> None:
@@ -314,8 +316,14 @@ def status(ctx: Ctx, source: str | None, warn_age, crit_age, workers: int) -> No
       fbaudit status --warn-age 5m --crit-age 30m    # as a Nagios/Zabbix check
     """
     from . import status as status_mod
-    res = _run(ctx, lambda: status_mod.status(ctx.config, source=source, workers=workers,
-                                              thresholds=status_mod.Thresholds(warn_age, crit_age)))
+    try:
+        res = _run(ctx, lambda: status_mod.status(ctx.config, source=source, workers=workers,
+                                                  thresholds=status_mod.Thresholds(warn_age, crit_age)))
+    except SystemExit as exc:      # the check itself could not run: UNKNOWN (3) to a monitoring plugin
+        sys.exit(3 if exc.code else 0)
+    except Exception as exc:
+        click.echo(f"UNKNOWN: fbaudit status failed: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(3)
     _report(ctx, res)
     sys.exit(res.data["exit_code"])
 
@@ -867,7 +875,19 @@ def schedule_show(ctx: Ctx, windows: bool, systemd: bool, cron: bool, name: str,
     _report(ctx, _run(ctx, lambda: sch.show(target, name=name, user=user, unit_dir=unit_dir)))
 
 
+def _safe_streams() -> None:
+    """Never die on output encoding: a pipe on Windows (a monitoring agent, a scheduled task's
+    log) is in the ANSI code page, which has no Cyrillic or CJK letters for a source name or a
+    value. Characters it cannot encode are written as \\uXXXX, which inside JSON strings is
+    still valid JSON."""
+    for stream in (sys.stdout, sys.stderr):
+        enc = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+        if enc not in ("utf8", "utf_8") and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main() -> None:
+    _safe_streams()
     cli(prog_name="fbaudit")
 
 

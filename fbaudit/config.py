@@ -272,7 +272,7 @@ def _expand_source(path: Path, node: Any, log: DatabaseSpec) -> list[tuple[Sourc
         found = _list_databases(path, node, value, template)
     out = []
     for explicit, database in found:
-        stem = Path(database.rsplit(":", 1)[-1] if _SERVER_DSN.match(database) else database).stem
+        stem = _file_stem(_split_dsn(database)[1])
         name = _source_name(path, node, kind, explicit or template.replace("{stem}", stem))
         out.append((make(name, database, fields), kind))
     return out
@@ -284,6 +284,25 @@ def _split_dsn(value: str) -> tuple[str, str]:
     return (value[:m.end()], value[m.end():]) if m else ("", value)
 
 
+def _file_stem(file_path: str) -> str:
+    """The file name without extension, for Windows paths too (``D:\\db\\cust1.fdb`` -> cust1) on any OS."""
+    from pathlib import PureWindowsPath
+    return (PureWindowsPath if "\\" in file_path or re.match(r"^[A-Za-z]:", file_path) else Path)(file_path).stem
+
+
+def database_key(database: str) -> str:
+    """One database file however it is spelled: the path part of a DSN, resolved, case-folded
+    on Windows (``localhost:/d/x.fdb``, ``127.0.0.1:/d/x.fdb`` and ``/d/x.fdb`` are the same file
+    when fbaudit runs on the database server, as pattern sources require)."""
+    part = _split_dsn(database)[1]
+    if not re.match(r"^[A-Za-z]:", part) and "\\" not in part:
+        try:
+            part = os.path.realpath(part)
+        except OSError:
+            pass
+    return os.path.normcase(part).lower() if re.match(r"^[A-Za-z]:", part) else os.path.normcase(part)
+
+
 def _glob_databases(path: Path, node: Any, pattern: str, log: DatabaseSpec) -> list[tuple[None, str]]:
     """Files matching ``pattern`` (sorted), the log database excluded. For a server DSN the
     path part is matched on this machine's file system (fbaudit runs on the server)."""
@@ -293,11 +312,11 @@ def _glob_databases(path: Path, node: Any, pattern: str, log: DatabaseSpec) -> l
     expanded = os.path.expandvars(os.path.expanduser(local))
     full = expanded if Path(expanded).is_absolute() else str(base.resolve() / expanded)
     matches = sorted(glob.glob(full, recursive=True))
-    logs = {log.database, str(Path(log.database).resolve()) if not log.is_server else log.database}
+    log_key = database_key(log.database)
     out = []
     for m in matches:
         database = server + m if server else str(Path(m).resolve())
-        if database in logs or (not server and Path(m).is_dir()):
+        if database_key(m) == log_key or Path(m).is_dir():
             continue
         out.append((None, database))
     if not out:
@@ -318,12 +337,15 @@ def _list_databases(path: Path, node: Any, value: str, template: str) -> list[tu
         raise ConfigError(f"{yamlio.where(path, node, 'list')}: cannot read list file {list_path} "
                           f"({exc.strerror})") from None
     out = []
-    for line in lines:
+    for n, line in enumerate(lines, 1):
         text = line.strip()
         if not text or text.startswith("#"):
             continue
         parts = text.split(None, 1)      # a path with spaces needs a name first: NAME C:\My Data\x.fdb
         name, database = (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
+        if name is not None and re.search(r"[:\\/]", name):
+            raise ConfigError(f"{list_path}:{n}: {name!r} is not a source name (a path with spaces needs a name "
+                              f"first: NAME {text}); write DATABASE or NAME DATABASE")
         if name is not None and template != "{stem}":
             name = template.replace("{stem}", name)
         out.append((name, _resolve_path(list_path.parent, database)))
@@ -361,6 +383,7 @@ def load_config(path: str | Path | None = None) -> Config:
     log = DatabaseSpec(**_db(path, data["log"], name="log", allowed=_DB_KEYS, what="'log'"))
     sources: list[SourceSpec] = []
     seen: dict[str, str] = {}
+    files: dict[str, tuple[str, str]] = {}
     for i, node in enumerate(sources_node):
         if not isinstance(node, dict):
             raise ConfigError(f"{yamlio.where(path, sources_node, i)}: each source must be a mapping")
@@ -368,7 +391,12 @@ def load_config(path: str | Path | None = None) -> Config:
             if spec.name in seen:
                 raise ConfigError(f"{yamlio.where(path, node, key)}: duplicate source name {spec.name!r} "
                                   f"({spec.database}; also {seen[spec.name]})")
+            same = files.get(database_key(spec.database))
+            if same:       # two registrations, two rotations, and the same packets shipped under two names
+                raise ConfigError(f"{yamlio.where(path, node, key)}: source {spec.name!r} ({spec.database}) is the "
+                                  f"same database as source {same[0]!r} ({same[1]}); audit each database once")
             seen[spec.name] = spec.database
+            files[database_key(spec.database)] = (spec.name, spec.database)
             sources.append(spec)
     client = _str(path, data, "client_library")
     checkpoints = data.get("checkpoints")

@@ -214,7 +214,8 @@ class _Rotation:
         if not self.force and since is not None and self.now < since + period - early:
             r.outcome = "not_due"
             r.message = (f"not due: LOG_{old} is in use since {since:%Y-%m-%d %H:%M:%S}, the next rotation is due "
-                         f"at {since + period:%Y-%m-%d %H:%M:%S} (--force rotates now)")
+                         f"at {since + period:%Y-%m-%d %H:%M:%S} (a run from {since + period - early:%H:%M:%S} "
+                         "counts; --force rotates now)")
             db.commit()
             log.info("[ROTATE] %s: %s", self.spec.name, r.message)
             return False
@@ -222,7 +223,10 @@ class _Rotation:
             raise FbauditError(f"{self.spec.name}: {self.table(new)} still holds rows, so triggers cannot be switched "
                                "to it; a rotation was interrupted outside fbaudit. Nothing changed.")
         rid = (db.scalar(f"SELECT MAX(ID) FROM {p}LOG_ROTATION") or 0) + 1
-        db.execute(f"UPDATE {p}LOG_INFO SET ID_TABLE = ?, DATA = ?", (new, self.now))
+        # An early run (within ``early``) keeps the schedule: the period counts from when it was due,
+        # so a job every 10 minutes does not move the rotation 30 minutes earlier each day.
+        anchor = self.now if self.force or since is None else max(self.now, since + period)
+        db.execute(f"UPDATE {p}LOG_INFO SET ID_TABLE = ?, DATA = ?", (new, anchor))
         db.execute(f"INSERT INTO {p}LOG_ROTATION (ID, STARTED_AT, OLD_TABLE, NEW_TABLE, PHASE, OUTCOME, UPDATED_AT) "
                    "VALUES (?, ?, ?, ?, 'switched', 'running', ?)", (rid, self.now, old, new, self.now))
         db.commit()
@@ -554,8 +558,15 @@ def rotate(config: Config, *, source: str | None = None, force: bool = False, no
             return exc
 
     from concurrent.futures import ThreadPoolExecutor
-    with ThreadPoolExecutor(max_workers=min(workers, len(specs)), thread_name_prefix="rotate") as pool:
+    from .transfer import _block_signals      # Ctrl+C / SIGTERM go to the main thread, not into a Firebird call
+    pool = ThreadPoolExecutor(max_workers=min(workers, len(specs)), thread_name_prefix="rotate",
+                              initializer=_block_signals)
+    try:
         results = list(pool.map(one, specs))
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)   # the sources not started yet are not started
+        raise
+    pool.shutdown()
     for spec, rep in zip(specs, results):
         if isinstance(rep, FbauditError):
             out.errors.append((spec.name, rep))

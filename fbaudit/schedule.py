@@ -396,7 +396,7 @@ def systemd_units(plan: Plan) -> dict[str, str]:
         if plan.user:
             lines.append(f"User={plan.user}")
         if follow:
-            lines += ["Restart=on-failure", "RestartSec=10", "", "[Install]", "WantedBy=multi-user.target"]
+            lines += ["Restart=always", "RestartSec=10", "", "[Install]", "WantedBy=multi-user.target"]
         else:
             lines.append("TimeoutStartSec=1h")
         return "\n".join(lines) + "\n"

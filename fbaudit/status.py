@@ -89,8 +89,11 @@ def _read_source(config: Config, spec: SourceSpec, now: datetime) -> dict:
         info = db.query(f"SELECT FIRST 1 ZAPIS, ID_TABLE FROM {p}LOG_INFO")
         zapis, id_table = info[0] if info else (1, 1)
         counts = dict(db.query(f"SELECT STATE, COUNT(*) FROM {p}LOG_PACKET GROUP BY STATE"))
-        oldest = db.scalar(f"SELECT MIN(CREATED_AT) FROM {p}LOG_PACKET WHERE STATE = 0")
-        first = db.scalar(f"SELECT MIN(CREATED_AT) FROM {p}LOG_PACKET")
+        # Ages on the source's own clock (CREATED_AT is its LOCALTIMESTAMP): a server in another
+        # time zone than fbaudit, or a test clock, must not make a backlog look young.
+        age_sql = "DATEDIFF(MILLISECOND FROM MIN(CREATED_AT) TO LOCALTIMESTAMP) / 1000.0"
+        oldest, oldest_age = db.query(f"SELECT MIN(CREATED_AT), {age_sql} FROM {p}LOG_PACKET WHERE STATE = 0")[0]
+        first, first_age = db.query(f"SELECT MIN(CREATED_AT), {age_sql} FROM {p}LOG_PACKET")[0]
         tables = [{"table": n, "number": num, "enabled": bool(en), "trigger": trigger_exists(db, p, num)}
                   for (num, n, en) in db.query(f"SELECT NUM_TABLE, TRIM(TABLE_NAME), ENABLED "
                                                f"FROM {p}LOG_TABLES ORDER BY 1")]
@@ -102,8 +105,9 @@ def _read_source(config: Config, spec: SourceSpec, now: datetime) -> dict:
         item.update(initialized=True, logging=bool(zapis), data_table=id_table, failed_first=failed_sample,
                     waiting=counts.get(0, 0), done=counts.get(1, 0), failed=counts.get(2, 0),
                     oldest_waiting=oldest.isoformat(sep=" ", timespec="seconds") if oldest else None,
-                    oldest_waiting_age_s=round((now - oldest).total_seconds(), 1) if oldest else None,
+                    oldest_waiting_age_s=round(float(oldest_age), 1) if oldest else None,
                     oldest_packet=first.isoformat(sep=" ", timespec="seconds") if first else None,
+                    oldest_packet_age_s=round(float(first_age), 1) if first else None,
                     tables=tables,
                     data_table_rows={f"LOG_{n}": db.scalar(f"SELECT COUNT(*) FROM {p}LOG_{n}") for n in (1, 2, 3)},
                     last_rotation=last_rotation(db, p))
@@ -117,10 +121,10 @@ def _read_log(config: Config) -> dict[str, dict]:
     with _open(config, config.log) as ldb:
         runs: dict[str, dict] = {}
         if ldb.query("SELECT 1 FROM RDB$RELATIONS WHERE RDB$RELATION_NAME = ?", (f"{p}TRANSFER_RUNS",)):
-            for name, at, outcome, packets, failed, secs, msg, ok_at in ldb.query(
-                    f"SELECT SOURCE_NAME, RUN_AT, OUTCOME, PACKETS, FAILED_PACKETS, SECONDS, MESSAGE, LAST_OK_AT "
-                    f"FROM {p}TRANSFER_RUNS"):
-                runs[name] = {"at": f"{at:%Y-%m-%d %H:%M:%S}", "outcome": outcome, "packets": packets,
+            for name, at, age, outcome, packets, failed, secs, msg, ok_at in ldb.query(
+                    f"SELECT SOURCE_NAME, RUN_AT, DATEDIFF(SECOND FROM RUN_AT TO LOCALTIMESTAMP), OUTCOME, PACKETS, "
+                    f"FAILED_PACKETS, SECONDS, MESSAGE, LAST_OK_AT FROM {p}TRANSFER_RUNS"):
+                runs[name] = {"at": f"{at:%Y-%m-%d %H:%M:%S}", "age_s": age, "outcome": outcome, "packets": packets,
                               "failed_packets": failed, "seconds": secs, "message": msg,
                               "last_ok_at": f"{ok_at:%Y-%m-%d %H:%M:%S}" if ok_at else None}
         registered = {r[0]: r[1] for r in ldb.query(f"SELECT NAME, LAST_TRANSFER_AT FROM {p}SOURCES")} \
@@ -167,6 +171,9 @@ def _judge(st: SourceStatus, config: Config, now: datetime, limits: Thresholds, 
             st.add(CRITICAL, "not registered in the log database: run `fbaudit init --source " + name + "`")
         elif run.get("outcome") == "failed":
             st.add(CRITICAL, f"last transfer failed at {run['at']}: {(run.get('message') or '').splitlines()[0]}")
+        elif run.get("age_s") is not None and run["age_s"] > limits.warn_age.total_seconds():
+            st.add(WARNING, f"no transfer run for {age_text(run['age_s'])} (last {run['at']}): is the scheduled "
+                            "`fbaudit transfer` still running? (`fbaudit schedule show`)")
     rot = item.get("last_rotation")
     two_periods = 2 * config.rotation.period
     if rot and rot["outcome"] == "failed":
@@ -176,9 +183,13 @@ def _judge(st: SourceStatus, config: Config, now: datetime, limits: Thresholds, 
         st.add(WARNING, f"rotation #{rot['id']} postponed since {rot['started_at']}: {rot['message']}")
     rows = sum(item["data_table_rows"].values())
     last = datetime.fromisoformat(rot["started_at"]) if rot and rot["started_at"] else None
-    since = last or (datetime.fromisoformat(item["oldest_packet"]) if item.get("oldest_packet") else None)
-    if rows and since and now - since > two_periods and not (rot and rot["outcome"] in ("failed", "postponed")):
-        st.add(WARNING, f"no rotation since {since:%Y-%m-%d %H:%M}" + ("" if last else " (never rotated)")
+    if last is not None:      # started_at is on the rotation clock, like ``now``
+        overdue, since = now - last > two_periods, f"{last:%Y-%m-%d %H:%M}"
+    else:                     # never rotated: the oldest packet's age, on the source's clock
+        age = item.get("oldest_packet_age_s")
+        overdue, since = age is not None and age > two_periods.total_seconds(), (item.get('oldest_packet') or '')[:16]
+    if rows and overdue and not (rot and rot["outcome"] in ("failed", "postponed")):
+        st.add(WARNING, f"no rotation since {since}" + ("" if last else " (never rotated)")
                + f": {rows} rows in the staging tables; is `fbaudit rotate` scheduled daily?")
 
 
@@ -202,8 +213,9 @@ def status(config: Config, *, source: str | None = None, workers: int = 4,
     def one(spec: SourceSpec) -> dict:
         try:
             return _read_source(config, spec, now)
-        except FbauditError as exc:
-            return {"source": spec.name, "database": spec.database, "error": str(exc)}
+        except Exception as exc:      # any failure is this source's CRITICAL row, never a crash of the check
+            text = str(exc) if isinstance(exc, FbauditError) else f"{type(exc).__name__}: {exc}"
+            return {"source": spec.name, "database": spec.database, "error": text}
 
     with ThreadPoolExecutor(max_workers=min(workers, len(specs)) + 1, thread_name_prefix="status") as pool:
         log_future = pool.submit(_read_log, config)
@@ -211,8 +223,8 @@ def status(config: Config, *, source: str | None = None, workers: int = 4,
         log_error = None
         try:
             runs = log_future.result()
-        except FbauditError as exc:
-            runs, log_error = {}, str(exc)
+        except Exception as exc:
+            runs, log_error = {}, str(exc) if isinstance(exc, FbauditError) else f"{type(exc).__name__}: {exc}"
     statuses = []
     for item in items:
         st = SourceStatus(item)
@@ -254,9 +266,9 @@ def screen(data: dict, *, detail: bool) -> list[str]:
     """The status as an admin reads it: a summary line, one row per source (worst first), the problems."""
     counts = data["counts"]
     today = data["checked_at"][:10]
-    lines = [f"{data['health'].upper()}: {len(data['sources'])} source(s) — {counts[OK]} ok, "
-             f"{counts[WARNING]} warning, {counts[CRITICAL]} critical — log database {data['log']['database']}"
-             + (" CANNOT BE READ" if data["log"]["error"] else "") + f" — {data['checked_at']}"]
+    lines = [f"{data['health'].upper()}: {len(data['sources'])} source(s) - {counts[OK]} ok, "
+             f"{counts[WARNING]} warning, {counts[CRITICAL]} critical - log database {data['log']['database']}"
+             + (" CANNOT BE READ" if data["log"]["error"] else "") + f" - {data['checked_at']}"]
     if data["log"]["error"]:
         lines.append(f"  log database: {data['log']['error'].splitlines()[0]}")
     head = ("SOURCE", "HEALTH", "LOGGING", "TABLES", "BACKLOG", "OLDEST", "FAILED", "LAST TRANSFER",

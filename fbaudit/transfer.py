@@ -558,6 +558,7 @@ def follow_source(config: Config, spec: SourceSpec, *, batch: int, retries: int,
                             with gate:
                                 if job.anything_new():
                                     job.run_pass(report)
+                            report.error, report.busy = None, False     # this check worked: the source is fine
                             waited = 0.0
                             while not stop.is_set() and waited < poll:
                                 if collector.wait(min(0.5, poll - waited)).get(event):
@@ -576,22 +577,24 @@ def follow_source(config: Config, spec: SourceSpec, *, batch: int, retries: int,
             job.close()
         if report.error and stop.is_set():
             break
-        if not stop.is_set():
-            report.error = None
 
 
-def outcome(report: SourceReport) -> str:
-    """A run's outcome as TRANSFER_RUNS and `fbaudit status` name it."""
+def outcome(report: SourceReport, packets: int | None = None, failing: int | None = None) -> str:
+    """A run's outcome as TRANSFER_RUNS and `fbaudit status` name it (``packets``/``failing``:
+    what happened since the last record, for --follow)."""
+    packets = report.packets if packets is None else packets
+    failing = len(report.failed) + len(report.retry_later) if failing is None else failing
     if report.error:
         return "failed"
     if report.busy:
         return "busy"
-    if report.failed or report.retry_later:
+    if failing:
         return "some_failed"          # packets that failed this run (the others shipped)
-    return "shipped" if report.packets else "nothing_new"
+    return "shipped" if packets else "nothing_new"
 
 
-def record_runs(config: Config, reports: list[SourceReport]) -> None:
+def record_runs(config: Config, reports: list[SourceReport],
+                previous: dict[str, tuple[int, int]] | None = None) -> None:
     """Each source's run into the log database's TRANSFER_RUNS, in one transaction.
 
     What `fbaudit status` shows as the last transfer. Never fails the run: when
@@ -601,6 +604,14 @@ def record_runs(config: Config, reports: list[SourceReport]) -> None:
     if not reports:
         return
     p = config.prefix
+    rows = []
+    for r in reports:         # --follow: what happened since the last record (``previous``, updated here)
+        packets, failing = r.packets, len(r.failed) + len(r.retry_later)
+        if previous is not None:
+            before = previous.get(r.source, (0, 0))
+            previous[r.source] = (packets, failing)
+            packets, failing = packets - before[0], failing - before[1]
+        rows.append((r, packets, failing))
     try:
         with _open(config, config.log, lock_timeout=LOG_LOCK_TIMEOUT) as ldb:
             if not ldb.query("SELECT 1 FROM RDB$RELATIONS WHERE RDB$RELATION_NAME = ?", (f"{p}TRANSFER_RUNS",)):
@@ -609,14 +620,14 @@ def record_runs(config: Config, reports: list[SourceReport]) -> None:
                 return
             with guard(ldb.spec):
                 cur = ldb.con.cursor()
-                for r in reports:
+                for r, packets, failing in rows:
                     failed = r.error is not None
                     cur.execute(
                         f"UPDATE OR INSERT INTO {p}TRANSFER_RUNS (SOURCE_NAME, RUN_AT, OUTCOME, PACKETS, "
                         f"FAILED_PACKETS, SECONDS, MESSAGE, LAST_OK_AT) VALUES (?, LOCALTIMESTAMP, ?, ?, ?, ?, ?, "
                         + (f"(SELECT LAST_OK_AT FROM {p}TRANSFER_RUNS WHERE SOURCE_NAME = ?)" if failed
                            else "LOCALTIMESTAMP") + ") MATCHING (SOURCE_NAME)",
-                        (r.source, outcome(r), r.packets, len(r.failed), round(r.seconds, 3),
+                        (r.source, outcome(r, packets, failing), packets, failing, round(r.seconds, 3),
                          (r.error or "")[:1000] or None) + ((r.source,) if failed else ()))
                 cur.close()
             ldb.commit()
@@ -650,13 +661,14 @@ def transfer(config: Config, *, source: str | None = None, batch: int = DEFAULT_
             t.start()
         if on_start:
             on_start()
-        recorded = time.monotonic()
+        recorded, previous = time.monotonic(), {}
         while any(t.is_alive() for t in threads):
             for t in threads:
                 t.join(0.2)
             if time.monotonic() - recorded >= RECORD_EVERY:     # status shows a follower as alive
-                record_runs(config, reports)
+                record_runs(config, reports, previous)
                 recorded = time.monotonic()
+        record_runs(config, reports, previous)
         log.info("[TRANSFER] stopped")
     else:
         with ThreadPoolExecutor(max_workers=min(workers, len(specs)), thread_name_prefix="transfer",

@@ -188,3 +188,28 @@ def test_bad_many_sources_entries_name_the_line(tmp_path, edit, line, words):
     with pytest.raises(ConfigError) as err:
         load_config(path)
     assert f"{path}:{line}" in str(err.value) and words in str(err.value)
+
+
+def test_the_log_database_and_a_file_named_twice_are_never_sources_however_spelled(tmp_path):
+    (tmp_path / "d").mkdir()
+    for n in ("a", "log"):
+        (tmp_path / "d" / f"{n}.fdb").write_bytes(b"")
+    d = tmp_path / "d"
+    for log, pattern in ((f"localhost:{d}/log.fdb", "d/*.fdb"), (f"{d}/log.fdb", f"localhost:{d}/*.fdb"),
+                         (f"127.0.0.1/3050:{d}/log.fdb", f"localhost:{d}/*.fdb")):
+        cfg = load_config(write(tmp_path, f"log:\n  database: '{log}'\nsources:\n  - pattern: '{pattern}'\n"))
+        assert [s.name for s in cfg.sources] == ["a"], (log, pattern)
+    path = write(tmp_path, f"log:\n  database: x.fdb\nsources:\n  - name: main\n    database: d/a.fdb\n"
+                           f"  - pattern: 'localhost:{d}/*.fdb'\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert f"{path}:6: source 'a' (localhost:{d}/a.fdb) is the same database as source 'main'" in str(err.value)
+
+
+def test_list_file_lines_name_their_line_and_windows_stems(tmp_path):
+    (tmp_path / "more.txt").write_text("# customers\nsrv/3050:D:\\db\\cust1.fdb\nC:\\My Data\\x.fdb\n", encoding="utf-8")
+    path = write(tmp_path, "log:\n  database: log.fdb\nsources:\n  - list: more.txt\n")
+    with pytest.raises(ConfigError, match=r"more.txt:3: 'C:\\\\My' is not a source name"):
+        load_config(path)
+    (tmp_path / "more.txt").write_text("srv/3050:D:\\db\\cust1.fdb\n", encoding="utf-8")
+    assert [s.name for s in load_config(path).sources] == ["cust1"]

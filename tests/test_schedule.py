@@ -306,7 +306,7 @@ def test_systemd_follow_is_a_restarting_service_and_replaces_the_timer(tmp_path,
     units = _units(unit_dir)
     assert "fbaudit-fbaudit-transfer.timer" not in units          # the old minute timer is gone
     svc = units["fbaudit-fbaudit-transfer.service"]
-    assert _setting(svc, "Type") == ["simple"] and _setting(svc, "Restart") == ["on-failure"]
+    assert _setting(svc, "Type") == ["simple"] and _setting(svc, "Restart") == ["always"]
     assert _setting(svc, "RestartSec") == ["10"] and _setting(svc, "WantedBy") == ["multi-user.target"]
     assert " transfer --follow --lock " in _setting(svc, "ExecStart")[0]
     assert "fbaudit-fbaudit-rotate.timer" in units

@@ -78,6 +78,13 @@ def test_pattern_sources_end_to_end_with_per_source_summary(hosted):
     data = json.loads(res.stdout)
     assert res.exit_code == 0 and data["health"] == "ok" and data["counts"]["ok"] == 5
     assert {s["source"]: s["last_transfer"]["outcome"] for s in data["sources"]} == dict.fromkeys(names, "nothing_new")
+    # A transfer that stopped running (the scheduler is gone) shows although nothing is waiting.
+    with open_database(config.log) as ldb:
+        ldb.execute("UPDATE FBA_TRANSFER_RUNS SET RUN_AT = DATEADD(-20 MINUTE TO RUN_AT) WHERE SOURCE_NAME = ?",
+                    ("shop_wien",))
+        ldb.commit()
+    res = invoke(hosted, "status")
+    assert res.exit_code == 1 and "WARNING: shop_wien: no transfer run for 20m" in res.output
     res = invoke(hosted, "rotate", "--force", "--workers", "2", "--json")
     assert res.exit_code == 0 and [s["outcome"] for s in json.loads(res.stdout)["sources"]] == ["done"] * 5
 
@@ -94,7 +101,7 @@ def test_one_broken_customer_database_does_not_stop_the_others(hosted, tmp_path)
     assert by["shop_osaka"]["error"] and all(by[f"shop_{n}"]["packets"] == 2 for n in SHOPS if n != "osaka")
     res = invoke(hosted, "status")
     assert res.exit_code == 2
-    assert res.output.startswith("CRITICAL: 5 source(s) — 4 ok, 0 warning, 1 critical")
+    assert res.output.startswith("CRITICAL: 5 source(s) - 4 ok, 0 warning, 1 critical")
     rows = res.output.split("\n\n")[1].splitlines()
     assert rows[1].split()[:2] == ["shop_osaka", "CRITICAL"]                 # worst first
     assert "CRITICAL: shop_osaka: cannot read the source" in res.output
