@@ -4,7 +4,7 @@ Exit codes: 0 success; 1 fbaudit error; 2 bad usage (unknown option,
 missing argument); 3 configuration or registry file error; 4 Firebird or
 runtime error (connection, SQL, missing system library); 5 catalog error
 (unknown table or column, table cannot be audited as asked); 6 checkpoint
-missing, damaged or not matching the database.
+missing, damaged or not matching the database; 7 revert refused (conflict).
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ Exit codes:
   4  Firebird error: connection, SQL, missing runtime library
   5  unknown table or column, or a table that cannot be audited as asked
   6  checkpoint missing, damaged or not matching the database (nothing changed)
+  7  revert refused: the record is being edited or changed since it was logged
 """
 
 
@@ -514,9 +515,14 @@ def _print(ctx: Ctx, data: dict, lines: list[str]) -> None:
 @click.option("--limit", default=DEFAULT_LIMIT, show_default=True, metavar="N", help="Versions to show.")
 @click.option("--offset", default=0, show_default=True, metavar="N", help="Versions to skip (oldest first).")
 @click.option("--source", metavar="NAME", help="Source database (needed when several are configured).")
+@click.option("--at", "at_version", type=click.IntRange(min=1), metavar="N",
+              help="The whole record as it was after version N (rebuilt from the log).")
+@click.option("--diff", "diff_versions", type=click.IntRange(min=1), nargs=2, metavar="A B",
+              help="The fields that differ between versions A and B.")
 @_json_option
 @pass_ctx
-def history(ctx: Ctx, table: str, key: str, limit: int, offset: int, source: str | None) -> None:
+def history(ctx: Ctx, table: str, key: str, limit: int, offset: int, source: str | None,
+            at_version: int | None, diff_versions: tuple[int, int] | None) -> None:
     """A record's versions (1 = oldest) from the log database: who, when, old -> new.
 
     KEY is the key value, or COL=VALUE,COL=VALUE for a composite key.
@@ -525,12 +531,72 @@ def history(ctx: Ctx, table: str, key: str, limit: int, offset: int, source: str
     Examples:
       fbaudit history CUSTOMER 42
       fbaudit history ORDER_LINE ORDER_ID=7,LINE_NO=2 --json
+      fbaudit history CUSTOMER 42 --at 3          # the record after version 3
+      fbaudit history CUSTOMER 42 --diff 1 5      # what differs between versions 1 and 5
     """
     from . import history as h
+    if at_version and diff_versions:
+        raise click.UsageError("give --at or --diff, not both")
+    if at_version or diff_versions:
+        from . import versions
+        from .history import format_value
+        if at_version:
+            st = _run(ctx, lambda: versions.record_state(ctx.config, table, key, at_version, source=source))
+            head = (f"{st['table']} {', '.join(f'{k}={v}' for k, v in st['key'].items())} after version "
+                    f"{st['version']} of {st['total']}: " + ("" if st["exists"] else "DELETED")
+                    + ("" if st["complete"] else " (partial: the history starts with an update)"))
+            w = max([len(n) for n in st["fields"]] + [1])
+            _print(ctx, {"success": True, **st},
+                   [head] + [f"  {n:<{w}}  {format_value(v, 80)}" for n, v in st["fields"].items()])
+        else:
+            a, b = diff_versions
+            d = _run(ctx, lambda: versions.record_diff(ctx.config, table, key, a, b, source=source))
+            w = max([len(n) for n in d["fields"]] + [5])
+            lines = [f"{d['table']} {', '.join(f'{k}={v}' for k, v in d['key'].items())}: version {a} | version {b}"]
+            if d["a_exists"] != d["b_exists"]:
+                lines.append(f"  {'(row)':<{w}}  {'exists' if d['a_exists'] else 'deleted'} | "
+                             f"{'exists' if d['b_exists'] else 'deleted'}")
+            lines += [f"  {n:<{w}}  {format_value(c['a'])} | {format_value(c['b'])}" for n, c in d["fields"].items()]
+            if len(lines) == 1:
+                lines.append("  no difference")
+            _print(ctx, {"success": True, **d}, lines)
+        return
     data = _run(ctx, lambda: h.history(ctx.config, table, key, source=source, limit=limit, offset=offset))
     out = {k: data[k] for k in ("table", "key", "versions", "total")}
     out.update(source=data["source"], limit=limit, offset=offset)
     _print(ctx, out, h.history_lines(data))
+
+
+@cli.command()
+@click.argument("table")
+@click.argument("key")
+@click.option("--to-version", "to_version", type=click.IntRange(min=1), required=True, metavar="N",
+              help="The version to go back to (1 = oldest; `fbaudit history TABLE KEY` lists them).")
+@click.option("--by", "by", metavar="USER", help="Author recorded for the revert [default: fbaudit revert].")
+@click.option("--comment", metavar="TEXT", help="Comment recorded with it [default: revert to version N].")
+@click.option("--source", metavar="NAME", help="Source database (needed when several are configured).")
+@_dry_run_option
+@_json_option
+@pass_ctx
+def revert(ctx: Ctx, table: str, key: str, to_version: int, by: str | None, comment: str | None,
+           source: str | None, dry_run: bool) -> None:
+    """Put one record back to how it was at version N, in one transaction.
+
+    Locks the row without waiting: refuses (exit 7, nothing changed) when
+    someone is editing it, when a change of it still waits for the transfer,
+    or when the row differs from its last logged version. Sets back only the
+    fields that differ, re-inserts a deleted row, or deletes it again; the
+    audit trigger logs the revert with --by as author and --comment.
+
+    \b
+    Examples:
+      fbaudit revert PRODUCT A-200 --to-version 3 --by support.anna --comment "ticket 4711"
+      fbaudit revert ORDER_LINE ORDER_ID=7,LINE_NO=2 --to-version 1 --dry-run
+    """
+    from . import versions
+    res = _run(ctx, lambda: versions.revert(ctx.config, table, key, to_version=to_version, by=by, comment=comment,
+                                            source=source, dry_run=dry_run))
+    _print(ctx, {"success": True, **res}, [res["message"]])
 
 
 @cli.command()

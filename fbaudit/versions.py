@@ -1,0 +1,214 @@
+"""Record versions rebuilt from the log, diffs between them, and reverts.
+
+A record's history (fbaudit.history) is a list of packets, oldest first,
+each with the fields it changed (old -> new). The state of the record at
+version N is the fold of versions 1..N: an insert sets every logged field,
+an update changes some, a delete removes the row. When the history starts
+with an update (auditing began after the row existed), the state knows only
+the fields changed since: it is *partial*, and a revert that needs the whole
+row (re-inserting a deleted one) says so.
+
+``revert`` works on the source database in ONE transaction:
+
+1. lock the row (``SELECT ... WITH LOCK``, no wait): a user editing it now
+   makes the revert refuse with a conflict, never wait or block them;
+2. refuse when a change of the record is still waiting for the transfer
+   (the log does not know the row's present state yet);
+3. compare the row as it is with the last logged version, field by field,
+   in the trigger's canonical text: any difference is a change the log
+   does not have, and the revert refuses naming the fields;
+4. update only the fields that differ from version N (or re-insert a
+   deleted row, or delete a row whose version N is its deletion), with the
+   author and comment in the transaction context, so the audit trigger
+   logs the revert like any change, by that author with that comment.
+"""
+from __future__ import annotations
+
+import logging
+
+from firebird.driver import Isolation
+
+from .capture import OPERATIONS, _open, encode_key, value_expr
+from .catalog import read_table
+from .config import Config
+from .db import guard
+from .errors import DatabaseError, FbauditError
+from .history import NotFound, history
+from .idents import quote_ident
+from .registry import Registry
+from .staging import decode_value
+
+log = logging.getLogger("fbaudit.revert")
+
+GDS_LOCK_CONFLICT = (335544345, 335544336, 335544510, 335544878)   # lock conflict, deadlock, timeout, concurrent update
+
+
+class RevertConflict(FbauditError):
+    """The row changed since its last logged version, or is being changed: nothing was done."""
+
+    exit_code = 7
+
+
+def _param(col) -> str:
+    """A parameter carrying the canonical text of a value of ``col``: Firebird converts the text to
+    the column's type on assignment or comparison (the driver itself refuses text for numbers)."""
+    if col.is_blob:
+        return "CAST(? AS BLOB SUB_TYPE TEXT CHARACTER SET UTF8)"
+    return "CAST(? AS VARCHAR(8191) CHARACTER SET UTF8)"
+
+
+def state_at(versions: list[dict], number: int) -> dict:
+    """The record after version ``number``: {"exists", "fields", "complete", "version"}."""
+    if not versions:
+        raise NotFound("The record has no versions in the log database.")
+    if not 1 <= number <= len(versions):
+        raise NotFound(f"No version {number}: the record has versions 1 to {len(versions)}.")
+    fields: dict[str, str | None] = {}
+    exists, complete = True, False
+    for v in versions[:number]:
+        op = v["operation"]
+        if op == "insert":
+            fields = {k: c["new"] for k, c in v["changes"].items()}
+            exists, complete = True, True
+        elif op == "delete":
+            fields = {k: c["old"] for k, c in v["changes"].items()}
+            exists, complete = False, True
+        else:                                    # update (or a restore event: the row as logged)
+            if not exists:
+                exists = True
+            for k, c in v["changes"].items():
+                fields[k] = c["new"]
+    return {"version": number, "exists": exists, "fields": fields, "complete": complete}
+
+
+def diff(versions: list[dict], a: int, b: int) -> dict:
+    """Fields whose value differs between the states after versions ``a`` and ``b``."""
+    sa, sb = state_at(versions, a), state_at(versions, b)
+    names = list(dict.fromkeys([*sa["fields"], *sb["fields"]]))
+    changed = {n: {"a": sa["fields"].get(n), "b": sb["fields"].get(n)}
+               for n in names if sa["fields"].get(n) != sb["fields"].get(n) or sa["exists"] != sb["exists"]}
+    return {"a": a, "b": b, "a_exists": sa["exists"], "b_exists": sb["exists"], "fields": changed}
+
+
+def record_state(config: Config, table: str, key: str, version: int | None = None, *,
+                 source: str | None = None) -> dict:
+    """The record at ``version`` (default: the last one), from the log database."""
+    h = history(config, table, key, source=source, limit=None)
+    n = h["total"] if version is None else version
+    return {"source": h["source"], "table": h["table"], "key": h["key"], "total": h["total"],
+            **state_at(h["versions"], n)}
+
+
+def record_diff(config: Config, table: str, key: str, a: int, b: int, *, source: str | None = None) -> dict:
+    h = history(config, table, key, source=source, limit=None)
+    return {"source": h["source"], "table": h["table"], "key": h["key"], "total": h["total"],
+            **diff(h["versions"], a, b)}
+
+
+def revert(config: Config, table: str, key: str, *, to_version: int, by: str | None = None,
+           comment: str | None = None, source: str | None = None, dry_run: bool = False) -> dict:
+    """Put the record back to its state after ``to_version`` (see the module docstring)."""
+    h = history(config, table, key, source=source, limit=None)
+    versions = h["versions"]
+    target = state_at(versions, to_version)
+    latest = state_at(versions, len(versions))
+    spec = next(s for s in config.sources if s.name == h["source"])
+    p = config.prefix
+    author = by or "fbaudit revert"
+    note = comment or f"revert to version {to_version}"
+    what = f"{h['table']} {', '.join(f'{k}={v}' for k, v in h['key'].items())}"
+    with _open(config, spec, isolation=Isolation.READ_COMMITTED, lock_timeout=0) as db:
+        info = read_table(db, h["table"], commit=False)
+        cols = {c.name: c for c in info.columns}
+        entry = Registry.load(spec.registry).tables.get(h["table"])
+        key_cols = list(h["key"])
+        logged = [c for c in info.columns if c.name in (entry.fields if entry else cols) and c.auditable]
+        binary = [c.name for c in logged if c.kind == "binary" and c.name in target["fields"]]
+        if binary:
+            raise FbauditError(f"{what}: reverting binary fields ({', '.join(binary)}) is not supported yet; "
+                               "nothing was changed.")
+        where = " AND ".join(f"{quote_ident(k)} = {_param(cols[k])}" for k in key_cols)
+        params = [h["key"][k] for k in key_cols]
+        select = ", ".join(value_expr(c, "T", db.major) for c in logged) or "1"
+        try:
+            with guard(spec):
+                cur = db.con.cursor()
+                cur.execute(f"SELECT {select} FROM {quote_ident(h['table'])} T WHERE {where} WITH LOCK", params)
+                rows = cur.fetchall()
+                cur.close()
+        except DatabaseError as exc:
+            db.rollback()
+            if set(exc.gds_codes) & set(GDS_LOCK_CONFLICT):
+                raise RevertConflict(f"{what} is being changed by another transaction right now; nothing was "
+                                     "reverted. Try again when that user has saved.") from None
+            raise
+        num_table = entry.number if entry else None
+        waiting = db.scalar(f"SELECT COUNT(*) FROM {p}LOG_PACKET WHERE NUM_TABLE = ? AND RECORD_KEY = ? "
+                            f"AND STATE <> 1", (num_table, h["record_key"])) if num_table else 0
+        if waiting:
+            db.rollback()
+            raise RevertConflict(f"{what} has {waiting} change(s) not yet in the log database (waiting for "
+                                 "`fbaudit transfer`, or failed); nothing was reverted. Transfer first, then "
+                                 "check the history again.")
+        current = None
+        if rows:
+            current = {c.name: decode_value(v, c.kind) for c, v in zip(logged, rows[0])}
+        # 3. the row as it is must be the last logged version
+        if (current is not None) != latest["exists"]:
+            db.rollback()
+            raise RevertConflict(f"{what} {'exists' if current is not None else 'is deleted'} but its last logged "
+                                 f"version {len(versions)} says {'deleted' if current is not None else 'it exists'}; "
+                                 "nothing was reverted.")
+        if current is not None:
+            differ = [n for n, v in latest["fields"].items() if n in current and current[n] != v]
+            if differ:
+                db.rollback()
+                raise RevertConflict(f"{what} changed since its last logged version {len(versions)} "
+                                     f"({', '.join(differ)}); nothing was reverted.")
+        # 4. what to do
+        if not target["exists"]:
+            action, fields = ("delete", {}) if current is not None else ("none", {})
+        elif current is None:
+            if not target["complete"]:
+                db.rollback()
+                raise FbauditError(f"{what}: version {to_version} does not hold the whole row (its history starts "
+                                   "with an update), so the deleted row cannot be re-inserted; nothing was changed.")
+            action, fields = "insert", {n: v for n, v in target["fields"].items() if n in cols}
+        else:
+            fields = {n: v for n, v in target["fields"].items() if n in cols and current.get(n) != v}
+            action = "update" if fields else "none"
+        if action != "none" and not dry_run:
+            with guard(spec):
+                cur = db.con.cursor()
+                cur.execute("SELECT RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_AUTHOR', ?), "
+                            "RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_COMMENT', ?) FROM RDB$DATABASE",
+                            (author[:255], note[:255]))
+                cur.fetchall()
+                if action == "update":
+                    sets = ", ".join(f"{quote_ident(n)} = {_param(cols[n])}" for n in fields)
+                    cur.execute(f"UPDATE {quote_ident(h['table'])} SET {sets} WHERE {where}",
+                                [*fields.values(), *params])
+                elif action == "insert":
+                    names = ", ".join(quote_ident(n) for n in fields)
+                    cur.execute(f"INSERT INTO {quote_ident(h['table'])} ({names}) VALUES "
+                                f"({', '.join(_param(cols[n]) for n in fields)})", list(fields.values()))
+                else:
+                    cur.execute(f"DELETE FROM {quote_ident(h['table'])} WHERE {where}", params)
+                cur.close()
+            db.commit()
+        else:
+            db.rollback()
+    line = {"update": f"{what}: {len(fields)} field(s) set back to version {to_version} ({', '.join(fields)})",
+            "insert": f"{what}: deleted row re-inserted as of version {to_version}",
+            "delete": f"{what}: deleted again, as in version {to_version}",
+            "none": f"{what}: already as in version {to_version}; nothing to do"}[action]
+    if dry_run and action != "none":
+        line += " (dry run: nothing changed)"
+    log.info("[REVERT] %s by %s", line, author)
+    return {"source": h["source"], "table": h["table"], "key": h["key"], "to_version": to_version,
+            "action": action, "fields": fields, "author": author, "comment": note, "dry_run": dry_run,
+            "message": line}
+
+
+__all__ = ["state_at", "diff", "record_state", "record_diff", "revert", "RevertConflict", "OPERATIONS",
+           "encode_key"]

@@ -1,0 +1,140 @@
+"""Versions rebuilt from the log, diffs, and reverts on the source (issue 5, first part)."""
+from __future__ import annotations
+
+import pytest
+from firebird.driver import Isolation
+
+from fbaudit import capture, history, transfer, versions
+from fbaudit.db import open_database
+from fbaudit.errors import FbauditError
+
+from helpers import run_sql
+
+
+@pytest.fixture
+def priced(project):
+    """PRICE audited: a NUMERIC, a DATE, a BOOLEAN, UTF-8 text and a text BLOB; three versions of SKU A-1."""
+    project.sql("CREATE TABLE PRICE (SKU VARCHAR(20) CHARACTER SET UTF8 NOT NULL PRIMARY KEY, "
+                "TITLE VARCHAR(60) CHARACTER SET UTF8, AMOUNT NUMERIC(12,2), VALID_FROM DATE, ACTIVE BOOLEAN, "
+                "NOTE BLOB SUB_TYPE TEXT CHARACTER SET UTF8)")
+    capture.init(project.config)
+    capture.enable(project.config, "PRICE")
+    run_sql(project, ["INSERT INTO PRICE VALUES ('A-1', 'Гайка М8', 0.20, DATE '2026-01-01', TRUE, 'первая')",
+                      "UPDATE PRICE SET AMOUNT = 0.25, TITLE = 'Гайка М8 оцинк.' WHERE SKU = 'A-1'",
+                      "UPDATE PRICE SET AMOUNT = 9.99, ACTIVE = FALSE, NOTE = NULL, VALID_FROM = DATE '2026-06-30' "
+                      "WHERE SKU = 'A-1'"])
+    transfer.transfer(project.config)
+    return project
+
+
+def row(project, sku="A-1"):
+    with project.connect() as db:
+        rows = db.query("SELECT TITLE, AMOUNT, VALID_FROM, ACTIVE, NOTE FROM PRICE WHERE SKU = ?", (sku,))
+        db.commit()
+    return [tuple(str(v) if v is not None else None for v in r) for r in rows]
+
+
+def test_state_at_each_version_and_diff(priced):
+    s1 = versions.record_state(priced.config, "PRICE", "A-1", 1)
+    assert s1["exists"] and s1["complete"]
+    assert s1["fields"] == {"SKU": "A-1", "TITLE": "Гайка М8", "AMOUNT": "0.20", "VALID_FROM": "2026-01-01",
+                            "ACTIVE": "TRUE", "NOTE": "первая"}
+    s3 = versions.record_state(priced.config, "PRICE", "A-1")
+    assert s3["version"] == 3 and s3["fields"]["AMOUNT"] == "9.99" and s3["fields"]["NOTE"] is None
+    d = versions.record_diff(priced.config, "PRICE", "A-1", 1, 3)
+    assert d["fields"] == {"TITLE": {"a": "Гайка М8", "b": "Гайка М8 оцинк."}, "AMOUNT": {"a": "0.20", "b": "9.99"},
+                           "VALID_FROM": {"a": "2026-01-01", "b": "2026-06-30"}, "ACTIVE": {"a": "TRUE", "b": "FALSE"},
+                           "NOTE": {"a": "первая", "b": None}}
+    with pytest.raises(FbauditError, match="versions 1 to 3"):
+        versions.record_state(priced.config, "PRICE", "A-1", 4)
+
+
+def test_revert_sets_back_only_what_differs_and_is_captured_with_author_and_comment(priced):
+    res = versions.revert(priced.config, "PRICE", "A-1", to_version=1, by="support.anna", comment="ticket 4711")
+    assert res["action"] == "update" and set(res["fields"]) == {"TITLE", "AMOUNT", "VALID_FROM", "ACTIVE", "NOTE"}
+    assert row(priced) == [("Гайка М8", "0.20", "2026-01-01", "True", "первая")]
+    transfer.transfer(priced.config)
+    h = history.history(priced.config, "PRICE", "A-1", limit=None)
+    v4 = h["versions"][-1]
+    assert h["total"] == 4 and (v4["author"], v4["comment"], v4["operation"]) == ("support.anna", "ticket 4711", "update")
+    assert versions.record_state(priced.config, "PRICE", "A-1")["fields"] == \
+        versions.record_state(priced.config, "PRICE", "A-1", 1)["fields"]
+    again = versions.revert(priced.config, "PRICE", "A-1", to_version=1)
+    assert again["action"] == "none"                        # already so: nothing written, nothing logged
+
+
+def test_revert_refuses_while_someone_edits_the_row_and_changes_nothing(priced):
+    editor = open_database(priced.main, isolation=Isolation.READ_COMMITTED)
+    try:
+        editor.execute("UPDATE PRICE SET AMOUNT = 1.00 WHERE SKU = 'A-1'")          # not committed
+        with pytest.raises(versions.RevertConflict, match="being changed by another transaction"):
+            versions.revert(priced.config, "PRICE", "A-1", to_version=1)
+        editor.commit()                                      # the user's save is not hurt by the attempt
+    finally:
+        editor.close()
+    assert row(priced)[0][1] == "1.00"
+    # ... and afterwards: a change the log does not have yet
+    with pytest.raises(versions.RevertConflict, match="1 change\\(s\\) not yet in the log database"):
+        versions.revert(priced.config, "PRICE", "A-1", to_version=1)
+    assert row(priced)[0][1] == "1.00"
+
+
+def test_revert_refuses_a_row_changed_behind_the_log(priced):
+    with priced.connect() as db:                # logging paused for this change: the log never sees it
+        db.execute("UPDATE FBA_LOG_INFO SET ZAPIS = 0")
+        db.commit()
+        db.execute("UPDATE PRICE SET TITLE = 'by hand' WHERE SKU = 'A-1'")
+        db.commit()
+        db.execute("UPDATE FBA_LOG_INFO SET ZAPIS = 1")
+        db.commit()
+    with pytest.raises(versions.RevertConflict, match=r"changed since its last logged version 3 \(TITLE\)"):
+        versions.revert(priced.config, "PRICE", "A-1", to_version=1)
+    assert row(priced)[0][0] == "by hand"
+
+
+def test_revert_of_a_deleted_row_inserts_it_again(priced):
+    run_sql(priced, ["DELETE FROM PRICE WHERE SKU = 'A-1'"])
+    transfer.transfer(priced.config)
+    assert row(priced) == []
+    res = versions.revert(priced.config, "PRICE", "A-1", to_version=2, by="support")
+    assert res["action"] == "insert"
+    assert row(priced) == [("Гайка М8 оцинк.", "0.25", "2026-01-01", "True", "первая")]
+    transfer.transfer(priced.config)
+    v = history.history(priced.config, "PRICE", "A-1", limit=None)["versions"]
+    assert [x["operation"] for x in v] == ["insert", "update", "update", "delete", "insert"]
+    assert v[-1]["author"] == "support" and v[-1]["comment"] == "revert to version 2"
+    back = versions.revert(priced.config, "PRICE", "A-1", to_version=4)     # version 4 is the deletion
+    assert back["action"] == "delete" and row(priced) == []
+
+
+def test_dry_run_and_unknown_records(priced):
+    res = versions.revert(priced.config, "PRICE", "A-1", to_version=1, dry_run=True)
+    assert res["action"] == "update" and "dry run" in res["message"]
+    assert row(priced)[0][1] == "9.99"
+    with pytest.raises(FbauditError, match="No history for table 'NOPE'"):
+        versions.revert(priced.config, "NOPE", "1", to_version=1)
+    with pytest.raises(FbauditError, match="no versions"):
+        versions.revert(priced.config, "PRICE", "Z-9", to_version=1)
+
+
+def test_cli_history_at_diff_and_revert(priced):
+    import json
+    from click.testing import CliRunner
+    from fbaudit.cli import cli
+    cfg = priced.write_config()
+
+    def invoke(*args):
+        return CliRunner().invoke(cli, ["--config", str(cfg), *args], catch_exceptions=False)
+    res = invoke("history", "PRICE", "A-1", "--at", "1")
+    assert res.exit_code == 0 and "PRICE SKU=A-1 after version 1 of 3" in res.stdout
+    assert "  AMOUNT      0.20" in res.stdout and "Гайка М8" in res.stdout
+    res = invoke("history", "PRICE", "A-1", "--diff", "2", "3")
+    assert res.exit_code == 0 and "AMOUNT      0.25 | 9.99" in res.stdout and "TITLE" not in res.stdout
+    assert invoke("history", "PRICE", "A-1", "--at", "9").exit_code == 5
+    res = invoke("revert", "PRICE", "A-1", "--to-version", "1", "--by", "anna", "--comment", "ticket 1", "--json")
+    data = json.loads(res.stdout)
+    assert res.exit_code == 0 and data["action"] == "update" and data["author"] == "anna"
+    assert row(priced)[0][1] == "0.20"
+    res = invoke("revert", "PRICE", "A-1", "--to-version", "3")        # the revert is not transferred yet
+    assert res.exit_code == 7 and "not yet in the log database" in res.stderr
+    assert invoke("revert", "PRICE", "A-1", "--to-version", "0").exit_code == 2
