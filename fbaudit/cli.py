@@ -600,6 +600,31 @@ def revert(ctx: Ctx, table: str, key: str, to_version: int, by: str | None, comm
 
 
 @cli.command()
+@click.option("--before", required=True, metavar="DATE|AGE",
+              help="Remove history created before this: a date (2026-01-01, 2026-01-01T12:00) or an age (90d, 12h).")
+@_source_option
+@click.option("--batch", default=5000, show_default=True, metavar="N", help="Packets per transaction.")
+@_dry_run_option
+@_json_option
+@pass_ctx
+def prune(ctx: Ctx, before: str, source: str | None, batch: int, dry_run: bool) -> None:
+    """Remove old history from the log database, in batches of short transactions.
+
+    Only the log database is touched. Version numbers count what the log
+    holds: after a prune a record's oldest remaining change is its version 1.
+
+    \b
+    Examples:
+      fbaudit prune --before 2025-01-01 --dry-run
+      fbaudit prune --before 400d --source erp
+    """
+    from . import prune as prune_mod
+    logging.getLogger("fbaudit.prune").setLevel(logging.INFO)
+    _report(ctx, _run(ctx, lambda: prune_mod.prune(ctx.config, before=before, source=source, batch=batch,
+                                                   dry_run=dry_run)))
+
+
+@cli.command()
 @click.argument("packet", type=int)
 @click.option("--source", metavar="NAME", help="Source database (needed when several are configured).")
 @_json_option

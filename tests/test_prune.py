@@ -1,0 +1,70 @@
+"""fbaudit prune: old history leaves the log database, in batches, and nothing else does."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from fbaudit import capture, history, prune, transfer
+from fbaudit.cli import cli
+from fbaudit.db import open_database
+from fbaudit.errors import FbauditError
+
+from helpers import run_sql
+
+
+@pytest.fixture
+def shipped(project):
+    """ITEM 1 with 6 versions in the log: 4 dated 2025-03-01, 2 of today."""
+    project.sql("CREATE TABLE ITEM (ID INTEGER NOT NULL PRIMARY KEY, NAME VARCHAR(40), QTY INTEGER)")
+    capture.init(project.config)
+    capture.enable(project.config, "ITEM")
+    run_sql(project, ["INSERT INTO ITEM VALUES (1, 'a', 0)"] + [f"UPDATE ITEM SET QTY = {i} WHERE ID = 1"
+                                                              for i in range(1, 6)])
+    transfer.transfer(project.config)
+    with open_database(project.log) as db:
+        db.execute("UPDATE FBA_LOG_PACKET SET CREATED_AT = TIMESTAMP '2025-03-01 10:00:00' WHERE PACKET_ID <= 4")
+        db.commit()
+    return project
+
+
+def counts(project):
+    with open_database(project.log) as db:
+        out = db.query("SELECT (SELECT COUNT(*) FROM FBA_LOG_PACKET), (SELECT COUNT(*) FROM FBA_LOG) FROM RDB$DATABASE")
+        db.commit()
+    return out[0]
+
+
+def test_prune_removes_old_packets_with_their_field_rows_in_batches(shipped):
+    assert counts(shipped) == (6, 8)                       # the insert logged 3 fields, each update 1
+    dry = prune.prune(shipped.config, before="2026-01-01", dry_run=True)
+    assert (dry.data["packets"], dry.data["field_rows"]) == (4, 6) and counts(shipped) == (6, 8)
+    res = prune.prune(shipped.config, before="2026-01-01", batch=3)
+    assert (res.data["packets"], res.data["field_rows"]) == (4, 6)
+    assert "main: removed 4 packets and 6 field rows created before 2026-01-01 00:00:00" in res.lines[0]
+    assert counts(shipped) == (2, 2)
+    h = history.history(shipped.config, "ITEM", "1", limit=None)
+    assert [v["version"] for v in h["versions"]] == [1, 2] and h["versions"][0]["changes"]["QTY"]["new"] == "4"
+    again = prune.prune(shipped.config, before="2026-01-01")
+    assert again.data["packets"] == 0
+
+
+def test_prune_refuses_bad_input_and_changes_nothing(shipped):
+    with pytest.raises(FbauditError, match="in the future"):
+        prune.prune(shipped.config, before="2999-01-01")
+    with pytest.raises(FbauditError, match="neither a date"):
+        prune.prune(shipped.config, before="last spring")
+    with pytest.raises(FbauditError, match="no source named 'nope'"):
+        prune.prune(shipped.config, before="30d", source="nope")
+    assert counts(shipped) == (6, 8)
+
+
+def test_prune_command_by_age_json_and_progress(shipped):
+    cfg = shipped.write_config()
+    res = CliRunner().invoke(cli, ["--config", str(cfg), "prune", "--before", "200d", "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["sources"][0]["packets"] == 4 and data["success"] is True
+    assert "[PRUNE] main: removed 4 packets" in res.stderr
+    assert counts(shipped) == (2, 2)
