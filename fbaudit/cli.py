@@ -625,6 +625,32 @@ def prune(ctx: Ctx, before: str, source: str | None, batch: int, dry_run: bool) 
 
 
 @cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535), help="Port.")
+@click.option("--token-file", metavar="FILE",
+              help="File whose first line is the API token (owner-only); default: $FBAUDIT_API_TOKEN.")
+@click.option("--no-auth", is_flag=True, help="No token (allowed on a loopback address only).")
+@pass_ctx
+def serve(ctx: Ctx, host: str, port: int, token_file: str | None, no_auth: bool) -> None:
+    """The admin API (JSON, OpenAPI at /openapi.json) and the history page at /.
+
+    Every /api request needs the token (Authorization: Bearer TOKEN). Stop
+    with Ctrl+C.
+
+    \b
+    Examples:
+      FBAUDIT_API_TOKEN=$(openssl rand -hex 16) fbaudit serve --port 8765
+      fbaudit serve --host 0.0.0.0 --token-file /etc/fbaudit/api.token
+      fbaudit serve --no-auth            # 127.0.0.1 only, for a quick look
+    """
+    import os
+    from . import api
+    logging.getLogger("fbaudit.serve").setLevel(logging.INFO)
+    token = _run(ctx, lambda: api.load_token(token_file, dict(os.environ)))
+    _run(ctx, lambda: api.serve(ctx.config, host=host, port=port, token=token, no_auth=no_auth))
+
+
+@cli.command()
 @click.argument("packet", type=int)
 @click.option("--source", metavar="NAME", help="Source database (needed when several are configured).")
 @_json_option

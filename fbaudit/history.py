@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime
 
 from firebird.driver import Isolation
 
@@ -131,8 +132,8 @@ def _version(row: tuple, number: int, changes: dict) -> dict:
 
 
 def history(config: Config, table: str, key: str, *, source: str | None = None,
-            limit: int | None = DEFAULT_LIMIT, offset: int = 0) -> dict:
-    """A record's versions 1, 2, 3 … (oldest first), with the fields each changed."""
+            limit: int | None = DEFAULT_LIMIT, offset: int = 0, newest_first: bool = False) -> dict:
+    """A record's versions 1, 2, 3 … (oldest first, or newest first), with the fields each changed."""
     if limit is not None and limit < 1:
         raise FbauditError(f"--limit must be at least 1, not {limit}")
     if offset < 0:
@@ -146,10 +147,12 @@ def history(config: Config, table: str, key: str, *, source: str | None = None,
         total = db.scalar(f"SELECT COUNT(*) {where}", params)
         rows_clause = f" ROWS {offset + 1} TO {offset + limit}" if limit else (f" ROWS {offset + 1} TO 2147483647"
                                                                               if offset else "")
-        rows = db.query(f"SELECT {_PACKET_COLS} {where} ORDER BY SOURCE_ID, NUM_TABLE, KEY_HASH, PACKET_ID"
-                        f"{rows_clause}", params)
+        desc = " DESC" if newest_first else ""
+        rows = db.query(f"SELECT {_PACKET_COLS} {where} ORDER BY SOURCE_ID{desc}, NUM_TABLE{desc}, KEY_HASH{desc}, "
+                        f"PACKET_ID{desc}{rows_clause}", params)
         fields = _fields(db, p, ref.source_id, ref.num_table)
-        versions = [_version(r, offset + i + 1, _changes(db, p, ref.source_id, r[0], fields))
+        versions = [_version(r, (total - offset - i) if newest_first else offset + i + 1,
+                             _changes(db, p, ref.source_id, r[0], fields))
                     for i, r in enumerate(rows)]
         db.commit()
     return {"source": ref.source, "table": ref.name, "key": key_dict, "record_key": record_key,
@@ -217,3 +220,71 @@ def version_lines(v: dict) -> list[str]:
         else:
             out.append(f"      {name}: {format_value(ch['old'])} -> {format_value(ch['new'])}")
     return out
+
+
+MAX_LIMIT = 200
+
+
+def search(config: Config, *, source: str | None = None, table: str | None = None, key: str | None = None,
+           author: str | None = None, since: datetime | None = None, until: datetime | None = None,
+           limit: int = 20, offset: int = 0) -> dict:
+    """Packets (versions of any record), newest first, filtered; with the names of the fields each changed.
+
+    ``key`` needs ``table``. Reads the log database only, in one snapshot.
+    """
+    if not 1 <= limit <= MAX_LIMIT:
+        raise FbauditError(f"limit must be 1 to {MAX_LIMIT}, not {limit}")
+    if offset < 0:
+        raise FbauditError(f"offset cannot be negative ({offset})")
+    if key is not None and table is None:
+        raise FbauditError("a record key needs its table")
+    p = config.prefix
+    with _reader(config) as db:
+        sid, sname = _source_id(db, config, source)
+        where, params = ["P.SOURCE_ID = ?"], [sid]
+        ref = None
+        if table is not None:
+            ref = resolve_table(db, config, table, sname)
+            where.append("P.NUM_TABLE = ?")
+            params.append(ref.num_table)
+            if key is not None:
+                record_key, _ = parse_key(key, ref.key_columns)
+                where.append("P.KEY_HASH = HASH(CAST(? AS VARCHAR(1000) CHARACTER SET UTF8)) AND P.RECORD_KEY = ?")
+                params += [record_key, record_key]
+        if author is not None:
+            where.append("P.AUTHOR = ?")
+            params.append(author)
+        if since is not None:
+            where.append("P.CREATED_AT >= ?")
+            params.append(since)
+        if until is not None:
+            where.append("P.CREATED_AT < ?")
+            params.append(until)
+        cond = " AND ".join(where)
+        total = db.scalar(f"SELECT COUNT(*) FROM {p}LOG_PACKET P WHERE {cond}", params)
+        order = "P.SOURCE_ID DESC, P.NUM_TABLE DESC, P.KEY_HASH DESC, P.PACKET_ID DESC" if key is not None \
+            else "P.PACKET_ID DESC"
+        rows = db.query(f"SELECT {', '.join('P.' + c for c in _PACKET_COLS.split(', '))}, P.NUM_TABLE, P.RECORD_KEY "
+                        f"FROM {p}LOG_PACKET P WHERE {cond} ORDER BY {order} ROWS {offset + 1} TO {offset + limit}",
+                        params)
+        tables = {num: (name, json.loads(keys) if keys else []) for num, name, keys in db.query(
+            f"SELECT NUM_TABLE, TABLE_NAME, KEY_COLUMNS FROM {p}DICT_TABLES WHERE SOURCE_ID = ?", (sid,))}
+        names = {(t, n): f for t, n, f in db.query(
+            f"SELECT NUM_TABLE, NUM_POLE, FIELD_NAME FROM {p}DICT_FIELDS WHERE SOURCE_ID = ?", (sid,))}
+        items = []
+        cur = db.con.cursor()
+        for r in rows:
+            num_table, record_key = r[8], r[9]
+            cur.execute(f"SELECT NUM_POLE FROM {p}LOG WHERE SOURCE_ID = ? AND PACKET_ID = ? ORDER BY NUM_POLE",
+                        (sid, r[0]))
+            fields = [names.get((num_table, n), f"#{n}") for (n,) in cur.fetchall()]
+            tname, kcols = tables.get(num_table, (f"#{num_table}", []))
+            parts = decode_key(record_key) if record_key is not None else []
+            items.append({"packet_id": r[0], "at": r[1].isoformat() if r[1] else None,
+                          "operation": OPERATIONS.get(r[2], str(r[2])), "author": r[3], "user": r[4],
+                          "comment": r[7], "table": tname,
+                          "key": dict(zip(kcols, parts)) if len(kcols) == len(parts) else {"key": record_key},
+                          "fields_changed": fields})
+        cur.close()
+        db.commit()
+    return {"source": sname, "items": items, "total": total, "limit": limit, "offset": offset}

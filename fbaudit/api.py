@@ -1,0 +1,208 @@
+"""``fbaudit serve``: the admin API (JSON) and the history page.
+
+FastAPI (with uvicorn as the server) is used rather than code of our own:
+it validates parameters, publishes the OpenAPI description from the same
+declarations (/openapi.json, /docs), and is well kept. Every answer uses the
+checkpoint guide's envelope:
+
+    {"success": true, "data": {..., "pagination": {"limit", "offset", "total"}}}
+    {"success": false, "error": {"code": "...", "message": "..."}}   (4xx / 5xx)
+
+A token is required on every /api request (``Authorization: Bearer TOKEN``
+or ``X-Fbaudit-Token``), from $FBAUDIT_API_TOKEN or a protected file; only
+``--no-auth`` on a loopback address runs without one. The page itself
+(``/``) is static and asks for the token.
+"""
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+from datetime import datetime
+from pathlib import Path
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from . import history as history_mod
+from . import versions as versions_mod
+from .config import Config
+from .errors import ConfigError, FbauditError
+
+log = logging.getLogger("fbaudit.serve")
+
+PAGE = Path(__file__).with_name("page.html")
+MAX_LIMIT = history_mod.MAX_LIMIT
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _fail(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"success": False, "error": {"code": code, "message": message}}, status_code=status)
+
+
+def _ok(data: dict, *, limit: int | None = None, offset: int | None = None, total: int | None = None) -> dict:
+    if limit is not None:
+        data["pagination"] = {"limit": limit, "offset": offset, "total": total}
+    return {"success": True, "data": data}
+
+
+def _status_of(exc: FbauditError) -> tuple[int, str]:
+    """An fbaudit error as an HTTP status and a code."""
+    if isinstance(exc, versions_mod.RevertConflict):
+        return 409, "conflict"
+    if isinstance(exc, history_mod.NotFound):
+        return 404, "not_found"
+    if isinstance(exc, ConfigError):
+        return 400, "bad_request"       # an unknown source name
+    if exc.exit_code == 4:
+        return 503, "database_unavailable"
+    return 400, "bad_request"
+
+
+def load_token(token_file: str | None, env: dict[str, str]) -> str | None:
+    """The API token: the file's first line (owner-only file), else $FBAUDIT_API_TOKEN."""
+    if token_file:
+        p = Path(token_file)
+        try:
+            import stat
+            import sys
+            if sys.platform != "win32" and p.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+                raise ConfigError(f"token file {p} is readable by other users; run: chmod 600 {p}")
+            text = p.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            raise ConfigError(f"token file {p} not found") from None
+        if not text:
+            raise ConfigError(f"token file {p} is empty")
+        return text.splitlines()[0].strip()
+    return env.get("FBAUDIT_API_TOKEN") or None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class RevertBody(BaseModel):
+    to_version: int = Field(ge=1, description="the version to go back to (1 = oldest)")
+    by: str | None = Field(default=None, max_length=255, description="author recorded for the revert")
+    comment: str | None = Field(default=None, max_length=255, description="comment recorded with it")
+
+
+def create_app(config: Config, *, token: str | None) -> FastAPI:
+    """The application: JSON endpoints under /api, the page at /."""
+    app = FastAPI(title="fbaudit admin API", version="1",
+                  description="Record versions, changes and reverts from the fbaudit log database. "
+                              "Every /api call needs the token: `Authorization: Bearer TOKEN`.")
+
+    @app.middleware("http")
+    async def require_token(request: Request, call_next):
+        if token is not None and request.url.path.startswith("/api/"):
+            given = request.headers.get("x-fbaudit-token") or ""
+            auth = request.headers.get("authorization") or ""
+            if auth.lower().startswith("bearer "):
+                given = auth[7:].strip()
+            if not given:
+                return _fail(401, "unauthorized", "a token is required: Authorization: Bearer TOKEN")
+            # Headers arrive as latin-1 text: compare the bytes the client sent with the token's UTF-8.
+            if not hmac.compare_digest(given.encode("latin-1", "replace"), token.encode("utf-8")):
+                return _fail(401, "unauthorized", "the token is wrong")
+        return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_parameters(_request: Request, exc: RequestValidationError):
+        parts = []
+        for e in exc.errors():
+            where = ".".join(str(x) for x in e.get("loc", ()) if x not in ("query", "path", "body"))
+            parts.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
+        return _fail(400, "bad_request", "; ".join(parts) or "bad parameters")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException):
+        return _fail(exc.status_code, "not_found" if exc.status_code == 404 else "error", str(exc.detail))
+
+    @app.exception_handler(FbauditError)
+    async def fbaudit_error(_request: Request, exc: FbauditError):
+        status, code = _status_of(exc)
+        return _fail(status, code, str(exc))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception):
+        log.exception("[SERVE] unexpected error")
+        return _fail(500, "internal_error", f"{type(exc).__name__}: {exc}")
+
+    limit_q = Query(20, ge=1, le=MAX_LIMIT, description=f"items per page, 1 to {MAX_LIMIT}")
+    offset_q = Query(0, ge=0, description="items to skip")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> HTMLResponse:
+        return HTMLResponse(PAGE.read_text(encoding="utf-8"))
+
+    @app.get("/api/sources", summary="The configured sources")
+    def sources() -> dict:
+        return _ok({"sources": [{"name": s.name} for s in config.sources]})
+
+    @app.get("/api/versions", summary="Versions (packets) of any record, newest first, filtered")
+    def list_versions(source: str | None = None, table: str | None = None, key: str | None = None,
+                      author: str | None = None, since: datetime | None = None, until: datetime | None = None,
+                      limit: int = limit_q, offset: int = offset_q) -> dict:
+        res = history_mod.search(config, source=source, table=table, key=key, author=author, since=since,
+                                 until=until, limit=limit, offset=offset)
+        return _ok({"source": res["source"], "items": res["items"]}, limit=limit, offset=offset, total=res["total"])
+
+    @app.get("/api/records/{table}/{key}/versions", summary="One record's versions, with their changes")
+    def record_versions(table: str, key: str, source: str | None = None, limit: int = limit_q,
+                        offset: int = offset_q, order: str = Query("desc", pattern="^(asc|desc)$")) -> dict:
+        h = history_mod.history(config, table, key, source=source, limit=limit, offset=offset,
+                                newest_first=order == "desc")
+        if not h["total"]:
+            raise history_mod.NotFound(f"{h['table']} {key}: no versions in the log database")
+        return _ok({"source": h["source"], "table": h["table"], "key": h["key"], "items": h["versions"]},
+                   limit=limit, offset=offset, total=h["total"])
+
+    @app.get("/api/records/{table}/{key}/versions/{version}",
+             summary="One version: its changes (old | new) and the whole record after it")
+    def record_version(table: str, key: str, version: int, source: str | None = None) -> dict:
+        if version < 1:
+            raise FbauditError(f"version must be 1 or more, not {version}")
+        h = history_mod.history(config, table, key, source=source, limit=1, offset=version - 1)
+        if not h["versions"]:
+            raise history_mod.NotFound(f"{h['table']} {key}: no version {version} (the record has {h['total']})")
+        full = history_mod.history(config, table, key, source=source, limit=version)
+        state = versions_mod.state_at(full["versions"], version)
+        return _ok({"source": h["source"], "table": h["table"], "key": h["key"], "total": h["total"],
+                    "version": h["versions"][0], "state": state})
+
+    @app.post("/api/records/{table}/{key}/revert", summary="Put the record back to a version (one transaction)")
+    def revert(table: str, key: str, body: RevertBody, source: str | None = None) -> dict:
+        res = versions_mod.revert(config, table, key, to_version=body.to_version, by=body.by,
+                                  comment=body.comment, source=source)
+        return _ok(res)
+
+    return app
+
+
+def serve(config: Config, *, host: str, port: int, token: str | None, no_auth: bool) -> None:
+    """Run the server (blocks)."""
+    import uvicorn
+    if token is None and not no_auth:
+        raise FbauditError("fbaudit serve needs a token: set FBAUDIT_API_TOKEN or give --token-file FILE "
+                           "(--no-auth is allowed on a loopback address only)")
+    if no_auth and not is_loopback(host):
+        raise FbauditError(f"--no-auth is allowed on a loopback address only (127.0.0.1, ::1, localhost), "
+                           f"not {host}")
+    app = create_app(config, token=None if no_auth else token)
+    log.warning("[SERVE] fbaudit admin API on http://%s:%d/ (OpenAPI: /openapi.json)%s", host, port,
+                " WITHOUT a token (loopback only)" if no_auth else "")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
