@@ -115,8 +115,7 @@ def create_app(config: Config, *, token: str | None) -> FastAPI:
                 given = auth[7:].strip()
             if not given:
                 return _fail(401, "unauthorized", "a token is required: Authorization: Bearer TOKEN")
-            # Headers arrive as latin-1 text: compare the bytes the client sent with the token's UTF-8.
-            if not hmac.compare_digest(given.encode("latin-1", "replace"), token.encode("utf-8")):
+            if not hmac.compare_digest(given.encode("latin-1", "replace"), token.encode("ascii")):
                 return _fail(401, "unauthorized", "the token is wrong")
         return await call_next(request)
 
@@ -193,9 +192,20 @@ def create_app(config: Config, *, token: str | None) -> FastAPI:
     return app
 
 
+def check_token(token: str) -> str:
+    """Tokens travel in an HTTP header: printable ASCII, long enough not to be guessed."""
+    if not token.isascii() or not token.isprintable() or " " in token:
+        raise ConfigError("the API token must be printable ASCII without spaces (e.g. `openssl rand -hex 16`)")
+    if len(token) < 8:
+        raise ConfigError("the API token is too short: use 8 characters or more (e.g. `openssl rand -hex 16`)")
+    return token
+
+
 def serve(config: Config, *, host: str, port: int, token: str | None, no_auth: bool) -> None:
     """Run the server (blocks)."""
     import uvicorn
+    if token is not None:
+        check_token(token)
     if token is None and not no_auth:
         raise FbauditError("fbaudit serve needs a token: set FBAUDIT_API_TOKEN or give --token-file FILE "
                            "(--no-auth is allowed on a loopback address only)")

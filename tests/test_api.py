@@ -16,7 +16,7 @@ from fbaudit.errors import FbauditError
 
 from helpers import run_sql
 
-TOKEN = "s3cret-token-ü"
+TOKEN = "s3cret-token-42"
 
 
 @pytest.fixture
@@ -157,3 +157,6 @@ def test_serve_refuses_to_start_without_a_token_or_no_auth_off_loopback(project,
         api.load_token(str(f), {})
     f.chmod(0o600)
     assert api.load_token(str(f), {}) == "abc" and api.load_token(None, {"FBAUDIT_API_TOKEN": "x"}) == "x"
+    for bad, words in (("abc", "too short"), ("schlüssel-1234", "printable ASCII"), ("two words here", "ASCII")):
+        with pytest.raises(FbauditError, match=words):
+            api.serve(project.config, host="127.0.0.1", port=1, token=bad, no_auth=False)
