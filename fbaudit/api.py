@@ -18,6 +18,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import threading
 from datetime import datetime
 from pathlib import Path
 
@@ -27,9 +28,12 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from firebird.driver import Isolation
+
 from . import history as history_mod
 from . import versions as versions_mod
 from .config import Config
+from .db import open_database
 from .errors import ConfigError, FbauditError
 
 log = logging.getLogger("fbaudit.serve")
@@ -101,7 +105,29 @@ class RevertBody(BaseModel):
 
 
 def create_app(config: Config, *, token: str | None) -> FastAPI:
-    """The application: JSON endpoints under /api, the page at /."""
+    """The application: JSON endpoints under /api, the page at /.
+
+    Each worker thread keeps one read-only connection to the log database
+    (attaching costs more than a page of history); every request is one
+    snapshot on it. A connection that failed is dropped and made again.
+    """
+    local = threading.local()
+
+    def reading(fn):
+        db = getattr(local, "db", None)
+        if db is None:
+            db = local.db = open_database(config.log, client_library=config.client_library,
+                                          isolation=Isolation.SNAPSHOT, read_only=True)
+        try:
+            return fn(db)
+        except FbauditError as exc:
+            if exc.exit_code == 4:          # connection trouble: a fresh one next time
+                local.db = None
+                try:
+                    db.close()
+                except Exception:
+                    pass
+            raise
     app = FastAPI(title="fbaudit admin API", version="1",
                   description="Record versions, changes and reverts from the fbaudit log database. "
                               "Every /api call needs the token: `Authorization: Bearer TOKEN`.")
@@ -156,15 +182,15 @@ def create_app(config: Config, *, token: str | None) -> FastAPI:
     def list_versions(source: str | None = None, table: str | None = None, key: str | None = None,
                       author: str | None = None, since: datetime | None = None, until: datetime | None = None,
                       limit: int = limit_q, offset: int = offset_q) -> dict:
-        res = history_mod.search(config, source=source, table=table, key=key, author=author, since=since,
-                                 until=until, limit=limit, offset=offset)
+        res = reading(lambda db: history_mod.search(config, source=source, table=table, key=key, author=author,
+                                                    since=since, until=until, limit=limit, offset=offset, db=db))
         return _ok({"source": res["source"], "items": res["items"]}, limit=limit, offset=offset, total=res["total"])
 
     @app.get("/api/records/{table}/{key}/versions", summary="One record's versions, with their changes")
     def record_versions(table: str, key: str, source: str | None = None, limit: int = limit_q,
                         offset: int = offset_q, order: str = Query("desc", pattern="^(asc|desc)$")) -> dict:
-        h = history_mod.history(config, table, key, source=source, limit=limit, offset=offset,
-                                newest_first=order == "desc")
+        h = reading(lambda db: history_mod.history(config, table, key, source=source, limit=limit, offset=offset,
+                                                   newest_first=order == "desc", db=db))
         if not h["total"]:
             raise history_mod.NotFound(f"{h['table']} {key}: no versions in the log database")
         return _ok({"source": h["source"], "table": h["table"], "key": h["key"], "items": h["versions"]},
@@ -175,10 +201,11 @@ def create_app(config: Config, *, token: str | None) -> FastAPI:
     def record_version(table: str, key: str, version: int, source: str | None = None) -> dict:
         if version < 1:
             raise FbauditError(f"version must be 1 or more, not {version}")
-        h = history_mod.history(config, table, key, source=source, limit=1, offset=version - 1)
+        h = reading(lambda db: history_mod.history(config, table, key, source=source, limit=1, offset=version - 1,
+                                                   db=db))
         if not h["versions"]:
             raise history_mod.NotFound(f"{h['table']} {key}: no version {version} (the record has {h['total']})")
-        full = history_mod.history(config, table, key, source=source, limit=version)
+        full = reading(lambda db: history_mod.history(config, table, key, source=source, limit=version, db=db))
         state = versions_mod.state_at(full["versions"], version)
         return _ok({"source": h["source"], "table": h["table"], "key": h["key"], "total": h["total"],
                     "version": h["versions"][0], "state": state})

@@ -14,7 +14,7 @@ from firebird.driver import Isolation
 
 from .capture import OPERATIONS, _open, decode_key, encode_key
 from .config import Config
-from .db import Database
+from .db import Database, guard
 from .errors import FbauditError
 from .idents import normalize_name
 from .staging import decode_value
@@ -40,9 +40,21 @@ class TableRef:
     key_columns: list[str]
 
 
-def _reader(config: Config) -> Database:
-    """The log database in one read-only SNAPSHOT transaction: a page of versions and its total agree."""
-    return _open(config, config.log, isolation=Isolation.SNAPSHOT, read_only=True)
+def _reader(config: Config, db: Database | None = None):
+    """The log database in one read-only SNAPSHOT transaction: a page of versions and its total agree.
+
+    With ``db`` (a connection the caller keeps, e.g. the API's per-thread one) that connection is
+    used and only its transaction ends here; otherwise one is opened and closed.
+    """
+    from contextlib import contextmanager
+
+    @contextmanager
+    def shared():
+        try:
+            yield db
+        finally:
+            db.rollback()          # read-only: ends the snapshot, the next call sees new packets
+    return shared() if db is not None else _open(config, config.log, isolation=Isolation.SNAPSHOT, read_only=True)
 
 
 def _source_id(db: Database, config: Config, source: str | None) -> tuple[int, str]:
@@ -110,13 +122,34 @@ def _fields(db: Database, prefix: str, sid: int, num_table: int) -> dict[int, tu
 
 def _changes(db: Database, prefix: str, sid: int, packet_id: int,
              fields: dict[int, tuple[str, str]]) -> dict[str, dict[str, str | None]]:
-    out: dict[str, dict[str, str | None]] = {}
+    return _changes_of(db, prefix, sid, [packet_id], fields)[packet_id]
+
+
+# Values up to this many bytes come back inline (one fetch); longer ones as BLOBs.
+_INLINE = 4000
+
+
+def _changes_of(db: Database, prefix: str, sid: int, packet_ids: list[int],
+                fields: dict[int, tuple[str, str]]) -> dict[int, dict[str, dict[str, str | None]]]:
+    """The field rows of several packets in one query (a page of history: one round trip, not 20)."""
+    out: dict[int, dict[str, dict[str, str | None]]] = {pid: {} for pid in packet_ids}
+    if not packet_ids:
+        return out
+    short = lambda c: (f"IIF(OCTET_LENGTH({c}) <= {_INLINE}, CAST({c} AS VARCHAR({_INLINE}) CHARACTER SET OCTETS), "
+                       f"NULL), IIF(OCTET_LENGTH({c}) > {_INLINE}, {c}, NULL)")
     cur = db.con.cursor()
-    cur.execute(f"SELECT NUM_POLE, BLOB_OLD, BLOB_NEW FROM {prefix}LOG WHERE SOURCE_ID = ? AND PACKET_ID = ? "
-                f"ORDER BY NUM_POLE", (sid, packet_id))
-    for num, old, new in cur:
-        name, kind = fields.get(num, (f"#{num}", "text"))
-        out[name] = {"old": decode_value(old, kind), "new": decode_value(new, kind)}
+    with guard(db.spec):
+        for i in range(0, len(packet_ids), 200):
+            part = packet_ids[i:i + 200]
+            cur.execute(f"SELECT PACKET_ID, NUM_POLE, {short('BLOB_OLD')}, {short('BLOB_NEW')}, "
+                        f"BLOB_OLD IS NULL, BLOB_NEW IS NULL FROM {prefix}LOG "
+                        f"WHERE SOURCE_ID = ? AND PACKET_ID IN ({', '.join('?' * len(part))}) "
+                        f"ORDER BY PACKET_ID, NUM_POLE", (sid, *part))
+            for pid, num, old_s, old_l, new_s, new_l, old_null, new_null in cur.fetchall():
+                name, kind = fields.get(num, (f"#{num}", "text"))
+                old = None if old_null else (old_s if old_s is not None else old_l)
+                new = None if new_null else (new_s if new_s is not None else new_l)
+                out[pid][name] = {"old": decode_value(old, kind), "new": decode_value(new, kind)}
     cur.close()
     return out
 
@@ -132,14 +165,15 @@ def _version(row: tuple, number: int, changes: dict) -> dict:
 
 
 def history(config: Config, table: str, key: str, *, source: str | None = None,
-            limit: int | None = DEFAULT_LIMIT, offset: int = 0, newest_first: bool = False) -> dict:
+            limit: int | None = DEFAULT_LIMIT, offset: int = 0, newest_first: bool = False,
+            db: Database | None = None) -> dict:
     """A record's versions 1, 2, 3 … (oldest first, or newest first), with the fields each changed."""
     if limit is not None and limit < 1:
         raise FbauditError(f"--limit must be at least 1, not {limit}")
     if offset < 0:
         raise FbauditError(f"--offset cannot be negative ({offset})")
     p = config.prefix
-    with _reader(config) as db:
+    with _reader(config, db) as db:
         ref = resolve_table(db, config, table, source)
         record_key, key_dict = parse_key(key, ref.key_columns)
         where = f"FROM {p}LOG_PACKET WHERE {_RECORD}"
@@ -151,8 +185,8 @@ def history(config: Config, table: str, key: str, *, source: str | None = None,
         rows = db.query(f"SELECT {_PACKET_COLS} {where} ORDER BY SOURCE_ID{desc}, NUM_TABLE{desc}, KEY_HASH{desc}, "
                         f"PACKET_ID{desc}{rows_clause}", params)
         fields = _fields(db, p, ref.source_id, ref.num_table)
-        versions = [_version(r, (total - offset - i) if newest_first else offset + i + 1,
-                             _changes(db, p, ref.source_id, r[0], fields))
+        changes = _changes_of(db, p, ref.source_id, [r[0] for r in rows], fields)
+        versions = [_version(r, (total - offset - i) if newest_first else offset + i + 1, changes[r[0]])
                     for i, r in enumerate(rows)]
         db.commit()
     return {"source": ref.source, "table": ref.name, "key": key_dict, "record_key": record_key,
@@ -227,7 +261,7 @@ MAX_LIMIT = 200
 
 def search(config: Config, *, source: str | None = None, table: str | None = None, key: str | None = None,
            author: str | None = None, since: datetime | None = None, until: datetime | None = None,
-           limit: int = 20, offset: int = 0) -> dict:
+           limit: int = 20, offset: int = 0, db: Database | None = None) -> dict:
     """Packets (versions of any record), newest first, filtered; with the names of the fields each changed.
 
     ``key`` needs ``table``. Reads the log database only, in one snapshot.
@@ -239,7 +273,7 @@ def search(config: Config, *, source: str | None = None, table: str | None = Non
     if key is not None and table is None:
         raise FbauditError("a record key needs its table")
     p = config.prefix
-    with _reader(config) as db:
+    with _reader(config, db) as db:
         sid, sname = _source_id(db, config, source)
         where, params = ["P.SOURCE_ID = ?"], [sid]
         ref = None
@@ -272,12 +306,15 @@ def search(config: Config, *, source: str | None = None, table: str | None = Non
         names = {(t, n): f for t, n, f in db.query(
             f"SELECT NUM_TABLE, NUM_POLE, FIELD_NAME FROM {p}DICT_FIELDS WHERE SOURCE_ID = ?", (sid,))}
         items = []
-        cur = db.con.cursor()
+        poles: dict[int, list[int]] = {r[0]: [] for r in rows}
+        if rows:
+            for pid, n in db.query(f"SELECT PACKET_ID, NUM_POLE FROM {p}LOG WHERE SOURCE_ID = ? AND PACKET_ID IN "
+                                   f"({', '.join('?' * len(rows))}) ORDER BY PACKET_ID, NUM_POLE",
+                                   (sid, *[r[0] for r in rows])):
+                poles[pid].append(n)
         for r in rows:
             num_table, record_key = r[8], r[9]
-            cur.execute(f"SELECT NUM_POLE FROM {p}LOG WHERE SOURCE_ID = ? AND PACKET_ID = ? ORDER BY NUM_POLE",
-                        (sid, r[0]))
-            fields = [names.get((num_table, n), f"#{n}") for (n,) in cur.fetchall()]
+            fields = [names.get((num_table, n), f"#{n}") for n in poles[r[0]]]
             tname, kcols = tables.get(num_table, (f"#{num_table}", []))
             parts = decode_key(record_key) if record_key is not None else []
             items.append({"packet_id": r[0], "at": r[1].isoformat() if r[1] else None,
@@ -285,6 +322,5 @@ def search(config: Config, *, source: str | None = None, table: str | None = Non
                           "comment": r[7], "table": tname,
                           "key": dict(zip(kcols, parts)) if len(kcols) == len(parts) else {"key": record_key},
                           "fields_changed": fields})
-        cur.close()
         db.commit()
     return {"source": sname, "items": items, "total": total, "limit": limit, "offset": offset}
