@@ -48,6 +48,11 @@ CREATE TABLE {{P}}LOG_PACKET (
 -- "History of one record": equality on the first three columns, packets in order.
 CREATE INDEX {{P}}LOG_PACKET_KEY ON {{P}}LOG_PACKET (SOURCE_ID, NUM_TABLE, KEY_HASH, PACKET_ID)
 ^
+-- object: INDEX LOG_PACKET_DESC
+-- The same, newest first: the first page of a long history without sorting it
+-- (10,000 versions: 54 ms -> 0.8 ms, scripts/bench_api.py).
+CREATE DESCENDING INDEX {{P}}LOG_PACKET_DESC ON {{P}}LOG_PACKET (SOURCE_ID, NUM_TABLE, KEY_HASH, PACKET_ID)
+^
 -- object: INDEX LOG_PACKET_TIME
 -- Time ranges and pruning.
 CREATE INDEX {{P}}LOG_PACKET_TIME ON {{P}}LOG_PACKET (CREATED_AT)
