@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 from fastapi import FastAPI, Query, Request
+from fastapi import Path as FPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
@@ -66,7 +67,8 @@ def _status_of(exc: FbauditError) -> tuple[int, str]:
         return 404, "not_found"
     if isinstance(exc, ConfigError):
         return 400, "bad_request"       # an unknown source name
-    if exc.exit_code == 4:
+    from .transfer import is_connection_error
+    if is_connection_error(exc):
         return 503, "database_unavailable"
     return 400, "bad_request"
 
@@ -120,8 +122,9 @@ def create_app(config: Config, *, token: str | None) -> FastAPI:
                                           isolation=Isolation.SNAPSHOT, read_only=True)
         try:
             return fn(db)
-        except FbauditError as exc:
-            if exc.exit_code == 4:          # connection trouble: a fresh one next time
+        except Exception as exc:
+            from .transfer import is_connection_error
+            if not isinstance(exc, FbauditError) or is_connection_error(exc):   # a fresh connection next time
                 local.db = None
                 try:
                     db.close()
@@ -168,7 +171,7 @@ def create_app(config: Config, *, token: str | None) -> FastAPI:
         return _fail(500, "internal_error", f"{type(exc).__name__}: {exc}")
 
     limit_q = Query(20, ge=1, le=MAX_LIMIT, description=f"items per page, 1 to {MAX_LIMIT}")
-    offset_q = Query(0, ge=0, description="items to skip")
+    offset_q = Query(0, ge=0, le=2_000_000_000, description="items to skip")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> HTMLResponse:
@@ -186,7 +189,7 @@ def create_app(config: Config, *, token: str | None) -> FastAPI:
                                                     since=since, until=until, limit=limit, offset=offset, db=db))
         return _ok({"source": res["source"], "items": res["items"]}, limit=limit, offset=offset, total=res["total"])
 
-    @app.get("/api/records/{table}/{key}/versions", summary="One record's versions, with their changes")
+    @app.get("/api/records/{table}/{key:path}/versions", summary="One record's versions, with their changes")
     def record_versions(table: str, key: str, source: str | None = None, limit: int = limit_q,
                         offset: int = offset_q, order: str = Query("desc", pattern="^(asc|desc)$")) -> dict:
         h = reading(lambda db: history_mod.history(config, table, key, source=source, limit=limit, offset=offset,
@@ -196,11 +199,10 @@ def create_app(config: Config, *, token: str | None) -> FastAPI:
         return _ok({"source": h["source"], "table": h["table"], "key": h["key"], "items": h["versions"]},
                    limit=limit, offset=offset, total=h["total"])
 
-    @app.get("/api/records/{table}/{key}/versions/{version}",
+    @app.get("/api/records/{table}/{key:path}/versions/{version}",
              summary="One version: its changes (old | new) and the whole record after it")
-    def record_version(table: str, key: str, version: int, source: str | None = None) -> dict:
-        if version < 1:
-            raise FbauditError(f"version must be 1 or more, not {version}")
+    def record_version(table: str, key: str, version: int = FPath(ge=1, le=2_000_000_000),
+                       source: str | None = None) -> dict:
         h = reading(lambda db: history_mod.history(config, table, key, source=source, limit=1, offset=version - 1,
                                                    db=db))
         if not h["versions"]:
@@ -210,7 +212,7 @@ def create_app(config: Config, *, token: str | None) -> FastAPI:
         return _ok({"source": h["source"], "table": h["table"], "key": h["key"], "total": h["total"],
                     "version": h["versions"][0], "state": state})
 
-    @app.post("/api/records/{table}/{key}/revert", summary="Put the record back to a version (one transaction)")
+    @app.post("/api/records/{table}/{key:path}/revert", summary="Put the record back to a version (one transaction)")
     def revert(table: str, key: str, body: RevertBody, source: str | None = None) -> dict:
         res = versions_mod.revert(config, table, key, to_version=body.to_version, by=body.by,
                                   comment=body.comment, source=source)

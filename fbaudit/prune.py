@@ -32,7 +32,9 @@ def parse_before(text: str, now: datetime) -> datetime:
     except ValueError:
         pass
     try:
-        return datetime.fromisoformat(text.strip())
+        cut = datetime.fromisoformat(text.strip())
+        # an explicit offset (2026-01-01T00:00Z): in local time, like the packets' CREATED_AT
+        return cut.astimezone().replace(tzinfo=None) if cut.tzinfo else cut
     except ValueError:
         raise FbauditError(f"--before {text!r} is neither a date (2026-01-01, 2026-01-01T12:00) nor an age "
                            "(90d, 12h)") from None

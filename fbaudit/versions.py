@@ -41,6 +41,7 @@ from .staging import decode_value
 log = logging.getLogger("fbaudit.revert")
 
 GDS_LOCK_CONFLICT = (335544345, 335544336, 335544510, 335544878)   # lock conflict, deadlock, timeout, concurrent update
+GDS_REFUSED = (335544665, 335544466, 335544349, 335544558)   # unique / foreign key / duplicate / check constraint
 
 
 class RevertConflict(FbauditError):
@@ -117,13 +118,28 @@ def revert(config: Config, table: str, key: str, *, to_version: int, by: str | N
     author = by or "fbaudit revert"
     note = comment or f"revert to version {to_version}"
     what = f"{h['table']} {', '.join(f'{k}={v}' for k, v in h['key'].items())}"
-    with _open(config, spec, isolation=Isolation.READ_COMMITTED, lock_timeout=0) as db:
+    db = _open(config, spec, isolation=Isolation.READ_COMMITTED, lock_timeout=0)
+    try:
         info = read_table(db, h["table"], commit=False)
         cols = {c.name: c for c in info.columns}
         entry = Registry.load(spec.registry).tables.get(h["table"])
+        if entry is None or not entry.enabled:
+            db.rollback()
+            raise FbauditError(f"{what}: {h['table']} is not audited in source {spec.name} now (registry "
+                               f"{spec.registry}), so a revert would not be logged; nothing was changed. "
+                               f"`fbaudit enable {h['table']}` first.")
         key_cols = list(h["key"])
-        logged = [c for c in info.columns if c.name in (entry.fields if entry else cols) and c.auditable]
-        binary = [c.name for c in logged if c.kind == "binary" and c.name in target["fields"]]
+        logged = [c for c in info.columns if c.name in entry.fields and c.auditable]
+        logged_names = {c.name for c in logged}
+        # Insert and delete log only the non-NULL values: in a whole-row state a logged column
+        # that is missing was NULL.
+        def whole(state: dict) -> dict:
+            if not state["complete"]:
+                return dict(state["fields"])
+            return {**{c.name: None for c in logged}, **state["fields"]}
+        target_fields, latest_fields = whole(target), whole(latest)
+        skipped = sorted(n for n in target_fields if n not in logged_names)
+        binary = [c.name for c in logged if c.kind == "binary" and c.name in target_fields]
         if binary:
             raise FbauditError(f"{what}: reverting binary fields ({', '.join(binary)}) is not supported yet; "
                                "nothing was changed.")
@@ -134,7 +150,7 @@ def revert(config: Config, table: str, key: str, *, to_version: int, by: str | N
             with guard(spec):
                 cur = db.con.cursor()
                 cur.execute(f"SELECT {select} FROM {quote_ident(h['table'])} T WHERE {where} WITH LOCK", params)
-                rows = cur.fetchall()
+                rows = [[v.read() if hasattr(v, "read") else v for v in r] for r in cur.fetchall()]   # BLOB readers
                 cur.close()
         except DatabaseError as exc:
             db.rollback()
@@ -142,9 +158,12 @@ def revert(config: Config, table: str, key: str, *, to_version: int, by: str | N
                 raise RevertConflict(f"{what} is being changed by another transaction right now; nothing was "
                                      "reverted. Try again when that user has saved.") from None
             raise
-        num_table = entry.number if entry else None
+        if len(rows) > 1:
+            db.rollback()
+            raise FbauditError(f"{what}: {len(rows)} rows have this key (the audit key is not unique), so the "
+                               "revert cannot tell which to change; nothing was changed.")
         waiting = db.scalar(f"SELECT COUNT(*) FROM {p}LOG_PACKET WHERE NUM_TABLE = ? AND RECORD_KEY = ? "
-                            f"AND STATE <> 1", (num_table, h["record_key"])) if num_table else 0
+                            f"AND STATE <> 1", (entry.number, h["record_key"]))
         if waiting:
             db.rollback()
             raise RevertConflict(f"{what} has {waiting} change(s) not yet in the log database (waiting for "
@@ -160,7 +179,7 @@ def revert(config: Config, table: str, key: str, *, to_version: int, by: str | N
                                  f"version {len(versions)} says {'deleted' if current is not None else 'it exists'}; "
                                  "nothing was reverted.")
         if current is not None:
-            differ = [n for n, v in latest["fields"].items() if n in current and current[n] != v]
+            differ = [n for n, v in latest_fields.items() if n in current and current[n] != v]
             if differ:
                 db.rollback()
                 raise RevertConflict(f"{what} changed since its last logged version {len(versions)} "
@@ -173,10 +192,12 @@ def revert(config: Config, table: str, key: str, *, to_version: int, by: str | N
                 db.rollback()
                 raise FbauditError(f"{what}: version {to_version} does not hold the whole row (its history starts "
                                    "with an update), so the deleted row cannot be re-inserted; nothing was changed.")
-            action, fields = "insert", {n: v for n, v in target["fields"].items() if n in cols}
+            action, fields = "insert", {n: v for n, v in target_fields.items() if n in logged_names}
         else:
-            fields = {n: v for n, v in target["fields"].items() if n in cols and current.get(n) != v}
+            fields = {n: v for n, v in target_fields.items() if n in logged_names and current.get(n) != v}
             action = "update" if fields else "none"
+        if by and entry.author and entry.author in cols and action in ("update", "insert"):
+            fields[entry.author] = by     # the trigger takes the author from this column: the revert is by `by`
         if action != "none" and not dry_run:
             with guard(spec):
                 cur = db.con.cursor()
@@ -190,7 +211,8 @@ def revert(config: Config, table: str, key: str, *, to_version: int, by: str | N
                                 [*fields.values(), *params])
                 elif action == "insert":
                     names = ", ".join(quote_ident(n) for n in fields)
-                    cur.execute(f"INSERT INTO {quote_ident(h['table'])} ({names}) VALUES "
+                    override = " OVERRIDING SYSTEM VALUE" if _always_identity(db, h["table"], fields) else ""
+                    cur.execute(f"INSERT INTO {quote_ident(h['table'])} ({names}){override} VALUES "
                                 f"({', '.join(_param(cols[n]) for n in fields)})", list(fields.values()))
                 else:
                     cur.execute(f"DELETE FROM {quote_ident(h['table'])} WHERE {where}", params)
@@ -198,16 +220,38 @@ def revert(config: Config, table: str, key: str, *, to_version: int, by: str | N
             db.commit()
         else:
             db.rollback()
+    except DatabaseError as exc:
+        try:
+            db.rollback()
+        except FbauditError:
+            pass
+        if set(exc.gds_codes) & set(GDS_REFUSED + GDS_LOCK_CONFLICT):
+            raise RevertConflict(f"{what}: the database refused the revert, nothing was changed: "
+                                 f"{str(exc).splitlines()[0]}") from None
+        raise
+    finally:
+        db.close()
     line = {"update": f"{what}: {len(fields)} field(s) set back to version {to_version} ({', '.join(fields)})",
             "insert": f"{what}: deleted row re-inserted as of version {to_version}",
             "delete": f"{what}: deleted again, as in version {to_version}",
             "none": f"{what}: already as in version {to_version}; nothing to do"}[action]
+    if skipped:
+        line += f"; not set back, no longer audited: {', '.join(skipped)}"
     if dry_run and action != "none":
         line += " (dry run: nothing changed)"
     log.info("[REVERT] %s by %s", line, author)
     return {"source": h["source"], "table": h["table"], "key": h["key"], "to_version": to_version,
-            "action": action, "fields": fields, "author": author, "comment": note, "dry_run": dry_run,
-            "message": line}
+            "action": action, "fields": fields, "skipped": skipped, "author": author, "comment": note,
+            "dry_run": dry_run, "message": line}
+
+
+def _always_identity(db, table: str, fields: dict) -> bool:
+    """Firebird 4+: is one of ``fields`` a GENERATED ALWAYS identity column (needs OVERRIDING SYSTEM VALUE)?"""
+    if db.major < 4:
+        return False
+    rows = db.query("SELECT TRIM(RDB$FIELD_NAME) FROM RDB$RELATION_FIELDS WHERE RDB$RELATION_NAME = ? "
+                    "AND RDB$IDENTITY_TYPE = 0", (table,))
+    return any(r[0] in fields for r in rows)
 
 
 __all__ = ["state_at", "diff", "record_state", "record_diff", "revert", "RevertConflict", "OPERATIONS",

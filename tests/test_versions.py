@@ -138,3 +138,28 @@ def test_cli_history_at_diff_and_revert(priced):
     res = invoke("revert", "PRICE", "A-1", "--to-version", "3")        # the revert is not transferred yet
     assert res.exit_code == 7 and "not yet in the log database" in res.stderr
     assert invoke("revert", "PRICE", "A-1", "--to-version", "0").exit_code == 2
+
+
+def test_revert_restores_a_field_that_was_null_and_records_by_in_the_author_column(project):
+    project.sql("CREATE TABLE NOTE_T (ID INTEGER NOT NULL PRIMARY KEY, A VARCHAR(10), NOTE VARCHAR(20), "
+                "EDITED_BY VARCHAR(20))")
+    capture.init(project.config)
+    capture.enable(project.config, "NOTE_T", author="EDITED_BY")
+    run_sql(project, ["INSERT INTO NOTE_T VALUES (1, 'a', NULL, 'bob')",          # NOTE NULL: not logged
+                      "UPDATE NOTE_T SET NOTE = 'x', EDITED_BY = 'carl' WHERE ID = 1"])
+    transfer.transfer(project.config)
+    res = versions.revert(project.config, "NOTE_T", "1", to_version=1, by="anna")
+    assert res["action"] == "update" and res["fields"] == {"NOTE": None, "EDITED_BY": "anna"}
+    with project.connect() as db:
+        assert db.query("SELECT A, NOTE, EDITED_BY FROM NOTE_T") == [("a", None, "anna")]
+        db.commit()
+    transfer.transfer(project.config)
+    last = history.history(project.config, "NOTE_T", "1", limit=None)["versions"][-1]
+    assert last["author"] == "anna" and last["changes"]["NOTE"] == {"old": "x", "new": None}
+
+
+def test_revert_refuses_a_table_no_longer_audited(priced):
+    capture.disable(priced.config, "PRICE")
+    with pytest.raises(FbauditError, match="not audited in source main now"):
+        versions.revert(priced.config, "PRICE", "A-1", to_version=1)
+    assert row(priced)[0][1] == "9.99"
