@@ -75,7 +75,7 @@ def age_text(seconds: float | None) -> str:
     return f"{s // 86400}d {s % 86400 // 3600}h"
 
 
-def _read_source(config: Config, spec: SourceSpec, now: datetime) -> dict:
+def _read_source(config: Config, spec: SourceSpec) -> dict:
     """What the source database says (one read-only look, committed at once)."""
     from .rotation import last_rotation
     p = config.prefix
@@ -212,7 +212,7 @@ def status(config: Config, *, source: str | None = None, workers: int = 4,
 
     def one(spec: SourceSpec) -> dict:
         try:
-            return _read_source(config, spec, now)
+            return _read_source(config, spec)
         except Exception as exc:      # any failure is this source's CRITICAL row, never a crash of the check
             text = str(exc) if isinstance(exc, FbauditError) else f"{type(exc).__name__}: {exc}"
             return {"source": spec.name, "database": spec.database, "error": text}

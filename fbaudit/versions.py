@@ -28,7 +28,7 @@ import logging
 
 from firebird.driver import Isolation
 
-from .capture import OPERATIONS, _open, encode_key, value_expr
+from .capture import _open, value_expr
 from .catalog import read_table
 from .config import Config
 from .db import guard
@@ -254,5 +254,4 @@ def _always_identity(db, table: str, fields: dict) -> bool:
     return any(r[0] in fields for r in rows)
 
 
-__all__ = ["state_at", "diff", "record_state", "record_diff", "revert", "RevertConflict", "OPERATIONS",
-           "encode_key"]
+__all__ = ["state_at", "diff", "record_state", "record_diff", "revert", "RevertConflict"]

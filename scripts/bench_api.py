@@ -36,7 +36,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from benchlib import machine_info, say
+from benchlib import machine_info, say, write_results
 
 FIELDS = 5
 TOKEN = "bench-token-0123456789"
@@ -159,9 +159,7 @@ def main() -> int:
             results["field_rows_in_log"] = db.scalar("SELECT COUNT(*) FROM FBA_LOG")
             results["firebird"] = db.version
             db.commit()
-        if args.json:
-            Path(args.json).write_text(json.dumps(results, indent=2, default=str))
-        print(json.dumps(results, indent=2, default=str))
+        write_results(results, args.json)
         return 0
     finally:
         if not args.keep and not args.dir:

@@ -27,8 +27,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -38,7 +36,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchlib import machine_info, say
+from benchlib import machine_info, say, write_results
 
 SCHEMA = ("CREATE TABLE ITEM (ID INTEGER NOT NULL PRIMARY KEY, NAME VARCHAR(60) CHARACTER SET UTF8, "
           "QTY INTEGER, PRICE NUMERIC(12,2))")
@@ -149,9 +147,7 @@ def main() -> int:
                                                        capture_output=True, text=True))
                 times.append(s)
             step(name, statistics.median(times), exit_code=proc.returncode)
-        if args.json:
-            Path(args.json).write_text(json.dumps(results, indent=2, default=str))
-        print(json.dumps(results, indent=2, default=str))
+        write_results(results, args.json)
         return 0
     finally:
         if not args.keep and not args.dir:

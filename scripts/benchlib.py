@@ -213,3 +213,12 @@ def fbaudit_revision() -> str | None:
         return (rev or "?") + (" + uncommitted changes in fbaudit/ or ddl/" if dirty else "")
     except Exception:
         return None
+
+
+def write_results(results: dict, path: str | None) -> None:
+    """The benchmark's results as JSON: to ``path`` (--json) when given, and always to stdout."""
+    import json
+    text = json.dumps(results, indent=2, default=str)
+    if path:
+        Path(path).write_text(text)
+    print(text)
