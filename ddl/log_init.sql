@@ -25,7 +25,9 @@ CREATE TABLE {{P}}SOURCES (
 -- already here is never inserted again. KEY_HASH = HASH(RECORD_KEY) keeps
 -- the history index short whatever the key length. LOAD_TX is the log
 -- transaction that inserted the packet: BLOB_INS keeps only field rows of
--- packets inserted by its own transaction.
+-- packets inserted by its own transaction. VERSION_NO is the packet's number
+-- in its record's history (1, 2, 3 ... in packet order), set by PACKETS_INS:
+-- stable across pruning, and the newest one is the number of versions.
 CREATE TABLE {{P}}LOG_PACKET (
   SOURCE_ID INTEGER NOT NULL,
   PACKET_ID BIGINT NOT NULL,
@@ -41,8 +43,14 @@ CREATE TABLE {{P}}LOG_PACKET (
   CHANGE_COMMENT VARCHAR(255) CHARACTER SET UTF8,
   TRANSFERRED_AT TIMESTAMP NOT NULL,
   LOAD_TX BIGINT NOT NULL,
+  VERSION_NO BIGINT,
   CONSTRAINT {{P}}LOG_PACKET_PK PRIMARY KEY (SOURCE_ID, PACKET_ID)
 )
+^
+-- object: COLUMN LOG_PACKET_VERSION_NO
+-- A log database made by fbaudit before version numbers: `fbaudit init` adds
+-- the column, then numbers the packets already there (capture.number_versions).
+ALTER TABLE {{P}}LOG_PACKET ADD VERSION_NO BIGINT
 ^
 -- object: INDEX LOG_PACKET_KEY
 -- "History of one record": equality on the first three columns, packets in order.
@@ -117,6 +125,10 @@ CREATE TABLE {{P}}TRANSFER_RUNS (
 -- does not have yet, with LOAD_TX = this transaction. Returns every packet it
 -- saw (NEW_ = 1 inserted now, 0 already here, 2 an id reused for another
 -- change): the first two are exactly the ones to mark done.
+-- VERSION_NO: one more than the record's packet just before this one (one
+-- probe of the descending index). A packet older than some already here (a
+-- baseline, `fbaudit enable --baseline`, shipped after later changes) moves
+-- those up by one, so the numbers always follow the packet order.
 CREATE OR ALTER PROCEDURE {{P}}PACKETS_INS (
   SOURCE_ID INTEGER, LO BIGINT, HI BIGINT,
   BASE_ VARCHAR(1000) CHARACTER SET UTF8, USER_ VARCHAR(63) CHARACTER SET UTF8,
@@ -133,11 +145,13 @@ AS
   DECLARE txn_ BIGINT;
   DECLARE comment_ VARCHAR(255) CHARACTER SET UTF8;
   DECLARE tx_ BIGINT;
+  DECLARE hash_ BIGINT;
+  DECLARE prev_ BIGINT;
 BEGIN
   tx_ = CURRENT_TRANSACTION;
   FOR EXECUTE STATEMENT (
         'SELECT ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, DB_USER, CLIENT_ADDRESS, '
-        || 'TRANSACTION_ID, CHANGE_COMMENT FROM {{P}}LOG_PACKET WHERE STATE = 0 AND ID BETWEEN :lo AND :hi')
+        || 'TRANSACTION_ID, CHANGE_COMMENT FROM {{P}}LOG_PACKET WHERE STATE = 0 AND ID BETWEEN :lo AND :hi ORDER BY ID')
       (lo := :LO, hi := :HI)
       ON EXTERNAL :BASE_ AS USER :USER_ PASSWORD :PASS_ ROLE :ROLE_
       INTO :PACKET_ID, :created_, :op_, :num_table_, :DATA_TABLE, :key_, :author_, :user_name_, :address_,
@@ -154,11 +168,25 @@ BEGIN
       NEW_ = 2;
     ELSE IF (NOT EXISTS (SELECT 1 FROM {{P}}LOG_PACKET WHERE SOURCE_ID = :SOURCE_ID AND PACKET_ID = :PACKET_ID)) THEN
     BEGIN
+      hash_ = HASH(:key_);
+      prev_ = NULL;
+      IF (key_ IS NOT NULL) THEN
+      BEGIN
+        SELECT FIRST 1 VERSION_NO FROM {{P}}LOG_PACKET
+          WHERE SOURCE_ID = :SOURCE_ID AND NUM_TABLE = :num_table_ AND KEY_HASH = :hash_
+            AND PACKET_ID < :PACKET_ID AND RECORD_KEY = :key_
+          ORDER BY SOURCE_ID DESC, NUM_TABLE DESC, KEY_HASH DESC, PACKET_ID DESC
+          INTO :prev_;
+        prev_ = COALESCE(prev_, 0) + 1;
+        UPDATE {{P}}LOG_PACKET SET VERSION_NO = VERSION_NO + 1
+          WHERE SOURCE_ID = :SOURCE_ID AND NUM_TABLE = :num_table_ AND KEY_HASH = :hash_
+            AND PACKET_ID > :PACKET_ID AND RECORD_KEY = :key_;
+      END
       INSERT INTO {{P}}LOG_PACKET (SOURCE_ID, PACKET_ID, CREATED_AT, OPERATION, NUM_TABLE, RECORD_KEY, KEY_HASH,
                                    AUTHOR, DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT,
-                                   TRANSFERRED_AT, LOAD_TX)
-        VALUES (:SOURCE_ID, :PACKET_ID, :created_, :op_, :num_table_, :key_, HASH(:key_), :author_, :user_name_,
-                :address_, :txn_, :comment_, LOCALTIMESTAMP, :tx_);
+                                   TRANSFERRED_AT, LOAD_TX, VERSION_NO)
+        VALUES (:SOURCE_ID, :PACKET_ID, :created_, :op_, :num_table_, :key_, :hash_, :author_, :user_name_,
+                :address_, :txn_, :comment_, LOCALTIMESTAMP, :tx_, :prev_);
       NEW_ = 1;
     END
     SUSPEND;

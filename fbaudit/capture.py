@@ -24,7 +24,7 @@ from .templates import Statement
 
 log = logging.getLogger("fbaudit.capture")
 
-OPERATIONS = {1: "insert", 2: "update", 3: "delete", 4: "restore"}
+OPERATIONS = {1: "insert", 2: "update", 3: "delete", 4: "restore", 5: "baseline"}
 STATES = {0: "new", 1: "done", 2: "failed"}
 # Object names init creates in the main database (without the prefix).
 MAIN_OBJECTS = ("LOG_INFO", "LOG_PACKET", "LOG_1", "LOG_2", "LOG_3", "V_LOG_1", "V_LOG_2",
@@ -166,8 +166,11 @@ def _existing_objects(db: Database, prefix: str) -> set[str]:
         "UNION ALL SELECT TRIM(RDB$GENERATOR_NAME) FROM RDB$GENERATORS WHERE RDB$GENERATOR_NAME STARTING WITH ? "
         "UNION ALL SELECT TRIM(RDB$INDEX_NAME) FROM RDB$INDICES WHERE RDB$INDEX_NAME STARTING WITH ? "
         "UNION ALL SELECT TRIM(RDB$PROCEDURE_NAME) FROM RDB$PROCEDURES WHERE RDB$PROCEDURE_NAME STARTING WITH ? "
-        "UNION ALL SELECT TRIM(RDB$TRIGGER_NAME) FROM RDB$TRIGGERS WHERE RDB$TRIGGER_NAME STARTING WITH ?",
-        (prefix, prefix, prefix, prefix, prefix))
+        "UNION ALL SELECT TRIM(RDB$TRIGGER_NAME) FROM RDB$TRIGGERS WHERE RDB$TRIGGER_NAME STARTING WITH ? "
+        # columns added to a table after its first release ("-- object: COLUMN TABLE_COLUMN")
+        "UNION ALL SELECT TRIM(RDB$RELATION_NAME) || '_' || TRIM(RDB$FIELD_NAME) FROM RDB$RELATION_FIELDS "
+        "WHERE RDB$RELATION_NAME STARTING WITH ? AND RDB$FIELD_NAME = 'VERSION_NO'",
+        (prefix, prefix, prefix, prefix, prefix, prefix))
     db.commit()
     return {r[0][len(prefix):] for r in rows}
 
@@ -183,12 +186,40 @@ def plan_init(db: Database, prefix: str, template: str = "main_init") -> list[St
     have = _existing_objects(db, prefix)
     plan = []
     for st in templates.render(template, P=prefix):
+        if st.kind == "COLUMN" and any(p.kind == "TABLE" and st.object.startswith(p.object + "_") for p in plan):
+            continue             # the table is created now, with the column
         if st.object not in have:
             plan.append(st)
         elif st.kind == "PROCEDURE" and _procedure_source(db, prefix + st.object) != _body(st.sql):
             # fbaudit's procedures are CREATE OR ALTER: a newer version replaces an older one.
             plan.append(dataclasses.replace(st, object=f"{st.object} (updated)"))
     return plan
+
+
+def number_versions(db: Database, prefix: str) -> int:
+    """Number the packets of a log database made before VERSION_NO (1, 2, 3 ... per record, in packet
+    order); returns how many lacked a number. Runs only when some do (an upgraded log database, or an
+    init interrupted before numbering); then every record is numbered from its oldest packet kept."""
+    p = prefix
+    todo = db.scalar(f"SELECT COUNT(*) FROM {p}LOG_PACKET WHERE VERSION_NO IS NULL AND RECORD_KEY IS NOT NULL")
+    if todo:
+        db.execute(f"""EXECUTE BLOCK AS
+  DECLARE s INTEGER; DECLARE t INTEGER; DECLARE k VARCHAR(1000) CHARACTER SET UTF8; DECLARE id BIGINT;
+  DECLARE v BIGINT; DECLARE ps INTEGER; DECLARE pt INTEGER; DECLARE pk VARCHAR(1000) CHARACTER SET UTF8;
+  DECLARE n BIGINT = 0; DECLARE started BOOLEAN = FALSE;
+BEGIN
+  FOR SELECT SOURCE_ID, NUM_TABLE, RECORD_KEY, PACKET_ID, VERSION_NO FROM {p}LOG_PACKET
+      WHERE RECORD_KEY IS NOT NULL ORDER BY SOURCE_ID, NUM_TABLE, RECORD_KEY, PACKET_ID
+      INTO :s, :t, :k, :id, :v DO
+  BEGIN
+    IF (NOT started OR s <> ps OR t <> pt OR k <> pk) THEN n = 0;
+    started = TRUE; ps = s; pt = t; pk = k;
+    n = n + 1;
+    IF (v IS DISTINCT FROM n) THEN UPDATE {p}LOG_PACKET SET VERSION_NO = :n WHERE SOURCE_ID = :s AND PACKET_ID = :id;
+  END
+END""")
+    db.commit()
+    return todo or 0
 
 
 def _body(sql: str) -> str:
@@ -519,6 +550,10 @@ def init(config: Config, *, source: str | None = None, dry_run: bool = False) ->
             else:
                 if plan:
                     apply_plan(db, plan)
+                numbered = number_versions(db, p)
+                if numbered:
+                    log.info("[CAPTURE] log database %s: numbered %d packets (record versions)",
+                             config.log.database, numbered)
                 for spec in config.source(source):
                     if not db.scalar(f"SELECT 1 FROM {p}SOURCES WHERE NAME = ?", (spec.name,)):
                         nid = (db.scalar(f"SELECT MAX(ID) FROM {p}SOURCES") or 0) + 1

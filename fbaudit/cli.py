@@ -543,8 +543,8 @@ def history(ctx: Ctx, table: str, key: str, limit: int, offset: int, source: str
         if at_version:
             st = _run(ctx, lambda: versions.record_state(ctx.config, table, key, at_version, source=source))
             head = (f"{st['table']} {', '.join(f'{k}={v}' for k, v in st['key'].items())} after version "
-                    f"{st['version']} of {st['total']}: " + ("" if st["exists"] else "DELETED")
-                    + ("" if st["complete"] else " (partial: the history starts with an update)"))
+                    f"{st['version']} of {st['newest']}: " + ("" if st["exists"] else "DELETED")
+                    + ("" if st["complete"] else " (partial: the history starts with an update, or its start was pruned)"))
             w = max([len(n) for n in st["fields"]] + [1])
             _print(ctx, {"success": True, **st},
                    [head] + [f"  {n:<{w}}  {format_value(v, 80)}" for n, v in st["fields"].items()])
@@ -646,6 +646,7 @@ def serve(ctx: Ctx, host: str, port: int, token_file: str | None, no_auth: bool)
     import os
     from . import api
     logging.getLogger("fbaudit.serve").setLevel(logging.INFO)
+    logging.getLogger("fbaudit.checkpoint").setLevel(logging.INFO)     # a restore's [CHECKPOINT] lines
     token = _run(ctx, lambda: api.load_token(token_file, dict(os.environ)))
     _run(ctx, lambda: api.serve(ctx.config, host=host, port=port, token=token, no_auth=no_auth))
 

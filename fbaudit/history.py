@@ -164,10 +164,27 @@ def _version(row: tuple, number: int, changes: dict) -> dict:
             "client_address": address, "transaction_id": txn, "comment": comment, "changes": changes}
 
 
+def _bounds(db: Database, prefix: str, params: tuple) -> tuple[int, int] | None:
+    """A record's oldest and newest version numbers kept (two probes of the key indexes), or None."""
+    p = prefix
+    one = f"SELECT FIRST 1 VERSION_NO FROM {p}LOG_PACKET WHERE {_RECORD} ORDER BY SOURCE_ID{{d}}, NUM_TABLE{{d}}, " \
+          f"KEY_HASH{{d}}, PACKET_ID{{d}}"
+    lo = db.scalar(one.format(d=""), params)
+    if lo is None:
+        return None
+    return lo, db.scalar(one.format(d=" DESC"), params)
+
+
 def history(config: Config, table: str, key: str, *, source: str | None = None,
             limit: int | None = DEFAULT_LIMIT, offset: int = 0, newest_first: bool = False,
             db: Database | None = None) -> dict:
-    """A record's versions 1, 2, 3 … (oldest first, or newest first), with the fields each changed."""
+    """A record's versions (oldest first, or newest first), with the fields each changed.
+
+    Versions carry the number the log gave them (LOG_PACKET.VERSION_NO): 1, 2, 3 ... from
+    the record's first logged change, unchanged by a prune (which removes the oldest ones:
+    the list then starts at ``first_version``). ``total`` is the number of versions from
+    ``first_version`` to the newest, found with two index probes, not a count.
+    """
     if limit is not None and limit < 1:
         raise FbauditError(f"--limit must be at least 1, not {limit}")
     if offset < 0:
@@ -176,21 +193,25 @@ def history(config: Config, table: str, key: str, *, source: str | None = None,
     with _reader(config, db) as db:
         ref = resolve_table(db, config, table, source)
         record_key, key_dict = parse_key(key, ref.key_columns)
-        where = f"FROM {p}LOG_PACKET WHERE {_RECORD}"
         params = (ref.source_id, ref.num_table, record_key, record_key)
-        total = db.scalar(f"SELECT COUNT(*) {where}", params)
-        rows_clause = f" ROWS {offset + 1} TO {offset + limit}" if limit else (f" ROWS {offset + 1} TO 2147483647"
-                                                                              if offset else "")
-        desc = " DESC" if newest_first else ""
-        rows = db.query(f"SELECT {_PACKET_COLS} {where} ORDER BY SOURCE_ID{desc}, NUM_TABLE{desc}, KEY_HASH{desc}, "
-                        f"PACKET_ID{desc}{rows_clause}", params)
+        bounds = _bounds(db, p, params)
+        first, last = bounds or (0, 0)
+        total = last - first + 1 if bounds else 0
+        rows = []
+        if bounds:
+            rows_clause = f" ROWS 1 TO {limit}" if limit else ""
+            desc = " DESC" if newest_first else ""
+            edge = ("VERSION_NO <= ?", last - offset) if newest_first else ("VERSION_NO >= ?", first + offset)
+            rows = db.query(f"SELECT {_PACKET_COLS}, VERSION_NO FROM {p}LOG_PACKET WHERE {_RECORD} AND {edge[0]} "
+                            f"ORDER BY SOURCE_ID{desc}, NUM_TABLE{desc}, KEY_HASH{desc}, PACKET_ID{desc}{rows_clause}",
+                            (*params, edge[1]))
         fields = _fields(db, p, ref.source_id, ref.num_table)
         changes = _changes_of(db, p, ref.source_id, [r[0] for r in rows], fields)
-        versions = [_version(r, (total - offset - i) if newest_first else offset + i + 1, changes[r[0]])
-                    for i, r in enumerate(rows)]
+        versions = [_version(r[:8], r[8], changes[r[0]]) for r in rows]
         db.commit()
     return {"source": ref.source, "table": ref.name, "key": key_dict, "record_key": record_key,
-            "versions": versions, "total": total, "limit": limit, "offset": offset}
+            "versions": versions, "total": total, "first_version": first if bounds else None,
+            "limit": limit, "offset": offset}
 
 
 def show(config: Config, packet_id: int, *, source: str | None = None) -> dict:
@@ -208,8 +229,8 @@ def show(config: Config, packet_id: int, *, source: str | None = None) -> dict:
         trow = db.query(f"SELECT TABLE_NAME, KEY_COLUMNS FROM {p}DICT_TABLES WHERE SOURCE_ID = ? AND NUM_TABLE = ?",
                         (sid, num_table))
         tname, keys = (trow[0][0], json.loads(trow[0][1]) if trow[0][1] else []) if trow else (f"#{num_table}", [])
-        number = db.scalar(f"SELECT COUNT(*) FROM {p}LOG_PACKET WHERE {_RECORD} AND PACKET_ID <= ?",
-                           (sid, num_table, record_key, record_key, packet_id))
+        number = db.scalar(f"SELECT VERSION_NO FROM {p}LOG_PACKET WHERE SOURCE_ID = ? AND PACKET_ID = ?",
+                           (sid, packet_id))
         version = _version(row[:8], number, _changes(db, p, sid, packet_id, _fields(db, p, sid, num_table)))
         db.commit()
     if record_key is None:          # a whole-table event (checkpoint restore with --audit event)

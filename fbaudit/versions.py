@@ -59,16 +59,24 @@ def _param(col) -> str:
 
 
 def state_at(versions: list[dict], number: int) -> dict:
-    """The record after version ``number``: {"exists", "fields", "complete", "version"}."""
+    """The record after version ``number``: {"exists", "fields", "complete", "version"}.
+
+    ``versions`` is the record's history oldest first, as fbaudit.history gives it (numbered
+    by the log; after a prune it starts above 1, and the state of what was pruned is unknown).
+    """
     if not versions:
         raise NotFound("The record has no versions in the log database.")
-    if not 1 <= number <= len(versions):
-        raise NotFound(f"No version {number}: the record has versions 1 to {len(versions)}.")
+    first, last = versions[0]["version"], versions[-1]["version"]
+    if not first <= number <= last:
+        raise NotFound(f"No version {number}: the record has versions {first} to {last}"
+                       + (" (older ones were pruned)." if first > 1 else "."))
     fields: dict[str, str | None] = {}
     exists, complete = True, False
-    for v in versions[:number]:
+    for v in versions:
+        if v["version"] > number:
+            break
         op = v["operation"]
-        if op == "insert":
+        if op in ("insert", "baseline"):         # the whole row (its non-NULL fields)
             fields = {k: c["new"] for k, c in v["changes"].items()}
             exists, complete = True, True
         elif op == "delete":
@@ -95,9 +103,9 @@ def record_state(config: Config, table: str, key: str, version: int | None = Non
                  source: str | None = None) -> dict:
     """The record at ``version`` (default: the last one), from the log database."""
     h = history(config, table, key, source=source, limit=None)
-    n = h["total"] if version is None else version
+    n = (h["versions"][-1]["version"] if h["versions"] else 0) if version is None else version
     return {"source": h["source"], "table": h["table"], "key": h["key"], "total": h["total"],
-            **state_at(h["versions"], n)}
+            "newest": h["versions"][-1]["version"] if h["versions"] else 0, **state_at(h["versions"], n)}
 
 
 def record_diff(config: Config, table: str, key: str, a: int, b: int, *, source: str | None = None) -> dict:
@@ -112,7 +120,8 @@ def revert(config: Config, table: str, key: str, *, to_version: int, by: str | N
     h = history(config, table, key, source=source, limit=None)
     versions = h["versions"]
     target = state_at(versions, to_version)
-    latest = state_at(versions, len(versions))
+    newest = versions[-1]["version"] if versions else 0
+    latest = state_at(versions, newest)
     spec = next(s for s in config.sources if s.name == h["source"])
     p = config.prefix
     author = by or "fbaudit revert"
@@ -176,13 +185,13 @@ def revert(config: Config, table: str, key: str, *, to_version: int, by: str | N
         if (current is not None) != latest["exists"]:
             db.rollback()
             raise RevertConflict(f"{what} {'exists' if current is not None else 'is deleted'} but its last logged "
-                                 f"version {len(versions)} says {'deleted' if current is not None else 'it exists'}; "
+                                 f"version {newest} says {'deleted' if current is not None else 'it exists'}; "
                                  "nothing was reverted.")
         if current is not None:
             differ = [n for n, v in latest_fields.items() if n in current and current[n] != v]
             if differ:
                 db.rollback()
-                raise RevertConflict(f"{what} changed since its last logged version {len(versions)} "
+                raise RevertConflict(f"{what} changed since its last logged version {newest} "
                                      f"({', '.join(differ)}); nothing was reverted.")
         # 4. what to do
         if not target["exists"]:

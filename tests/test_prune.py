@@ -6,7 +6,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from fbaudit import capture, history, prune, transfer
+from fbaudit import versions, capture, history, prune, transfer
 from fbaudit.cli import cli
 from fbaudit.db import open_database
 from fbaudit.errors import FbauditError
@@ -45,7 +45,12 @@ def test_prune_removes_old_packets_with_their_field_rows_in_batches(shipped):
     assert "main: removed 4 packets and 6 field rows created before 2026-01-01 00:00:00" in res.lines[0]
     assert counts(shipped) == (2, 2)
     h = history.history(shipped.config, "ITEM", "1", limit=None)
-    assert [v["version"] for v in h["versions"]] == [1, 2] and h["versions"][0]["changes"]["QTY"]["new"] == "4"
+    # Version numbers are the log's, not positions: after the prune the record keeps versions 5 and 6.
+    assert [v["version"] for v in h["versions"]] == [5, 6] and h["versions"][0]["changes"]["QTY"]["new"] == "4"
+    assert (h["first_version"], h["total"]) == (5, 2)
+    with pytest.raises(FbauditError, match="versions 5 to 6 \\(older ones were pruned\\)"):
+        versions.record_state(shipped.config, "ITEM", "1", 4)
+    assert versions.record_state(shipped.config, "ITEM", "1", 6)["complete"] is False
     again = prune.prune(shipped.config, before="2026-01-01")
     assert again.data["packets"] == 0
 
