@@ -638,24 +638,52 @@ def _plan_enable(db: Database, config: Config, registry: Registry, table: str, *
 
 
 def enable(config: Config, table: str, *, source: str | None = None, key: list[str] | None = None,
-           author: str | None = None, exclude: Iterable[str] = (), dry_run: bool = False) -> Result:
+           author: str | None = None, exclude: Iterable[str] = (), dry_run: bool = False,
+           baseline: bool = False, by: str | None = None) -> Result:
     """Start auditing ``table``: assign numbers, write the registry, install the trigger.
 
     Per source, the trigger and dictionary rows go in one transaction; the
-    registry file is written after that transaction commits.
+    registry file is written after that transaction commits. With
+    ``baseline``, the rows that exist are then logged as their first version
+    (fbaudit.baseline: ids reserved before the trigger, one snapshot, batches).
     """
+    from . import baseline as baseline_mod
     out = Result({"sources": [], "dry_run": dry_run})
 
     def one(spec: SourceSpec) -> None:
         registry = Registry.load(spec.registry)
+        taken = None
         with _open(config, spec) as db:
             _require_current(db, config.prefix)
             entry, plan, res = _plan_enable(db, config, registry, table, key=key, author=author,
                                             exclude=list(exclude))
+            if baseline and (entry is None or trigger_exists(db, config.prefix, entry.number)):
+                raise FbauditError(
+                    f"{normalize_name(table)} is audited already in {spec.name}, so a baseline now could be "
+                    f"ordered before changes that are being captured at this moment; nothing was changed. A "
+                    f"baseline is taken when auditing starts: `fbaudit disable {normalize_name(table)}`, then "
+                    f"`fbaudit enable {normalize_name(table)} --baseline`.")
+            if baseline:
+                rows = baseline_mod.count_rows(db, entry.name)
+                res.data["baseline"] = {"rows": rows}
+                res.lines.append(f"{entry.name}: {'would log' if dry_run else 'logging'} {rows} existing row"
+                                 f"{'s' if rows != 1 else ''} as their first version (baseline)")
             if entry and not dry_run:
+                block = baseline_mod.reserve(db, config.prefix, rows) if baseline else None
+                info = read_table(db, entry.name) if baseline else None
                 apply_plan(db, plan)
                 registry.put(entry)
                 registry.save()
+                if block:
+                    from .checkpoint import _Progress
+                    with _Progress(rows) as bar:
+                        taken = baseline_mod.take(lambda **kw: _open(config, spec, **kw), spec, config, entry,
+                                                  info, block, expected=rows, author=by, progress=bar.advance)
+        if taken:
+            res.data["baseline"] = taken
+            res.lines[-1] = (f"{entry.name}: baseline: {taken['rows']} existing row{'s' if taken['rows'] != 1 else ''} "
+                             f"logged as their first version ({taken['field_rows']} field rows, "
+                             f"{taken['seconds']:.1f} s); `fbaudit transfer` ships them")
         res.data["source"] = spec.name
         out.data["sources"].append(res.data)
         suffix = " (dry run: nothing changed)" if dry_run and entry else ""

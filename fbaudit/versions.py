@@ -55,7 +55,17 @@ def _param(col) -> str:
     the column's type on assignment or comparison (the driver itself refuses text for numbers)."""
     if col.is_blob:
         return "CAST(? AS BLOB SUB_TYPE TEXT CHARACTER SET UTF8)"
+    if col.kind == "float":
+        return "?"          # bound as a Python float (_bind): Firebird's text -> DOUBLE is not always exact
     return "CAST(? AS VARCHAR(8191) CHARACTER SET UTF8)"
+
+
+def _bind(col, value: str | None):
+    """The parameter value for :func:`_param`: a float's logged text (17 or 34 significant digits)
+    parsed by Python, which rounds correctly (1e300 stays 1e300, not 9.999999999999999e+299)."""
+    if value is not None and col.kind == "float":
+        return float(value)
+    return value
 
 
 def state_at(versions: list[dict], number: int) -> dict:
@@ -217,12 +227,12 @@ def revert(config: Config, table: str, key: str, *, to_version: int, by: str | N
                 if action == "update":
                     sets = ", ".join(f"{quote_ident(n)} = {_param(cols[n])}" for n in fields)
                     cur.execute(f"UPDATE {quote_ident(h['table'])} SET {sets} WHERE {where}",
-                                [*fields.values(), *params])
+                                [*(_bind(cols[n], v) for n, v in fields.items()), *params])
                 elif action == "insert":
                     names = ", ".join(quote_ident(n) for n in fields)
                     override = " OVERRIDING SYSTEM VALUE" if _always_identity(db, h["table"], fields) else ""
                     cur.execute(f"INSERT INTO {quote_ident(h['table'])} ({names}){override} VALUES "
-                                f"({', '.join(_param(cols[n]) for n in fields)})", list(fields.values()))
+                                f"({', '.join(_param(cols[n]) for n in fields)})", [_bind(cols[n], v) for n, v in fields.items()])
                 else:
                     cur.execute(f"DELETE FROM {quote_ident(h['table'])} WHERE {where}", params)
                 cur.close()

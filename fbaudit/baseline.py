@@ -1,0 +1,150 @@
+"""`fbaudit enable TABLE --baseline`: the rows that exist when auditing starts, logged as their first version.
+
+Without a baseline a record's history starts with its first change after
+``enable``: an update knows only the fields it changed, so the whole row of
+before is unknown (a deleted row cannot be re-inserted, docs/capture.md). The
+baseline logs every existing row once, as a packet of operation ``baseline``
+holding all its non-NULL fields, exactly as an insert would log them (the
+trigger's canonical forms, capture.value_expr).
+
+Ordering, without locking a row (docs/capture.md "Baseline"):
+
+1. *before* the trigger exists, reserve a block of packet ids (one GEN_ID call,
+   not transactional): twice the row count plus a margin;
+2. install the trigger (commit): every change captured from now on gets an
+   id above the block;
+3. read the table in ONE read-only snapshot started after that commit, and
+   write a baseline packet per row with ids from the block, in batches, each
+   batch its own short write transaction.
+
+So in every record's history the baseline comes first. A change committed
+before the snapshot is in the baseline already and its own packet (after
+it) sets the same values again; a change committed later follows it. A
+concurrent application write never waits and never fails: the snapshot
+reads without locks (it holds back garbage collection while it runs, like a
+backup), and the writes go to the staging tables only.
+
+Version numbers: the log numbers a record's packets in packet order
+(PACKETS_INS), so a baseline shipped after a later change of the same record
+still becomes version 1 and that change moves up.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from firebird.driver import Isolation
+
+from .capture import key_expr, value_expr
+from .catalog import TableInfo
+from .config import Config, SourceSpec
+from .db import Database, guard
+from .errors import FbauditError
+from .idents import quote_ident
+from .registry import TableEntry
+
+log = logging.getLogger("fbaudit.capture")
+
+OPERATION = 5            # capture.OPERATIONS[5] == "baseline"
+BATCH = 1000             # rows per write transaction
+MARGIN = 10_000          # ids reserved beyond twice the row count (rows inserted while the baseline runs)
+COMMENT = "baseline: the row when auditing started"
+
+
+def count_rows(db: Database, table: str) -> int:
+    n = db.scalar(f"SELECT COUNT(*) FROM {quote_ident(table)}")
+    db.commit()
+    return n
+
+
+def reserve(db: Database, prefix: str, rows: int) -> tuple[int, int]:
+    """Step 1: ids first..last for the baseline packets, taken before the trigger goes live."""
+    size = 2 * rows + MARGIN
+    last = db.scalar(f"SELECT GEN_ID({prefix}LOG_PACKET_ID, {size}) FROM RDB$DATABASE")
+    db.commit()
+    return last - size + 1, last
+
+
+def _before_snapshot() -> None:
+    """Called between the trigger's commit and the baseline's snapshot (tests use it to race changes)."""
+
+
+def take(open_db, spec: SourceSpec, config: Config, entry: TableEntry, info: TableInfo, block: tuple[int, int],
+         *, expected: int, author: str | None = None, progress=None) -> dict:
+    """Step 3: read the table in one snapshot, write a baseline packet per row (batches of BATCH)."""
+    p = config.prefix
+    cols = {c.name: c for c in info.columns}
+    logged = [(entry.fields[c.name].number, c) for c in info.columns if c.name in entry.fields and c.auditable]
+    key_cols = [cols[k] for k in entry.key]
+    first, last = block
+    _before_snapshot()
+    reader = open_db(isolation=Isolation.SNAPSHOT, read_only=True)
+    writer = open_db(isolation=Isolation.READ_COMMITTED, lock_timeout=10)
+    t0 = time.perf_counter()
+    done = fields = 0
+    next_id = first
+    try:
+        select = ", ".join([f"LEFT({key_expr(key_cols, 'T')}, 1000)"]
+                           + [value_expr(c, "T", reader.major) for _, c in logged])
+        with guard(spec):
+            cur = reader.con.cursor()
+            cur.execute(f"SELECT {select} FROM {quote_ident(entry.name)} T")
+            while True:
+                rows = cur.fetchmany(BATCH)
+                if not rows:
+                    break
+                if next_id + len(rows) - 1 > last:
+                    raise FbauditError(
+                        f"{entry.name}: the table grew past the ids reserved for its baseline ({last - first + 1}) "
+                        f"while it ran; {done} rows got their baseline, the others not. Auditing is on. To take "
+                        f"the baseline again: `fbaudit disable {entry.name}`, then `fbaudit enable {entry.name} "
+                        f"--baseline` at a quieter time (rows done so far get a second baseline version).")
+                packets, values = [], []
+                for r in rows:
+                    pid = next_id
+                    next_id += 1
+                    packets.append((pid, entry.number, r[0]))
+                    for (num, _c), v in zip(logged, r[1:]):
+                        if v is None:
+                            continue
+                        if hasattr(v, "read"):           # a long BLOB comes as a reader
+                            v = v.read()
+                        values.append((pid, num, v.encode("utf-8") if isinstance(v, str) else v))
+                _write(writer, p, packets, values, author)
+                done += len(rows)
+                fields += len(values)
+                if progress:
+                    progress(len(rows))
+                if done % (BATCH * 50) == 0:
+                    log.info("[CAPTURE] %s: baseline %d of about %d rows", entry.name, done, expected)
+            cur.close()
+        reader.commit()
+    finally:
+        for db in (writer, reader):
+            try:
+                db.close()
+            except Exception:
+                pass
+    return {"rows": done, "field_rows": fields, "first_packet": first if done else None,
+            "last_packet": next_id - 1 if done else None, "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _write(db: Database, p: str, packets: list[tuple], values: list[tuple], author: str | None) -> None:
+    """One batch in one transaction: the packets, their field rows in the active data table, and the
+    transfer's fast check reset (baseline ids are below the sequence value it may have settled on)."""
+    with guard(db.spec):
+        cur = db.con.cursor()
+        cur.execute(f"SELECT FIRST 1 ID_TABLE FROM {p}LOG_INFO")
+        dt = 2 if cur.fetchone()[0] == 2 else 1
+        cur.executemany(
+            f"INSERT INTO {p}LOG_PACKET (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, "
+            f"DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT) VALUES (?, LOCALTIMESTAMP, {OPERATION}, ?, "
+            f"{dt}, ?, LEFT(COALESCE(CAST(? AS VARCHAR(255) CHARACTER SET UTF8), CURRENT_USER), 255), CURRENT_USER, "
+            f"RDB$GET_CONTEXT('SYSTEM', 'CLIENT_ADDRESS'), CURRENT_TRANSACTION, ?)",
+            [(pid, num, key, author, COMMENT) for pid, num, key in packets])
+        if values:
+            cur.executemany(f"INSERT INTO {p}V_LOG_{dt} (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) VALUES (?, ?, NULL, ?)",
+                            values)
+        cur.execute(f"UPDATE {p}LOG_PACKET_FLAG SET SEEN_ID = -1 WHERE SEEN_ID <> -1")
+        cur.close()
+    db.commit()

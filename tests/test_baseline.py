@@ -1,0 +1,145 @@
+"""`fbaudit enable TABLE --baseline`: existing rows logged as their first version (issue 5)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from fbaudit import baseline, capture, history, transfer, versions
+from fbaudit.cli import cli
+from fbaudit.errors import FbauditError
+
+from helpers import packets, run_sql
+
+LONG = "ё" * 3000          # 6000 bytes: longer than a VARCHAR row of the transfer, a real BLOB
+
+
+@pytest.fixture
+def stock(project):
+    """STOCK with three rows written BEFORE auditing starts (one mostly NULL)."""
+    project.sql("CREATE TABLE STOCK (ID INTEGER NOT NULL PRIMARY KEY, NAME VARCHAR(40) CHARACTER SET UTF8, "
+                "LEGACY VARCHAR(20) CHARACTER SET WIN1251, QTY NUMERIC(12,3), PRICE DOUBLE PRECISION, "
+                "SEEN TIMESTAMP, OK BOOLEAN, NOTE BLOB SUB_TYPE TEXT CHARACTER SET UTF8)")
+    run_sql(project, [
+        "INSERT INTO STOCK VALUES (1, 'Болт М6 日本', 'Гайка', 12.500, 0.1, TIMESTAMP '2026-11-30 08:15:00.1234', "
+        "TRUE, 'склад А')",
+        "INSERT INTO STOCK (ID, NAME) VALUES (2, 'only a name')",
+        "INSERT INTO STOCK VALUES (3, '螺丝', NULL, -0.001, 1e300, NULL, FALSE, ?)"], {2: (LONG,)})
+    capture.init(project.config)
+    return project
+
+
+def table_rows(project):
+    with project.connect() as db:
+        cur = db.con.cursor()
+        cur.execute("SELECT ID, NAME, LEGACY, QTY, PRICE, SEEN, OK, NOTE FROM STOCK ORDER BY ID")
+        rows = [tuple(v.read() if hasattr(v, "read") else v for v in r) for r in cur.fetchall()]
+        db.commit()
+    return rows
+
+
+def test_baseline_logs_existing_rows_as_the_trigger_would_and_makes_a_deleted_row_revertible(stock):
+    before = table_rows(stock)
+    res = capture.enable(stock.config, "STOCK", baseline=True, by="go-live")
+    b = res.data["sources"][0]["baseline"]
+    assert (b["rows"], b["field_rows"]) == (3, 8 + 2 + 6)
+    assert "baseline: 3 existing rows logged as their first version" in res.lines[-1]
+    transfer.transfer(stock.config)
+    for key in ("1", "2", "3"):
+        h = history.history(stock.config, "STOCK", key, limit=None)
+        assert [(v["version"], v["operation"], v["author"]) for v in h["versions"]] == [(1, "baseline", "go-live")]
+    # The trigger's own record of the same rows: delete them, it logs every non-NULL old value.
+    run_sql(stock, ["DELETE FROM STOCK"])
+    transfer.transfer(stock.config)
+    for key in ("1", "2", "3"):
+        v1, v2 = history.history(stock.config, "STOCK", key, limit=None)["versions"]
+        assert v2["operation"] == "delete"
+        assert {k: c["new"] for k, c in v1["changes"].items()} == {k: c["old"] for k, c in v2["changes"].items()}
+    assert history.history(stock.config, "STOCK", "3", limit=None)["versions"][0]["changes"]["NOTE"]["new"] == LONG
+    # History is complete from day one: the deleted rows can be put back exactly.
+    for key in ("1", "2", "3"):
+        assert versions.revert(stock.config, "STOCK", key, to_version=1)["action"] == "insert"
+    assert table_rows(stock) == before
+
+
+def test_baseline_is_ordered_before_changes_that_race_it(stock, monkeypatch):
+    """A change committed before the baseline's snapshot (and even shipped before it), and one still
+    uncommitted while the baseline reads: both come after the baseline in history, and the final
+    state is the table's. The baseline never waits for the uncommitted writer."""
+    writer = stock.connect()
+
+    def race():
+        run_sql(stock, ["UPDATE STOCK SET QTY = 99 WHERE ID = 1"])        # committed, seen by the snapshot
+        transfer.transfer(stock.config)                                   # shipped before the baseline exists
+        cur = writer.con.cursor()
+        cur.execute("UPDATE STOCK SET NAME = 'renamed' WHERE ID = 2")      # not committed during the baseline
+        cur.close()
+    monkeypatch.setattr(baseline, "_before_snapshot", race)
+    res = capture.enable(stock.config, "STOCK", baseline=True)
+    assert res.data["sources"][0]["baseline"]["rows"] == 3
+    writer.con.commit()
+    writer.close()
+    transfer.transfer(stock.config)
+    h1 = history.history(stock.config, "STOCK", "1", limit=None)
+    assert [(v["version"], v["operation"]) for v in h1["versions"]] == [(1, "baseline"), (2, "update")]
+    assert h1["versions"][0]["changes"]["QTY"]["new"] == "99.000"        # the snapshot saw it
+    h2 = history.history(stock.config, "STOCK", "2", limit=None)
+    assert [(v["version"], v["operation"]) for v in h2["versions"]] == [(1, "baseline"), (2, "update")]
+    assert h2["versions"][0]["changes"]["NAME"]["new"] == "only a name"  # it did not
+    assert versions.record_state(stock.config, "STOCK", "1")["fields"]["QTY"] == "99.000"
+    assert versions.record_state(stock.config, "STOCK", "2")["fields"]["NAME"] == "renamed"
+    # Packet order = version order: the baseline's ids are below every captured change's.
+    assert h2["versions"][0]["packet_id"] < h2["versions"][1]["packet_id"]
+
+
+def test_baseline_refused_on_an_audited_table_and_dry_run_changes_nothing(stock):
+    dry = capture.enable(stock.config, "STOCK", baseline=True, dry_run=True)
+    assert any("would log 3 existing rows as their first version" in line for line in dry.lines)
+    with stock.connect() as db:
+        assert not capture.trigger_exists(db, stock.prefix, 1) and packets(stock) == []
+    capture.enable(stock.config, "STOCK")
+    run_sql(stock, ["UPDATE STOCK SET QTY = 1 WHERE ID = 2"])
+    n = len(packets(stock))
+    with pytest.raises(FbauditError, match="audited already .* nothing was changed.*fbaudit disable STOCK"):
+        capture.enable(stock.config, "STOCK", baseline=True)
+    assert len(packets(stock)) == n
+    # The way it says: disable, then enable with the baseline (after the earlier history).
+    capture.disable(stock.config, "STOCK")
+    capture.enable(stock.config, "STOCK", baseline=True)
+    transfer.transfer(stock.config)
+    h = history.history(stock.config, "STOCK", "2", limit=None)
+    assert [v["operation"] for v in h["versions"]] == ["update", "baseline"]
+
+
+def test_cli_enable_baseline_json(stock):
+    cfg = stock.write_config()
+    res = CliRunner().invoke(cli, ["--config", str(cfg), "enable", "STOCK", "--baseline", "--by", "ops", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["sources"][0]["baseline"]["rows"] == 3
+    assert len(packets(stock)) == 3
+
+
+def test_an_older_log_database_gets_version_numbers_from_init(stock):
+    """A log made before VERSION_NO: init adds the column, numbers the packets, and transfers go on."""
+    capture.enable(stock.config, "STOCK")
+    run_sql(stock, ["UPDATE STOCK SET QTY = 1 WHERE ID = 1", "UPDATE STOCK SET QTY = 2 WHERE ID = 1",
+                    "UPDATE STOCK SET QTY = 3 WHERE ID = 2"])
+    transfer.transfer(stock.config)
+    p = stock.prefix
+    with stock.connect(stock.log) as db:      # make it look old: no column, the old procedure
+        db.con.execute_immediate(f"CREATE OR ALTER PROCEDURE {p}PACKETS_INS (SOURCE_ID INTEGER, LO BIGINT, "
+                                 "HI BIGINT, BASE_ VARCHAR(1000), USER_ VARCHAR(63), PASS_ VARCHAR(255), "
+                                 "ROLE_ VARCHAR(63)) RETURNS (PACKET_ID BIGINT, DATA_TABLE SMALLINT, NEW_ SMALLINT) "
+                                 "AS BEGIN END")
+        db.con.commit()
+        db.con.execute_immediate(f"ALTER TABLE {p}LOG_PACKET DROP VERSION_NO")
+        db.con.commit()
+    res = capture.init(stock.config)
+    assert "LOG_PACKET_VERSION_NO" in res.data["log"]["created"]
+    run_sql(stock, ["UPDATE STOCK SET QTY = 4 WHERE ID = 1"])
+    transfer.transfer(stock.config)
+    h = history.history(stock.config, "STOCK", "1", limit=None)
+    assert [v["version"] for v in h["versions"]] == [1, 2, 3] and h["total"] == 3
+    assert [v["version"] for v in history.history(stock.config, "STOCK", "2", limit=None)["versions"]] == [1]
