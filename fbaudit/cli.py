@@ -195,28 +195,36 @@ def init(ctx: Ctx, source: str | None, all_sources: bool, dry_run: bool) -> None
               help="Key column (repeat for a composite key); default: the primary key.")
 @click.option("--author", metavar="COL", help="Column that names who changed the row (the article's AVTOR).")
 @click.option("--exclude", multiple=True, metavar="COL", help="Column never logged (repeatable).")
+@click.option("--baseline", is_flag=True,
+              help="Also log the rows that exist now as their first version (in batches, no row locks).")
+@click.option("--by", metavar="USER", help="Author recorded for the baseline versions (default: the database user).")
 @_sources_option
 @_dry_run_option
 @_json_option
 @pass_ctx
 def enable(ctx: Ctx, table: str, key: tuple[str, ...], author: str | None, exclude: tuple[str, ...],
-           source: str | None, all_sources: bool, dry_run: bool) -> None:
+           baseline: bool, by: str | None, source: str | None, all_sources: bool, dry_run: bool) -> None:
     """Start auditing TABLE: number its columns, write the registry, install the trigger.
 
     TABLE is case-insensitive unless quoted ('"MixedCase"'). ARRAY and
     COMPUTED BY columns are skipped with a warning. A second enable of the
-    same table changes nothing and says so.
+    same table changes nothing and says so. --baseline logs every existing
+    row as version 1, so its history is complete from today (a revert can
+    re-insert it after a delete); it reads one snapshot and never locks or
+    waits for the application.
 
     \b
     Examples:
       fbaudit enable CUSTOMER
+      fbaudit enable CUSTOMER --baseline --by "go-live 2026-12"
       fbaudit enable ORDER_LINE --key ORDER_ID --key LINE_NO --exclude NOTE
       fbaudit enable PRICE --author CHANGED_BY --dry-run
       fbaudit enable ORDERS --all-sources  # in every configured source
     """
     source = _pick_sources(ctx, source, all_sources)
     res = _run(ctx, lambda: capture.enable(ctx.config, table, source=source, key=list(key) or None,
-                                           author=author, exclude=list(exclude), dry_run=dry_run))
+                                           author=author, exclude=list(exclude), dry_run=dry_run,
+                                           baseline=baseline, by=by))
     _report(ctx, res, sql=dry_run)
 
 
