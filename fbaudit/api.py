@@ -21,16 +21,18 @@ import logging
 import threading
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 from fastapi import FastAPI, Query, Request
 from fastapi import Path as FPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from firebird.driver import Isolation
 
+from . import checkpoint as checkpoint_mod
 from . import history as history_mod
 from . import versions as versions_mod
 from .config import Config
@@ -104,6 +106,19 @@ class RevertBody(BaseModel):
     to_version: int = Field(ge=1, description="the version to go back to (1 = oldest)")
     by: str | None = Field(default=None, max_length=255, description="author recorded for the revert")
     comment: str | None = Field(default=None, max_length=255, description="comment recorded with it")
+
+
+class RestoreBody(BaseModel):
+    """POST /api/checkpoints/{id}/restore: the guide's ``create_auto_backup`` and the CLI's options."""
+
+    model_config = ConfigDict(extra="forbid")      # a misspelt option is an error, not silently the default
+
+    create_auto_backup: bool = Field(default=True, description="write auto_backup_before_restore_<ID> first "
+                                                               "(fbaudit checkpoint restore --no-auto-backup: false)")
+    audit: Literal["rows", "event"] = Field(default="rows", description="audited tables: a packet per restored "
+                                                                        "row, or one restore event per table")
+    source: str | None = Field(default=None, max_length=255,
+                               description="the source database (needed when several are configured)")
 
 
 def create_app(config: Config, *, token: str | None) -> FastAPI:
@@ -216,6 +231,81 @@ def create_app(config: Config, *, token: str | None) -> FastAPI:
     def revert(table: str, key: str, body: RevertBody, source: str | None = None) -> dict:
         res = versions_mod.revert(config, table, key, to_version=body.to_version, by=body.by,
                                   comment=body.comment, source=source)
+        return _ok(res)
+
+    # ------------------------------------------------------------ checkpoints (docs/checkpoints.md)
+    # The CLI's `fbaudit checkpoint list|show|restore`, through fbaudit.checkpoint's own functions.
+    # Unknown id: 404; a file or database that refuses the checkpoint (damaged, schema changed, tables
+    # held by a writer, a failure rolled back): 409. The endpoints are plain functions, so FastAPI runs
+    # each in its thread pool: a restore in progress does not hold up the other requests.
+    @app.exception_handler(checkpoint_mod.CheckpointError)
+    async def checkpoint_error(_request: Request, exc: checkpoint_mod.CheckpointError):
+        if isinstance(exc, checkpoint_mod.CheckpointNotFound):
+            return _fail(404, "not_found", str(exc))
+        return _fail(409, "conflict", str(exc))
+
+    @app.get("/api/checkpoints", summary="The checkpoints in the checkpoint folder, newest first")
+    def checkpoints(source: str | None = Query(None, description="only those taken from this source"),
+                    limit: int = limit_q, offset: int = offset_q,
+                    order: str = Query("desc", pattern="^(asc|desc)$")) -> dict:
+        if source is not None:
+            config.source(source)                      # an unknown name: 400
+        items = checkpoint_mod.list_checkpoints(config)      # oldest first, like the CLI
+        if source is not None:
+            items = [it for it in items if it.get("source") == source]
+        if order == "desc":
+            items.reverse()
+        return _ok({"directory": str(config.checkpoint_dir), "checkpoints": items[offset:offset + limit]},
+                   limit=limit, offset=offset, total=len(items))
+
+    @app.get("/api/checkpoints/{checkpoint_id}", summary="One checkpoint, its file verified (checksum, structure)")
+    def checkpoint_show(checkpoint_id: str) -> dict:
+        return _ok(checkpoint_mod.show(config, checkpoint_id))
+
+    @app.post("/api/checkpoints/{checkpoint_id}/restore",
+              summary="Overwrite the checkpoint's tables with its rows and sequences, in one transaction")
+    def checkpoint_restore(checkpoint_id: str, body: RestoreBody | None = None,
+                           create_auto_backup: bool | None = Query(None, description="as in the body"),
+                           audit: Literal["rows", "event"] | None = Query(None, description="as in the body"),
+                           source: str | None = Query(None, description="as in the body")):
+        given = body.model_dump(exclude_unset=True) if body is not None else {}
+        refused = None
+        for name, value in (("create_auto_backup", create_auto_backup), ("audit", audit), ("source", source)):
+            if value is None:
+                continue
+            if name in given and given[name] != value:
+                refused = refused or f"{name} is given twice, {given[name]!r} in the body and {value!r} in the query"
+                continue
+            given[name] = value
+        auto_backup = given.get("create_auto_backup", True)
+        log.info(checkpoint_mod.SEPARATOR)
+        log.info("[API] Received checkpoint restore request: %s",
+                 checkpoint_id if checkpoint_id.isprintable() else repr(checkpoint_id))
+        log.info("[API] Request parameters: %s", given)         # body and query; the token is in a header
+        log.info("[API] Auto-backup enabled: %s", auto_backup)
+        try:
+            specs = config.source(given.get("source"))
+        except ConfigError as exc:                       # an unknown source name: 400
+            refused = refused or str(exc)
+            specs = []
+        if not refused and len(specs) > 1:
+            refused = f"several sources are configured: name one with source ({', '.join(s.name for s in specs)})"
+        if refused:
+            log.warning("[API] Restore request refused: %s", refused)
+            return _fail(400, "bad_request", refused)
+        log.info("[API] Starting restore operation...")     # restore() opens with the separator line
+        try:
+            res = checkpoint_mod.restore(config, checkpoint_id, source=specs[0].name, auto_backup=auto_backup,
+                                         audit=given.get("audit", "rows"))
+        except BaseException as exc:
+            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            log.error("[API] Restore FAILED: %s", text)
+            raise
+        log.info("[API] Restore completed successfully")
+        log.info("[API] Tables restored: %d", len(res["tables"]))
+        log.info("[API] Total rows restored: %d", res["total_rows"])
+        if res["auto_backup"]:
+            log.info("[API] Auto-backup available: %s", res["auto_backup"])
         return _ok(res)
 
     return app

@@ -69,6 +69,10 @@ class CheckpointError(FbauditError):
     exit_code = 6
 
 
+class CheckpointNotFound(CheckpointError):
+    """No checkpoint has this id in the checkpoint folder (or the text is not an id at all)."""
+
+
 # --------------------------------------------------------------------------
 # Values <-> JSON
 # --------------------------------------------------------------------------
@@ -144,12 +148,12 @@ def _path(config: Config, checkpoint_id: str) -> Path:
     if name.endswith(".json"):
         name = name[:-5]
     if not _ID.match(name):
-        raise CheckpointError(f"{checkpoint_id!r} is not a checkpoint id (like checkpoint_20261202_013000).")
+        raise CheckpointNotFound(f"{checkpoint_id!r} is not a checkpoint id (like checkpoint_20261202_013000).")
     path = config.checkpoint_dir / f"{name}.json"
     if not path.exists():
         known = ", ".join(p.stem for p in sorted(config.checkpoint_dir.glob("*.json"))[-5:]) or "none"
-        raise CheckpointError(f"No checkpoint {name!r} in {config.checkpoint_dir} (newest: {known}). "
-                              "`fbaudit checkpoint list` shows them all.")
+        raise CheckpointNotFound(f"No checkpoint {name!r} in {config.checkpoint_dir} (newest: {known}). "
+                                 "`fbaudit checkpoint list` shows them all.")
     return path
 
 

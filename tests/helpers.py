@@ -1,6 +1,15 @@
 """Small helpers shared by the tests (real databases only)."""
 from __future__ import annotations
 
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from contextlib import contextmanager
+
 from fbaudit.staging import read_packets
 
 
@@ -18,3 +27,41 @@ def run_sql(project, statements, params=None, *, user_spec=None):
             if s.lstrip().upper().startswith("SELECT"):
                 cur.fetchall()  # a SELECT's expressions run when its row is fetched
         db.con.commit()
+
+
+@contextmanager
+def running_server(app):
+    """Serve an ASGI app with uvicorn in a thread on a free loopback port; yields its base URL."""
+    import uvicorn
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    t0 = time.monotonic()
+    while not srv.started:
+        assert thread.is_alive() and time.monotonic() - t0 < 20, "the server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+
+
+def http_call(base: str, path: str, *, token: str | None, method: str = "GET", body=None, timeout: float = 60,
+              **params):
+    """One request through real HTTP: (status, decoded JSON answer). ``body`` is sent as JSON
+    (bytes as they are); ``token`` None sends none."""
+    url = base + path + ("?" + urllib.parse.urlencode(params) if params else "")
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, method=method, headers=headers, data=data)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as res:
+            return res.status, json.loads(res.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
