@@ -218,14 +218,9 @@ def create_app(config: Config, *, token: str | None) -> FastAPI:
              summary="One version: its changes (old | new) and the whole record after it")
     def record_version(table: str, key: str, version: int = FPath(ge=1, le=2_000_000_000),
                        source: str | None = None) -> dict:
-        h = reading(lambda db: history_mod.history(config, table, key, source=source, limit=1, offset=version - 1,
-                                                   db=db))
-        if not h["versions"]:
-            raise history_mod.NotFound(f"{h['table']} {key}: no version {version} (the record has {h['total']})")
-        full = reading(lambda db: history_mod.history(config, table, key, source=source, limit=version, db=db))
-        state = versions_mod.state_at(full["versions"], version)
-        return _ok({"source": h["source"], "table": h["table"], "key": h["key"], "total": h["total"],
-                    "version": h["versions"][0], "state": state})
+        d = reading(lambda db: versions_mod.version_detail(config, table, key, version, source=source, db=db))
+        return _ok({k: d[k] for k in ("source", "table", "key", "total", "first_version", "newest", "version",
+                                      "state")})
 
     @app.post("/api/records/{table}/{key:path}/revert", summary="Put the record back to a version (one transaction)")
     def revert(table: str, key: str, body: RevertBody, source: str | None = None) -> dict:

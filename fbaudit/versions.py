@@ -111,11 +111,73 @@ def diff(versions: list[dict], a: int, b: int) -> dict:
 
 def record_state(config: Config, table: str, key: str, version: int | None = None, *,
                  source: str | None = None) -> dict:
-    """The record at ``version`` (default: the last one), from the log database."""
-    h = history(config, table, key, source=source, limit=None)
-    n = (h["versions"][-1]["version"] if h["versions"] else 0) if version is None else version
-    return {"source": h["source"], "table": h["table"], "key": h["key"], "total": h["total"],
-            "newest": h["versions"][-1]["version"] if h["versions"] else 0, **state_at(h["versions"], n)}
+    """The record at ``version`` (default: the last one), from the log database (one snapshot)."""
+    d = version_detail(config, table, key, version, source=source)
+    return {"source": d["source"], "table": d["table"], "key": d["key"], "total": d["total"],
+            "newest": d["newest"], **d["state"]}
+
+
+def version_detail(config: Config, table: str, key: str, number: int | None, *, source: str | None = None,
+                   db=None) -> dict:
+    """Version ``number`` (None: the newest) of a record, its changes, and the whole record after it,
+    in ONE snapshot.
+
+    The state is folded in SQL: the last insert/baseline/delete at or before the version (one walk
+    down the descending index), then the last value of each field from there to the version
+    (ROW_NUMBER per field): the rows read are those since that anchor, not the whole history.
+    """
+    from . import history as hm
+    p = config.prefix
+    with hm._reader(config, db) as db:
+        ref = hm.resolve_table(db, config, table, source)
+        record_key, key_dict = hm.parse_key(key, ref.key_columns)
+        params = (ref.source_id, ref.num_table, record_key, record_key)
+        bounds = hm._bounds(db, p, params)
+        what = f"{ref.name} {', '.join(f'{k}={v}' for k, v in key_dict.items())}"
+        if bounds is None:
+            raise NotFound(f"{what}: no versions in the log database")
+        first, last = bounds
+        number = last if number is None else number
+        if not first <= number <= last:
+            raise NotFound(f"{what}: no version {number}; the record has versions {first} to {last}"
+                           + (" (older ones were pruned)" if first > 1 else ""))
+        order = "ORDER BY SOURCE_ID DESC, NUM_TABLE DESC, KEY_HASH DESC, PACKET_ID DESC"
+        rows = db.query(f"SELECT FIRST 1 {hm._PACKET_COLS}, VERSION_NO FROM {p}LOG_PACKET WHERE {hm._RECORD} "
+                        f"AND VERSION_NO <= ? {order}", (*params, number))
+        if not rows or rows[0][8] != number:
+            raise NotFound(f"{what}: version {number} is not in the log database (pruned)")
+        fields = hm._fields(db, p, ref.source_id, ref.num_table)
+        version = hm._version(rows[0][:8], number, hm._changes_of(db, p, ref.source_id, [rows[0][0]], fields)
+                              [rows[0][0]])
+        anchor = db.scalar(f"SELECT FIRST 1 VERSION_NO FROM {p}LOG_PACKET WHERE {hm._RECORD} AND VERSION_NO <= ? "
+                           f"AND OPERATION IN (1, 3, 5) {order}", (*params, number))
+        short = lambda c: (f"IIF(OCTET_LENGTH({c}) <= {hm._INLINE}, CAST({c} AS VARCHAR({hm._INLINE}) CHARACTER SET "
+                           f"OCTETS), NULL), IIF(OCTET_LENGTH({c}) > {hm._INLINE}, {c}, NULL), {c} IS NULL")
+        state_fields: dict[str, str | None] = {}
+        with guard(db.spec):
+            cur = db.con.cursor()
+            cur.execute(f"SELECT NUM_POLE, OP, {short('BLOB_OLD')}, {short('BLOB_NEW')} FROM ("
+                        f"SELECT L.NUM_POLE, P.OPERATION OP, L.BLOB_OLD, L.BLOB_NEW, ROW_NUMBER() OVER "
+                        f"(PARTITION BY L.NUM_POLE ORDER BY P.PACKET_ID DESC) RN FROM {p}LOG_PACKET P "
+                        f"JOIN {p}LOG L ON L.SOURCE_ID = P.SOURCE_ID AND L.PACKET_ID = P.PACKET_ID "
+                        f"WHERE P.SOURCE_ID = ? AND P.NUM_TABLE = ? AND P.KEY_HASH = HASH(CAST(? AS VARCHAR(1000) "
+                        f"CHARACTER SET UTF8)) AND P.RECORD_KEY = ? AND P.VERSION_NO BETWEEN ? AND ?) WHERE RN = 1 "
+                        f"ORDER BY NUM_POLE", (*params, anchor or first, number))
+            for num, op, old_s, old_l, old_null, new_s, new_l, new_null in cur.fetchall():
+                name, kind = fields.get(num, (f"#{num}", "text"))
+                if op == 3:
+                    value = None if old_null else (old_s if old_s is not None else old_l)
+                else:
+                    value = None if new_null else (new_s if new_s is not None else new_l)
+                if hasattr(value, "read"):
+                    value = value.read()
+                state_fields[name] = decode_value(value, kind)
+            cur.close()
+        db.commit()
+    state = {"version": number, "exists": version["operation"] != "delete", "fields": state_fields,
+             "complete": anchor is not None}
+    return {"source": ref.source, "table": ref.name, "key": key_dict, "record_key": record_key,
+            "total": last - first + 1, "first_version": first, "newest": last, "version": version, "state": state}
 
 
 def record_diff(config: Config, table: str, key: str, a: int, b: int, *, source: str | None = None) -> dict:
@@ -127,11 +189,10 @@ def record_diff(config: Config, table: str, key: str, a: int, b: int, *, source:
 def revert(config: Config, table: str, key: str, *, to_version: int, by: str | None = None,
            comment: str | None = None, source: str | None = None, dry_run: bool = False) -> dict:
     """Put the record back to its state after ``to_version`` (see the module docstring)."""
-    h = history(config, table, key, source=source, limit=None)
-    versions = h["versions"]
-    target = state_at(versions, to_version)
-    newest = versions[-1]["version"] if versions else 0
-    latest = state_at(versions, newest)
+    # Two folds in SQL, not the whole history: the version to go back to and the newest one.
+    target = version_detail(config, table, key, to_version, source=source)["state"]
+    h = version_detail(config, table, key, None, source=source)
+    newest, latest = h["newest"], h["state"]
     spec = next(s for s in config.sources if s.name == h["source"])
     p = config.prefix
     author = by or "fbaudit revert"
@@ -273,4 +334,4 @@ def _always_identity(db, table: str, fields: dict) -> bool:
     return any(r[0] in fields for r in rows)
 
 
-__all__ = ["state_at", "diff", "record_state", "record_diff", "revert", "RevertConflict"]
+__all__ = ["state_at", "diff", "record_state", "version_detail", "record_diff", "revert", "RevertConflict"]

@@ -163,3 +163,23 @@ def test_revert_refuses_a_table_no_longer_audited(priced):
     with pytest.raises(FbauditError, match="not audited in source main now"):
         versions.revert(priced.config, "PRICE", "A-1", to_version=1)
     assert row(priced)[0][1] == "9.99"
+
+
+def test_version_detail_folds_in_sql_what_state_at_folds_in_python(priced):
+    """The API's one-version view (state folded in SQL, one snapshot) agrees with the full fold at every
+    version, across a delete, a re-insert, NULLs and a BLOB longer than the inline limit."""
+    long_note = "長い" * 2500                     # 15,000 bytes: comes back as a BLOB, not inline
+    run_sql(priced, ["DELETE FROM PRICE WHERE SKU = 'A-1'",
+                     "INSERT INTO PRICE (SKU, TITLE, AMOUNT) VALUES ('A-1', 'again', 1.00)",
+                     "UPDATE PRICE SET NOTE = ?, TITLE = NULL WHERE SKU = 'A-1'",
+                     "UPDATE PRICE SET AMOUNT = 2.00 WHERE SKU = 'A-1'"], {2: (long_note,)})
+    transfer.transfer(priced.config)
+    full = history.history(priced.config, "PRICE", "A-1", limit=None)["versions"]
+    assert [v["operation"] for v in full] == ["insert", "update", "update", "delete", "insert", "update", "update"]
+    for n in range(1, 8):
+        d = versions.version_detail(priced.config, "PRICE", "A-1", n)
+        expect = versions.state_at(full, n)
+        assert d["version"] == full[n - 1] and d["state"] == expect, n
+    assert versions.version_detail(priced.config, "PRICE", "A-1", 7)["state"]["fields"]["NOTE"] == long_note
+    with pytest.raises(FbauditError, match="no version 8; the record has versions 1 to 7"):
+        versions.version_detail(priced.config, "PRICE", "A-1", 8)
