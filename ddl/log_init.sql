@@ -47,7 +47,7 @@ CREATE TABLE {{P}}LOG_PACKET (
   CONSTRAINT {{P}}LOG_PACKET_PK PRIMARY KEY (SOURCE_ID, PACKET_ID)
 )
 ^
--- object: COLUMN LOG_PACKET_VERSION_NO
+-- object: COLUMN LOG_PACKET.VERSION_NO
 -- A log database made by fbaudit before version numbers: `fbaudit init` adds
 -- the column, then numbers the packets already there (capture.number_versions).
 ALTER TABLE {{P}}LOG_PACKET ADD VERSION_NO BIGINT

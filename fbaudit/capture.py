@@ -167,8 +167,8 @@ def _existing_objects(db: Database, prefix: str) -> set[str]:
         "UNION ALL SELECT TRIM(RDB$INDEX_NAME) FROM RDB$INDICES WHERE RDB$INDEX_NAME STARTING WITH ? "
         "UNION ALL SELECT TRIM(RDB$PROCEDURE_NAME) FROM RDB$PROCEDURES WHERE RDB$PROCEDURE_NAME STARTING WITH ? "
         "UNION ALL SELECT TRIM(RDB$TRIGGER_NAME) FROM RDB$TRIGGERS WHERE RDB$TRIGGER_NAME STARTING WITH ? "
-        # columns added to a table after its first release ("-- object: COLUMN TABLE_COLUMN")
-        "UNION ALL SELECT TRIM(RDB$RELATION_NAME) || '_' || TRIM(RDB$FIELD_NAME) FROM RDB$RELATION_FIELDS "
+        # columns added to a table after its first release ("-- object: COLUMN TABLE.COLUMN")
+        "UNION ALL SELECT TRIM(RDB$RELATION_NAME) || '.' || TRIM(RDB$FIELD_NAME) FROM RDB$RELATION_FIELDS "
         "WHERE RDB$RELATION_NAME STARTING WITH ? AND RDB$FIELD_NAME = 'VERSION_NO'",
         (prefix, prefix, prefix, prefix, prefix, prefix))
     db.commit()
@@ -185,8 +185,8 @@ def plan_init(db: Database, prefix: str, template: str = "main_init") -> list[St
     check_prefix(prefix, db.major)
     have = _existing_objects(db, prefix)
     plan = []
-    for st in templates.render(template, P=prefix):
-        if st.kind == "COLUMN" and any(p.kind == "TABLE" and st.object.startswith(p.object + "_") for p in plan):
+    for st in templates.render(template, upgrades=True, P=prefix):
+        if st.kind == "COLUMN" and any(p.kind == "TABLE" and p.object == st.object.split(".")[0] for p in plan):
             continue             # the table is created now, with the column
         if st.object not in have:
             plan.append(st)

@@ -9,7 +9,7 @@ from pathlib import Path
 from .errors import FbauditError
 
 _PLACEHOLDER = re.compile(r"\{\{([A-Z_]+)\}\}")
-_OBJECT = re.compile(r"^--\s*object:\s*(\w+)\s+(\w+)\s*$", re.M)
+_OBJECT = re.compile(r"^--\s*object:\s*(\w+)\s+(\w+(?:\.\w+)?)\s*$", re.M)
 
 
 def ddl_dir() -> Path:
@@ -49,8 +49,13 @@ def _literal(v: object) -> str:
     return "'" + str(v).replace("'", "''") + "'"
 
 
-def render(name: str, **values: str) -> list[Statement]:
-    """Render ``ddl/<name>.sql`` into statements; a missing value names the template."""
+def render(name: str, *, upgrades: bool = False, **values: str) -> list[Statement]:
+    """Render ``ddl/<name>.sql`` into statements; a missing value names the template.
+
+    ``-- object: COLUMN TABLE.COLUMN`` statements add a column to a table made by an older
+    fbaudit; its CREATE TABLE has the column already, so they are left out unless ``upgrades``
+    (capture.plan_init, which keeps them only for tables that exist).
+    """
     path = ddl_dir() / f"{name}.sql"
     text = path.read_text(encoding="utf-8")
 
@@ -68,6 +73,9 @@ def render(name: str, **values: str) -> list[Statement]:
         if not body:
             continue
         out.append(Statement(body, kind=m.group(1) if m else None, object=m.group(2) if m else None))
+    if not upgrades:
+        tables = [st.object for st in out if st.kind == "TABLE"]
+        out = [st for st in out if not (st.kind == "COLUMN" and st.object.split(".")[0] in tables)]
     return out
 
 

@@ -137,7 +137,7 @@ def test_an_older_log_database_gets_version_numbers_from_init(stock):
         db.con.execute_immediate(f"ALTER TABLE {p}LOG_PACKET DROP VERSION_NO")
         db.con.commit()
     res = capture.init(stock.config)
-    assert "LOG_PACKET_VERSION_NO" in res.data["log"]["created"]
+    assert "LOG_PACKET.VERSION_NO" in res.data["log"]["created"]
     run_sql(stock, ["UPDATE STOCK SET QTY = 4 WHERE ID = 1"])
     transfer.transfer(stock.config)
     h = history.history(stock.config, "STOCK", "1", limit=None)
