@@ -618,8 +618,8 @@ def revert(ctx: Ctx, table: str, key: str, to_version: int, by: str | None, comm
 def prune(ctx: Ctx, before: str, source: str | None, batch: int, dry_run: bool) -> None:
     """Remove old history from the log database, in batches of short transactions.
 
-    Only the log database is touched. Version numbers count what the log
-    holds: after a prune a record's oldest remaining change is its version 1.
+    Only the log database is touched. Version numbers stay as they were: a
+    record whose versions 1 to 4 were pruned starts at version 5.
 
     \b
     Examples:

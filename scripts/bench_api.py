@@ -88,14 +88,6 @@ def build(log_path: Path, packets: int, records: int, versions: int) -> None:
         hot = db.scalar("SELECT COUNT(*) FROM FBA_LOG_PACKET WHERE SOURCE_ID = 1 AND NUM_TABLE = 1 "
                         "AND KEY_HASH = HASH('HOT') AND RECORD_KEY = 'HOT'")
         db.commit()
-        # The packets were written without version numbers, like a log database of an older
-        # fbaudit: number them as `fbaudit init` does (timed: the one-off cost of that upgrade).
-        from fbaudit.capture import number_versions
-        t1 = time.perf_counter()
-        numbered = number_versions(db, "FBA_")
-        say(f"numbered {numbered} packets (init's upgrade of an older log) in {time.perf_counter() - t1:.0f} s")
-    say(f"built in {time.perf_counter() - t0:.0f} s: record HOT has {hot} versions")
-    return {"numbered": numbered, "number_seconds": round(time.perf_counter() - t1, 1)}
 
 
 def main() -> int:
@@ -123,9 +115,18 @@ def main() -> int:
     try:
         if not log_path.exists():
             say(f"building {log_path}: {packets} packets x {FIELDS} field rows")
-            built = build(log_path, packets, args.records, args.versions)
-        else:
-            built = None
+            build(log_path, packets, args.records, args.versions)
+        # The packets were written without version numbers, like a log database of an older
+        # fbaudit: number them as `fbaudit init` does (timed: the one-off cost of that upgrade).
+        from fbaudit.capture import number_versions
+        from fbaudit.config import DatabaseSpec as _Spec
+        from fbaudit.db import open_database as _open_db
+        with _open_db(_Spec("log", str(log_path))) as db:
+            t1 = time.perf_counter()
+            numbered = number_versions(db, "FBA_")
+            built = {"numbered": numbered, "number_seconds": round(time.perf_counter() - t1, 1)}
+        if numbered:
+            say(f"numbered {numbered} packets (init's upgrade of an older log) in {built['number_seconds']} s")
         config = Config(path=work / "x.yaml", log=DatabaseSpec("log", str(log_path)),
                         sources=(SourceSpec("bench", str(work / "none.fdb"), registry=work / "t.yaml"),))
         results: dict = {"machine": machine_info(), "field_rows": args.field_rows, "packets": packets,

@@ -121,14 +121,10 @@ def test_cli_enable_baseline_json(stock):
     assert len(packets(stock)) == 3
 
 
-def test_an_older_log_database_gets_version_numbers_from_init(stock):
-    """A log made before VERSION_NO: init adds the column, numbers the packets, and transfers go on."""
-    capture.enable(stock.config, "STOCK")
-    run_sql(stock, ["UPDATE STOCK SET QTY = 1 WHERE ID = 1", "UPDATE STOCK SET QTY = 2 WHERE ID = 1",
-                    "UPDATE STOCK SET QTY = 3 WHERE ID = 2"])
-    transfer.transfer(stock.config)
-    p = stock.prefix
-    with stock.connect(stock.log) as db:      # make it look old: no column, the old procedure
+def make_log_old(project):
+    """The log database as an fbaudit before version numbers made it: no column, the old procedure."""
+    p = project.prefix
+    with project.connect(project.log) as db:
         db.con.execute_immediate(f"CREATE OR ALTER PROCEDURE {p}PACKETS_INS (SOURCE_ID INTEGER, LO BIGINT, "
                                  "HI BIGINT, BASE_ VARCHAR(1000), USER_ VARCHAR(63), PASS_ VARCHAR(255), "
                                  "ROLE_ VARCHAR(63)) RETURNS (PACKET_ID BIGINT, DATA_TABLE SMALLINT, NEW_ SMALLINT) "
@@ -136,6 +132,40 @@ def test_an_older_log_database_gets_version_numbers_from_init(stock):
         db.con.commit()
         db.con.execute_immediate(f"ALTER TABLE {p}LOG_PACKET DROP VERSION_NO")
         db.con.commit()
+
+
+def test_version_numbers_keep_two_keys_with_the_same_hash_apart(project):
+    """HASH('A0') = HASH('@@') = 1088 in Firebird (a 4-bit shift per byte): their packets share index
+    entries, interleaved. The transfer's numbering and init's renumbering both keep them apart."""
+    project.sql("CREATE TABLE TAG (CODE VARCHAR(10) NOT NULL PRIMARY KEY, N INTEGER)")
+    capture.init(project.config)
+    capture.enable(project.config, "TAG")
+    with project.connect() as db:
+        assert db.query("SELECT HASH('A0'), HASH('@@') FROM RDB$DATABASE")[0] == (1088, 1088)
+        db.commit()
+    run_sql(project, ["INSERT INTO TAG VALUES ('A0', 1)", "INSERT INTO TAG VALUES ('@@', 1)",
+                      "UPDATE TAG SET N = 2 WHERE CODE = 'A0'", "UPDATE TAG SET N = 2 WHERE CODE = '@@'",
+                      "UPDATE TAG SET N = 3 WHERE CODE = 'A0'"])
+    transfer.transfer(project.config)
+
+    def numbers(key):
+        h = history.history(project.config, "TAG", key, limit=None)
+        return [(v["version"], v["changes"]["N"]["new"]) for v in h["versions"]], h["total"]
+    assert numbers("A0") == ([(1, "1"), (2, "2"), (3, "3")], 3)
+    assert numbers("@@") == ([(1, "1"), (2, "2")], 2)
+    make_log_old(project)
+    capture.init(project.config)
+    assert numbers("A0") == ([(1, "1"), (2, "2"), (3, "3")], 3)
+    assert numbers("@@") == ([(1, "1"), (2, "2")], 2)
+
+
+def test_an_older_log_database_gets_version_numbers_from_init(stock):
+    """A log made before VERSION_NO: init adds the column, numbers the packets, and transfers go on."""
+    capture.enable(stock.config, "STOCK")
+    run_sql(stock, ["UPDATE STOCK SET QTY = 1 WHERE ID = 1", "UPDATE STOCK SET QTY = 2 WHERE ID = 1",
+                    "UPDATE STOCK SET QTY = 3 WHERE ID = 2"])
+    transfer.transfer(stock.config)
+    make_log_old(stock)
     res = capture.init(stock.config)
     assert "LOG_PACKET.VERSION_NO" in res.data["log"]["created"]
     run_sql(stock, ["UPDATE STOCK SET QTY = 4 WHERE ID = 1"])
