@@ -61,6 +61,11 @@ CREATE INDEX {{P}}LOG_PACKET_KEY ON {{P}}LOG_PACKET (SOURCE_ID, NUM_TABLE, KEY_H
 -- (10,000 versions: 54 ms -> 0.8 ms, scripts/bench_api.py).
 CREATE DESCENDING INDEX {{P}}LOG_PACKET_DESC ON {{P}}LOG_PACKET (SOURCE_ID, NUM_TABLE, KEY_HASH, PACKET_ID)
 ^
+-- object: INDEX LOG_PACKET_LAST
+-- Newest packets of a source (the admin API's list, any filter): a page and its capped count
+-- walk this instead of sorting every match (1M packets: 0.75 s -> 2 ms, scripts/bench_api.py).
+CREATE DESCENDING INDEX {{P}}LOG_PACKET_LAST ON {{P}}LOG_PACKET (SOURCE_ID, PACKET_ID)
+^
 -- object: INDEX LOG_PACKET_TIME
 -- Time ranges and pruning.
 CREATE INDEX {{P}}LOG_PACKET_TIME ON {{P}}LOG_PACKET (CREATED_AT)

@@ -55,9 +55,12 @@ def _fail(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"success": False, "error": {"code": code, "message": message}}, status_code=status)
 
 
-def _ok(data: dict, *, limit: int | None = None, offset: int | None = None, total: int | None = None) -> dict:
+def _ok(data: dict, *, limit: int | None = None, offset: int | None = None, total: int | None = None,
+        total_exact: bool | None = None) -> dict:
     if limit is not None:
         data["pagination"] = {"limit": limit, "offset": offset, "total": total}
+        if total_exact is not None:     # False: there are more than `total` (counted up to a cap)
+            data["pagination"]["total_exact"] = total_exact
     return {"success": True, "data": data}
 
 
@@ -202,7 +205,8 @@ def create_app(config: Config, *, token: str | None) -> FastAPI:
                       limit: int = limit_q, offset: int = offset_q) -> dict:
         res = reading(lambda db: history_mod.search(config, source=source, table=table, key=key, author=author,
                                                     since=since, until=until, limit=limit, offset=offset, db=db))
-        return _ok({"source": res["source"], "items": res["items"]}, limit=limit, offset=offset, total=res["total"])
+        return _ok({"source": res["source"], "items": res["items"]}, limit=limit, offset=offset, total=res["total"],
+                   total_exact=res["total_exact"])
 
     @app.get("/api/records/{table}/{key:path}/versions", summary="One record's versions, with their changes")
     def record_versions(table: str, key: str, source: str | None = None, limit: int = limit_q,

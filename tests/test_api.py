@@ -98,6 +98,25 @@ def test_search_with_filters_and_non_latin_text(server):
     assert body["data"]["version"]["changes"]["TITLE"]["new"] == "ネジ 5mm"
 
 
+def test_search_counts_up_to_a_cap_and_says_so(server, monkeypatch):
+    """A list over many packets counts the matches only up to a cap (10,000; here 10): the total
+    says how far it counted and `total_exact` whether that is all; paging past the cap still works."""
+    from fbaudit import history
+    monkeypatch.setattr(history, "COUNT_CAP", 10)
+    project, base = server
+    page = lambda **kw: call(base, "/api/versions", table="PRODUCT", **kw)[1]["data"]
+    first = page(limit=5)
+    assert first["pagination"] == {"limit": 5, "offset": 0, "total": 10, "total_exact": False}
+    assert page(limit=5, offset=20)["pagination"]["total"] == 25         # counts as far as the page
+    last = page(limit=5, offset=25)
+    assert last["pagination"]["total"] == 27 and last["pagination"]["total_exact"] is True
+    assert len(last["items"]) == 2
+    ids = [i["packet_id"] for i in page(limit=200)["items"]]
+    assert ids == sorted(ids, reverse=True) and len(ids) == 27            # newest first, all of them
+    # One record's versions are numbered, so their total is exact whatever the cap.
+    assert page(key="B-2")["pagination"]["total_exact"] is True
+
+
 @pytest.mark.parametrize("path,params,status,code,words", [
     ("/api/versions", {"limit": 0}, 400, "bad_request", "limit"),
     ("/api/versions", {"limit": 201}, 400, "bad_request", "limit"),
