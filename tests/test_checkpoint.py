@@ -505,10 +505,19 @@ def rename_all(project) -> None:
     raise AssertionError("could not rename the customers")
 
 
-def test_restore_with_writers_running(erp):
+def test_restore_with_writers_running(erp, monkeypatch):
     """During a restore, writers of its tables wait or time out cleanly; readers only ever
     see the old rows or the restored ones, never a mix; writers of other tables go on."""
     project, config = erp
+    # Hold each restore's reservation for 0.2 s (it is checking references) so the writer, which
+    # tries every 10 ms, surely meets it; a restore of 120 rows can otherwise end between two tries.
+    refuse = cp._refuse_outside_references
+
+    def slow_refuse(*args, **kwargs):
+        time.sleep(0.2)
+        return refuse(*args, **kwargs)
+
+    monkeypatch.setattr(cp, "_refuse_outside_references", slow_refuse)
     made = cp.create(config, tables=["ORDER_LINE", "ORDERS", "CUSTOMER", "REGION"])
     rename_all(project)
     stop = threading.Event()
