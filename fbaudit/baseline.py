@@ -13,7 +13,11 @@ Ordering, without locking a row (docs/capture.md "Baseline"):
    not transactional): twice the row count plus a margin;
 2. install the trigger (commit): every change captured from now on gets an
    id above the block;
-3. read the table in ONE read-only snapshot started after that commit, and
+3. wait until every read-write transaction that started before that commit
+   has ended (up to ``max_wait`` seconds, else refuse): such a transaction
+   may hold a change made before the trigger existed (so never captured)
+   that it commits later; the snapshot must see it;
+4. read the table in ONE read-only snapshot started after that, and
    write a baseline packet per row with ids from the block, in batches, each
    batch its own short write transaction.
 
@@ -38,7 +42,7 @@ from firebird.driver import Isolation
 from .capture import key_expr, value_expr
 from .catalog import TableInfo
 from .config import Config, SourceSpec
-from .db import Database, guard
+from .db import Database, describe_writers, guard, old_writers
 from .errors import FbauditError
 from .idents import quote_ident
 from .registry import TableEntry
@@ -48,6 +52,7 @@ log = logging.getLogger("fbaudit.capture")
 OPERATION = 5            # capture.OPERATIONS[5] == "baseline"
 BATCH = 1000             # rows per write transaction
 MARGIN = 10_000          # ids reserved beyond twice the row count (rows inserted while the baseline runs)
+MAX_WAIT = 60.0          # seconds to wait for transactions older than the trigger (step 3)
 COMMENT = "baseline: the row when auditing started"
 
 
@@ -69,15 +74,48 @@ def _before_snapshot() -> None:
     """Called between the trigger's commit and the baseline's snapshot (tests use it to race changes)."""
 
 
+def wait_for_older_writers(open_db, table: str, max_wait: float) -> float:
+    """Step 3: return once no read-write transaction started before now is alive; seconds waited.
+
+    Called right after the trigger's commit. A transaction older than it may
+    have written a row before the trigger existed; it commits later, after a
+    snapshot started now, so neither the trigger nor the baseline would see
+    that change. Waiting for it closes the gap (rotation waits the same way).
+    """
+    t0 = time.monotonic()
+    with open_db() as db:
+        before = db.con.info.next_transaction       # the last transaction started (measured: not the next one)
+        _before_snapshot()
+        pause, said = 0.05, False
+        while True:
+            alive = old_writers(db, before)
+            if not alive:
+                return round(time.monotonic() - t0, 3)
+            if time.monotonic() - t0 >= max_wait:
+                raise FbauditError(
+                    f"{table}: auditing is on, but the baseline was NOT taken: {len(alive)} transaction(s) that "
+                    f"started before the trigger are still open after {max_wait:g} s and may hold changes made "
+                    f"before auditing started, which the baseline could not see: {describe_writers(alive)}. "
+                    f"Changes from now on are captured. To take the baseline: when those transactions have "
+                    f"ended, `fbaudit disable {table}`, then `fbaudit enable {table} --baseline`.")
+            if not said:
+                log.info("[CAPTURE] %s: baseline waits for %d transaction(s) started before the trigger: %s",
+                         table, len(alive), describe_writers(alive))
+                said = True
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+
 def take(open_db, spec: SourceSpec, config: Config, entry: TableEntry, info: TableInfo, block: tuple[int, int],
-         *, expected: int, author: str | None = None, progress=None) -> dict:
-    """Step 3: read the table in one snapshot, write a baseline packet per row (batches of BATCH)."""
+         *, expected: int, author: str | None = None, progress=None, max_wait: float = MAX_WAIT) -> dict:
+    """Steps 3 and 4: wait for older writers, then read the table in one snapshot and write a
+    baseline packet per row (batches of BATCH)."""
     p = config.prefix
     cols = {c.name: c for c in info.columns}
     logged = [(entry.fields[c.name].number, c) for c in info.columns if c.name in entry.fields and c.auditable]
     key_cols = [cols[k] for k in entry.key]
     first, last = block
-    _before_snapshot()
+    waited = wait_for_older_writers(open_db, entry.name, max_wait)
     reader = open_db(isolation=Isolation.SNAPSHOT, read_only=True)
     writer = open_db(isolation=Isolation.READ_COMMITTED, lock_timeout=10)
     t0 = time.perf_counter()
@@ -126,7 +164,8 @@ def take(open_db, spec: SourceSpec, config: Config, entry: TableEntry, info: Tab
             except Exception:
                 pass
     return {"rows": done, "field_rows": fields, "first_packet": first if done else None,
-            "last_packet": next_id - 1 if done else None, "seconds": round(time.perf_counter() - t0, 3)}
+            "last_packet": next_id - 1 if done else None, "seconds": round(time.perf_counter() - t0, 3),
+            "waited_seconds": waited}
 
 
 def _write(db: Database, p: str, packets: list[tuple], values: list[tuple], author: str | None) -> None:

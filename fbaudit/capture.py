@@ -19,6 +19,7 @@ from .config import Config, SourceSpec
 from .db import Database, apply_plan, database_exists, guard, open_database
 from .errors import CatalogError, FbauditError
 from .idents import check_length, normalize_name, quote_ident
+from .progress import Progress
 from .registry import FieldEntry, Registry, TableEntry
 from .templates import Statement
 
@@ -653,13 +654,14 @@ def _plan_enable(db: Database, config: Config, registry: Registry, table: str, *
 
 def enable(config: Config, table: str, *, source: str | None = None, key: list[str] | None = None,
            author: str | None = None, exclude: Iterable[str] = (), dry_run: bool = False,
-           baseline: bool = False, by: str | None = None) -> Result:
+           baseline: bool = False, by: str | None = None, max_wait: float | None = None) -> Result:
     """Start auditing ``table``: assign numbers, write the registry, install the trigger.
 
     Per source, the trigger and dictionary rows go in one transaction; the
     registry file is written after that transaction commits. With
     ``baseline``, the rows that exist are then logged as their first version
-    (fbaudit.baseline: ids reserved before the trigger, one snapshot, batches).
+    (fbaudit.baseline: ids reserved before the trigger, a wait of up to
+    ``max_wait`` seconds for transactions older than it, one snapshot, batches).
     """
     from . import baseline as baseline_mod
     out = Result({"sources": [], "dry_run": dry_run})
@@ -688,11 +690,13 @@ def enable(config: Config, table: str, *, source: str | None = None, key: list[s
                 apply_plan(db, plan)
                 registry.put(entry)
                 registry.save()
+                db.commit()                      # none of ours among the transactions the baseline waits for
                 if block:
-                    from .checkpoint import _Progress
-                    with _Progress(rows) as bar:
-                        taken = baseline_mod.take(lambda **kw: _open(config, spec, **kw), spec, config, entry,
-                                                  info, block, expected=rows, author=by, progress=bar.advance)
+                    with Progress(rows) as bar:
+                        taken = baseline_mod.take(
+                            lambda **kw: _open(config, spec, **kw), spec, config, entry, info, block,
+                            expected=rows, author=by, progress=bar.advance,
+                            max_wait=baseline_mod.MAX_WAIT if max_wait is None else max_wait)
         if taken:
             res.data["baseline"] = taken
             res.lines[-1] = (f"{entry.name}: baseline: {taken['rows']} existing row{'s' if taken['rows'] != 1 else ''} "

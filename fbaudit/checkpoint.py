@@ -52,6 +52,7 @@ from .config import Config, SourceSpec
 from .db import LOCK_TIMEOUT, Database, open_database, wrap
 from .errors import CatalogError, FbauditError
 from .idents import normalize_name, quote_ident
+from .progress import Progress
 
 log = logging.getLogger("fbaudit.checkpoint")
 
@@ -773,47 +774,6 @@ def schema_differences(db: Database, cp: Checkpoint, *, commit: bool = True) -> 
     return diffs
 
 
-class _Progress:
-    """A progress bar on the last line of a terminal, below the log lines (only on a TTY)."""
-
-    def __init__(self, total: int, stream=None):
-        self.stream = stream or sys.stderr
-        self.total = max(total, 1)
-        self.done = 0
-        self.on = self.stream.isatty() and log.isEnabledFor(logging.INFO)
-        self.handlers = [h for h in logging.getLogger("fbaudit").handlers
-                         if getattr(h, "stream", None) is self.stream]
-        self._last = 0.0
-
-    def __enter__(self):
-        if self.on:
-            for h in self.handlers:
-                h.addFilter(self._clear)
-        return self
-
-    def _clear(self, record) -> bool:
-        self.stream.write("\r\033[K")
-        return True
-
-    def advance(self, n: int = 1) -> None:
-        self.done += n
-        now = time.monotonic()
-        if self.on and (now - self._last > 0.1 or self.done >= self.total):
-            self._last = now
-            width = 40
-            filled = int(width * self.done / self.total)
-            self.stream.write(f"\r\033[K[{'#' * filled}{'.' * (width - filled)}] "
-                              f"{self.done}/{self.total} rows ({100 * self.done // self.total}%)")
-            self.stream.flush()
-
-    def __exit__(self, *exc):
-        if self.on:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
-            for h in self.handlers:
-                h.removeFilter(self._clear)
-
-
 def _restore_tpb(tables: list[str], lock_timeout: int) -> bytes:
     t = TPB(isolation=Isolation.SNAPSHOT, lock_timeout=lock_timeout, access_mode=TraAccessMode.WRITE)
     for name in tables:
@@ -1093,7 +1053,7 @@ def _apply(db: Database, config: Config, cp: Checkpoint, plan: Plan, defs: dict[
     n = len(plan.order)
     total = 0
     tables_out: dict[str, int] = {}
-    with _Progress(cp.summary.get("total_rows", 0), progress_stream) as bar:
+    with Progress(cp.summary.get("total_rows", 0), progress_stream) as bar:
         for i, t in enumerate(plan.order, 1):
             sec = cp.table(t)
             names = [c["name"] for c in sec.header["columns"]]

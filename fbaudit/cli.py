@@ -198,20 +198,25 @@ def init(ctx: Ctx, source: str | None, all_sources: bool, dry_run: bool) -> None
 @click.option("--baseline", is_flag=True,
               help="Also log the rows that exist now as their first version (in batches, no row locks).")
 @click.option("--by", metavar="USER", help="Author recorded for the baseline versions (default: the database user).")
+@click.option("--max-wait", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="With --baseline: how long to wait for transactions that started before the trigger "
+                   "[default: 60].")
 @_sources_option
 @_dry_run_option
 @_json_option
 @pass_ctx
 def enable(ctx: Ctx, table: str, key: tuple[str, ...], author: str | None, exclude: tuple[str, ...],
-           baseline: bool, by: str | None, source: str | None, all_sources: bool, dry_run: bool) -> None:
+           baseline: bool, by: str | None, max_wait: float | None, source: str | None, all_sources: bool,
+           dry_run: bool) -> None:
     """Start auditing TABLE: number its columns, write the registry, install the trigger.
 
     TABLE is case-insensitive unless quoted ('"MixedCase"'). ARRAY and
     COMPUTED BY columns are skipped with a warning. A second enable of the
     same table changes nothing and says so. --baseline logs every existing
     row as version 1, so its history is complete from today (a revert can
-    re-insert it after a delete); it reads one snapshot and never locks or
-    waits for the application.
+    re-insert it after a delete). It first waits for transactions that
+    started before the trigger to end (they may hold changes it could not
+    see; --max-wait), then reads one snapshot and never locks a row.
 
     \b
     Examples:
@@ -224,7 +229,7 @@ def enable(ctx: Ctx, table: str, key: tuple[str, ...], author: str | None, exclu
     source = _pick_sources(ctx, source, all_sources)
     res = _run(ctx, lambda: capture.enable(ctx.config, table, source=source, key=list(key) or None,
                                            author=author, exclude=list(exclude), dry_run=dry_run,
-                                           baseline=baseline, by=by))
+                                           baseline=baseline, by=by, max_wait=max_wait))
     _report(ctx, res, sql=dry_run)
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from firebird.driver import Connection, Isolation, TraAccessMode, connect, create_database, tpb
+from firebird.driver import Connection, DbInfoCode, Isolation, TraAccessMode, connect, create_database, tpb
 from firebird.driver import DatabaseError as DriverDatabaseError
 from firebird.driver import InterfaceError as DriverInterfaceError
 
@@ -188,6 +188,46 @@ def apply_plan(db: Database, plan: list[Statement]) -> None:
     except BaseException:
         db.rollback()
         raise
+
+
+def old_writers(db: Database, before: int, *, exclude: tuple[int, ...] = ()) -> list[tuple]:
+    """Alive read-write transactions numbered ``before`` or lower (limbo ones too), except ``exclude``.
+
+    Rows (id, started, user, address, process, attachment). The list of active
+    transactions comes from the database itself (no privilege needed, every
+    attachment); MON$ only names them and drops read-only ones (a user who
+    cannot see an attachment in MON$ simply waits for it too). Rotation waits
+    for these before it empties a table; a baseline before its snapshot.
+    """
+    info = db.con.info
+    ids = [t for t in info.get_active_transaction_ids() if t <= before and t not in exclude]
+    limbo = [t for t in (info.get_info(DbInfoCode.LIMBO) or []) if t <= before]
+    rows: list[tuple] = []
+    if ids:
+        seen = {r[0]: r for r in db.query(
+            "SELECT t.MON$TRANSACTION_ID, t.MON$TIMESTAMP, TRIM(a.MON$USER), a.MON$REMOTE_ADDRESS, "
+            "a.MON$REMOTE_PROCESS, a.MON$ATTACHMENT_ID, t.MON$READ_ONLY "
+            "FROM MON$TRANSACTIONS t JOIN MON$ATTACHMENTS a ON a.MON$ATTACHMENT_ID = t.MON$ATTACHMENT_ID "
+            "WHERE t.MON$TRANSACTION_ID <= ?", (before,))}
+        for t in ids:
+            r = seen.get(t)
+            if r is None:
+                rows.append((t, None, None, None, None, None))
+            elif not r[6]:
+                rows.append(r[:6])
+    db.commit()
+    return rows + [(t, None, None, None, "in limbo: resolve it with gfix -list / -commit / -rollback", None)
+                   for t in limbo if t not in ids]
+
+
+def describe_writers(alive: list[tuple], most: int = 5) -> str:
+    """'transaction 12 (attachment 3, user SYSDBA, from 10.0.0.5, erp.exe, started ...); ...'"""
+    who = "; ".join(
+        f"transaction {t}" + (f" (attachment {att}, user {u}" if att else " (")
+        + (f", from {addr}" if addr else "") + (f", {proc}" if proc else "")
+        + (f", started {ts:%Y-%m-%d %H:%M:%S}" if ts else "") + ")"
+        for (t, ts, u, addr, proc, att) in alive[:most])
+    return who + (f" and {len(alive) - most} more" if len(alive) > most else "")
 
 
 def is_missing_file(exc: Exception) -> bool:

@@ -38,7 +38,7 @@ from firebird.driver import DbInfoCode, Isolation, tpb
 from . import templates
 from .capture import _open, _require_init, Result
 from .config import Config, SourceSpec
-from .db import LOCK_TIMEOUT, Database, wrap
+from .db import LOCK_TIMEOUT, Database, describe_writers, old_writers, wrap
 from .errors import DatabaseError, FbauditError
 from .idents import quote_ident
 
@@ -254,32 +254,8 @@ class _Rotation:
 
     # -- step 2 ----------------------------------------------------------
     def old_writers(self) -> list[tuple]:
-        """Alive transactions that may still write to the old table.
-
-        The list of active transactions comes from the database itself (no
-        privilege needed, every attachment); MON$ only names them and drops
-        read-only ones (a user who cannot see an attachment in MON$ simply
-        waits for it too).
-        """
-        info = self.db.con.info
-        ids = [t for t in info.get_active_transaction_ids() if t <= self.switch_tx and t != self.lock_tx]
-        limbo = [t for t in (info.get_info(DbInfoCode.LIMBO) or []) if t <= self.switch_tx]
-        rows: list[tuple] = []
-        if ids:
-            seen = {r[0]: r for r in self.db.query(
-                "SELECT t.MON$TRANSACTION_ID, t.MON$TIMESTAMP, TRIM(a.MON$USER), a.MON$REMOTE_ADDRESS, "
-                "a.MON$REMOTE_PROCESS, a.MON$ATTACHMENT_ID, t.MON$READ_ONLY "
-                "FROM MON$TRANSACTIONS t JOIN MON$ATTACHMENTS a ON a.MON$ATTACHMENT_ID = t.MON$ATTACHMENT_ID "
-                "WHERE t.MON$TRANSACTION_ID <= ?", (self.switch_tx,))}
-            for t in ids:
-                r = seen.get(t)
-                if r is None:
-                    rows.append((t, None, None, None, None, None))
-                elif not r[6]:
-                    rows.append(r[:6])
-        self.db.commit()
-        return rows + [(t, None, None, None, "in limbo: resolve it with gfix -list / -commit / -rollback", None)
-                       for t in limbo if t not in ids]
+        """Alive transactions that may still write to the old table (db.old_writers)."""
+        return old_writers(self.db, self.switch_tx, exclude=(self.lock_tx,))
 
     def wait_for_writers(self) -> None:
         started = time.monotonic()
@@ -293,14 +269,8 @@ class _Rotation:
             if not alive:
                 break
             if time.monotonic() >= self.deadline:
-                who = "; ".join(
-                    f"transaction {t}" + (f" (attachment {att}, user {u}" if att else " (")
-                    + (f", from {addr}" if addr else "") + (f", {proc}" if proc else "")
-                    + (f", started {ts:%Y-%m-%d %H:%M:%S}" if ts else "") + ")"
-                    for (t, ts, u, addr, proc, att) in alive[:5])
-                more = f" and {len(alive) - 5} more" if len(alive) > 5 else ""
                 raise _Postpone(f"LOG_{self.report.old_table} may still be written by {len(alive)} transaction(s) "
-                                f"started before the switch: {who}{more}. Its rows are kept; rotate again later "
+                                f"started before the switch: {describe_writers(alive)}. Its rows are kept; rotate again later "
                                 "(or end that transaction).")
             time.sleep(next(pauses))
         self.step("wait", f"no transaction started before the switch is alive", started)

@@ -173,3 +173,50 @@ def test_an_older_log_database_gets_version_numbers_from_init(stock):
     h = history.history(stock.config, "STOCK", "1", limit=None)
     assert [v["version"] for v in h["versions"]] == [1, 2, 3] and h["total"] == 3
     assert [v["version"] for v in history.history(stock.config, "STOCK", "2", limit=None)["versions"]] == [1]
+
+
+def test_baseline_waits_for_a_transaction_that_wrote_before_the_trigger(stock):
+    """A transaction that changed a row BEFORE the trigger existed (so the trigger never sees that
+    change) and commits while enable runs: the baseline waits for it, so its snapshot holds the
+    change. Without the wait, the change was in neither the baseline nor the log."""
+    import threading
+    import time
+    early = stock.connect()
+    cur = early.con.cursor()
+    cur.execute("UPDATE STOCK SET QTY = 7 WHERE ID = 3")            # before the trigger, not committed
+    cur.close()
+    out = {}
+
+    def run():
+        out["res"] = capture.enable(stock.config, "STOCK", baseline=True, max_wait=30)
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(1.5)
+    assert t.is_alive()                                              # held by the open transaction
+    early.con.commit()
+    early.close()
+    t.join(30)
+    b = out["res"].data["sources"][0]["baseline"]
+    assert b["rows"] == 3 and b["waited_seconds"] >= 1
+    transfer.transfer(stock.config)
+    h = history.history(stock.config, "STOCK", "3", limit=None)
+    assert [v["operation"] for v in h["versions"]] == ["baseline"]
+    assert h["versions"][0]["changes"]["QTY"]["new"] == "7.000"
+    assert versions.record_state(stock.config, "STOCK", "3")["fields"]["QTY"] == "7.000"
+
+
+def test_baseline_refuses_clearly_when_an_older_transaction_stays_open(stock):
+    early = stock.connect()
+    cur = early.con.cursor()
+    cur.execute("UPDATE STOCK SET QTY = 7 WHERE ID = 3")
+    cur.close()
+    try:
+        with pytest.raises(FbauditError, match=r"auditing is on, but the baseline was NOT taken: 1 transaction.*"
+                                               r"still open after 0.5 s.*fbaudit disable STOCK"):
+            capture.enable(stock.config, "STOCK", baseline=True, max_wait=0.5)
+        with stock.connect() as db:
+            assert capture.trigger_exists(db, stock.prefix, 1)      # auditing is on, as it says
+        assert packets(stock) == []                                  # no baseline packet written
+    finally:
+        early.con.rollback()
+        early.close()
