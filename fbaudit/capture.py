@@ -17,7 +17,7 @@ from . import templates
 from .catalog import Column, TableInfo, read_table, table_exists
 from .config import Config, SourceSpec
 from .db import Database, apply_plan, database_exists, guard, open_database
-from .errors import CatalogError, FbauditError
+from .errors import CatalogError, DatabaseError, FbauditError
 from .idents import check_length, normalize_name, quote_ident
 from .progress import Progress
 from .registry import FieldEntry, Registry, TableEntry
@@ -203,7 +203,30 @@ def number_versions(db: Database, prefix: str) -> int:
     order); returns how many lacked a number. Runs only when some do (an upgraded log database, or an
     init interrupted before numbering); then every record is numbered from its oldest packet kept."""
     p = prefix
-    todo = db.scalar(f"SELECT COUNT(*) FROM {p}LOG_PACKET WHERE VERSION_NO IS NULL AND RECORD_KEY IS NOT NULL")
+    missing = f"FROM {p}LOG_PACKET WHERE VERSION_NO IS NULL AND RECORD_KEY IS NOT NULL"
+    if not db.scalar(f"SELECT 1 FROM RDB$DATABASE WHERE EXISTS (SELECT 1 {missing})"):
+        db.commit()
+        return 0
+    db.commit()
+    # Every source's lock first, in this transaction: the transfers' own lock (transfer.load). A transfer
+    # committing while the walk runs would otherwise keep a wrong number for good (1, 2, 1); now it waits
+    # (and, after its lock timeout, retries on its next pass) until the numbering is committed.
+    for attempt in range(5):
+        try:
+            db.execute(f"UPDATE {p}SOURCES SET LAST_TRANSFER_AT = LAST_TRANSFER_AT")
+            break
+        except DatabaseError as exc:
+            db.rollback()
+            # Waited for a transfer that then committed: Firebird 3 (READ COMMITTED) reports an update
+            # conflict, Firebird 4+ restarts the statement itself; take the lock again. A lock time-out
+            # means a transfer still holds it.
+            low = str(exc).lower()
+            if "update conflicts" in low and "lock time-out" not in low and attempt < 4:
+                continue
+            raise FbauditError(f"The log database's packets need version numbers, but a transfer is running and "
+                               f"holds its source's lock: nothing was numbered. Run `fbaudit init` again when the "
+                               f"transfer has ended.\n  {exc}") from exc
+    todo = db.scalar(f"SELECT COUNT(*) {missing}")
     if todo:
         # In index order (LOG_PACKET_KEY: no sort of the keys, which are up to 4,000 bytes each), counting
         # within a run of one key; where another key has the same KEY_HASH (a collision), the number

@@ -220,3 +220,57 @@ def test_baseline_refuses_clearly_when_an_older_transaction_stays_open(stock):
     finally:
         early.con.rollback()
         early.close()
+
+
+def test_init_numbering_waits_for_a_transfer_in_flight(stock):
+    """init numbers a log whose packets lack VERSION_NO while a transfer is committing packets: it
+    takes the transfers' lock first, so the transfer's packet is numbered after the others (4) and
+    does not keep the wrong number it came with (1)."""
+    import threading
+    import time
+    capture.enable(stock.config, "STOCK")
+    run_sql(stock, ["UPDATE STOCK SET QTY = 1 WHERE ID = 1", "UPDATE STOCK SET QTY = 2 WHERE ID = 1",
+                    "UPDATE STOCK SET QTY = 3 WHERE ID = 1"])
+    transfer.transfer(stock.config)
+    p = stock.prefix
+    run_sql(stock, [f"UPDATE {p}LOG_PACKET SET VERSION_NO = NULL"], user_spec=stock.log)   # an init interrupted
+    late = stock.connect(stock.log)                       # a transfer in flight: its lock, one more packet
+    cur = late.con.cursor()
+    cur.execute(f"UPDATE {p}SOURCES SET LAST_TRANSFER_AT = LOCALTIMESTAMP WHERE ID = 1")
+    cur.execute(f"INSERT INTO {p}LOG_PACKET (SOURCE_ID, PACKET_ID, CREATED_AT, OPERATION, NUM_TABLE, RECORD_KEY, "
+                f"KEY_HASH, AUTHOR, DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT, TRANSFERRED_AT, "
+                f"LOAD_TX, VERSION_NO) SELECT SOURCE_ID, PACKET_ID + 1000, CREATED_AT, OPERATION, NUM_TABLE, "
+                f"RECORD_KEY, KEY_HASH, AUTHOR, DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT, "
+                f"TRANSFERRED_AT, CURRENT_TRANSACTION, 1 FROM {p}LOG_PACKET WHERE RECORD_KEY = '1' "
+                f"ORDER BY PACKET_ID DESC ROWS 1")
+    cur.close()
+    t = threading.Thread(target=capture.init, args=(stock.config,))
+    t.start()
+    time.sleep(1.0)
+    late.con.commit()
+    late.close()
+    t.join(30)
+    h = history.history(stock.config, "STOCK", "1", limit=None)
+    assert [v["version"] for v in h["versions"]] == [1, 2, 3, 4] and h["total"] == 4
+
+
+def test_init_numbering_refuses_when_a_transfer_holds_the_lock(stock, monkeypatch):
+    capture.enable(stock.config, "STOCK")
+    run_sql(stock, ["UPDATE STOCK SET QTY = 1 WHERE ID = 1"])
+    transfer.transfer(stock.config)
+    p = stock.prefix
+    run_sql(stock, [f"UPDATE {p}LOG_PACKET SET VERSION_NO = NULL"], user_spec=stock.log)
+    holder = stock.connect(stock.log)
+    holder.execute(f"UPDATE {p}SOURCES SET LAST_TRANSFER_AT = LOCALTIMESTAMP WHERE ID = 1")
+    monkeypatch.setattr(capture, "_open", lambda config, spec, create=False, **kw:
+                        capture.open_database(spec, client_library=config.client_library, create=create,
+                                              **{**kw, "lock_timeout": 1}))
+    try:
+        with pytest.raises(FbauditError, match="a transfer is running .* nothing was numbered"):
+            capture.init(stock.config)
+    finally:
+        holder.rollback()
+        holder.close()
+    with stock.connect(stock.log) as db:
+        assert db.scalar(f"SELECT COUNT(*) FROM {p}LOG_PACKET WHERE VERSION_NO IS NULL") == 1
+        db.commit()
