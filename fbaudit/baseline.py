@@ -39,7 +39,7 @@ import time
 
 from firebird.driver import Isolation
 
-from .capture import key_expr, value_expr
+from .capture import key_expr, read_expr
 from .catalog import TableInfo
 from .config import Config, SourceSpec
 from .db import Database, describe_writers, guard, old_writers
@@ -123,7 +123,7 @@ def take(open_db, spec: SourceSpec, config: Config, entry: TableEntry, info: Tab
     next_id = first
     try:
         select = ", ".join([f"LEFT({key_expr(key_cols, 'T')}, 1000)"]
-                           + [value_expr(c, "T", reader.major) for _, c in logged])
+                           + [read_expr(c, "T", reader.major) for _, c in logged])
         with guard(spec):
             cur = reader.con.cursor()
             cur.execute(f"SELECT {select} FROM {quote_ident(entry.name)} T")
@@ -157,6 +157,13 @@ def take(open_db, spec: SourceSpec, config: Config, entry: TableEntry, info: Tab
                     log.info("[CAPTURE] %s: baseline %d of about %d rows", entry.name, done, expected)
             cur.close()
         reader.commit()
+    except FbauditError:
+        raise
+    except Exception as exc:          # a value the driver cannot read, a lost connection...
+        raise FbauditError(
+            f"{entry.name}: auditing is on, but the baseline stopped after {done} of about {expected} rows: "
+            f"{type(exc).__name__}: {exc}. Rows done keep their baseline. To take it again: `fbaudit disable "
+            f"{entry.name}`, then `fbaudit enable {entry.name} --baseline`.") from exc
     finally:
         for db in (writer, reader):
             try:

@@ -67,6 +67,12 @@ def value_expr(col: Column, ctx: str, major: int) -> str:
     return f"CAST({ref} AS VARCHAR({width}))"
 
 
+def read_expr(col: Column, ctx: str, major: int) -> str:
+    """value_expr in a SELECT read by Python (baseline, revert): the same logged form, but NONE text
+    as bytes, which the trigger's BLOB parameter takes as they are and the driver could not decode."""
+    return col.readable(f"{ctx}.{quote_ident(col.name)}") if col.charset == "NONE" else value_expr(col, ctx, major)
+
+
 def changed_expr(col: Column, major: int) -> str:
     """SQL condition: ``NEW.col`` is logged differently from ``OLD.col`` (or one of them is NULL)."""
     terms = changed_terms(col, major)

@@ -32,6 +32,17 @@ class Column:
     def auditable(self) -> bool:
         return self.skip_reason is None
 
+    def readable(self, ref: str) -> str:
+        """``ref`` (this column in a SELECT) as the driver can return it. CHARACTER SET NONE text is
+        read as bytes: its content may be in any encoding (or none), which the UTF-8 connection
+        could not decode (UnicodeDecodeError on an 8-bit byte); bytes are what the trigger logs."""
+        if self.charset != "NONE" or self.kind not in ("text", "binary"):
+            return ref
+        if self.is_blob:
+            return f"CAST({ref} AS BLOB SUB_TYPE BINARY)"
+        word = "CHAR" if self.type.startswith("CHAR(") else "VARCHAR"
+        return f"CAST({ref} AS {word}({self.char_length}) CHARACTER SET OCTETS)"
+
 
 @dataclass(frozen=True)
 class TableInfo:

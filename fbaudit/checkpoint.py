@@ -174,16 +174,8 @@ class TableDef:
 
 
 def _select_expr(col) -> str:
-    """A column as create reads it. CHARACTER SET NONE text is read as bytes: its
-    content may be in any encoding (or none), which the UTF-8 connection could
-    not decode; bytes are stored and restored exactly."""
-    q = quote_ident(col.name)
-    if col.charset == "NONE":
-        if col.is_blob:
-            return f"CAST({q} AS BLOB SUB_TYPE BINARY)"
-        word = "CHAR" if col.type.startswith("CHAR(") else "VARCHAR"
-        return f"CAST({q} AS {word}({col.char_length}) CHARACTER SET OCTETS)"
-    return q
+    """A column as create reads it (CHARACTER SET NONE text as bytes, restored exactly: Column.readable)."""
+    return col.readable(quote_ident(col.name))
 
 
 def _table_def(db: Database, name: str, *, commit: bool = True) -> TableDef:

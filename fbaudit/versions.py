@@ -28,7 +28,7 @@ import logging
 
 from firebird.driver import Isolation
 
-from .capture import _open, value_expr
+from .capture import _open, read_expr
 from .catalog import read_table
 from .config import Config
 from .db import guard
@@ -50,9 +50,15 @@ class RevertConflict(FbauditError):
     exit_code = 7
 
 
-def _param(col) -> str:
+def _param(col, *, key: bool = False) -> str:
     """A parameter carrying the canonical text of a value of ``col``: Firebird converts the text to
     the column's type on assignment or comparison (the driver itself refuses text for numbers)."""
+    if col.kind == "binary" and not key:
+        # Bytes (_bind), typed as bytes: a plain ? for a NONE column takes the connection's UTF-8
+        # and refuses an 8-bit byte ("Malformed string").
+        if col.is_blob:
+            return "CAST(? AS BLOB SUB_TYPE BINARY)"
+        return f"CAST(? AS VARCHAR({max(col.char_length or 1, 1)}) CHARACTER SET OCTETS)"   # VARBINARY: 4.0+
     if col.is_blob:
         return "CAST(? AS BLOB SUB_TYPE TEXT CHARACTER SET UTF8)"
     if col.kind == "float":
@@ -65,6 +71,8 @@ def _bind(col, value: str | None):
     parsed by Python, which rounds correctly (1e300 stays 1e300, not 9.999999999999999e+299)."""
     if value is not None and col.kind == "float":
         return float(value)
+    if value is not None and col.kind == "binary":
+        return bytes.fromhex(value)      # logged as hex (staging.decode_value); OCTETS, NONE text, binary BLOBs
     return value
 
 
@@ -252,13 +260,9 @@ def revert(config: Config, table: str, key: str, *, to_version: int, by: str | N
             return {**{c.name: None for c in logged}, **state["fields"]}
         target_fields, latest_fields = whole(target), whole(latest)
         skipped = sorted(n for n in target_fields if n not in logged_names)
-        binary = [c.name for c in logged if c.kind == "binary" and c.name in target_fields]
-        if binary:
-            raise FbauditError(f"{what}: reverting binary fields ({', '.join(binary)}) is not supported yet; "
-                               "nothing was changed.")
-        where = " AND ".join(f"{quote_ident(k)} = {_param(cols[k])}" for k in key_cols)
+        where = " AND ".join(f"{quote_ident(k)} = {_param(cols[k], key=True)}" for k in key_cols)
         params = [h["key"][k] for k in key_cols]
-        select = ", ".join(value_expr(c, "T", db.major) for c in logged) or "1"
+        select = ", ".join(read_expr(c, "T", db.major) for c in logged) or "1"
         try:
             with guard(spec):
                 cur = db.con.cursor()

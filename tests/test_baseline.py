@@ -274,3 +274,35 @@ def test_init_numbering_refuses_when_a_transfer_holds_the_lock(stock, monkeypatc
     with stock.connect(stock.log) as db:
         assert db.scalar(f"SELECT COUNT(*) FROM {p}LOG_PACKET WHERE VERSION_NO IS NULL") == 1
         db.commit()
+
+
+def test_baseline_and_revert_read_character_set_none_text_as_the_trigger_logs_it(project):
+    """8-bit bytes in CHARACTER SET NONE columns (a legacy Windows-1252 ERP): the UTF-8 connection
+    cannot decode them; the baseline logs the bytes as the trigger does, and revert reads the row."""
+    project.sql("CREATE TABLE LEGACY (ID INTEGER NOT NULL PRIMARY KEY, CODE VARCHAR(10) CHARACTER SET NONE, "
+                "FIXED CHAR(4) CHARACTER SET NONE, MEMO BLOB SUB_TYPE TEXT CHARACTER SET NONE, "
+                "NAME VARCHAR(20) CHARACTER SET UTF8, RAW VARCHAR(3) CHARACTER SET OCTETS, BIN BLOB SUB_TYPE BINARY)")
+    run_sql(project, ["INSERT INTO LEGACY VALUES (1, x'E974E9', x'C4D6', x'FC6265', 'one', x'00FF', x'0001FE')"])
+    capture.init(project.config)
+    res = capture.enable(project.config, "LEGACY", baseline=True)
+    assert res.data["sources"][0]["baseline"]["rows"] == 1
+    run_sql(project, ["UPDATE LEGACY SET CODE = x'E9', FIXED = x'41', MEMO = x'FF', NAME = 'two', RAW = x'01', "
+                      "BIN = x'02' WHERE ID = 1"])
+    transfer.transfer(project.config)
+    v1, v2 = history.history(project.config, "LEGACY", "1", limit=None)["versions"]
+    assert v1["operation"] == "baseline"
+    # The baseline's values are what the trigger logged as the old ones in the update after it.
+    assert {k: c["new"] for k, c in v1["changes"].items() if k != "ID"} == \
+        {k: c["old"] for k, c in v2["changes"].items()}
+    assert v1["changes"]["CODE"]["new"] == "e974e9" and v1["changes"]["FIXED"]["new"] == "c4d62020"
+    # Revert reads the row (it used to fail decoding it) and writes the bytes back.
+    assert versions.revert(project.config, "LEGACY", "1", to_version=1)["action"] == "update"
+    with project.connect() as db:
+        cur = db.con.cursor()
+        cur.execute("SELECT CAST(CODE AS VARCHAR(10) CHARACTER SET OCTETS), CAST(FIXED AS CHAR(4) CHARACTER SET "
+                    "OCTETS), CAST(MEMO AS BLOB SUB_TYPE BINARY), NAME, RAW, BIN FROM LEGACY")
+        row = [v.read() if hasattr(v, "read") else v for v in cur.fetchone()]
+        db.commit()
+    assert row == [b"\xe9t\xe9", b"\xc4\xd6  ", b"\xfcbe", "one", b"\x00\xff", b"\x00\x01\xfe"]
+    transfer.transfer(project.config)
+    assert versions.record_state(project.config, "LEGACY", "1")["fields"]["CODE"] == "e974e9"
