@@ -62,12 +62,14 @@ def count_rows(db: Database, table: str) -> int:
     return n
 
 
-def reserve(db: Database, prefix: str, rows: int) -> tuple[int, int]:
-    """Step 1: ids first..last for the baseline packets, taken before the trigger goes live."""
+def reserve(db: Database, prefix: str, rows: int) -> tuple[int, int, object]:
+    """Step 1: ids first..last for the baseline packets, taken before the trigger goes live, and the
+    time then: the baseline packets' CREATED_AT, earlier than every change captured after them, as
+    their ids are (prune goes by packet order, but a time after later changes would mislead)."""
     size = 2 * rows + MARGIN
-    last = db.scalar(f"SELECT GEN_ID({prefix}LOG_PACKET_ID, {size}) FROM RDB$DATABASE")
+    last, now = db.query(f"SELECT GEN_ID({prefix}LOG_PACKET_ID, {size}), LOCALTIMESTAMP FROM RDB$DATABASE")[0]
     db.commit()
-    return last - size + 1, last
+    return last - size + 1, last, now
 
 
 def _before_snapshot() -> None:
@@ -106,7 +108,7 @@ def wait_for_older_writers(open_db, table: str, max_wait: float) -> float:
             pause = min(pause * 2, 1.0)
 
 
-def take(open_db, spec: SourceSpec, config: Config, entry: TableEntry, info: TableInfo, block: tuple[int, int],
+def take(open_db, spec: SourceSpec, config: Config, entry: TableEntry, info: TableInfo, block: tuple,
          *, expected: int, author: str | None = None, progress=None, max_wait: float = MAX_WAIT) -> dict:
     """Steps 3 and 4: wait for older writers, then read the table in one snapshot and write a
     baseline packet per row (batches of BATCH)."""
@@ -114,7 +116,7 @@ def take(open_db, spec: SourceSpec, config: Config, entry: TableEntry, info: Tab
     cols = {c.name: c for c in info.columns}
     logged = [(entry.fields[c.name].number, c) for c in info.columns if c.name in entry.fields and c.auditable]
     key_cols = [cols[k] for k in entry.key]
-    first, last = block
+    first, last, started = block
     waited = wait_for_older_writers(open_db, entry.name, max_wait)
     reader = open_db(isolation=Isolation.SNAPSHOT, read_only=True)
     writer = open_db(isolation=Isolation.READ_COMMITTED, lock_timeout=10)
@@ -148,7 +150,7 @@ def take(open_db, spec: SourceSpec, config: Config, entry: TableEntry, info: Tab
                         if hasattr(v, "read"):           # a long BLOB comes as a reader
                             v = v.read()
                         values.append((pid, num, v.encode("utf-8") if isinstance(v, str) else v))
-                _write(writer, p, packets, values, author)
+                _write(writer, p, packets, values, author, started)
                 done += len(rows)
                 fields += len(values)
                 if progress:
@@ -175,7 +177,7 @@ def take(open_db, spec: SourceSpec, config: Config, entry: TableEntry, info: Tab
             "waited_seconds": waited}
 
 
-def _write(db: Database, p: str, packets: list[tuple], values: list[tuple], author: str | None) -> None:
+def _write(db: Database, p: str, packets: list[tuple], values: list[tuple], author: str | None, at) -> None:
     """One batch in one transaction: the packets, their field rows in the active data table, and the
     transfer's fast check reset (baseline ids are below the sequence value it may have settled on)."""
     with guard(db.spec):
@@ -184,10 +186,10 @@ def _write(db: Database, p: str, packets: list[tuple], values: list[tuple], auth
         dt = 2 if cur.fetchone()[0] == 2 else 1
         cur.executemany(
             f"INSERT INTO {p}LOG_PACKET (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, "
-            f"DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT) VALUES (?, LOCALTIMESTAMP, {OPERATION}, ?, "
+            f"DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT) VALUES (?, ?, {OPERATION}, ?, "
             f"{dt}, ?, LEFT(COALESCE(CAST(? AS VARCHAR(255) CHARACTER SET UTF8), CURRENT_USER), 255), CURRENT_USER, "
             f"RDB$GET_CONTEXT('SYSTEM', 'CLIENT_ADDRESS'), CURRENT_TRANSACTION, ?)",
-            [(pid, num, key, author, COMMENT) for pid, num, key in packets])
+            [(pid, at, num, key, author, COMMENT) for pid, num, key in packets])
         if values:
             cur.executemany(f"INSERT INTO {p}V_LOG_{dt} (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) VALUES (?, ?, NULL, ?)",
                             values)

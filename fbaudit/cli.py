@@ -617,14 +617,19 @@ def revert(ctx: Ctx, table: str, key: str, to_version: int, by: str | None, comm
               help="Remove history created before this: a date (2026-01-01, 2026-01-01T12:00) or an age (90d, 12h).")
 @_source_option
 @click.option("--batch", default=5000, show_default=True, metavar="N", help="Packets per transaction.")
+@click.option("--keep-newest/--no-keep-newest", default=True, show_default=True,
+              help="Keep each record's newest packet even when it is older than --before, so its version "
+                   "numbers go on from it (without: a record whose whole history went starts again at 1).")
 @_dry_run_option
 @_json_option
 @pass_ctx
-def prune(ctx: Ctx, before: str, source: str | None, batch: int, dry_run: bool) -> None:
+def prune(ctx: Ctx, before: str, source: str | None, batch: int, keep_newest: bool, dry_run: bool) -> None:
     """Remove old history from the log database, in batches of short transactions.
 
-    Only the log database is touched. Version numbers stay as they were: a
-    record whose versions 1 to 4 were pruned starts at version 5.
+    Only the log database is touched. Per source it removes the packets
+    before the first one created at --before or later (in packet order, so
+    no record gets a hole in its history). Version numbers stay as they
+    were: a record whose versions 1 to 4 were pruned starts at version 5.
 
     \b
     Examples:
@@ -634,7 +639,7 @@ def prune(ctx: Ctx, before: str, source: str | None, batch: int, dry_run: bool) 
     from . import prune as prune_mod
     logging.getLogger("fbaudit.prune").setLevel(logging.INFO)
     _report(ctx, _run(ctx, lambda: prune_mod.prune(ctx.config, before=before, source=source, batch=batch,
-                                                   dry_run=dry_run)))
+                                                   dry_run=dry_run, keep_newest=keep_newest)))
 
 
 @cli.command()

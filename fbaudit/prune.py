@@ -2,12 +2,22 @@
 
 Only the log database is touched (the sources never hold more than the
 staging tables). Each batch is one short transaction: up to ``batch``
-packets created before the cut-off, oldest first (the CREATED_AT index), with
-their field rows. A killed prune leaves whole packets only; the next run goes
-on where it stopped.
+packets, oldest first, with their field rows. A killed prune leaves whole
+packets only; the next run goes on where it stopped.
 
-Version numbers are positions in what the log holds: after a prune, a
-record's first remaining packet is its version 1.
+What goes, per source: the packets *before the first one created at or after
+the cut-off*, in packet order (the primary key), not every packet whose
+CREATED_AT is older. Packet order is version order, so a record always keeps
+a contiguous run of its newest versions and never gets a hole inside its
+history (a baseline is stamped when auditing started, but a DST fall-back or
+a clock step can still make CREATED_AT go back). A packet older than the
+cut-off that comes after a newer one stays until a later prune.
+
+Version numbers are stored (LOG_PACKET.VERSION_NO, docs/versions.md): a
+record whose versions 1 to 4 were pruned keeps 5, 6 ... To keep them stable
+for good, prune keeps each record's newest packet even when it is older than
+the cut-off (the next change is numbered from it), unless ``keep_newest`` is
+off; then a record whose whole history went starts again at version 1.
 """
 from __future__ import annotations
 
@@ -41,18 +51,51 @@ def parse_before(text: str, now: datetime) -> datetime:
 
 
 def _block(p: str) -> str:
-    return (f"EXECUTE BLOCK (b TIMESTAMP = ?, n INTEGER = ?, s INTEGER = ?) RETURNS (packets INTEGER, fields "
-            f"INTEGER) AS DECLARE pid BIGINT; BEGIN packets = 0; fields = 0; "
-            f"FOR SELECT FIRST (:n) PACKET_ID FROM {p}LOG_PACKET WHERE CREATED_AT < :b AND SOURCE_ID = :s "
-            f"ORDER BY CREATED_AT INTO pid DO BEGIN "
-            f"DELETE FROM {p}LOG WHERE SOURCE_ID = :s AND PACKET_ID = :pid; fields = fields + ROW_COUNT; "
-            f"DELETE FROM {p}LOG_PACKET WHERE SOURCE_ID = :s AND PACKET_ID = :pid; packets = packets + 1; "
-            f"END SUSPEND; END")
+    """One batch: up to n packets of source s with ids in (after, bound), in packet order. ``dry`` only
+    counts. Returns what it removed (or would), how many it kept as their record's newest, the last id."""
+    return f"""EXECUTE BLOCK (bound BIGINT = ?, after BIGINT = ?, n INTEGER = ?, s INTEGER = ?, keep SMALLINT = ?,
+    dry SMALLINT = ?)
+RETURNS (packets INTEGER, fields INTEGER, kept INTEGER, last_id BIGINT) AS
+  DECLARE pid BIGINT; DECLARE t INTEGER; DECLARE h BIGINT; DECLARE k VARCHAR(1000) CHARACTER SET UTF8;
+  DECLARE c INTEGER;
+BEGIN
+  packets = 0; fields = 0; kept = 0; last_id = after;
+  FOR SELECT FIRST (:n) PACKET_ID, NUM_TABLE, KEY_HASH, RECORD_KEY FROM {p}LOG_PACKET
+      WHERE SOURCE_ID = :s AND PACKET_ID > :after AND PACKET_ID < :bound ORDER BY SOURCE_ID, PACKET_ID
+      INTO :pid, :t, :h, :k DO
+  BEGIN
+    last_id = pid;
+    IF (keep = 1 AND k IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {p}LOG_PACKET WHERE SOURCE_ID = :s
+        AND NUM_TABLE = :t AND KEY_HASH = :h AND PACKET_ID > :pid AND RECORD_KEY = :k)) THEN
+      kept = kept + 1;
+    ELSE IF (dry = 1) THEN
+    BEGIN
+      SELECT COUNT(*) FROM {p}LOG WHERE SOURCE_ID = :s AND PACKET_ID = :pid INTO :c;
+      fields = fields + c; packets = packets + 1;
+    END
+    ELSE
+    BEGIN
+      DELETE FROM {p}LOG WHERE SOURCE_ID = :s AND PACKET_ID = :pid; fields = fields + ROW_COUNT;
+      DELETE FROM {p}LOG_PACKET WHERE SOURCE_ID = :s AND PACKET_ID = :pid; packets = packets + 1;
+    END
+  END
+  SUSPEND;
+END"""
+
+
+def _bound(db, p: str, sid: int, cut: datetime) -> int:
+    """The first packet of the source created at or after the cut-off (everything before it may go)."""
+    first = db.scalar(f"SELECT MIN(PACKET_ID) FROM {p}LOG_PACKET WHERE SOURCE_ID = ? AND CREATED_AT >= ?", (sid, cut))
+    if first is None:
+        first = (db.scalar(f"SELECT MAX(PACKET_ID) FROM {p}LOG_PACKET WHERE SOURCE_ID = ?", (sid,)) or 0) + 1
+    db.commit()
+    return first
 
 
 def prune(config: Config, *, before: str, source: str | None = None, batch: int = DEFAULT_BATCH,
-          dry_run: bool = False, now: datetime | None = None) -> Result:
-    """Delete the log's packets (and field rows) created before ``before``, per source, in batches."""
+          dry_run: bool = False, now: datetime | None = None, keep_newest: bool = True) -> Result:
+    """Delete the log's packets (and field rows) from before ``before``, per source, in batches
+    (see the module docstring for which ones exactly)."""
     if batch < 1:
         raise FbauditError(f"--batch must be at least 1, not {batch}")
     now = now or datetime.now()
@@ -74,34 +117,34 @@ def prune(config: Config, *, before: str, source: str | None = None, batch: int 
                 continue
             sid = ids[name]
             t0 = time.perf_counter()
-            if dry_run:
-                packets = db.scalar(f"SELECT COUNT(*) FROM {p}LOG_PACKET WHERE SOURCE_ID = ? AND CREATED_AT < ?",
-                                    (sid, cut))
-                fields = db.scalar(f"SELECT COUNT(*) FROM {p}LOG L WHERE L.SOURCE_ID = ? AND EXISTS (SELECT 1 "
-                                   f"FROM {p}LOG_PACKET P WHERE P.SOURCE_ID = L.SOURCE_ID AND P.PACKET_ID = "
-                                   f"L.PACKET_ID AND P.CREATED_AT < ?)", (sid, cut)) if packets else 0
-                db.commit()
-            else:
-                packets = fields = 0
-                while True:
-                    with guard(db.spec):
-                        cur = db.con.cursor()
-                        cur.execute(_block(p), (cut, batch, sid))
-                        n, f = cur.fetchone()
-                        cur.close()
+            bound = _bound(db, p, sid, cut)
+            packets = fields = kept = 0
+            after = -(2 ** 63)
+            while True:
+                with guard(db.spec):
+                    cur = db.con.cursor()
+                    cur.execute(_block(p), (bound, after, batch, sid, int(keep_newest), int(dry_run)))
+                    n, f, k, after = cur.fetchone()
+                    cur.close()
+                if dry_run:
+                    db.rollback()
+                else:
                     db.commit()
-                    packets, fields = packets + n, fields + f
-                    if n:
-                        log.info("[PRUNE] %s: removed %d packets so far (%d field rows)", name, packets, fields)
-                    if n < batch:
-                        break
+                packets, fields, kept = packets + n, fields + f, kept + k
+                if n and not dry_run:
+                    log.info("[PRUNE] %s: removed %d packets so far (%d field rows)", name, packets, fields)
+                if n + k < batch:
+                    break
             secs = time.perf_counter() - t0
             out.data["sources"].append({"source": name, "packets": packets, "field_rows": fields,
-                                        "seconds": round(secs, 3)})
+                                        "kept_newest": kept, "seconds": round(secs, 3)})
             verb = "would remove" if dry_run else "removed"
             out.lines.append(f"{name}: {verb} {packets} packets and {fields} field rows created before "
-                             f"{cut:%Y-%m-%d %H:%M:%S}" + ("" if dry_run else f" ({secs:.1f} s)"))
+                             f"{cut:%Y-%m-%d %H:%M:%S}" + ("" if dry_run else f" ({secs:.1f} s)")
+                             + (f"; kept {kept} older packet{'s' if kept != 1 else ''}, each the newest of "
+                                f"its record (its version number goes on from it)" if kept else ""))
             log.info("[PRUNE] %s", out.lines[-1])
     out.data["packets"] = sum(s["packets"] for s in out.data["sources"])
     out.data["field_rows"] = sum(s["field_rows"] for s in out.data["sources"])
+    out.data["kept_newest"] = sum(s["kept_newest"] for s in out.data["sources"])
     return out

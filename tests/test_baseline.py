@@ -89,8 +89,10 @@ def test_baseline_is_ordered_before_changes_that_race_it(stock, monkeypatch):
     assert h2["versions"][0]["changes"]["NAME"]["new"] == "only a name"  # it did not
     assert versions.record_state(stock.config, "STOCK", "1")["fields"]["QTY"] == "99.000"
     assert versions.record_state(stock.config, "STOCK", "2")["fields"]["NAME"] == "renamed"
-    # Packet order = version order: the baseline's ids are below every captured change's.
+    # Packet order = version order: the baseline's ids are below every captured change's, and so is
+    # its time (when auditing started, not when the baseline was written).
     assert h2["versions"][0]["packet_id"] < h2["versions"][1]["packet_id"]
+    assert h1["versions"][0]["at"] <= h1["versions"][1]["at"] and h2["versions"][0]["at"] <= h2["versions"][1]["at"]
 
 
 def test_baseline_refused_on_an_audited_table_and_dry_run_changes_nothing(stock):

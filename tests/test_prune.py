@@ -73,3 +73,43 @@ def test_prune_command_by_age_json_and_progress(shipped):
     assert data["sources"][0]["packets"] == 4 and data["success"] is True
     assert "[PRUNE] main: removed 4 packets" in res.stderr
     assert counts(shipped) == (2, 2)
+
+
+def stamp(project, when, ids):
+    with open_database(project.log) as db:
+        db.execute(f"UPDATE FBA_LOG_PACKET SET CREATED_AT = TIMESTAMP '{when}' "
+                   f"WHERE PACKET_ID IN ({', '.join(map(str, ids))})")
+        db.commit()
+
+
+def test_prune_never_leaves_a_hole_inside_a_history(shipped):
+    """CREATED_AT is not in packet order after a DST fall-back or a clock step: here packet 2 says
+    2026 while 3 and 4 say 2025. prune stops at the first packet at or after the cut-off, so the
+    record keeps versions 2 to 6 with nothing missing between (by time alone, 3 and 4 went too)."""
+    stamp(shipped, "2026-06-01 10:00:00", [2])
+    dry = prune.prune(shipped.config, before="2026-01-01", dry_run=True)
+    assert (dry.data["packets"], dry.data["field_rows"]) == (1, 3) and counts(shipped) == (6, 8)
+    res = prune.prune(shipped.config, before="2026-01-01")
+    assert res.data["packets"] == 1
+    h = history.history(shipped.config, "ITEM", "1", limit=None)
+    assert [v["version"] for v in h["versions"]] == [2, 3, 4, 5, 6]
+    assert versions.record_state(shipped.config, "ITEM", "1", 4)["fields"]["QTY"] == "3"
+
+
+def test_prune_keeps_a_records_newest_packet_so_its_numbers_go_on(shipped):
+    run_sql(shipped, ["INSERT INTO ITEM VALUES (2, 'b', 0)", "UPDATE ITEM SET QTY = 1 WHERE ID = 2"])
+    transfer.transfer(shipped.config)
+    stamp(shipped, "2025-03-01 10:00:00", [7, 8])      # ITEM 2's whole history is old
+    # ITEM 1's packets 5 and 6 are newer: the prefix before them goes; ITEM 2 comes after them.
+    stamp(shipped, "2025-03-01 10:00:00", [5, 6])
+    res = prune.prune(shipped.config, before="2026-01-01")
+    assert (res.data["packets"], res.data["kept_newest"]) == (6, 2)
+    assert "kept 2 older packets, each the newest of its record" in res.lines[0]
+    assert [v["version"] for v in history.history(shipped.config, "ITEM", "2", limit=None)["versions"]] == [2]
+    run_sql(shipped, ["UPDATE ITEM SET QTY = 2 WHERE ID = 2"])
+    transfer.transfer(shipped.config)
+    assert [v["version"] for v in history.history(shipped.config, "ITEM", "2", limit=None)["versions"]] == [2, 3]
+    # Without keeping them, everything old goes, and a record's numbering starts again.
+    stamp(shipped, "2025-03-01 10:00:00", [9])
+    res = prune.prune(shipped.config, before="2026-01-01", keep_newest=False)
+    assert res.data["packets"] == 3 and counts(shipped) == (0, 0)
