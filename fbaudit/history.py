@@ -199,12 +199,16 @@ def history(config: Config, table: str, key: str, *, source: str | None = None,
         total = last - first + 1 if bounds else 0
         rows = []
         if bounds:
+            # A page is a range of version NUMBERS at both ends, so pages never overlap or skip,
+            # even where numbers are missing (a log pruned by an older fbaudit by time alone).
+            span = limit if limit else total
+            lo, hi = (last - offset - span + 1, last - offset) if newest_first else \
+                (first + offset, first + offset + span - 1)
             rows_clause = f" ROWS 1 TO {limit}" if limit else ""
             desc = " DESC" if newest_first else ""
-            edge = ("VERSION_NO <= ?", last - offset) if newest_first else ("VERSION_NO >= ?", first + offset)
-            rows = db.query(f"SELECT {_PACKET_COLS}, VERSION_NO FROM {p}LOG_PACKET WHERE {_RECORD} AND {edge[0]} "
-                            f"ORDER BY SOURCE_ID{desc}, NUM_TABLE{desc}, KEY_HASH{desc}, PACKET_ID{desc}{rows_clause}",
-                            (*params, edge[1]))
+            rows = db.query(f"SELECT {_PACKET_COLS}, VERSION_NO FROM {p}LOG_PACKET WHERE {_RECORD} "
+                            f"AND VERSION_NO BETWEEN ? AND ? ORDER BY SOURCE_ID{desc}, NUM_TABLE{desc}, "
+                            f"KEY_HASH{desc}, PACKET_ID{desc}{rows_clause}", (*params, lo, hi))
         fields = _fields(db, p, ref.source_id, ref.num_table)
         changes = _changes_of(db, p, ref.source_id, [r[0] for r in rows], fields)
         versions = [_version(r[:8], r[8], changes[r[0]]) for r in rows]

@@ -113,3 +113,18 @@ def test_prune_keeps_a_records_newest_packet_so_its_numbers_go_on(shipped):
     stamp(shipped, "2025-03-01 10:00:00", [9])
     res = prune.prune(shipped.config, before="2026-01-01", keep_newest=False)
     assert res.data["packets"] == 3 and counts(shipped) == (0, 0)
+
+
+def test_history_pages_do_not_overlap_where_a_version_is_missing(shipped):
+    """A log pruned by time alone (as fbaudit did before it went by packet order) can miss a version in the middle;
+    pages are ranges of version numbers, so none is shown twice."""
+    with open_database(shipped.log) as db:
+        db.execute("DELETE FROM FBA_LOG WHERE PACKET_ID = 3")
+        db.execute("DELETE FROM FBA_LOG_PACKET WHERE PACKET_ID = 3")
+        db.commit()
+
+    def page(offset, newest_first=False):
+        h = history.history(shipped.config, "ITEM", "1", limit=2, offset=offset, newest_first=newest_first)
+        return [v["version"] for v in h["versions"]]
+    assert [page(0), page(2), page(4)] == [[1, 2], [4], [5, 6]]
+    assert [page(0, True), page(2, True), page(4, True)] == [[6, 5], [4], [2, 1]]
