@@ -194,5 +194,6 @@ def _write(db: Database, p: str, packets: list[tuple], values: list[tuple], auth
             cur.executemany(f"INSERT INTO {p}V_LOG_{dt} (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) VALUES (?, ?, NULL, ?)",
                             values)
         cur.execute(f"UPDATE {p}LOG_PACKET_FLAG SET SEEN_ID = -1 WHERE SEEN_ID <> -1")
+        cur.execute(f"EXECUTE BLOCK AS BEGIN POST_EVENT '{p}NEW_PACKET'; END")   # wakes `transfer --follow`
         cur.close()
     db.commit()

@@ -168,17 +168,22 @@ def decode_key(text: str) -> list[str | None]:
 # --------------------------------------------------------------------------
 # Planning
 # --------------------------------------------------------------------------
-def _existing_objects(db: Database, prefix: str) -> set[str]:
-    rows = db.query(
-        "SELECT TRIM(RDB$RELATION_NAME) FROM RDB$RELATIONS WHERE RDB$RELATION_NAME STARTING WITH ? "
-        "UNION ALL SELECT TRIM(RDB$GENERATOR_NAME) FROM RDB$GENERATORS WHERE RDB$GENERATOR_NAME STARTING WITH ? "
-        "UNION ALL SELECT TRIM(RDB$INDEX_NAME) FROM RDB$INDICES WHERE RDB$INDEX_NAME STARTING WITH ? "
-        "UNION ALL SELECT TRIM(RDB$PROCEDURE_NAME) FROM RDB$PROCEDURES WHERE RDB$PROCEDURE_NAME STARTING WITH ? "
-        "UNION ALL SELECT TRIM(RDB$TRIGGER_NAME) FROM RDB$TRIGGERS WHERE RDB$TRIGGER_NAME STARTING WITH ? "
-        # columns added to a table after its first release ("-- object: COLUMN TABLE.COLUMN")
-        "UNION ALL SELECT TRIM(RDB$RELATION_NAME) || '.' || TRIM(RDB$FIELD_NAME) FROM RDB$RELATION_FIELDS "
-        "WHERE RDB$RELATION_NAME STARTING WITH ? AND RDB$FIELD_NAME = 'VERSION_NO'",
-        (prefix, prefix, prefix, prefix, prefix, prefix))
+def _existing_objects(db: Database, prefix: str, columns: Iterable[str] = ()) -> set[str]:
+    """fbaudit's objects that exist, without the prefix; ``columns`` (TABLE.COLUMN, the templates'
+    "-- object: COLUMN" upgrades) are included as TABLE.COLUMN when the column exists."""
+    columns = sorted(set(columns))
+    sql = ("SELECT TRIM(RDB$RELATION_NAME) FROM RDB$RELATIONS WHERE RDB$RELATION_NAME STARTING WITH ? "
+           "UNION ALL SELECT TRIM(RDB$GENERATOR_NAME) FROM RDB$GENERATORS WHERE RDB$GENERATOR_NAME STARTING WITH ? "
+           "UNION ALL SELECT TRIM(RDB$INDEX_NAME) FROM RDB$INDICES WHERE RDB$INDEX_NAME STARTING WITH ? "
+           "UNION ALL SELECT TRIM(RDB$PROCEDURE_NAME) FROM RDB$PROCEDURES WHERE RDB$PROCEDURE_NAME STARTING WITH ? "
+           "UNION ALL SELECT TRIM(RDB$TRIGGER_NAME) FROM RDB$TRIGGERS WHERE RDB$TRIGGER_NAME STARTING WITH ?")
+    params = [prefix] * 5
+    for col in columns:
+        table, field = col.split(".", 1)
+        sql += (" UNION ALL SELECT TRIM(RDB$RELATION_NAME) || '.' || TRIM(RDB$FIELD_NAME) FROM RDB$RELATION_FIELDS "
+                "WHERE RDB$RELATION_NAME = ? AND RDB$FIELD_NAME = ?")
+        params += [prefix + table, field]
+    rows = db.query(sql, tuple(params))
     db.commit()
     return {r[0][len(prefix):] for r in rows}
 
@@ -191,9 +196,10 @@ def check_prefix(prefix: str, major: int) -> None:
 def plan_init(db: Database, prefix: str, template: str = "main_init") -> list[Statement]:
     """Statements creating what is missing of the staging objects (idempotent)."""
     check_prefix(prefix, db.major)
-    have = _existing_objects(db, prefix)
+    statements = templates.render(template, upgrades=True, P=prefix)
+    have = _existing_objects(db, prefix, [st.object for st in statements if st.kind == "COLUMN"])
     plan = []
-    for st in templates.render(template, upgrades=True, P=prefix):
+    for st in statements:
         if st.kind == "COLUMN" and any(p.kind == "TABLE" and p.object == st.object.split(".")[0] for p in plan):
             continue             # the table is created now, with the column
         if st.object not in have:
@@ -202,6 +208,14 @@ def plan_init(db: Database, prefix: str, template: str = "main_init") -> list[St
             # fbaudit's procedures are CREATE OR ALTER: a newer version replaces an older one.
             plan.append(dataclasses.replace(st, object=f"{st.object} (updated)"))
     return plan
+
+
+def _unnumbered(db: Database, p: str, *, column: bool) -> int:
+    """Packets number_versions would number (all of them when the VERSION_NO column is not there yet)."""
+    null = " AND VERSION_NO IS NULL" if column else ""
+    n = db.scalar(f"SELECT COUNT(*) FROM {p}LOG_PACKET WHERE RECORD_KEY IS NOT NULL{null}")
+    db.commit()
+    return n
 
 
 def number_versions(db: Database, prefix: str) -> int:
@@ -588,16 +602,17 @@ def init(config: Config, *, source: str | None = None, dry_run: bool = False) ->
             plan = plan_init(db, p, template="log_init")
             res.add_plan(f"log database {config.log.describe()}", plan)
             registered: list[str] = []
+            numbered = 0
             if dry_run:   # what would be registered: all when SOURCES does not exist yet
                 registered = [n for n in names if plan or
                               not db.scalar(f"SELECT 1 FROM {p}SOURCES WHERE NAME = ?", (n,))]
+                if not any(st.kind == "TABLE" and st.object == "LOG_PACKET" for st in plan):
+                    numbered = _unnumbered(db, p, column="LOG_PACKET.VERSION_NO" not in
+                                           {st.object for st in plan})
             else:
                 if plan:
                     apply_plan(db, plan)
                 numbered = number_versions(db, p)
-                if numbered:
-                    log.info("[CAPTURE] log database %s: numbered %d packets (record versions)",
-                             config.log.database, numbered)
                 for spec in config.source(source):
                     if not db.scalar(f"SELECT 1 FROM {p}SOURCES WHERE NAME = ?", (spec.name,)):
                         nid = (db.scalar(f"SELECT MAX(ID) FROM {p}SOURCES") or 0) + 1
@@ -606,10 +621,12 @@ def init(config: Config, *, source: str | None = None, dry_run: bool = False) ->
                         registered.append(spec.name)
                 db.commit()
             res.data["log"] = {"create_database": not exists, "created": [s.object for s in plan],
-                               "registered_sources": registered}
+                               "registered_sources": registered, "numbered_packets": numbered}
             res.lines.append("log: " + (f"{would} {', '.join(s.object for s in plan)}" if plan else "already initialized")
                              + (f"; {'would register' if dry_run else 'registered'} {', '.join(registered)}"
-                                if registered else ""))
+                                if registered else "")
+                             + (f"; {'would number' if dry_run else 'numbered'} {numbered} packets (record "
+                                f"versions, docs/versions.md)" if numbered else ""))
     log.info("[CAPTURE] log database %s: %s", config.log.database, res.lines[-1])
 
     def one(spec: SourceSpec) -> None:

@@ -168,8 +168,10 @@ def test_an_older_log_database_gets_version_numbers_from_init(stock):
                     "UPDATE STOCK SET QTY = 3 WHERE ID = 2"])
     transfer.transfer(stock.config)
     make_log_old(stock)
+    dry = capture.init(stock.config, dry_run=True)
+    assert "would create LOG_PACKET.VERSION_NO" in dry.lines[0] and "would number 3 packets" in dry.lines[0]
     res = capture.init(stock.config)
-    assert "LOG_PACKET.VERSION_NO" in res.data["log"]["created"]
+    assert "LOG_PACKET.VERSION_NO" in res.data["log"]["created"] and res.data["log"]["numbered_packets"] == 3
     run_sql(stock, ["UPDATE STOCK SET QTY = 4 WHERE ID = 1"])
     transfer.transfer(stock.config)
     h = history.history(stock.config, "STOCK", "1", limit=None)
@@ -308,3 +310,18 @@ def test_baseline_and_revert_read_character_set_none_text_as_the_trigger_logs_it
     assert row == [b"\xe9t\xe9", b"\xc4\xd6  ", b"\xfcbe", "one", b"\x00\xff", b"\x00\x01\xfe"]
     transfer.transfer(project.config)
     assert versions.record_state(project.config, "LEGACY", "1")["fields"]["CODE"] == "e974e9"
+
+
+def test_baseline_batches_wake_a_following_transfer(stock):
+    """`transfer --follow` sleeps until the NEW_PACKET event: each baseline batch posts it, as the
+    trigger does for a change."""
+    with stock.connect() as db:
+        collector = db.con.event_collector([f"{stock.prefix}NEW_PACKET"])
+        collector.begin()
+        try:
+            collector.flush()
+            capture.enable(stock.config, "STOCK", baseline=True)
+            got = collector.wait(5)
+        finally:
+            collector.close()
+    assert got.get(f"{stock.prefix}NEW_PACKET", 0) >= 1
