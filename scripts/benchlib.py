@@ -222,3 +222,53 @@ def write_results(results: dict, path: str | None) -> None:
     if path:
         Path(path).write_text(text)
     print(text)
+
+
+# --------------------------------------------------------------------------
+# Shared by bench_baseline.py (and free for the others): the engine's settings,
+# the meta block report_header() reads, latency percentiles
+# --------------------------------------------------------------------------
+def engine_info(con) -> dict:
+    """Firebird version and the database's page size, forced writes and page buffers (MON$DATABASE)."""
+    cur = con.cursor()
+    cur.execute("SELECT RDB$GET_CONTEXT('SYSTEM', 'ENGINE_VERSION'), MON$PAGE_SIZE, MON$FORCED_WRITES, "
+                "MON$PAGE_BUFFERS FROM MON$DATABASE")
+    version, page_size, fw, buffers = cur.fetchone()
+    cur.close()
+    con.commit()
+    return {"engine_version": version, "page_size": page_size, "forced_writes": bool(fw), "page_buffers": buffers}
+
+
+def run_meta(target: Target, args: argparse.Namespace, engine: dict, **extra) -> dict:
+    """The "meta" block of a result (the keys report_header() reads): date, target, engine, machine, revision."""
+    import datetime as _dt
+    meta = {
+        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "target": args.target,
+        "target_desc": f"server {args.host} over TCP" if target.is_server else "embedded",
+        **engine,
+        "client_version": target.runtime.embedded_version, "machine": machine_info(),
+        "fbaudit_revision": fbaudit_revision(),
+        "fbaudit_path": str(Path(sys.modules["fbaudit"].__file__).parent),
+        "embedded_shared": os.environ.get("FBAUDIT_EMBEDDED_SHARED"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    }
+    meta.update(extra)
+    return meta
+
+
+def percentile(values, q: float) -> float | None:
+    """The q-th percentile (0-100) of ``values``, nearest rank; None when empty."""
+    s = sorted(values)
+    if not s:
+        return None
+    return s[min(len(s) - 1, max(0, int(round(q / 100 * (len(s) - 1)))))]
+
+
+def latency_summary(seconds, scale: float = 1000.0) -> dict:
+    """n, p50/p95/p99/max and mean of durations given in seconds, in ms (``scale``)."""
+    xs = [x * scale for x in seconds]
+    if not xs:
+        return {"n": 0, "p50": None, "p95": None, "p99": None, "max": None, "mean": None}
+    return {"n": len(xs), "p50": round(percentile(xs, 50), 3), "p95": round(percentile(xs, 95), 3),
+            "p99": round(percentile(xs, 99), 3), "max": round(max(xs), 3), "mean": round(sum(xs) / len(xs), 3)}
