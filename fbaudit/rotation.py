@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 
 import tenacity
 from firebird.driver import DatabaseError as DriverDatabaseError
-from firebird.driver import DbInfoCode, Isolation, tpb
+from firebird.driver import Isolation, tpb
 
 from . import templates
 from .capture import _open, _require_init, Result
@@ -161,7 +161,7 @@ class _Rotation:
         """Hold row 0 of LOG_ROTATION (NO WAIT) for the whole run: one rotate per source at a time."""
         _require_init(lock, self.p)
         try:
-            if not lock.query(f"SELECT 1 FROM RDB$RELATIONS WHERE RDB$RELATION_NAME = ?", (f"{self.p}LOG_ROTATION",)):
+            if not lock.query("SELECT 1 FROM RDB$RELATIONS WHERE RDB$RELATION_NAME = ?", (f"{self.p}LOG_ROTATION",)):
                 raise FbauditError(f"{self.spec.name}: the staging schema predates rotation (no {self.p}LOG_ROTATION):"
                                    " run `fbaudit init` to add it.")
             cur = lock.con.cursor()
@@ -273,7 +273,7 @@ class _Rotation:
                                 f"started before the switch: {describe_writers(alive)}. Its rows are kept; rotate again later "
                                 "(or end that transaction).")
             time.sleep(next(pauses))
-        self.step("wait", f"no transaction started before the switch is alive", started)
+        self.step("wait", "no transaction started before the switch is alive", started)
 
     # -- steps 3 and 6 ---------------------------------------------------
     def triggers_using(self, view: str) -> list[tuple[str, str, int, int, str]]:

@@ -33,7 +33,7 @@ from .catalog import read_table
 from .config import Config
 from .db import guard
 from .errors import DatabaseError, FbauditError
-from .history import NotFound, history
+from .history import NotFound, version_detail
 from .idents import quote_ident
 from .registry import Registry
 from .staging import decode_value
@@ -110,11 +110,7 @@ def state_at(versions: list[dict], number: int) -> dict:
 
 def diff(versions: list[dict], a: int, b: int) -> dict:
     """Fields whose value differs between the states after versions ``a`` and ``b``."""
-    sa, sb = state_at(versions, a), state_at(versions, b)
-    names = list(dict.fromkeys([*sa["fields"], *sb["fields"]]))
-    changed = {n: {"a": sa["fields"].get(n), "b": sb["fields"].get(n)}
-               for n in names if sa["fields"].get(n) != sb["fields"].get(n) or sa["exists"] != sb["exists"]}
-    return {"a": a, "b": b, "a_exists": sa["exists"], "b_exists": sb["exists"], "fields": changed}
+    return _diff_states(state_at(versions, a), state_at(versions, b))
 
 
 def record_state(config: Config, table: str, key: str, version: int | None = None, *,
@@ -125,106 +121,22 @@ def record_state(config: Config, table: str, key: str, version: int | None = Non
             "newest": d["newest"], **d["state"]}
 
 
-def version_detail(config: Config, table: str, key: str, number: int | None, *, source: str | None = None,
-                   db=None) -> dict:
-    """Version ``number`` (None: the newest) of a record, its changes, and the whole record after it,
-    in ONE snapshot.
-
-    The state is folded on the server (_FOLD): one walk down the descending index from the version
-    to the last insert/baseline/delete at or before it, keeping the first packet seen per field;
-    only those values are read. 10,000 versions, no anchor: 0.13 s (a sort of their field rows
-    with their BLOBs took 2 s, docs/performance.md).
-    """
-    from . import history as hm
-    p = config.prefix
-    with hm._reader(config, db) as db:
-        ref = hm.resolve_table(db, config, table, source)
-        record_key, key_dict = hm.parse_key(key, ref.key_columns)
-        params = (ref.source_id, ref.num_table, record_key, record_key)
-        bounds = hm._bounds(db, p, params)
-        what = f"{ref.name} {', '.join(f'{k}={v}' for k, v in key_dict.items())}"
-        if bounds is None:
-            raise NotFound(f"{what}: no versions in the log database")
-        first, last = bounds
-        number = last if number is None else number
-        if not first <= number <= last:
-            raise NotFound(f"{what}: no version {number}; the record has versions {first} to {last}"
-                           + (" (older ones were pruned)" if first > 1 else ""))
-        order = "ORDER BY SOURCE_ID DESC, NUM_TABLE DESC, KEY_HASH DESC, PACKET_ID DESC"
-        rows = db.query(f"SELECT FIRST 1 {hm._PACKET_COLS}, VERSION_NO FROM {p}LOG_PACKET WHERE {hm._RECORD} "
-                        f"AND VERSION_NO <= ? {order}", (*params, number))
-        if not rows or rows[0][8] != number:
-            raise NotFound(f"{what}: version {number} is not in the log database (pruned)")
-        fields = hm._fields(db, p, ref.source_id, ref.num_table)
-        version = hm._version(rows[0][:8], number, hm._changes_of(db, p, ref.source_id, [rows[0][0]], fields)
-                              [rows[0][0]])
-        # Which packet last set each field: one walk down the descending index from the version,
-        # on the server, ending after the anchor (the last insert/baseline/delete); only the
-        # (field, packet) pairs come back, then those values.
-        last_set: dict[int, tuple[int, int]] = {}
-        anchor = None
-        with guard(db.spec):
-            cur = db.con.cursor()
-            cur.execute(_FOLD.format(p=p), (ref.source_id, ref.num_table, record_key, number))
-            for num, pid, op in cur.fetchall():
-                if num is None:
-                    anchor = pid
-                else:
-                    last_set[num] = (pid, op)
-            state_fields: dict[str, str | None] = {}
-            if last_set:
-                wanted = sorted({pid for pid, _op in last_set.values()})
-                values = hm._changes_of(db, p, ref.source_id, wanted, fields)
-                by_num = {num: fields.get(num, (f"#{num}", "text"))[0] for num in last_set}
-                for num in sorted(last_set):
-                    pid, op = last_set[num]
-                    change = values[pid].get(by_num[num], {"old": None, "new": None})
-                    state_fields[by_num[num]] = change["old"] if op == 3 else change["new"]
-            cur.close()
-        db.commit()
-    state = {"version": number, "exists": version["operation"] != "delete", "fields": state_fields,
-             "complete": anchor is not None}
-    return {"source": ref.source, "table": ref.name, "key": key_dict, "record_key": record_key,
-            "total": last - first + 1, "first_version": first, "newest": last, "version": version, "state": state}
-
-
-# The fold's walk (versions.version_detail): newest first from the version down the descending
-# index, each packet's field numbers (LEFT JOIN: nested loops; an inner join is hashed over all of
-# LOG on Firebird 5, 2 s for 10,000 versions), the first packet seen per field, until the packet
-# after the anchor; the anchor is returned last with NUM_POLE NULL. "seen" holds ",n," per field.
-_FOLD = """EXECUTE BLOCK (SID INTEGER = ?, NT INTEGER = ?, K VARCHAR(1000) CHARACTER SET UTF8 = ?, HI BIGINT = ?)
-RETURNS (NUM_POLE INTEGER, PACKET_ID BIGINT, OP SMALLINT) AS
-  DECLARE seen VARCHAR(32000) CHARACTER SET ASCII = ',';
-  DECLARE pole INTEGER; DECLARE pid BIGINT; DECLARE o SMALLINT; DECLARE anchor BIGINT;
-BEGIN
-  FOR SELECT P.PACKET_ID, P.OPERATION, L.NUM_POLE FROM {p}LOG_PACKET P
-      LEFT JOIN {p}LOG L ON L.SOURCE_ID = P.SOURCE_ID AND L.PACKET_ID = P.PACKET_ID
-      WHERE P.SOURCE_ID = :SID AND P.NUM_TABLE = :NT AND P.KEY_HASH = HASH(:K) AND P.RECORD_KEY = :K
-        AND P.VERSION_NO <= :HI
-      ORDER BY P.SOURCE_ID DESC, P.NUM_TABLE DESC, P.KEY_HASH DESC, P.PACKET_ID DESC
-      INTO :pid, :o, :pole DO
-  BEGIN
-    IF (anchor IS NOT NULL AND pid <> anchor) THEN LEAVE;
-    IF (o IN (1, 3, 5)) THEN anchor = pid;
-    IF (pole IS NOT NULL AND POSITION(',' || pole || ',' IN seen) = 0) THEN
-    BEGIN
-      seen = seen || pole || ',';
-      NUM_POLE = pole; PACKET_ID = pid; OP = o;
-      SUSPEND;
-    END
-  END
-  IF (anchor IS NOT NULL) THEN
-  BEGIN
-    NUM_POLE = NULL; PACKET_ID = anchor; OP = NULL;
-    SUSPEND;
-  END
-END"""
+def _diff_states(sa: dict, sb: dict) -> dict:
+    names = list(dict.fromkeys([*sa["fields"], *sb["fields"]]))
+    changed = {n: {"a": sa["fields"].get(n), "b": sb["fields"].get(n)}
+               for n in names if sa["fields"].get(n) != sb["fields"].get(n) or sa["exists"] != sb["exists"]}
+    return {"a": sa["version"], "b": sb["version"], "a_exists": sa["exists"], "b_exists": sb["exists"],
+            "fields": changed}
 
 
 def record_diff(config: Config, table: str, key: str, a: int, b: int, *, source: str | None = None) -> dict:
-    h = history(config, table, key, source=source, limit=None)
-    return {"source": h["source"], "table": h["table"], "key": h["key"], "total": h["total"],
-            **diff(h["versions"], a, b)}
+    """Fields that differ between the record after version ``a`` and after ``b``: two server-side
+    folds (version_detail) on one connection, not the whole history."""
+    with _open(config, config.log, isolation=Isolation.SNAPSHOT, read_only=True) as db:
+        da = version_detail(config, table, key, a, source=source, db=db)
+        db_ = version_detail(config, table, key, b, source=source, db=db)
+    return {"source": da["source"], "table": da["table"], "key": da["key"], "total": da["total"],
+            **_diff_states(da["state"], db_["state"])}
 
 
 def revert(config: Config, table: str, key: str, *, to_version: int, by: str | None = None,
