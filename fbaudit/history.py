@@ -186,6 +186,14 @@ def _bounds(db: Database, prefix: str, params: tuple) -> tuple[int, int] | None:
     return lo, db.scalar(one.format(d=" DESC"), params)
 
 
+def _record(db: Database, config: Config, table: str, key: str, source: str | None):
+    """One record: (table ref, its RECORD_KEY, the key as a dict, the _RECORD parameters, _bounds)."""
+    ref = resolve_table(db, config, table, source)
+    record_key, key_dict = parse_key(key, ref.key_columns)
+    params = (ref.source_id, ref.num_table, record_key, record_key)
+    return ref, record_key, key_dict, params, _bounds(db, config.prefix, params)
+
+
 def history(config: Config, table: str, key: str, *, source: str | None = None,
             limit: int | None = DEFAULT_LIMIT, offset: int = 0, newest_first: bool = False,
             db: Database | None = None) -> dict:
@@ -202,10 +210,7 @@ def history(config: Config, table: str, key: str, *, source: str | None = None,
         raise FbauditError(f"--offset cannot be negative ({offset})")
     p = config.prefix
     with _reader(config, db) as db:
-        ref = resolve_table(db, config, table, source)
-        record_key, key_dict = parse_key(key, ref.key_columns)
-        params = (ref.source_id, ref.num_table, record_key, record_key)
-        bounds = _bounds(db, p, params)
+        ref, record_key, key_dict, params, bounds = _record(db, config, table, key, source)
         first, last = bounds or (0, 0)
         total = last - first + 1 if bounds else 0
         rows = []
@@ -241,10 +246,7 @@ def version_detail(config: Config, table: str, key: str, number: int | None, *, 
     """
     p = config.prefix
     with _reader(config, db) as db:
-        ref = resolve_table(db, config, table, source)
-        record_key, key_dict = parse_key(key, ref.key_columns)
-        params = (ref.source_id, ref.num_table, record_key, record_key)
-        bounds = _bounds(db, p, params)
+        ref, record_key, key_dict, params, bounds = _record(db, config, table, key, source)
         what = f"{ref.name} {', '.join(f'{k}={v}' for k, v in key_dict.items())}"
         if bounds is None:
             raise NotFound(f"{what}: no versions in the log database")
