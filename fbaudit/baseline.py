@@ -43,7 +43,7 @@ from .capture import key_expr, read_expr
 from .catalog import TableInfo
 from .config import Config, SourceSpec
 from .db import Database, describe_writers, guard, old_writers
-from .errors import FbauditError
+from .errors import DatabaseError, FbauditError
 from .idents import quote_ident
 from .registry import TableEntry
 
@@ -52,6 +52,7 @@ log = logging.getLogger("fbaudit.capture")
 OPERATION = 5            # capture.OPERATIONS[5] == "baseline"
 BATCH = 1000             # rows per write transaction
 MARGIN = 10_000          # ids reserved beyond twice the row count (rows inserted while the baseline runs)
+WRITE_LOCK_TIMEOUT = 10  # seconds a batch waits for a lock on the staging tables (LOG_PACKET_FLAG)
 MAX_WAIT = 60.0          # seconds to wait for transactions older than the trigger (step 3)
 COMMENT = "baseline: the row when auditing started"
 
@@ -73,7 +74,7 @@ def reserve(db: Database, prefix: str, rows: int) -> tuple[int, int, object]:
 
 
 def _before_snapshot() -> None:
-    """Called between the trigger's commit and the baseline's snapshot (tests use it to race changes)."""
+    """Called after the wait for older writers, right before the baseline's snapshot (tests race it)."""
 
 
 def wait_for_older_writers(open_db, table: str, max_wait: float) -> float:
@@ -87,7 +88,6 @@ def wait_for_older_writers(open_db, table: str, max_wait: float) -> float:
     t0 = time.monotonic()
     with open_db() as db:
         before = db.con.info.next_transaction       # the last transaction started (measured: not the next one)
-        _before_snapshot()
         pause, said = 0.05, False
         while True:
             alive = old_writers(db, before)
@@ -118,8 +118,9 @@ def take(open_db, spec: SourceSpec, config: Config, entry: TableEntry, info: Tab
     key_cols = [cols[k] for k in entry.key]
     first, last, started = block
     waited = wait_for_older_writers(open_db, entry.name, max_wait)
+    _before_snapshot()
     reader = open_db(isolation=Isolation.SNAPSHOT, read_only=True)
-    writer = open_db(isolation=Isolation.READ_COMMITTED, lock_timeout=10)
+    writer = open_db(isolation=Isolation.READ_COMMITTED, lock_timeout=WRITE_LOCK_TIMEOUT)
     t0 = time.perf_counter()
     done = fields = 0
     next_id = first
@@ -159,13 +160,14 @@ def take(open_db, spec: SourceSpec, config: Config, entry: TableEntry, info: Tab
                     log.info("[CAPTURE] %s: baseline %d of about %d rows", entry.name, done, expected)
             cur.close()
         reader.commit()
-    except FbauditError:
-        raise
-    except Exception as exc:          # a value the driver cannot read, a lost connection...
+    except Exception as exc:          # a database error (a lost connection, a lock), a value the driver cannot read
+        if isinstance(exc, FbauditError) and not isinstance(exc, DatabaseError):
+            raise                         # ours, with its own message (the ids ran out)
+        why = str(exc) if isinstance(exc, DatabaseError) else f"{type(exc).__name__}: {exc}"
         raise FbauditError(
-            f"{entry.name}: auditing is on, but the baseline stopped after {done} of about {expected} rows: "
-            f"{type(exc).__name__}: {exc}. Rows done keep their baseline. To take it again: `fbaudit disable "
-            f"{entry.name}`, then `fbaudit enable {entry.name} --baseline`.") from exc
+            f"{entry.name}: auditing is on, but the baseline stopped after {done} of about {expected} rows; "
+            f"rows done keep their baseline. To take it again: `fbaudit disable {entry.name}`, then "
+            f"`fbaudit enable {entry.name} --baseline`.\n  {why}") from exc
     finally:
         for db in (writer, reader):
             try:

@@ -10,8 +10,11 @@ import dataclasses
 import json
 import re
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
+
+from firebird.driver import Isolation, tpb
 
 from . import templates
 from .catalog import Column, TableInfo, read_table, table_exists
@@ -210,6 +213,9 @@ def plan_init(db: Database, prefix: str, template: str = "main_init") -> list[St
     return plan
 
 
+NUMBER_LOCK_WAIT = 30.0     # seconds number_versions tries to take the transfers' lock
+
+
 def _unnumbered(db: Database, p: str, *, column: bool) -> int:
     """Packets number_versions would number (all of them when the VERSION_NO column is not there yet)."""
     null = " AND VERSION_NO IS NULL" if column else ""
@@ -231,21 +237,21 @@ def number_versions(db: Database, prefix: str) -> int:
     # Every source's lock first, in this transaction: the transfers' own lock (transfer.load). A transfer
     # committing while the walk runs would otherwise keep a wrong number for good (1, 2, 1); now it waits
     # (and, after its lock timeout, retries on its next pass) until the numbering is committed.
-    for attempt in range(5):
+    # Tries of 1 s each until NUMBER_LOCK_WAIT: a record-lock time-out and "the transfer committed
+    # while we waited" (Firebird 3 READ COMMITTED: update conflict) give the same error codes.
+    deadline = time.monotonic() + NUMBER_LOCK_WAIT
+    while True:
         try:
+            db.con.begin(tpb(Isolation.READ_COMMITTED_RECORD_VERSION, lock_timeout=1))
             db.execute(f"UPDATE {p}SOURCES SET LAST_TRANSFER_AT = LAST_TRANSFER_AT")
             break
         except DatabaseError as exc:
             db.rollback()
-            # Waited for a transfer that then committed: Firebird 3 (READ COMMITTED) reports an update
-            # conflict, Firebird 4+ restarts the statement itself; take the lock again. A lock time-out
-            # means a transfer still holds it.
-            low = str(exc).lower()
-            if "update conflicts" in low and "lock time-out" not in low and attempt < 4:
+            if time.monotonic() < deadline:
                 continue
             raise FbauditError(f"The log database's packets need version numbers, but a transfer is running and "
-                               f"holds its source's lock: nothing was numbered. Run `fbaudit init` again when the "
-                               f"transfer has ended.\n  {exc}") from exc
+                               f"has held its source's lock for {NUMBER_LOCK_WAIT:g} s: nothing was numbered. "
+                               f"Run `fbaudit init` again when the transfer has ended.\n  {exc}") from exc
     todo = db.scalar(f"SELECT COUNT(*) {missing}")
     if todo:
         # In index order (LOG_PACKET_KEY: no sort of the keys, which are up to 4,000 bytes each), counting

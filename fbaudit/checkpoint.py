@@ -1044,7 +1044,7 @@ def _apply(db: Database, config: Config, cp: Checkpoint, plan: Plan, defs: dict[
     n = len(plan.order)
     total = 0
     tables_out: dict[str, int] = {}
-    with Progress(cp.summary.get("total_rows", 0), progress_stream) as bar:
+    with Progress(cp.summary.get("total_rows", 0), progress_stream, logger=log) as bar:
         for i, t in enumerate(plan.order, 1):
             sec = cp.table(t)
             names = [c["name"] for c in sec.header["columns"]]

@@ -9,11 +9,12 @@ import time
 class Progress:
     """A progress bar on the last line of a terminal, below the log lines (only on a TTY)."""
 
-    def __init__(self, total: int, stream=None):
+    def __init__(self, total: int, stream=None, logger: logging.Logger | None = None):
+        """``logger``: show the bar only when it logs INFO (a restore's, which the CLI sets so); None: always."""
         self.stream = stream or sys.stderr
         self.total = max(total, 1)
         self.done = 0
-        self.on = self.stream.isatty() and logging.getLogger("fbaudit").isEnabledFor(logging.INFO)
+        self.on = self.stream.isatty() and (logger is None or logger.isEnabledFor(logging.INFO))
         self.handlers = [h for h in logging.getLogger("fbaudit").handlers
                          if getattr(h, "stream", None) is self.stream]
         self._last = 0.0

@@ -57,7 +57,7 @@ def _block(p: str) -> str:
     dry SMALLINT = ?)
 RETURNS (packets INTEGER, fields INTEGER, kept INTEGER, last_id BIGINT) AS
   DECLARE pid BIGINT; DECLARE t INTEGER; DECLARE h BIGINT; DECLARE k VARCHAR(1000) CHARACTER SET UTF8;
-  DECLARE c INTEGER;
+  DECLARE c INTEGER; DECLARE later BIGINT;
 BEGIN
   packets = 0; fields = 0; kept = 0; last_id = after;
   FOR SELECT FIRST (:n) PACKET_ID, NUM_TABLE, KEY_HASH, RECORD_KEY FROM {p}LOG_PACKET
@@ -65,8 +65,13 @@ BEGIN
       INTO :pid, :t, :h, :k DO
   BEGIN
     last_id = pid;
-    IF (keep = 1 AND k IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {p}LOG_PACKET WHERE SOURCE_ID = :s
-        AND NUM_TABLE = :t AND KEY_HASH = :h AND PACKET_ID > :pid AND RECORD_KEY = :k)) THEN
+    later = NULL;
+    -- The record's next packet, walking LOG_PACKET_KEY from this one (FIRST 1 with its ORDER BY:
+    -- a NOT EXISTS built a bitmap of all later packets first, 26 s for 60,000 versions of one row).
+    IF (keep = 1 AND k IS NOT NULL) THEN
+      SELECT FIRST 1 PACKET_ID FROM {p}LOG_PACKET WHERE SOURCE_ID = :s AND NUM_TABLE = :t AND KEY_HASH = :h
+        AND PACKET_ID > :pid AND RECORD_KEY = :k ORDER BY SOURCE_ID, NUM_TABLE, KEY_HASH, PACKET_ID INTO :later;
+    IF (keep = 1 AND k IS NOT NULL AND later IS NULL) THEN
       kept = kept + 1;
     ELSE IF (dry = 1) THEN
     BEGIN

@@ -266,12 +266,14 @@ def test_init_numbering_refuses_when_a_transfer_holds_the_lock(stock, monkeypatc
     run_sql(stock, [f"UPDATE {p}LOG_PACKET SET VERSION_NO = NULL"], user_spec=stock.log)
     holder = stock.connect(stock.log)
     holder.execute(f"UPDATE {p}SOURCES SET LAST_TRANSFER_AT = LOCALTIMESTAMP WHERE ID = 1")
-    monkeypatch.setattr(capture, "_open", lambda config, spec, create=False, **kw:
-                        capture.open_database(spec, client_library=config.client_library, create=create,
-                                              **{**kw, "lock_timeout": 1}))
+    monkeypatch.setattr(capture, "NUMBER_LOCK_WAIT", 2)
+    import time
+    t0 = time.monotonic()
     try:
-        with pytest.raises(FbauditError, match="a transfer is running .* nothing was numbered"):
+        with pytest.raises(FbauditError, match="a transfer is running and has held its source's lock for 2 s: "
+                                               "nothing was numbered"):
             capture.init(stock.config)
+        assert time.monotonic() - t0 < 6
     finally:
         holder.rollback()
         holder.close()
@@ -325,3 +327,23 @@ def test_baseline_batches_wake_a_following_transfer(stock):
         finally:
             collector.close()
     assert got.get(f"{stock.prefix}NEW_PACKET", 0) >= 1
+
+
+def test_a_database_error_in_the_middle_says_auditing_is_on_and_what_was_done(stock, monkeypatch):
+    """The batch's write waits for a lock another transaction holds (here: the transfer's fast-check
+    row, uncommitted) and times out: the message says auditing is on, how many rows got their
+    baseline, and how to take it again."""
+    holder = stock.connect()
+    monkeypatch.setattr(baseline, "WRITE_LOCK_TIMEOUT", 1)
+    monkeypatch.setattr(baseline, "_before_snapshot", lambda: holder.execute(
+        f"UPDATE {stock.prefix}LOG_PACKET_FLAG SET SEEN_ID = SEEN_ID"))
+    try:
+        with pytest.raises(FbauditError, match=r"(?s)STOCK: auditing is on, but the baseline stopped after 0 "
+                                               r"of about 3 rows.*fbaudit disable STOCK.*holds a lock"):
+            capture.enable(stock.config, "STOCK", baseline=True)
+    finally:
+        holder.rollback()
+        holder.close()
+    with stock.connect() as db:
+        assert capture.trigger_exists(db, stock.prefix, 1)
+    assert packets(stock) == []

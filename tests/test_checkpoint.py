@@ -657,6 +657,18 @@ def test_progress_bar_on_a_terminal_only(erp):
         assert "[CHECKPOINT] Progress: EMPLOYEE - 29/29 rows inserted" in out
         assert ("29/29 rows (100%)" in out) is expect_bar
         assert ("\r\x1b[K[" in out) is expect_bar
+    # As `fbaudit checkpoint restore` runs it without -v: fbaudit at WARNING, its restore logger at INFO.
+    stream, old, logger = Terminal(), sys.stderr, logging.getLogger("fbaudit.checkpoint")
+    level = logger.level
+    sys.stderr = stream
+    try:
+        logs.setup(logging.WARNING)
+        logger.setLevel(logging.INFO)
+        cp.restore(config, made["id"], auto_backup=False, progress_stream=stream)
+    finally:
+        sys.stderr = old
+        logger.setLevel(level)
+    assert "29/29 rows (100%)" in stream.getvalue()
 
 
 def test_checkpoint_file_is_private(erp):
