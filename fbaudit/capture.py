@@ -704,6 +704,52 @@ def _plan_enable(db: Database, config: Config, registry: Registry, table: str, *
     return entry, plan, res
 
 
+def prepared_on(db: Database, table: str) -> dict[int, tuple]:
+    """Statements other connections hold prepared that name ``table``: {statement id: (attachment,
+    user, address, process)} from MON$STATEMENTS (a user who is not SYSDBA or the owner sees only
+    their own connections there).
+
+    Firebird keeps running a statement prepared before a trigger was created WITHOUT that trigger,
+    until its connection prepares another statement on the table (measured on 3.0 and 5.0, tests/
+    test_capture.py): changes through it are not audited. enable lists them before its commit and
+    warns about those still prepared after it.
+    """
+    name = table
+    pattern = (re.compile(r'"' + re.escape(name) + r'"') if quote_ident(name) != name else
+               re.compile(r'(?<![\w$"])' + re.escape(name) + r'(?![\w$"])', re.I))
+    sql = ("SELECT s.MON$STATEMENT_ID, s.MON$SQL_TEXT, a.MON$ATTACHMENT_ID, TRIM(a.MON$USER), "
+           "a.MON$REMOTE_ADDRESS, a.MON$REMOTE_PROCESS FROM MON$STATEMENTS s "
+           "JOIN MON$ATTACHMENTS a ON a.MON$ATTACHMENT_ID = s.MON$ATTACHMENT_ID "
+           "WHERE s.MON$ATTACHMENT_ID <> CURRENT_CONNECTION AND s.MON$SQL_TEXT CONTAINING ?")
+    with guard(db.spec, sql):
+        cur = db.con.cursor()
+        cur.stream_blob_threshold = -1
+        cur.execute(sql, (name,))
+        rows = cur.fetchall()
+        cur.close()
+    db.commit()
+    out = {}
+    for sid, text, att, user, addr, proc in rows:
+        text = text.read() if hasattr(text, "read") else text
+        if text and pattern.search(text):
+            out[sid] = (att, user, addr, proc)
+    return out
+
+
+def _stale_warning(table: str, stale: dict[int, tuple]) -> str:
+    atts = {}
+    for att, user, addr, proc in stale.values():
+        atts.setdefault(att, [att, user, addr, proc, 0])[4] += 1
+    who = "; ".join(f"attachment {att} (user {user}" + (f", from {addr}" if addr else "")
+                    + (f", {proc}" if proc else "") + f": {n} statement{'s' if n != 1 else ''})"
+                    for att, user, addr, proc, n in list(atts.values())[:5])
+    more = f" and {len(atts) - 5} more" if len(atts) > 5 else ""
+    return (f"{table}: {len(atts)} connection(s) hold statements on {table} prepared before auditing started: "
+            f"{who}{more}. Firebird runs those without the new trigger until that connection prepares another "
+            f"statement on {table}, so changes through them are NOT audited until then (nor in a baseline). "
+            f"Reconnect those applications (or restart their connection pools).")
+
+
 def enable(config: Config, table: str, *, source: str | None = None, key: list[str] | None = None,
            author: str | None = None, exclude: Iterable[str] = (), dry_run: bool = False,
            baseline: bool = False, by: str | None = None, max_wait: float | None = None) -> Result:
@@ -739,10 +785,15 @@ def enable(config: Config, table: str, *, source: str | None = None, key: list[s
             if entry and not dry_run:
                 block = baseline_mod.reserve(db, config.prefix, rows) if baseline else None
                 info = read_table(db, entry.name) if baseline else None
+                held = prepared_on(db, entry.name)
                 apply_plan(db, plan)
                 registry.put(entry)
                 registry.save()
                 db.commit()                      # none of ours among the transactions the baseline waits for
+                stale = {k: v for k, v in prepared_on(db, entry.name).items() if k in held}
+                res.data["stale_statements"] = len(stale)
+                if stale:
+                    res.warnings.append(_stale_warning(entry.name, stale))
                 if block:
                     with Progress(rows) as bar:
                         taken = baseline_mod.take(

@@ -395,3 +395,36 @@ def test_update_to_the_same_value_still_logs_nothing(sql_equal):
     assert [p.operation for p in ps] == ["insert", "insert", "update"]
     assert ps[2].changes == {"OTHER": {"old": None, "new": "7"}}
     assert capture.sync(project.config).data["sources"][0]["drift"] == []   # installed body == planned body
+
+
+def test_a_statement_prepared_before_enable_is_not_audited_and_enable_says_so(project):
+    """Measured Firebird behaviour (3.0, 4.0, 5.0): a statement prepared before the trigger existed
+    runs without it until its connection prepares another statement on the table. enable cannot
+    make another connection recompile, so it names the connections that hold such statements."""
+    project.sql("CREATE TABLE PS (ID INTEGER NOT NULL PRIMARY KEY, V INTEGER)")
+    run_sql(project, ["INSERT INTO PS VALUES (1, 1)"])
+    capture.init(project.config)
+    app = project.connect()
+    try:
+        cur = app.con.cursor()
+        stmt = cur.prepare("update ps set V = ? where ID = 1")       # an application's cached statement
+        res = capture.enable(project.config, "PS")
+        assert res.data["sources"][0]["stale_statements"] == 1
+        assert any("1 connection(s) hold statements on PS prepared before auditing started" in w
+                   and "NOT audited" in w for w in res.warnings)
+        cur.execute(stmt, (2,))
+        app.con.commit()
+        assert packets(project) == []                                 # the change went unaudited
+        other = app.con.cursor()                                      # the connection prepares anew:
+        other.execute("SELECT COUNT(*) FROM PS")
+        other.fetchall()
+        app.con.commit()
+        cur.execute(stmt, (3,))                                       # now the same statement is audited
+        app.con.commit()
+        assert len(packets(project)) == 1
+    finally:
+        app.close()
+    # Nothing prepared elsewhere: no warning.
+    project.sql("CREATE TABLE PS2 (ID INTEGER NOT NULL PRIMARY KEY)")
+    res = capture.enable(project.config, "PS2")
+    assert res.data["sources"][0]["stale_statements"] == 0 and not res.warnings
