@@ -20,9 +20,11 @@ Parts (--only):
               random row per transaction, --rate transactions/s each (0: as fast
               as they can); every writer has its own rows (id modulo writers),
               so writers never wait on each other. Run 1 (baseline): the
-              writers start, after --warmup s `enable --baseline` runs; latency
-              of the transactions that started between the trigger's commit and
-              the end of the baseline. Run 2 (idle, fresh databases): `enable`
+              writers start, after --warmup s `enable --baseline` runs; right
+              after the trigger's commit each writer prepares its UPDATE again
+              (a statement prepared before the trigger existed never fires it);
+              latency of the transactions that started between the trigger's
+              commit and the end of the baseline. Run 2 (idle, fresh databases): `enable`
               without baseline, the writers run --warmup s, then the same
               duration as run 1's window. Per run: latency p50/p95/p99/max,
               committed tx/s, errors, and the writers' record lock waits and
@@ -136,11 +138,17 @@ class Target(benchlib.Target):
 # Writers
 # --------------------------------------------------------------------------
 def writer(w: int, writers: int, rows: int, dsn: str, user: str, password: str | None, rate: float,
-           lock_timeout: int, barrier, stop, results) -> None:
+           lock_timeout: int, barrier, stop, reprepare, results) -> None:
     """One writer: one UPDATE of a random row of its own per transaction until ``stop`` is set.
     Reports the start (time.monotonic, comparable across processes) and duration of each transaction
-    and its record stats (locks, waits, conflicts) over the whole run."""
-    res = {"writer": w, "starts": [], "lat": [], "errors": [], "mon": None, "setup_error": None}
+    and its record stats (locks, waits, conflicts) over the whole run.
+
+    When ``reprepare`` is set (right after the trigger's commit) the writer prepares its UPDATE again,
+    once: a statement prepared before the trigger existed keeps running without it (measured on
+    Firebird 3.0 and 5.0, Super and SuperClassic), so its changes would not be captured and its
+    latency would not include the trigger."""
+    res = {"writer": w, "starts": [], "lat": [], "errors": [], "mon": None, "setup_error": None,
+           "reprepared_at": None}
     con = None
     try:
         from fbaudit.runtime import load_client
@@ -170,6 +178,9 @@ def writer(w: int, writers: int, rows: int, dsn: str, user: str, password: str |
     nxt = time.monotonic()
     k = 0
     while not stop.is_set():
+        if res["reprepared_at"] is None and reprepare.is_set():
+            st = cur.prepare(UPDATE_SQL)
+            res["reprepared_at"] = time.monotonic()
         if interval:
             now = time.monotonic()
             if nxt > now:
@@ -210,13 +221,15 @@ class Writers:
             import multiprocessing as mp
             ctx = mp.get_context("spawn")
             self.barrier, self.stop, self.results = ctx.Barrier(self.n + 1), ctx.Event(), ctx.Queue()
+            self.reprepare = ctx.Event()
             make = ctx.Process
         else:
             self.barrier, self.stop, self.results = threading.Barrier(self.n + 1), threading.Event(), queue.Queue()
+            self.reprepare = threading.Event()
             make = threading.Thread
         self.workers = [make(target=writer, args=(w, self.n, args.rows, dsn, target.user, target.password,
                                                   args.rate, args.lock_timeout, self.barrier, self.stop,
-                                                  self.results))
+                                                  self.reprepare, self.results))
                         for w in range(self.n)]
 
     def start(self) -> float:
@@ -272,6 +285,11 @@ def check_counts(target: Target, dsn: str, rows: int, taken: dict) -> dict:
     return {"baseline_packets": packets, "staged_field_rows": field_rows, "expected_field_rows": want, "ok": ok}
 
 
+def captured(target: Target, dsn: str) -> int:
+    """Update packets the trigger wrote (the writers' changes it saw)."""
+    return target.scalar(dsn, f"SELECT COUNT(*) FROM {benchlib.PREFIX}LOG_PACKET WHERE OPERATION = 2")[0]
+
+
 def run_enable(cfg, baseline: bool) -> tuple[float, dict | None]:
     from fbaudit import capture
     t0 = time.perf_counter()
@@ -305,22 +323,23 @@ def run_impact(target: Target, args: argparse.Namespace) -> dict:
     # run 1: the writers run while `enable --baseline` installs the trigger and takes the baseline
     cfg, dsn, log_dsn = target.fresh("impact", args.rows)
     marks: dict = {}
-    orig = bl._before_snapshot
+    orig = bl.wait_for_older_writers
 
-    def hook() -> None:          # called right after the trigger's commit (fbaudit.baseline's own hook)
+    def hook(*a, **kw):          # take() calls it right after the trigger's commit
         marks["trigger"] = time.monotonic()
-        orig()
+        ws.reprepare.set()
+        return orig(*a, **kw)
 
     ws = Writers(target, dsn, args)
     t_start = ws.start()
     time.sleep(args.warmup)
-    bl._before_snapshot = hook
+    bl.wait_for_older_writers = hook
     try:
         t_enable = time.monotonic()
         wall, taken = run_enable(cfg, True)
         t_end = time.monotonic()
     finally:
-        bl._before_snapshot = orig
+        bl.wait_for_older_writers = orig
         out = ws.finish()
     d = t_end - marks["trigger"]
     run1 = {"enable_wall_s": round(wall, 3), "baseline": taken, **rates(taken),
@@ -328,7 +347,10 @@ def run_impact(target: Target, args: argparse.Namespace) -> dict:
             "no_trigger": window(out, t_start, t_enable),
             "enable_before_trigger": window(out, t_enable, marks["trigger"]),
             "during_baseline": window(out, marks["trigger"], t_end),
-            "mon": mon_total(out), "counts": check_counts(target, dsn, args.rows, taken)}
+            "reprepared_after_trigger_ms": round(1000 * (max(r["reprepared_at"] for r in out) - marks["trigger"]), 1),
+            "committed_after_reprepare": sum(1 for r in out for t in r["starts"] if t >= r["reprepared_at"]),
+            "mon": mon_total(out), "counts": check_counts(target, dsn, args.rows, taken),
+            "captured_updates": captured(target, dsn)}
     for x in (dsn, log_dsn):
         target.drop(x)
     b = run1["during_baseline"]
@@ -344,7 +366,8 @@ def run_impact(target: Target, args: argparse.Namespace) -> dict:
     time.sleep(args.warmup + d)
     out = ws.finish()
     run2 = {"window_s": round(d, 3), "warmup": window(out, t_start, t_start + args.warmup),
-            "idle": window(out, t_start + args.warmup, t_start + args.warmup + d), "mon": mon_total(out)}
+            "idle": window(out, t_start + args.warmup, t_start + args.warmup + d), "mon": mon_total(out),
+            "committed_total": sum(len(r["lat"]) for r in out), "captured_updates": captured(target, dsn)}
     for x in (dsn, log_dsn):
         target.drop(x)
     i = run2["idle"]
@@ -420,7 +443,11 @@ def render(result: dict) -> str:
                   row("trigger idle (fresh db, same time)", r2["idle"]),
                   "   latency in ms; record lock waits / update conflicts of the writers' attachments (whole run): "
                   f"with baseline {r1['mon'].get('record_waits')} / {r1['mon'].get('record_conflicts')}, "
-                  f"idle {r2['mon'].get('record_waits')} / {r2['mon'].get('record_conflicts')}"]
+                  f"idle {r2['mon'].get('record_waits')} / {r2['mon'].get('record_conflicts')}",
+                  f"   captured: with baseline {r1['captured_updates']:,} update packets for "
+                  f"{r1['committed_after_reprepare']:,} commits after the writers re-prepared (all within "
+                  f"{r1['reprepared_after_trigger_ms']} ms of the trigger's commit); idle {r2['captured_updates']:,} "
+                  f"for {r2['committed_total']:,} commits"]
         for label, w in (("baseline", r1["during_baseline"]), ("idle", r2["idle"])):
             if w["error_kinds"]:
                 lines.append(f"   errors ({label}): {w['error_kinds']}")
