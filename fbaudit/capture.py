@@ -292,15 +292,10 @@ def _body(sql: str) -> str:
 
 
 def _procedure_source(db: Database, name: str) -> str | None:
-    sql = "SELECT RDB$PROCEDURE_SOURCE FROM RDB$PROCEDURES WHERE RDB$PROCEDURE_NAME = ?"
-    with guard(db.spec, sql):
-        cur = db.con.cursor()
-        cur.stream_blob_threshold = -1
-        cur.execute(sql, (name,))
-        row = cur.fetchone()
-        cur.close()
+    rows = db.query("SELECT RDB$PROCEDURE_SOURCE FROM RDB$PROCEDURES WHERE RDB$PROCEDURE_NAME = ?", (name,),
+                    whole_blobs=True)
     db.commit()
-    return row[0].strip() if row and row[0] is not None else None
+    return rows[0][0].strip() if rows and rows[0][0] is not None else None
 
 
 def is_initialized(db: Database, prefix: str) -> bool:
@@ -721,12 +716,7 @@ def prepared_on(db: Database, table: str) -> dict[int, tuple]:
            "a.MON$REMOTE_ADDRESS, a.MON$REMOTE_PROCESS FROM MON$STATEMENTS s "
            "JOIN MON$ATTACHMENTS a ON a.MON$ATTACHMENT_ID = s.MON$ATTACHMENT_ID "
            "WHERE s.MON$ATTACHMENT_ID <> CURRENT_CONNECTION AND s.MON$SQL_TEXT CONTAINING ?")
-    with guard(db.spec, sql):
-        cur = db.con.cursor()
-        cur.stream_blob_threshold = -1
-        cur.execute(sql, (name,))
-        rows = cur.fetchall()
-        cur.close()
+    rows = db.query(sql, (name,), whole_blobs=True)
     db.commit()
     out = {}
     for sid, text, att, user, addr, proc in rows:

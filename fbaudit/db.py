@@ -43,9 +43,12 @@ class Database:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def query(self, sql: str, params: tuple | list = ()) -> list[tuple]:
+    def query(self, sql: str, params: tuple | list = (), *, whole_blobs: bool = False) -> list[tuple]:
+        """All rows; ``whole_blobs``: every BLOB as its value, however long (else long ones as readers)."""
         with guard(self.spec, sql):
             cur = self.con.cursor()
+            if whole_blobs:
+                cur.stream_blob_threshold = -1
             cur.execute(sql, params)
             rows = cur.fetchall()
             cur.close()

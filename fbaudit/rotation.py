@@ -282,18 +282,12 @@ class _Rotation:
                "t.RDB$TRIGGER_SEQUENCE, t.RDB$TRIGGER_SOURCE, t.RDB$TRIGGER_TYPE FROM RDB$TRIGGERS t "
                "WHERE t.RDB$TRIGGER_NAME IN (SELECT d.RDB$DEPENDENT_NAME FROM RDB$DEPENDENCIES d "
                "WHERE d.RDB$DEPENDED_ON_NAME = ? AND d.RDB$DEPENDENT_TYPE = 2) ORDER BY 1")
-        cur = self.db.con.cursor()
-        cur.stream_blob_threshold = -1
-        cur.execute(sql, (view,))
         out = []
-        for name, rel, inactive, pos, src, ttype in cur.fetchall():
-            if hasattr(src, "read"):
-                src = src.read()
+        for name, rel, inactive, pos, src, ttype in self.db.query(sql, (view,), whole_blobs=True):
             if ttype != 114 or not src:     # fbaudit's triggers: AFTER INSERT OR UPDATE OR DELETE
                 raise FbauditError(f"{self.spec.name}: trigger {name} uses {view} but is not an fbaudit audit "
                                    "trigger; rotation cannot re-create it. Remove that dependency first.")
             out.append((name, rel, inactive, pos, src))
-        cur.close()
         return out
 
     def point_view(self, n: int, target: int) -> int:

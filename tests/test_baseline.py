@@ -335,8 +335,9 @@ def test_a_database_error_in_the_middle_says_auditing_is_on_and_what_was_done(st
     baseline, and how to take it again."""
     holder = stock.connect()
     monkeypatch.setattr(baseline, "WRITE_LOCK_TIMEOUT", 1)
-    monkeypatch.setattr(baseline, "_before_snapshot", lambda: holder.execute(
-        f"UPDATE {stock.prefix}LOG_PACKET_FLAG SET SEEN_ID = SEEN_ID"))
+    def hold_the_flag_row():
+        holder.execute(f"UPDATE {stock.prefix}LOG_PACKET_FLAG SET SEEN_ID = SEEN_ID")
+    monkeypatch.setattr(baseline, "_before_snapshot", hold_the_flag_row)
     try:
         with pytest.raises(FbauditError, match=r"(?s)STOCK: auditing is on, but the baseline stopped after 0 "
                                                r"of about 3 rows.*fbaudit disable STOCK.*holds a lock"):
