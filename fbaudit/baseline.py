@@ -42,7 +42,7 @@ from firebird.driver import Isolation
 from .capture import key_expr, read_expr
 from .catalog import TableInfo
 from .config import Config, SourceSpec
-from .db import Database, describe_writers, guard, old_writers
+from .db import Database, describe_writers, guard, wait_for_old_writers
 from .errors import DatabaseError, FbauditError
 from .idents import quote_ident
 from .registry import TableEntry
@@ -88,24 +88,18 @@ def wait_for_older_writers(open_db, table: str, max_wait: float) -> float:
     t0 = time.monotonic()
     with open_db() as db:
         before = db.con.info.next_transaction       # the last transaction started (measured: not the next one)
-        pause, said = 0.05, False
-        while True:
-            alive = old_writers(db, before)
-            if not alive:
-                return round(time.monotonic() - t0, 3)
-            if time.monotonic() - t0 >= max_wait:
-                raise FbauditError(
-                    f"{table}: auditing is on, but the baseline was NOT taken: {len(alive)} transaction(s) that "
-                    f"started before the trigger are still open after {max_wait:g} s and may hold changes made "
-                    f"before auditing started, which the baseline could not see: {describe_writers(alive)}. "
-                    f"Changes from now on are captured. To take the baseline: when those transactions have "
-                    f"ended, `fbaudit disable {table}`, then `fbaudit enable {table} --baseline`.")
-            if not said:
-                log.info("[CAPTURE] %s: baseline waits for %d transaction(s) started before the trigger: %s",
-                         table, len(alive), describe_writers(alive))
-                said = True
-            time.sleep(pause)
-            pause = min(pause * 2, 1.0)
+        alive = wait_for_old_writers(
+            db, before, t0 + max_wait,
+            on_wait=lambda alive: log.info("[CAPTURE] %s: baseline waits for %d transaction(s) started before "
+                                           "the trigger: %s", table, len(alive), describe_writers(alive)))
+    if alive:
+        raise FbauditError(
+            f"{table}: auditing is on, but the baseline was NOT taken: {len(alive)} transaction(s) that "
+            f"started before the trigger are still open after {max_wait:g} s and may hold changes made "
+            f"before auditing started, which the baseline could not see: {describe_writers(alive)}. "
+            f"Changes from now on are captured. To take the baseline: when those transactions have "
+            f"ended, `fbaudit disable {table}`, then `fbaudit enable {table} --baseline`.")
+    return round(time.monotonic() - t0, 3)
 
 
 def take(open_db, spec: SourceSpec, config: Config, entry: TableEntry, info: TableInfo, block: tuple,

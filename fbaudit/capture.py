@@ -709,18 +709,16 @@ def prepared_on(db: Database, table: str) -> dict[int, tuple]:
     test_capture.py): changes through it are not audited. enable lists them before its commit and
     warns about those still prepared after it.
     """
-    name = table
-    pattern = (re.compile(r'"' + re.escape(name) + r'"') if quote_ident(name) != name else
-               re.compile(r'(?<![\w$"])' + re.escape(name) + r'(?![\w$"])', re.I))
+    pattern = (re.compile(r'"' + re.escape(table) + r'"') if quote_ident(table) != table else
+               re.compile(r'(?<![\w$"])' + re.escape(table) + r'(?![\w$"])', re.I))
     sql = ("SELECT s.MON$STATEMENT_ID, s.MON$SQL_TEXT, a.MON$ATTACHMENT_ID, TRIM(a.MON$USER), "
            "a.MON$REMOTE_ADDRESS, a.MON$REMOTE_PROCESS FROM MON$STATEMENTS s "
            "JOIN MON$ATTACHMENTS a ON a.MON$ATTACHMENT_ID = s.MON$ATTACHMENT_ID "
            "WHERE s.MON$ATTACHMENT_ID <> CURRENT_CONNECTION AND s.MON$SQL_TEXT CONTAINING ?")
-    rows = db.query(sql, (name,), whole_blobs=True)
+    rows = db.query(sql, (table,), whole_blobs=True)
     db.commit()
     out = {}
     for sid, text, att, user, addr, proc in rows:
-        text = text.read() if hasattr(text, "read") else text
         if text and pattern.search(text):
             out[sid] = (att, user, addr, proc)
     return out

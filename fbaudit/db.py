@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -221,6 +222,23 @@ def old_writers(db: Database, before: int, *, exclude: tuple[int, ...] = ()) -> 
     db.commit()
     return rows + [(t, None, None, None, "in limbo: resolve it with gfix -list / -commit / -rollback", None)
                    for t in limbo if t not in ids]
+
+
+def wait_for_old_writers(db: Database, before: int, deadline: float, *, exclude: tuple[int, ...] = (),
+                         on_wait=None) -> list[tuple]:
+    """Wait until no transaction of :func:`old_writers` is alive, or ``deadline`` (time.monotonic)
+    passes; return those still alive then ([]: none). ``on_wait(alive)`` runs once, when the first
+    check finds some. Pauses between checks: 0.05 s, doubling up to 0.5 s."""
+    pause, said = 0.05, False
+    while True:
+        alive = old_writers(db, before, exclude=exclude)
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        if on_wait and not said:
+            on_wait(alive)
+            said = True
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
 
 
 def describe_writers(alive: list[tuple], most: int = 5) -> str:

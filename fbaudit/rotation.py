@@ -38,7 +38,7 @@ from firebird.driver import Isolation, tpb
 from . import templates
 from .capture import _open, _require_init, Result
 from .config import Config, SourceSpec
-from .db import LOCK_TIMEOUT, Database, describe_writers, old_writers, wrap
+from .db import LOCK_TIMEOUT, Database, describe_writers, wait_for_old_writers, wrap
 from .errors import DatabaseError, FbauditError
 from .idents import quote_ident
 
@@ -253,26 +253,17 @@ class _Rotation:
             self.restore()
 
     # -- step 2 ----------------------------------------------------------
-    def old_writers(self) -> list[tuple]:
-        """Alive transactions that may still write to the old table (db.old_writers)."""
-        return old_writers(self.db, self.switch_tx, exclude=(self.lock_tx,))
-
     def wait_for_writers(self) -> None:
         started = time.monotonic()
         if self.switch_tx is None:        # interrupted between switch and its record: be conservative
             self.switch_tx = self.db.con.info.next_transaction
             self.record(SWITCH_TX=self.switch_tx)
             self.db.commit()
-        pauses = _pauses()
-        while True:
-            alive = self.old_writers()
-            if not alive:
-                break
-            if time.monotonic() >= self.deadline:
-                raise _Postpone(f"LOG_{self.report.old_table} may still be written by {len(alive)} transaction(s) "
-                                f"started before the switch: {describe_writers(alive)}. Its rows are kept; rotate again later "
-                                "(or end that transaction).")
-            time.sleep(next(pauses))
+        alive = wait_for_old_writers(self.db, self.switch_tx, self.deadline, exclude=(self.lock_tx,))
+        if alive:
+            raise _Postpone(f"LOG_{self.report.old_table} may still be written by {len(alive)} transaction(s) "
+                            f"started before the switch: {describe_writers(alive)}. Its rows are kept; rotate "
+                            "again later (or end that transaction).")
         self.step("wait", "no transaction started before the switch is alive", started)
 
     # -- steps 3 and 6 ---------------------------------------------------
