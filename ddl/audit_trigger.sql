@@ -2,6 +2,9 @@
 -- Up to capture.INLINE_MAX fields the field rows are inserted inline (fastest);
 -- wider tables call LF, a local sub-procedure holding the only two INSERTs,
 -- because every INSERT costs a context and a PSQL module has at most 256.
+-- TXT, a local function, turns a text the trigger logs as UTF-8 (author, comment)
+-- from whatever character set its bytes are in, and never fails: see
+-- docs/capture.md "Text in any character set".
 CREATE OR ALTER TRIGGER {{TRIGGER}} FOR {{TABLE}}
 ACTIVE AFTER INSERT OR UPDATE OR DELETE POSITION 32000
 AS
@@ -9,6 +12,56 @@ AS
   DECLARE dt SMALLINT;
   DECLARE on_ SMALLINT;
   DECLARE op SMALLINT;
+  DECLARE author VARCHAR(255) CHARACTER SET UTF8;
+  DECLARE note VARCHAR(255) CHARACTER SET UTF8;
+  DECLARE raw VARCHAR(1020) CHARACTER SET NONE;
+  DECLARE seen VARCHAR(1020) CHARACTER SET NONE;
+  DECLARE dt_ INTEGER;
+  DECLARE FUNCTION TXT (v VARCHAR(1020) CHARACTER SET NONE, cs INTEGER) RETURNS VARCHAR(255) CHARACTER SET UTF8
+  AS
+    DECLARE b VARCHAR(1020) CHARACTER SET OCTETS;
+    DECLARE u VARCHAR(1020) CHARACTER SET UTF8;
+    DECLARE h VARCHAR(255) CHARACTER SET ASCII;
+    DECLARE i INTEGER = 1;
+    DECLARE d INTEGER;
+  BEGIN
+    IF (v IS NULL) THEN RETURN NULL;
+    IF (cs IS NULL) THEN
+    BEGIN
+      -- A context value holds the bytes the client sent, in the connection's character set:
+      -- looked up once per connection (MON$ATTACHMENTS) and kept in a session variable.
+      cs = RDB$GET_CONTEXT('USER_SESSION', 'FBAUDIT_CHARSET');
+      IF (cs IS NULL) THEN
+      BEGIN
+        SELECT MON$CHARACTER_SET_ID FROM MON$ATTACHMENTS WHERE MON$ATTACHMENT_ID = CURRENT_CONNECTION INTO cs;
+        cs = COALESCE(cs, 0);
+        d = RDB$SET_CONTEXT('USER_SESSION', 'FBAUDIT_CHARSET', cs);
+      END
+    END
+    IF (cs IN (0, 1)) THEN
+    BEGIN
+      -- NONE or OCTETS: raw bytes. UTF-8 if they are, else the database's default character set.
+      RETURN LEFT(CAST(v AS VARCHAR(1020) CHARACTER SET UTF8), 255);
+      WHEN ANY DO cs = {{DB_CHARSET_ID}};
+    END
+    b = v;
+    BEGIN
+      -- The bytes read in the character set cs, kept only if they come back as the same bytes
+      -- (Firebird reads a byte that is no character of the set, such as 0x98 in WIN1251, as U+0000).
+{{CHARSETS}}
+      IF (cs NOT IN (0, 1)) THEN RETURN LEFT(CAST(v AS VARCHAR(1020) CHARACTER SET UTF8), 255);
+      WHEN ANY DO d = 0;
+    END
+    -- Bytes that decode in no character set are logged as x'hex' (the first 126 bytes).
+    h = 'x''';
+    WHILE (i <= OCTET_LENGTH(b) AND i <= 126) DO
+    BEGIN
+      d = ASCII_VAL(SUBSTRING(b FROM i FOR 1));
+      h = h || SUBSTRING('0123456789ABCDEF' FROM BIN_SHR(d, 4) + 1 FOR 1) || SUBSTRING('0123456789ABCDEF' FROM BIN_AND(d, 15) + 1 FOR 1);
+      i = i + 1;
+    END
+    RETURN h || '''';
+  END
   DECLARE PROCEDURE LF (pk BIGINT, dt SMALLINT, f INTEGER, o BLOB SUB_TYPE BINARY, n BLOB SUB_TYPE BINARY)
   AS
   BEGIN
@@ -28,14 +81,41 @@ BEGIN
   IF (op = 2 AND NOT (
 {{CHANGED}}
   )) THEN EXIT;
+  -- Author and comment: decoded by TXT once per transaction and value (the decoded text is kept
+  -- in FBAUDIT_AUTHOR_TEXT beside the bytes it came from, FBAUDIT_AUTHOR_SEEN), then reused.
+  raw = LEFT(RDB$GET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_AUTHOR'), 1020);
+  IF (raw IS NOT NULL) THEN
+  BEGIN
+    seen = LEFT(RDB$GET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_AUTHOR_SEEN'), 1020);
+    IF (seen = raw AND OCTET_LENGTH(seen) = OCTET_LENGTH(raw)) THEN
+      author = RDB$GET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_AUTHOR_TEXT');
+    ELSE
+    BEGIN
+      author = TXT(raw, NULL);
+      dt_ = RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_AUTHOR_TEXT', author);
+      dt_ = RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_AUTHOR_SEEN', raw);
+    END
+  END
+  raw = LEFT(RDB$GET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_COMMENT'), 1020);
+  IF (raw IS NOT NULL) THEN
+  BEGIN
+    seen = LEFT(RDB$GET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_COMMENT_SEEN'), 1020);
+    IF (seen = raw AND OCTET_LENGTH(seen) = OCTET_LENGTH(raw)) THEN
+      note = RDB$GET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_COMMENT_TEXT');
+    ELSE
+    BEGIN
+      note = TXT(raw, NULL);
+      dt_ = RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_COMMENT_TEXT', note);
+      dt_ = RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_COMMENT_SEEN', raw);
+    END
+  END
   pk = GEN_ID({{P}}LOG_PACKET_ID, 1);
   INSERT INTO {{P}}LOG_PACKET (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR,
                             DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT)
   VALUES (:pk, LOCALTIMESTAMP, :op, {{NUM_TABLE}}, :dt,
           LEFT(IIF(:op = 3, {{OLD_KEY}}, {{NEW_KEY}}), 1000),
-          LEFT(COALESCE({{AUTHOR}}RDB$GET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_AUTHOR'), CURRENT_USER), 255),
-          CURRENT_USER, RDB$GET_CONTEXT('SYSTEM', 'CLIENT_ADDRESS'), CURRENT_TRANSACTION,
-          RDB$GET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_COMMENT'));
+          LEFT(COALESCE({{AUTHOR}}:author, CURRENT_USER), 255),
+          CURRENT_USER, RDB$GET_CONTEXT('SYSTEM', 'CLIENT_ADDRESS'), CURRENT_TRANSACTION, :note);
   -- One line per logged field. OLD is NULL on insert and NEW is NULL on delete,
   -- so IS DISTINCT FROM picks exactly what to log for all three operations:
   -- insert: non-NULL new values; update: changed fields; delete: non-NULL old values.

@@ -349,10 +349,13 @@ def plan_trigger(entry: TableEntry, info: TableInfo, prefix: str, major: int) ->
         if entry.author not in cols:
             raise CatalogError(f"Author column {entry.author!r} of table {entry.name!r} does not exist.")
         ac = cols[entry.author]
-        if ac.is_blob or ac.kind == "binary":
+        if ac.is_blob or (ac.kind == "binary" and ac.charset != "NONE"):
             raise CatalogError(f"Author column {entry.author!r} is {ac.type}; use a text or number column.")
-        if ac.kind == "text":
+        if ac.charset == "UTF8":
             a_new, a_old = (short_text(f"{c}.{quote_ident(ac.name)}", ac, 255) for c in ("NEW", "OLD"))
+        elif ac.kind in ("text", "binary"):          # any other character set, NONE included: TXT never fails
+            a_new, a_old = (f"TXT(CAST(LEFT({c}.{quote_ident(ac.name)}, 255) AS VARCHAR(1020) CHARACTER SET OCTETS), "
+                            f"{info.charset_id(ac.charset)})" for c in ("NEW", "OLD"))
         else:
             a_new, a_old = value_expr(ac, "NEW", major), value_expr(ac, "OLD", major)
         author = f"IIF(:op = 3, {a_old}, {a_new}), "
@@ -376,8 +379,27 @@ def plan_trigger(entry: TableEntry, info: TableInfo, prefix: str, major: int) ->
         "audit_trigger", P=prefix, TRIGGER=trig, TABLE=quote_ident(entry.name), NUM_TABLE=str(entry.number),
         # Every plain test first: an update that changes any field ends the check there.
         CHANGED=" OR\n".join(plain + exact), NEW_KEY=key_expr(key_cols, "NEW"), OLD_KEY=key_expr(key_cols, "OLD"),
-        AUTHOR=author, FIELDS="\n".join(fields),
+        AUTHOR=author, FIELDS="\n".join(fields), DB_CHARSET_ID=str(info.db_charset[0]),
+        CHARSETS=charset_branches(info),
     )
+
+
+# Decoded by TXT's own last line (UTF-8 is checked, ASCII a subset) or raw bytes (NONE, OCTETS).
+_NOT_BRANCHED = {"NONE", "OCTETS", "UTF8", "UNICODE_FSS"}
+
+
+def charset_branches(info: TableInfo) -> str:
+    """TXT's one line per character set: the bytes read in that set (PSQL has no cast to a set
+    named at run time). Every set of the database, so any connection's bytes are decoded."""
+    lines = []
+    for i, n in info.charsets:
+        if n in _NOT_BRANCHED:
+            continue
+        cs = f"VARCHAR(1020) CHARACTER SET {quote_ident(n)}"
+        lines.append(f"      IF (cs = {i}) THEN BEGIN u = CAST(v AS {cs}); "
+                     f"IF (CAST(CAST(u AS {cs}) AS VARCHAR(1020) CHARACTER SET OCTETS) = b "
+                     f"AND OCTET_LENGTH(CAST(u AS {cs})) = OCTET_LENGTH(b)) THEN RETURN LEFT(u, 255); END")
+    return "\n".join(lines)
 
 
 def plan_dictionary(entry: TableEntry, prefix: str, kinds: dict[str, str]) -> list[Statement]:

@@ -1,6 +1,7 @@
 """What Firebird's system tables say about a table: columns, types, keys."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from .db import Database
@@ -49,6 +50,13 @@ class TableInfo:
     name: str
     columns: tuple[Column, ...]
     primary_key: tuple[str, ...]
+    # The database's default character set and every character set it knows, (id, name):
+    # the audit trigger decodes context values with them (capture.plan_trigger).
+    db_charset: tuple[int, str] = (0, "NONE")
+    charsets: tuple[tuple[int, str], ...] = ()
+
+    def charset_id(self, name: str | None) -> int:
+        return next((i for i, n in self.charsets if n == name), 0)
 
     def column(self, name: str) -> Column | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -150,6 +158,10 @@ def read_table(db: Database, name: str, *, commit: bool = True) -> TableInfo:
         # Collation id 0 is the character set's own binary collation (named like it).
         cols.append(Column(fname, type_text, kind, clen, cs, is_blob, skip, coll if kind == "text" else None))
     pk = tuple(r[0] for r in db.query(_PK_SQL, (name,)))
+    charsets = tuple((int(i), n) for i, n in db.query(
+        "SELECT RDB$CHARACTER_SET_ID, TRIM(RDB$CHARACTER_SET_NAME) FROM RDB$CHARACTER_SETS ORDER BY 1"))
+    default = (db.scalar("SELECT TRIM(RDB$CHARACTER_SET_NAME) FROM RDB$DATABASE") or "NONE").strip()
     if commit:
         db.commit()
-    return TableInfo(name, tuple(cols), pk)
+    info = TableInfo(name, tuple(cols), pk, charsets=charsets)
+    return dataclasses.replace(info, db_charset=(info.charset_id(default), default))
