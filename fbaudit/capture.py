@@ -791,7 +791,7 @@ def enable(config: Config, table: str, *, source: str | None = None, key: list[s
                 rows = baseline_mod.count_rows(db, entry.name)
                 res.data["baseline"] = {"rows": rows}
                 res.lines.append(f"{entry.name}: {'would log' if dry_run else 'logging'} {rows} existing row"
-                                 f"{'s' if rows != 1 else ''} as their first version (baseline)")
+                                 f"{'s' if rows != 1 else ''} as {'their' if rows != 1 else 'its'} first version (baseline)")
             if entry and not dry_run:
                 block = baseline_mod.reserve(db, config.prefix, rows) if baseline else None
                 info = read_table(db, entry.name) if baseline else None
@@ -813,7 +813,8 @@ def enable(config: Config, table: str, *, source: str | None = None, key: list[s
         if taken:
             res.data["baseline"] = taken
             res.lines[-1] = (f"{entry.name}: baseline: {taken['rows']} existing row{'s' if taken['rows'] != 1 else ''} "
-                             f"logged as their first version ({taken['field_rows']} field rows, "
+                             f"logged as {'their' if taken['rows'] != 1 else 'its'} first version "
+                             f"({taken['field_rows']} field rows, "
                              f"{taken['seconds']:.1f} s); `fbaudit transfer` ships them")
         res.data["source"] = spec.name
         out.data["sources"].append(res.data)

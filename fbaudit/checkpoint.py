@@ -586,6 +586,12 @@ def _peek(path: Path) -> dict:
                    restore_of=header.get("restore_of"))
     except (ValueError, StopIteration, OSError, KeyError, TypeError, AttributeError):
         out["damaged"] = True
+    failed = path.with_name(path.stem + FAILED_SUFFIX)
+    if failed.is_file():
+        try:
+            out["failed_restore"] = json.loads(failed.read_text(encoding="utf-8"))
+        except (ValueError, OSError):
+            out["failed_restore"] = {}
     return out
 
 
@@ -610,6 +616,7 @@ def show(config: Config, checkpoint_id: str) -> dict:
 def delete(config: Config, checkpoint_id: str) -> dict:
     path = _path(config, checkpoint_id)
     path.unlink()
+    path.with_name(path.stem + FAILED_SUFFIX).unlink(missing_ok=True)
     log.info("[CHECKPOINT] Deleted checkpoint: %s (%s)", path.stem, path)
     return {"id": path.stem, "file": str(path), "deleted": True}
 
@@ -889,7 +896,10 @@ def restore(config: Config, checkpoint_id: str, *, source: str | None = None, au
         log.info("[CHECKPOINT] Transaction committed successfully")
         log.info(SEPARATOR)
     except BaseException as exc:
-        raise _restore_failed(exc, db, cid, where["at"], started, backup_id, spec) from None
+        err = _restore_failed(exc, db, cid, where["at"], started, backup_id, spec)
+        if backup_id:
+            _mark_failed_restore(config, backup_id, cid, err)
+        raise err from None
     db.close()
     log.info(SEPARATOR)
     log.info("[CHECKPOINT] RESTORE COMPLETED SUCCESSFULLY: %s", cp.id)
@@ -901,6 +911,21 @@ def restore(config: Config, checkpoint_id: str, *, source: str | None = None, au
     result.update(id=cp.id, auto_backup=backup_id, audit=audit, order=plan.order,
                   seconds=round(time.monotonic() - started, 3), trigger_warnings=triggers)
     return result
+
+
+FAILED_SUFFIX = ".restore-failed"
+
+
+def _mark_failed_restore(config: Config, backup_id: str, cid: str, err: BaseException) -> None:
+    """Beside an auto-backup whose restore failed and was rolled back: a note saying so (list shows it)."""
+    note = {"restore_of": cid, "failed_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "error": (str(err).splitlines() or [type(err).__name__])[0]}
+    try:
+        path = config.checkpoint_dir / f"{backup_id}{FAILED_SUFFIX}"
+        path.write_text(json.dumps(note, ensure_ascii=False), encoding="utf-8")
+        path.chmod(0o600)
+    except OSError as exc:            # the restore's own error matters more than this note
+        log.warning("[CHECKPOINT] Could not mark %s as the backup of a failed restore: %s", backup_id, exc)
 
 
 def _restore_failed(exc: BaseException, db: Database | None, cid: str, at: str, started: float,

@@ -777,7 +777,9 @@ def checkpoint_list(ctx: Ctx) -> None:
             lines.append(f"{it['id']:<{w}} DAMAGED (unreadable header or summary)")
             continue
         lines.append(f"{it['id']:<{w}} {it.get('created_at') or '':<19} {it.get('tables', 0):>6} "
-                     f"{it.get('total_rows') or 0:>10}  {it.get('description') or ''}")
+                     f"{it.get('total_rows') or 0:>10}  {it.get('description') or ''}"
+                     + (" (that restore FAILED and was rolled back: nothing was changed, this backup is "
+                        "the data as it still is)" if "failed_restore" in it else ""))
     if not items:
         lines = [f"no checkpoints in {ctx.config.checkpoint_dir}"]
     _print(ctx, {"success": True, "directory": str(ctx.config.checkpoint_dir), "checkpoints": items}, lines)

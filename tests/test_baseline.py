@@ -348,3 +348,10 @@ def test_a_database_error_in_the_middle_says_auditing_is_on_and_what_was_done(st
     with stock.connect() as db:
         assert capture.trigger_exists(db, stock.prefix, 1)
     assert packets(stock) == []
+
+
+def test_one_row_baseline_says_its_first_version(project):
+    project.sql("CREATE TABLE ONE (ID INTEGER NOT NULL PRIMARY KEY)", "INSERT INTO ONE VALUES (1)")
+    capture.init(project.config)
+    res = capture.enable(project.config, "ONE", baseline=True)
+    assert "baseline: 1 existing row logged as its first version" in res.lines[-1]

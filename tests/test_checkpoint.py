@@ -304,6 +304,11 @@ def test_restore_failing_midway_leaves_everything_as_it_was(erp, caplog):
     suggestion = next(r.getMessage() for r in errors if "Recovery suggestion:" in r.getMessage())
     assert f"fbaudit checkpoint restore auto_backup_before_restore_{made['id']}" in suggestion
     assert any(f"Restore FAILED: {made['id']}" in r.getMessage() for r in errors)
+    # `checkpoint list` says the auto-backup belongs to a restore that failed, and why.
+    listed = {c["id"]: c for c in cp.list_checkpoints(config)}
+    failed = listed[f"auto_backup_before_restore_{made['id']}"]["failed_restore"]
+    assert failed["restore_of"] == made["id"] and "QTY_MAX" in failed["error"]
+    assert "failed_restore" not in listed[made["id"]]
     # The auto-backup was written before the failure and holds the state the database still has.
     cp.restore(config, f"auto_backup_before_restore_{made['id']}", auto_backup=False)
     assert state(project) == now
