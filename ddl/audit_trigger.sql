@@ -17,6 +17,7 @@ AS
   DECLARE raw VARCHAR(1020) CHARACTER SET NONE;
   DECLARE seen VARCHAR(1020) CHARACTER SET NONE;
   DECLARE dt_ INTEGER;
+  DECLARE kc SMALLINT = 0;
   DECLARE FUNCTION TXT (v VARCHAR(1020) CHARACTER SET NONE, cs INTEGER) RETURNS VARCHAR(255) CHARACTER SET UTF8
   AS
     DECLARE b VARCHAR(1020) CHARACTER SET OCTETS;
@@ -109,7 +110,24 @@ BEGIN
       dt_ = RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_COMMENT_SEEN', raw);
     END
   END
-  pk = GEN_ID({{P}}LOG_PACKET_ID, 1);
+  -- A key change is logged as what it is: on the old key a packet "key_change_away" (7, no fields),
+  -- on the new key, with the next packet id, "key_change" (6) holding the whole row, old and new
+  -- sides, so each key's history is complete and the two link up (docs/versions.md).
+  IF (op = 2) THEN
+    IF (({{NEW_KEY}}) IS DISTINCT FROM ({{OLD_KEY}})) THEN kc = 1;
+  IF (kc = 1) THEN
+  BEGIN
+    pk = GEN_ID({{P}}LOG_PACKET_ID, 2) - 1;
+    INSERT INTO {{P}}LOG_PACKET (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR,
+                              DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT)
+    VALUES (:pk, LOCALTIMESTAMP, 7, {{NUM_TABLE}}, :dt, LEFT({{OLD_KEY}}, 1000),
+            LEFT(COALESCE({{AUTHOR}}:author, CURRENT_USER), 255),
+            CURRENT_USER, RDB$GET_CONTEXT('SYSTEM', 'CLIENT_ADDRESS'), CURRENT_TRANSACTION, :note);
+    pk = pk + 1;
+    op = 6;
+  END
+  ELSE
+    pk = GEN_ID({{P}}LOG_PACKET_ID, 1);
   INSERT INTO {{P}}LOG_PACKET (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR,
                             DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT)
   VALUES (:pk, LOCALTIMESTAMP, :op, {{NUM_TABLE}}, :dt,

@@ -28,7 +28,11 @@ from .templates import Statement
 
 log = logging.getLogger("fbaudit.capture")
 
-OPERATIONS = {1: "insert", 2: "update", 3: "delete", 4: "restore", 5: "baseline"}
+OPERATIONS = {1: "insert", 2: "update", 3: "delete", 4: "restore", 5: "baseline",
+              6: "key_change", 7: "key_change_away"}
+# Operations after which a version holds the whole record (with "key_change_away": it is gone
+# from this key, like a delete; "key_change": it arrived with every field, like an insert).
+ANCHORS = {1, 3, 5, 6, 7}
 STATES = {0: "new", 1: "done", 2: "failed"}
 # Object names init creates in the main database (without the prefix).
 MAIN_OBJECTS = ("LOG_INFO", "LOG_PACKET", "LOG_1", "LOG_2", "LOG_3", "V_LOG_1", "V_LOG_2",
@@ -370,7 +374,9 @@ def plan_trigger(entry: TableEntry, info: TableInfo, prefix: str, major: int) ->
         else:
             store = f"EXECUTE PROCEDURE LF(:pk, :dt, {num}, {old}, {new});"
         terms = changed_terms(c, major)
-        fields.append(f"  IF ({changed_expr(c, major)}) THEN {store}")
+        # On a key change (kc = 1) every non-NULL field is logged: the new key's first version is whole.
+        fields.append(f"  IF ((kc = 1 AND NEW.{quote_ident(c.name)} IS NOT NULL) OR {changed_expr(c, major)}) "
+                      f"THEN {store}")
         plain.append(f"    {terms[0]}")
         exact += [f"    {t}" for t in terms[1:]]
     trig = trigger_name(prefix, entry.number)

@@ -175,6 +175,34 @@ def _version(row: tuple, number: int, changes: dict) -> dict:
             "client_address": address, "transaction_id": txn, "comment": comment, "changes": changes}
 
 
+# After these a record does not exist under its key.
+GONE = ("delete", "key_change_away")
+
+
+def typed_key(record_key: str, key_columns: list[str]) -> str:
+    """A RECORD_KEY as a user types it for `fbaudit history` (parse_key's inverse)."""
+    values = decode_key(record_key)
+    if len(key_columns) <= 1 or len(values) != len(key_columns):
+        return values[0] if len(values) == 1 and values[0] is not None else record_key
+    return ",".join(f"{c}={v}" for c, v in zip(key_columns, values))
+
+
+def _link_keys(db: Database, prefix: str, sid: int, versions: list[dict], key_columns: list[str]) -> None:
+    """A key change is two packets with adjacent ids (the trigger reserves both): the old key's
+    "key_change_away" and the new key's "key_change". Each version of either kind gets the other
+    key as a user types it (``key_to`` / ``key_from``; None when that packet was pruned)."""
+    other = {v["packet_id"] + (1 if v["operation"] == "key_change_away" else -1): v for v in versions
+             if v["operation"] in ("key_change", "key_change_away")}
+    if not other:
+        return
+    marks = ", ".join("?" * len(other))
+    found = dict(db.query(f"SELECT PACKET_ID, RECORD_KEY FROM {prefix}LOG_PACKET WHERE SOURCE_ID = ? "
+                          f"AND PACKET_ID IN ({marks})", (sid, *other)))
+    for pid, v in other.items():
+        name = "key_to" if v["operation"] == "key_change_away" else "key_from"
+        v[name] = typed_key(found[pid], key_columns) if pid in found else None
+
+
 def _bounds(db: Database, prefix: str, params: tuple) -> tuple[int, int] | None:
     """A record's oldest and newest version numbers kept (two probes of the key indexes), or None."""
     p = prefix
@@ -228,6 +256,7 @@ def history(config: Config, table: str, key: str, *, source: str | None = None,
         fields = _fields(db, p, ref.source_id, ref.num_table)
         changes = _changes_of(db, p, ref.source_id, [r[0] for r in rows], fields)
         versions = [_version(r[:8], r[8], changes[r[0]]) for r in rows]
+        _link_keys(db, p, ref.source_id, versions, list(key_dict))
         db.commit()
     return {"source": ref.source, "table": ref.name, "key": key_dict, "record_key": record_key,
             "versions": versions, "total": total, "first_version": first if bounds else None,
@@ -283,10 +312,11 @@ def version_detail(config: Config, table: str, key: str, number: int | None, *, 
                 for num in sorted(last_set):
                     pid, op = last_set[num]
                     change = values[pid].get(by_num[num], {"old": None, "new": None})
-                    state_fields[by_num[num]] = change["old"] if op == 3 else change["new"]
+                    state_fields[by_num[num]] = change["old"] if op in (3, 7) else change["new"]
             cur.close()
+        _link_keys(db, p, ref.source_id, [version], list(key_dict))
         db.commit()
-    state = {"version": number, "exists": version["operation"] != "delete", "fields": state_fields,
+    state = {"version": number, "exists": version["operation"] not in GONE, "fields": state_fields,
              "complete": anchor is not None}
     return {"source": ref.source, "table": ref.name, "key": key_dict, "record_key": record_key,
             "total": last - first + 1, "first_version": first, "newest": last, "version": version, "state": state}
@@ -309,7 +339,7 @@ BEGIN
       INTO :pid, :o, :pole DO
   BEGIN
     IF (anchor IS NOT NULL AND pid <> anchor) THEN LEAVE;
-    IF (o IN (1, 3, 5)) THEN anchor = pid;
+    IF (o IN (1, 3, 5, 6, 7)) THEN anchor = pid;
     IF (pole IS NOT NULL AND POSITION(',' || pole || ',' IN seen) = 0) THEN
     BEGIN
       seen = seen || pole || ',';
@@ -378,6 +408,10 @@ def version_lines(v: dict) -> list[str]:
             + (f" (db user {v['user']})" if v["user"] and v["user"] != v["author"] else "")
             + f"  packet {v['packet_id']}" + (f"  comment: {v['comment']}" if v.get("comment") else ""))
     out = [head]
+    if v["operation"] == "key_change_away":
+        out.append(f"      key changed to {v.get('key_to') or '(pruned)'}: the record goes on under that key")
+    elif v["operation"] == "key_change":
+        out.append(f"      key changed from {v.get('key_from') or '(pruned)'}")
     for name, ch in v["changes"].items():
         if v["operation"] == "insert":
             out.append(f"      {name}: {format_value(ch['new'])}")

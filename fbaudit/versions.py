@@ -94,9 +94,11 @@ def state_at(versions: list[dict], number: int) -> dict:
         if v["version"] > number:
             break
         op = v["operation"]
-        if op in ("insert", "baseline"):         # the whole row (its non-NULL fields)
-            fields = {k: c["new"] for k, c in v["changes"].items()}
+        if op in ("insert", "baseline", "key_change"):   # the whole row (its non-NULL fields)
+            fields = {k: c["new"] for k, c in v["changes"].items() if c["new"] is not None}
             exists, complete = True, True
+        elif op == "key_change_away":            # gone from this key (it lives on under the new one)
+            fields, exists, complete = {}, False, True
         elif op == "delete":
             fields = {k: c["old"] for k, c in v["changes"].items()}
             exists, complete = False, True
@@ -146,6 +148,12 @@ def revert(config: Config, table: str, key: str, *, to_version: int, by: str | N
     target = version_detail(config, table, key, to_version, source=source)["state"]
     h = version_detail(config, table, key, None, source=source)
     newest, latest = h["newest"], h["state"]
+    if h["version"]["operation"] == "key_change_away":
+        moved = h["version"].get("key_to")
+        raise FbauditError(f"{h['table']} {', '.join(f'{k}={v}' for k, v in h['key'].items())}: its key was changed "
+                           f"(version {newest})" + (f" to {moved}" if moved else "") + "; the record goes on under "
+                           "that key, so revert it there (`fbaudit history` with the new key shows its versions). "
+                           "Nothing was changed.")
     spec = next(s for s in config.sources if s.name == h["source"])
     p = config.prefix
     author = by or "fbaudit revert"

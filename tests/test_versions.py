@@ -1,6 +1,8 @@
 """Versions rebuilt from the log, diffs, and reverts on the source (issue 5, first part)."""
 from __future__ import annotations
 
+import re
+
 import pytest
 from firebird.driver import Isolation
 
@@ -183,3 +185,42 @@ def test_version_detail_folds_in_sql_what_state_at_folds_in_python(priced):
     assert versions.version_detail(priced.config, "PRICE", "A-1", 7)["state"]["fields"]["NOTE"] == long_note
     with pytest.raises(FbauditError, match="no version 8; the record has versions 1 to 7"):
         versions.version_detail(priced.config, "PRICE", "A-1", 8)
+
+
+@pytest.mark.parametrize("key_type, old, new", [("INTEGER", "2", "10"), ("VARCHAR(20)", "A|1", "B-1")])
+def test_a_key_change_keeps_one_history(project, key_type, old, new):
+    """UPDATE ... SET ID = 10 WHERE ID = 2: the old key's history ends with "key_change_away", the
+    new key's starts with "key_change" holding the whole row, each names the other key, and revert
+    works under the new key and refuses under the old one, naming the new."""
+    project.sql(f"CREATE TABLE ITEM (ID {key_type} NOT NULL PRIMARY KEY, NAME VARCHAR(40), QTY INTEGER, NOTE VARCHAR(20))")
+    capture.init(project.config)
+    capture.enable(project.config, "ITEM")
+    lit = (lambda v: v) if key_type == "INTEGER" else (lambda v: f"'{v}'")
+    run_sql(project, [f"INSERT INTO ITEM VALUES ({lit(old)}, 'bolt', 5, 'x')",
+                      f"UPDATE ITEM SET QTY = 6 WHERE ID = {lit(old)}"])
+    run_sql(project, [f"UPDATE ITEM SET ID = {lit(new)}, NOTE = NULL WHERE ID = {lit(old)}"])
+    run_sql(project, [f"UPDATE ITEM SET NAME = 'nut' WHERE ID = {lit(new)}"])
+    assert not transfer.transfer(project.config).errors
+    old_key, new_key = old, new          # one-column keys are typed as the value itself
+    h_old = history.history(project.config, "ITEM", old_key)
+    assert [v["operation"] for v in h_old["versions"]] == ["insert", "update", "key_change_away"]
+    assert h_old["versions"][-1]["key_to"] == new_key
+    h_new = history.history(project.config, "ITEM", new_key)
+    assert [v["operation"] for v in h_new["versions"]] == ["key_change", "update"]
+    moved = h_new["versions"][0]
+    assert moved["key_from"] == old_key
+    assert moved["changes"] == {"ID": {"old": old, "new": new}, "NAME": {"old": "bolt", "new": "bolt"},
+                                "QTY": {"old": "6", "new": "6"}, "NOTE": {"old": "x", "new": None}}
+    # The old key: gone (not "still existing"); the new key's first version is the whole row.
+    assert history.version_detail(project.config, "ITEM", old_key, None)["state"]["exists"] is False
+    first = history.version_detail(project.config, "ITEM", new_key, 1)["state"]
+    assert first["complete"] is True and first["exists"] is True
+    assert {k: v for k, v in first["fields"].items() if v is not None} == {"ID": new, "NAME": "bolt", "QTY": "6"}
+    assert versions.state_at(h_new["versions"], 1)["fields"] == {"ID": new, "NAME": "bolt", "QTY": "6"}
+    lines = "\n".join(history.history_lines(h_old))
+    assert f"key changed to {new_key}" in lines
+    with pytest.raises(FbauditError, match=f"key was changed .* to {re.escape(new_key)}"):
+        versions.revert(project.config, "ITEM", old_key, to_version=2)
+    versions.revert(project.config, "ITEM", new_key, to_version=1)
+    with project.connect() as db:
+        assert db.query("SELECT CAST(ID AS VARCHAR(20)), NAME, QTY, NOTE FROM ITEM") == [(new, "bolt", 6, None)]
