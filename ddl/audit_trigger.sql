@@ -114,7 +114,8 @@ BEGIN
   -- on the new key, with the next packet id, "key_change" (6) holding the whole row, old and new
   -- sides, so each key's history is complete and the two link up (docs/versions.md).
   IF (op = 2) THEN
-    IF (({{NEW_KEY}}) IS DISTINCT FROM ({{OLD_KEY}})) THEN kc = 1;
+    IF ({{KEY_COLUMNS_CHANGED}}) THEN
+      IF (({{NEW_KEY}}) IS DISTINCT FROM ({{OLD_KEY}})) THEN kc = 1;
   IF (kc = 1) THEN
   BEGIN
     pk = GEN_ID({{P}}LOG_PACKET_ID, 2) - 1;

@@ -384,7 +384,11 @@ def plan_trigger(entry: TableEntry, info: TableInfo, prefix: str, major: int) ->
     return templates.render(
         "audit_trigger", P=prefix, TRIGGER=trig, TABLE=quote_ident(entry.name), NUM_TABLE=str(entry.number),
         # Every plain test first: an update that changes any field ends the check there.
-        CHANGED=" OR\n".join(plain + exact), NEW_KEY=key_expr(key_cols, "NEW"), OLD_KEY=key_expr(key_cols, "OLD"),
+        CHANGED=" OR\n".join(plain + exact),
+        # The cheap test first: only when a key column changed are the key texts compared.
+        KEY_COLUMNS_CHANGED=" OR ".join(f"NEW.{quote_ident(c.name)} IS DISTINCT FROM OLD.{quote_ident(c.name)}"
+                                        for c in key_cols),
+        NEW_KEY=key_expr(key_cols, "NEW"), OLD_KEY=key_expr(key_cols, "OLD"),
         AUTHOR=author, FIELDS="\n".join(fields), DB_CHARSET_ID=str(info.db_charset[0]),
         CHARSETS=charset_branches(info),
     )
