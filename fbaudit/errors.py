@@ -1,5 +1,11 @@
-"""fbaudit's exceptions: one root, a few kinds, each mapped to an exit code."""
+"""fbaudit's exceptions: one root, a few kinds, each mapped to an exit code.
+
+Every error fbaudit raises for a user is a :class:`FbauditError` defined here; ``exit_code`` is what
+the command line exits with (the list is in ``fbaudit --help`` and docs/cli.md).
+"""
 from __future__ import annotations
+
+from pathlib import Path
 
 
 class FbauditError(Exception):
@@ -35,3 +41,61 @@ class CatalogError(FbauditError):
     """A table or column does not exist or cannot be audited as asked."""
 
     exit_code = 5
+
+
+class NotFound(FbauditError):
+    """Unknown source, table, record or packet."""
+
+    exit_code = 5
+
+
+class CheckpointError(FbauditError):
+    """A checkpoint that cannot be used as asked: missing, damaged, not matching the database."""
+
+    exit_code = 6
+
+
+class CheckpointNotFound(CheckpointError):
+    """No checkpoint has this id in the checkpoint folder (or the text is not an id at all)."""
+
+
+class RevertConflict(FbauditError):
+    """The row changed since its last logged version, or is being changed: nothing was done."""
+
+    exit_code = 7
+
+
+class ConnectionLost(FbauditError):
+    """A database cannot be reached: retried with backoff, then the source fails."""
+
+    exit_code = 4
+
+
+class SourceBusy(FbauditError):
+    """Another transfer holds this source's lock in the log database."""
+
+
+class RotationBusy(FbauditError):
+    """Another rotate of this source holds the rotation lock."""
+
+    exit_code = 0
+
+
+class ScheduleError(FbauditError):
+    """The scheduler could not be asked, or refused; names the command and its message."""
+
+    exit_code = 1
+
+
+class JobRunning(FbauditError):
+    """Another process holds the job's lock: this run did nothing.
+
+    ``exit_code`` is 1 for library callers; the command line reports it as a
+    normal outcome (a log line, exit code 0) so the scheduler records no failure.
+    """
+
+    def __init__(self, path: Path, what: str, pid: int | None):
+        self.path, self.what, self.pid = path, what, pid
+        holder = f"pid {pid}" if pid else "pid unknown"
+        super().__init__(f"another `fbaudit {what}` run holds {path} ({holder}); "
+                         "this run exits without doing anything")

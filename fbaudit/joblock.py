@@ -26,23 +26,9 @@ from typing import Iterator
 
 from filelock import FileLock, Timeout
 
-from .errors import FbauditError
+from .errors import FbauditError, JobRunning
 
 log = logging.getLogger("fbaudit.schedule")
-
-
-class JobRunning(FbauditError):
-    """Another process holds the job's lock: this run did nothing.
-
-    ``exit_code`` is 1 for library callers; the command line reports it as a
-    normal outcome (a log line, exit code 0) so the scheduler records no failure.
-    """
-
-    def __init__(self, path: Path, what: str, pid: int | None):
-        self.path, self.what, self.pid = path, what, pid
-        holder = f"pid {pid}" if pid else "pid unknown"
-        super().__init__(f"another `fbaudit {what}` run holds {path} ({holder}); "
-                         "this run exits without doing anything")
 
 
 def pid_file(path: Path) -> Path:
