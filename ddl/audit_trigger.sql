@@ -142,7 +142,7 @@ BEGIN
   -- insert: non-NULL new values; update: changed fields; delete: non-NULL old values.
   -- Where SQL calls values equal that are logged differently (trailing blanks,
   -- a case-insensitive collation, -0.0, ...) an exact test follows it with OR
-  -- (capture.changed_expr, docs/capture.md "What counts as changed").
+  -- (forms.changed_expr, docs/capture.md "What counts as changed").
 {{FIELDS}}
   POST_EVENT '{{P}}NEW_PACKET';
 END

@@ -49,7 +49,7 @@ CREATE TABLE {{P}}LOG_PACKET (
 ^
 -- object: COLUMN LOG_PACKET.VERSION_NO
 -- A log database made by fbaudit before version numbers: `fbaudit init` adds
--- the column, then numbers the packets already there (capture.number_versions).
+-- the column, then numbers the packets already there (objects.number_versions).
 ALTER TABLE {{P}}LOG_PACKET ADD VERSION_NO BIGINT
 ^
 -- object: INDEX LOG_PACKET_KEY

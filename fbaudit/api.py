@@ -38,6 +38,7 @@ from . import versions as versions_mod
 from .config import Config
 from .db import open_database
 from .errors import ConfigError, FbauditError
+from .sources import is_connection_error
 
 log = logging.getLogger("fbaudit.serve")
 
@@ -72,7 +73,6 @@ def _status_of(exc: FbauditError) -> tuple[int, str]:
         return 404, "not_found"
     if isinstance(exc, ConfigError):
         return 400, "bad_request"       # an unknown source name
-    from .transfer import is_connection_error
     if is_connection_error(exc):
         return 503, "database_unavailable"
     return 400, "bad_request"
@@ -141,7 +141,6 @@ def create_app(config: Config, *, token: str | None) -> FastAPI:
         try:
             return fn(db)
         except Exception as exc:
-            from .transfer import is_connection_error
             if not isinstance(exc, FbauditError) or is_connection_error(exc):   # a fresh connection next time
                 local.db = None
                 try:

@@ -5,7 +5,7 @@ Without a baseline a record's history starts with its first change after
 before is unknown (a deleted row cannot be re-inserted, docs/capture.md). The
 baseline logs every existing row once, as a packet of operation ``baseline``
 holding all its non-NULL fields, exactly as an insert would log them (the
-trigger's canonical forms, capture.value_expr).
+trigger's canonical forms, forms.value_expr).
 
 Ordering, without locking a row (docs/capture.md "Baseline"):
 
@@ -39,17 +39,17 @@ import time
 
 from firebird.driver import Isolation
 
-from .capture import key_expr, read_expr
 from .catalog import TableInfo
 from .config import Config, SourceSpec
 from .db import Database, describe_writers, guard, wait_for_old_writers
 from .errors import DatabaseError, FbauditError
+from .forms import key_expr, read_expr
 from .idents import quote_ident
 from .registry import TableEntry
 
 log = logging.getLogger("fbaudit.capture")
 
-OPERATION = 5            # capture.OPERATIONS[5] == "baseline"
+OPERATION = 5            # forms.OPERATIONS[5] == "baseline"
 BATCH = 1000             # rows per write transaction
 MARGIN = 10_000          # ids reserved beyond twice the row count (rows inserted while the baseline runs)
 WRITE_LOCK_TIMEOUT = 10  # seconds a batch waits for a lock on the staging tables (LOG_PACKET_FLAG)

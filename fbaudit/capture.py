@@ -6,321 +6,35 @@ one transaction; ``dry_run`` returns the plan without touching the database.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
-import re
 import logging
-import time
+import re
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Iterable
 
-from firebird.driver import Isolation, tpb
-
+from . import baseline as baseline_mod
 from . import templates
 from .catalog import Column, TableInfo, read_table, table_exists
 from .config import Config, SourceSpec
-from .db import Database, apply_plan, database_exists, guard, open_database
-from .errors import CatalogError, DatabaseError, FbauditError
+from .db import Database, apply_plan, database_exists
+from .errors import CatalogError, FbauditError
+from .forms import changed_expr, changed_terms, key_expr, short_text, value_expr
 from .idents import check_length, normalize_name, quote_ident
+from .objects import (installed_trigger_body, is_initialized, number_versions, plan_init, require_current,
+                      require_init, trigger_exists, trigger_name, unnumbered)
 from .progress import Progress
 from .registry import FieldEntry, Registry, TableEntry
+from .sources import Result, for_each_source, one_source, open_source
+from .status import status  # noqa: F401  (fbaudit.capture.status, as documented)
 from .templates import Statement
 
 log = logging.getLogger("fbaudit.capture")
 
-OPERATIONS = {1: "insert", 2: "update", 3: "delete", 4: "restore", 5: "baseline",
-              6: "key_change", 7: "key_change_away"}
-# Operations after which a version holds the whole record (with "key_change_away": it is gone
-# from this key, like a delete; "key_change": it arrived with every field, like an insert).
-ANCHORS = {1, 3, 5, 6, 7}
-STATES = {0: "new", 1: "done", 2: "failed"}
-# Object names init creates in the main database (without the prefix).
-MAIN_OBJECTS = ("LOG_INFO", "LOG_PACKET", "LOG_1", "LOG_2", "LOG_3", "V_LOG_1", "V_LOG_2",
-                "LOG_PACKET_FLAG", "LOG_PACKET_ID", "LOG_TABLES", "LOG_FIELDS", "LOG_PACKET_PK",
-                "LOG_1_PACKET", "LOG_2_PACKET", "LOG_TABLES_PK", "LOG_FIELDS_PK", "NEW_PACKET",
-                "LOG_PACKET_STATE", "DICT_VERSION", "LOG_TABLES_DV", "LOG_FIELDS_DV",
-                "LOG_ROTATION", "LOG_ROTATION_PK", "LOG_QUIET", "LOG_QUIET_PK")
-LOG_OBJECTS = ("SOURCES", "SOURCES_NAME", "LOG_PACKET_KEY", "LOG_PACKET_TIME", "DICT_TABLES_PK", "DICT_FIELDS_PK",
-               "BLOB_INS", "PACKETS_INS", "TRANSFER_RUNS", "TRANSFER_RUNS_PK", "LOG_PACKET_DESC",
-               "LOG_PACKET_LAST")
-
-
-def trigger_name(prefix: str, number: int) -> str:
-    return f"{prefix}AUDIT_{number}"
-
-
-# --------------------------------------------------------------------------
-# Canonical text forms (docs/capture.md): what the trigger stores per type.
-# --------------------------------------------------------------------------
-def value_expr(col: Column, ctx: str, major: int) -> str:
-    """SQL expression giving the logged bytes of ``ctx.col`` (ctx is NEW or OLD)."""
-    ref = f"{ctx}.{quote_ident(col.name)}"
-    if col.kind == "binary":
-        return ref                                   # raw bytes (OCTETS, NONE, binary BLOB)
-    if col.kind == "text":
-        if col.charset in ("UTF8",):
-            return ref                               # already UTF-8
-        # To a UTF-8 text BLOB, not a VARCHAR(n): no length in the trigger, so
-        # widening the column later (ALTER ... TYPE VARCHAR(wider)) can never
-        # make the trigger fail the application's write with a truncation error.
-        return f"CAST({ref} AS BLOB SUB_TYPE TEXT CHARACTER SET UTF8)"
-    if col.kind == "float":
-        if major >= 4:                               # exact: 17 significant digits always round-trip
-            return f"CAST(CAST({ref} AS DECFLOAT(34)) AS VARCHAR(64))"
-        if col.type == "FLOAT":                      # FB3 prints FLOAT with 8 digits, too few to round-trip;
-            return f"CAST(CAST({ref} AS DOUBLE PRECISION) AS VARCHAR(64))"   # 16 always do
-        return f"CAST({ref} AS VARCHAR(64))"         # FB3: 16 significant digits (docs/capture.md)
-    width = 80 if col.kind == "temporal" else 64
-    return f"CAST({ref} AS VARCHAR({width}))"
-
-
-def read_expr(col: Column, ctx: str, major: int) -> str:
-    """value_expr in a SELECT read by Python (baseline, revert): the same logged form, but NONE text
-    as bytes, which the trigger's BLOB parameter takes as they are and the driver could not decode."""
-    return col.readable(f"{ctx}.{quote_ident(col.name)}") if col.charset == "NONE" else value_expr(col, ctx, major)
-
-
-def changed_expr(col: Column, major: int) -> str:
-    """SQL condition: ``NEW.col`` is logged differently from ``OLD.col`` (or one of them is NULL)."""
-    terms = changed_terms(col, major)
-    return terms[0] if len(terms) == 1 else "(" + " OR ".join(terms) + ")"
-
-
-def changed_terms(col: Column, major: int) -> list[str]:
-    """The terms of :func:`changed_expr`, to be joined with OR: ``IS DISTINCT FROM``, then the exact tests.
-
-    ``IS DISTINCT FROM`` alone calls some values equal whose logged forms
-    differ: trailing blanks (PAD SPACE) and trailing zero bytes (OCTETS,
-    BLOBs), a case- or accent-insensitive collation, and on 4.0+ -0.0, DECFLOAT
-    1.0 / 1.00 and one instant in two time zones. Such an update must still be
-    logged, or history cannot rebuild the value. The extra terms run only when
-    the plain comparison says "equal" (OR is short-circuited), and they use
-    IS DISTINCT FROM too, so NULL and NULL stay "unchanged" (never NULL).
-    """
-    q = quote_ident(col.name)
-    new, old = f"NEW.{q}", f"OLD.{q}"
-    terms = [f"{new} IS DISTINCT FROM {old}"]
-    if col.kind in ("text", "binary"):
-        fixed = not col.is_blob and col.type.startswith(("CHAR(", "BINARY("))
-        if not fixed:                               # CHAR / BINARY store the padding: same length when equal
-            terms.append(f"OCTET_LENGTH({new}) IS DISTINCT FROM OCTET_LENGTH({old})")
-        if col.kind == "text" and col.collation and col.charset:
-            binary = quote_ident(col.charset)       # collation id 0: the character set's binary one
-            terms.append(f"{new} COLLATE {binary} IS DISTINCT FROM {old} COLLATE {binary}")
-    elif major >= 4 and (col.kind == "float" or col.type.startswith("DECFLOAT") or "TIME ZONE" in col.type):
-        terms.append(f"{value_expr(col, 'NEW', major)} IS DISTINCT FROM {value_expr(col, 'OLD', major)}")
-    return terms
-
-
-KEY_PART_LENGTH = 1000   # RECORD_KEY is VARCHAR(1000); longer keys are cut, never an error
-
-
-def short_text(ref: str, col: Column, length: int) -> str:
-    """At most ``length`` characters of a text column as UTF-8, whatever its declared width.
-
-    No declared length of the column appears here, so widening the column
-    later can never make the trigger fail (UTF8 columns included).
-    """
-    return f"CAST(SUBSTRING({ref} FROM 1 FOR {length}) AS VARCHAR({length}) CHARACTER SET UTF8)"
-
-
-def key_expr(cols: list[Column], ctx: str) -> str:
-    """The record key as text: parts joined by '|', '\\' and '|' escaped, NULL as '\\N'."""
-    parts = []
-    for col in cols:
-        ref = f"{ctx}.{quote_ident(col.name)}"
-        if col.kind == "text":
-            text = short_text(ref, col, KEY_PART_LENGTH)
-            text = f"REPLACE(REPLACE({text}, '\\', '\\\\'), '|', '\\|')"
-        elif col.kind in ("number", "temporal", "boolean"):
-            text = f"CAST({ref} AS VARCHAR(80))"
-        else:
-            raise CatalogError(f"Key column {col.name!r} has type {col.type}, which cannot identify a record "
-                               "in the log; choose other key columns with `key:` in the registry or --key.")
-        parts.append(f"COALESCE({text}, '\\N')")
-    return " || '|' || ".join(parts)
-
-
-def encode_key(values: Iterable[str | None]) -> str:
-    """Python twin of key_expr for canonical text values."""
-    out = []
-    for v in values:
-        out.append("\\N" if v is None else v.replace("\\", "\\\\").replace("|", "\\|"))
-    return "|".join(out)
-
-
-def decode_key(text: str) -> list[str | None]:
-    parts: list[str | None] = []
-    cur, i, null = [], 0, False
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\" and i + 1 < len(text):
-            nxt = text[i + 1]
-            if nxt == "N":
-                null = True
-            else:
-                cur.append(nxt)
-            i += 2
-            continue
-        if ch == "|":
-            parts.append(None if null else "".join(cur))
-            cur, null = [], False
-        else:
-            cur.append(ch)
-        i += 1
-    parts.append(None if null else "".join(cur))
-    return parts
 
 
 # --------------------------------------------------------------------------
 # Planning
 # --------------------------------------------------------------------------
-def _existing_objects(db: Database, prefix: str, columns: Iterable[str] = ()) -> set[str]:
-    """fbaudit's objects that exist, without the prefix; ``columns`` (TABLE.COLUMN, the templates'
-    "-- object: COLUMN" upgrades) are included as TABLE.COLUMN when the column exists."""
-    columns = sorted(set(columns))
-    sql = ("SELECT TRIM(RDB$RELATION_NAME) FROM RDB$RELATIONS WHERE RDB$RELATION_NAME STARTING WITH ? "
-           "UNION ALL SELECT TRIM(RDB$GENERATOR_NAME) FROM RDB$GENERATORS WHERE RDB$GENERATOR_NAME STARTING WITH ? "
-           "UNION ALL SELECT TRIM(RDB$INDEX_NAME) FROM RDB$INDICES WHERE RDB$INDEX_NAME STARTING WITH ? "
-           "UNION ALL SELECT TRIM(RDB$PROCEDURE_NAME) FROM RDB$PROCEDURES WHERE RDB$PROCEDURE_NAME STARTING WITH ? "
-           "UNION ALL SELECT TRIM(RDB$TRIGGER_NAME) FROM RDB$TRIGGERS WHERE RDB$TRIGGER_NAME STARTING WITH ?")
-    params = [prefix] * 5
-    for col in columns:
-        table, field = col.split(".", 1)
-        sql += (" UNION ALL SELECT TRIM(RDB$RELATION_NAME) || '.' || TRIM(RDB$FIELD_NAME) FROM RDB$RELATION_FIELDS "
-                "WHERE RDB$RELATION_NAME = ? AND RDB$FIELD_NAME = ?")
-        params += [prefix + table, field]
-    rows = db.query(sql, tuple(params))
-    db.commit()
-    return {r[0][len(prefix):] for r in rows}
-
-
-def check_prefix(prefix: str, major: int) -> None:
-    for obj in MAIN_OBJECTS + LOG_OBJECTS + ("AUDIT_2147483647",):
-        check_length(prefix + obj, major_version=major, what="fbaudit object")
-
-
-def plan_init(db: Database, prefix: str, template: str = "main_init") -> list[Statement]:
-    """Statements creating what is missing of the staging objects (idempotent)."""
-    check_prefix(prefix, db.major)
-    statements = templates.render(template, upgrades=True, P=prefix)
-    have = _existing_objects(db, prefix, [st.object for st in statements if st.kind == "COLUMN"])
-    plan = []
-    for st in statements:
-        if st.kind == "COLUMN" and any(p.kind == "TABLE" and p.object == st.object.split(".")[0] for p in plan):
-            continue             # the table is created now, with the column
-        if st.object not in have:
-            plan.append(st)
-        elif st.kind == "PROCEDURE" and _procedure_source(db, prefix + st.object) != _body(st.sql):
-            # fbaudit's procedures are CREATE OR ALTER: a newer version replaces an older one.
-            plan.append(dataclasses.replace(st, object=f"{st.object} (updated)"))
-    return plan
-
-
-NUMBER_LOCK_WAIT = 30.0     # seconds number_versions tries to take the transfers' lock
-
-
-def _unnumbered(db: Database, p: str, *, column: bool) -> int:
-    """Packets number_versions would number (all of them when the VERSION_NO column is not there yet)."""
-    null = " AND VERSION_NO IS NULL" if column else ""
-    n = db.scalar(f"SELECT COUNT(*) FROM {p}LOG_PACKET WHERE RECORD_KEY IS NOT NULL{null}")
-    db.commit()
-    return n
-
-
-def number_versions(db: Database, prefix: str) -> int:
-    """Number the packets of a log database made before VERSION_NO (1, 2, 3 ... per record, in packet
-    order); returns how many lacked a number. Runs only when some do (an upgraded log database, or an
-    init interrupted before numbering); then every record is numbered from its oldest packet kept."""
-    p = prefix
-    missing = f"FROM {p}LOG_PACKET WHERE VERSION_NO IS NULL AND RECORD_KEY IS NOT NULL"
-    if not db.scalar(f"SELECT 1 FROM RDB$DATABASE WHERE EXISTS (SELECT 1 {missing})"):
-        db.commit()
-        return 0
-    db.commit()
-    # Every source's lock first, in this transaction: the transfers' own lock (transfer.load). A transfer
-    # committing while the walk runs would otherwise keep a wrong number for good (1, 2, 1); now it waits
-    # (and, after its lock timeout, retries on its next pass) until the numbering is committed.
-    # Tries of 1 s each until NUMBER_LOCK_WAIT: a record-lock time-out and "the transfer committed
-    # while we waited" (Firebird 3 READ COMMITTED: update conflict) give the same error codes.
-    deadline = time.monotonic() + NUMBER_LOCK_WAIT
-    while True:
-        try:
-            db.con.begin(tpb(Isolation.READ_COMMITTED_RECORD_VERSION, lock_timeout=1))
-            db.execute(f"UPDATE {p}SOURCES SET LAST_TRANSFER_AT = LAST_TRANSFER_AT")
-            break
-        except DatabaseError as exc:
-            db.rollback()
-            if time.monotonic() < deadline:
-                continue
-            raise FbauditError(f"The log database's packets need version numbers, but a transfer is running and "
-                               f"has held its source's lock for {NUMBER_LOCK_WAIT:g} s: nothing was numbered. "
-                               f"Run `fbaudit init` again when the transfer has ended.\n  {exc}") from exc
-    todo = db.scalar(f"SELECT COUNT(*) {missing}")
-    if todo:
-        # In index order (LOG_PACKET_KEY: no sort of the keys, which are up to 4,000 bytes each), counting
-        # within a run of one key; where another key has the same KEY_HASH (a collision), the number
-        # comes from that key's previous packet, already numbered in this transaction.
-        db.execute(f"""EXECUTE BLOCK AS
-  DECLARE s INTEGER; DECLARE t INTEGER; DECLARE h BIGINT; DECLARE k VARCHAR(1000) CHARACTER SET UTF8;
-  DECLARE id BIGINT; DECLARE v BIGINT; DECLARE ps INTEGER; DECLARE pt INTEGER; DECLARE ph BIGINT;
-  DECLARE pk VARCHAR(1000) CHARACTER SET UTF8; DECLARE n BIGINT = 0; DECLARE started BOOLEAN = FALSE;
-BEGIN
-  FOR SELECT SOURCE_ID, NUM_TABLE, KEY_HASH, RECORD_KEY, PACKET_ID, VERSION_NO FROM {p}LOG_PACKET
-      WHERE RECORD_KEY IS NOT NULL ORDER BY SOURCE_ID, NUM_TABLE, KEY_HASH, PACKET_ID
-      INTO :s, :t, :h, :k, :id, :v DO
-  BEGIN
-    IF (started AND s = ps AND t = pt AND h = ph AND k = pk) THEN
-      n = n + 1;
-    ELSE IF (started AND s = ps AND t = pt AND h = ph) THEN
-    BEGIN
-      n = NULL;
-      SELECT FIRST 1 VERSION_NO FROM {p}LOG_PACKET
-        WHERE SOURCE_ID = :s AND NUM_TABLE = :t AND KEY_HASH = :h AND PACKET_ID < :id AND RECORD_KEY = :k
-        ORDER BY SOURCE_ID DESC, NUM_TABLE DESC, KEY_HASH DESC, PACKET_ID DESC INTO :n;
-      n = COALESCE(n, 0) + 1;
-    END
-    ELSE
-      n = 1;
-    started = TRUE; ps = s; pt = t; ph = h; pk = k;
-    IF (v IS DISTINCT FROM n) THEN UPDATE {p}LOG_PACKET SET VERSION_NO = :n WHERE SOURCE_ID = :s AND PACKET_ID = :id;
-  END
-END""")
-    db.commit()
-    return todo or 0
-
-
-def _body(sql: str) -> str:
-    """What Firebird stores as a PSQL module's source: the text after the line ``AS``."""
-    return re.split(r"^AS\s*$", sql, maxsplit=1, flags=re.M)[-1].strip()
-
-
-def _procedure_source(db: Database, name: str) -> str | None:
-    rows = db.query("SELECT RDB$PROCEDURE_SOURCE FROM RDB$PROCEDURES WHERE RDB$PROCEDURE_NAME = ?", (name,),
-                    whole_blobs=True)
-    db.commit()
-    return rows[0][0].strip() if rows and rows[0][0] is not None else None
-
-
-def is_initialized(db: Database, prefix: str) -> bool:
-    return table_exists(db, prefix + "LOG_INFO") and table_exists(db, prefix + "LOG_PACKET")
-
-
-def _require_init(db: Database, prefix: str) -> None:
-    if not is_initialized(db, prefix):
-        raise FbauditError(f"Database {db.spec.describe()} has no fbaudit staging objects "
-                           f"(prefix {prefix!r}). Run `fbaudit init` first.")
-
-
-def _require_current(db: Database, prefix: str) -> None:
-    """Before installing triggers: the staging objects they use exist (an older init lacks some)."""
-    _require_init(db, prefix)
-    if not table_exists(db, prefix + "LOG_QUIET"):
-        raise FbauditError(f"Database {db.spec.describe()} has the staging objects of an older fbaudit "
-                           f"({prefix}LOG_QUIET is missing). Run `fbaudit init` (it adds what is missing), "
-                           "then `fbaudit sync`.")
-
-
 def logged_columns(info: TableInfo, exclude: Iterable[str]) -> tuple[list[Column], list[Column]]:
     """(logged, skipped) columns: ARRAY/COMPUTED are skipped, excluded are dropped silently."""
     excl = set(exclude)
@@ -519,23 +233,6 @@ def _kinds(info: TableInfo) -> dict[str, str]:
     return {f"{c.name}:{c.type}": c.kind for c in info.columns}
 
 
-def trigger_exists(db: Database, prefix: str, number: int) -> bool:
-    return bool(db.query("SELECT 1 FROM RDB$TRIGGERS WHERE RDB$TRIGGER_NAME = ?", (trigger_name(prefix, number),)))
-
-
-def installed_trigger_body(db: Database, prefix: str, number: int) -> str | None:
-    """The source of a table's installed audit trigger (from ``AS`` on), or None."""
-    sql = "SELECT RDB$TRIGGER_SOURCE FROM RDB$TRIGGERS WHERE RDB$TRIGGER_NAME = ?"
-    with guard(db.spec, sql):
-        cur = db.con.cursor()
-        cur.stream_blob_threshold = -1      # a wide table's source is over the driver's 64 KB: read it whole
-        cur.execute(sql, (trigger_name(prefix, number),))
-        row = cur.fetchone()
-        cur.close()
-    src = row[0] if row else None
-    return src.strip() if src is not None else None
-
-
 def trigger_body(plan: list[Statement]) -> str:
     """The body (from ``AS`` on) of the CREATE TRIGGER statement in ``plan``."""
     sql = next(s.sql for s in plan if s.sql.startswith("CREATE OR ALTER TRIGGER"))
@@ -567,52 +264,6 @@ def entry_from_dictionary(db: Database, prefix: str, name: str) -> TableEntry | 
 # --------------------------------------------------------------------------
 # Commands (library API; the CLI calls these)
 # --------------------------------------------------------------------------
-@dataclass
-class Result:
-    """What a command did, for people (``lines``) and for --json (``data``).
-
-    ``errors`` holds (source name, error) for sources that failed: one broken
-    source never stops the others; the CLI exits non-zero when there are any.
-    """
-
-    data: dict
-    lines: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    statements: list[Statement] = field(default_factory=list)
-    errors: list[tuple[str, FbauditError]] = field(default_factory=list)
-    scripts: list[tuple[str, list[Statement]]] = field(default_factory=list)
-
-    def add_plan(self, database: str, plan: list[Statement]) -> None:
-        """Record the statements planned for one database (printed per database)."""
-        if plan:
-            self.statements += plan
-            self.scripts.append((database, list(plan)))
-
-
-def _open(config: Config, spec, create: bool = False, **transactions) -> Database:
-    """Open a database of the config (``transactions``: see open_database)."""
-    return open_database(spec, client_library=config.client_library, create=create, **transactions)
-
-
-def _for_each_source(config: Config, source: str | None, out: Result,
-                     work: Callable[[SourceSpec], None]) -> Result:
-    """Run ``work`` per source; a failing source is recorded and the others go on.
-
-    With a single source the error is raised as it is (nothing else to go on with).
-    """
-    specs = config.source(source)
-    for spec in specs:
-        try:
-            work(spec)
-        except FbauditError as exc:
-            if len(specs) == 1:
-                raise
-            log.info("[CAPTURE] %s: FAILED: %s", spec.name, str(exc).splitlines()[0])
-            out.errors.append((spec.name, exc))
-            out.data.setdefault("sources", []).append({"source": spec.name, "error": str(exc)})
-    return out
-
-
 def init(config: Config, *, source: str | None = None, dry_run: bool = False) -> Result:
     """Create the log database's objects, then the staging objects in each source.
 
@@ -631,7 +282,7 @@ def init(config: Config, *, source: str | None = None, dry_run: bool = False) ->
         res.lines.append(f"log: would create database {config.log.database} and {', '.join(s.object for s in plan)}; "
                          f"would register {', '.join(names)}")
     else:
-        with _open(config, config.log, create=not dry_run) as db:
+        with open_source(config, config.log, create=not dry_run) as db:
             plan = plan_init(db, p, template="log_init")
             res.add_plan(f"log database {config.log.describe()}", plan)
             registered: list[str] = []
@@ -640,7 +291,7 @@ def init(config: Config, *, source: str | None = None, dry_run: bool = False) ->
                 registered = [n for n in names if plan or
                               not db.scalar(f"SELECT 1 FROM {p}SOURCES WHERE NAME = ?", (n,))]
                 if not any(st.kind == "TABLE" and st.object == "LOG_PACKET" for st in plan):
-                    numbered = _unnumbered(db, p, column="LOG_PACKET.VERSION_NO" not in
+                    numbered = unnumbered(db, p, column="LOG_PACKET.VERSION_NO" not in
                                            {st.object for st in plan})
             else:
                 if plan:
@@ -663,7 +314,7 @@ def init(config: Config, *, source: str | None = None, dry_run: bool = False) ->
     log.info("[CAPTURE] log database %s: %s", config.log.database, res.lines[-1])
 
     def one(spec: SourceSpec) -> None:
-        with _open(config, spec) as db:
+        with open_source(config, spec) as db:
             plan = plan_init(db, p)
             res.add_plan(spec.describe(), plan)
             created = [s.object for s in plan]
@@ -675,7 +326,7 @@ def init(config: Config, *, source: str | None = None, dry_run: bool = False) ->
             line = f"{spec.name}: " + (f"{would} {', '.join(created)}" if created else "already initialized")
             res.lines.append(line)
             log.info("[CAPTURE] %s", line)
-    return _for_each_source(config, source, res, one)
+    return for_each_source(config, source, res, one, log=log, tag="CAPTURE")
 
 
 def _plan_enable(db: Database, config: Config, registry: Registry, table: str, *,
@@ -781,14 +432,13 @@ def enable(config: Config, table: str, *, source: str | None = None, key: list[s
     (fbaudit.baseline: ids reserved before the trigger, a wait of up to
     ``max_wait`` seconds for transactions older than it, one snapshot, batches).
     """
-    from . import baseline as baseline_mod
     out = Result({"sources": [], "dry_run": dry_run})
 
     def one(spec: SourceSpec) -> None:
         registry = Registry.load(spec.registry)
         taken = None
-        with _open(config, spec) as db:
-            _require_current(db, config.prefix)
+        with open_source(config, spec) as db:
+            require_current(db, config.prefix)
             entry, plan, res = _plan_enable(db, config, registry, table, key=key, author=author,
                                             exclude=list(exclude))
             if baseline and (entry is None or trigger_exists(db, config.prefix, entry.number)):
@@ -817,7 +467,7 @@ def enable(config: Config, table: str, *, source: str | None = None, key: list[s
                 if block:
                     with Progress(rows) as bar:
                         taken = baseline_mod.take(
-                            lambda **kw: _open(config, spec, **kw), spec, config, entry, info, block,
+                            lambda **kw: open_source(config, spec, **kw), spec, config, entry, info, block,
                             expected=rows, author=by, progress=bar.advance,
                             max_wait=baseline_mod.MAX_WAIT if max_wait is None else max_wait)
         if taken:
@@ -833,7 +483,7 @@ def enable(config: Config, table: str, *, source: str | None = None, key: list[s
         out.warnings += res.warnings
         out.add_plan(spec.describe(), plan)
         log.info("[CAPTURE] %s: %s%s", spec.name, res.lines[-1], suffix)
-    return _for_each_source(config, source, out, one)
+    return for_each_source(config, source, out, one, log=log, tag="CAPTURE")
 
 
 def disable(config: Config, table: str, *, source: str | None = None, dry_run: bool = False) -> Result:
@@ -844,8 +494,8 @@ def disable(config: Config, table: str, *, source: str | None = None, dry_run: b
     def one(spec: SourceSpec) -> None:
         registry = Registry.load(spec.registry)
         entry = registry.tables.get(name)
-        with _open(config, spec) as db:
-            _require_init(db, config.prefix)
+        with open_source(config, spec) as db:
+            require_init(db, config.prefix)
             if entry is None:
                 entry = entry_from_dictionary(db, config.prefix, name)
             if entry is None:
@@ -867,7 +517,7 @@ def disable(config: Config, table: str, *, source: str | None = None, dry_run: b
                 + (" (dry run: nothing changed)" if dry_run else ""))
         out.lines.append(line)
         log.info("[CAPTURE] %s", line)
-    return _for_each_source(config, source, out, one)
+    return for_each_source(config, source, out, one, log=log, tag="CAPTURE")
 
 
 def sync(config: Config, *, source: str | None = None, dry_run: bool = False, regenerate: bool = False) -> Result:
@@ -883,8 +533,8 @@ def sync(config: Config, *, source: str | None = None, dry_run: bool = False, re
         registry = Registry.load(spec.registry)
         drifts: list[Drift] = []
         plan: list[Statement] = []
-        with _open(config, spec) as db:
-            _require_current(db, config.prefix)
+        with open_source(config, spec) as db:
+            require_current(db, config.prefix)
             changed_entries = []
             recovered = set()
             for (name,) in db.query(f"SELECT TRIM(TABLE_NAME) FROM {config.prefix}LOG_TABLES WHERE ENABLED = 1"):
@@ -930,17 +580,14 @@ def sync(config: Config, *, source: str | None = None, dry_run: bool = False, re
             out.lines.append(f"{spec.name}: {d.table}: {d.describe()}" + (" (dry run: nothing changed)" if dry_run else ""))
         for line in out.lines:
             log.info("[CAPTURE] %s", line)
-    return _for_each_source(config, source, out, one)
+    return for_each_source(config, source, out, one, log=log, tag="CAPTURE")
 
 
 def ddl(config: Config, table: str | None = None, *, source: str | None = None) -> str:
     """The SQL `init` (no table) or `enable TABLE` would run, as an isql script."""
-    if source is None and len(config.sources) > 1:
-        raise FbauditError(f"{len(config.sources)} sources are configured: say whose SQL with --source NAME "
-                           f"({', '.join(s.name for s in config.sources[:5])}{', …' if len(config.sources) > 5 else ''})")
-    spec = config.source(source)[0]
+    spec = one_source(config, source, why="The SQL is per database")
     then: list[Statement] = []
-    with _open(config, spec) as db:
+    with open_source(config, spec) as db:
         if table is None:
             stmts = plan_init(db, config.prefix) or templates.render("main_init", P=config.prefix)
             then = templates.render("main_seed", P=config.prefix)
@@ -948,7 +595,7 @@ def ddl(config: Config, table: str | None = None, *, source: str | None = None) 
         else:
             if not is_initialized(db, config.prefix):
                 raise FbauditError("Run `fbaudit init` first (or `fbaudit ddl` without a table to see its SQL).")
-            _require_current(db, config.prefix)
+            require_current(db, config.prefix)
             registry = Registry.load(spec.registry)
             name = normalize_name(table)
             entry = registry.tables.get(name) or entry_from_dictionary(db, config.prefix, name)
@@ -969,17 +616,11 @@ def set_logging(config: Config, on: bool, *, source: str | None = None) -> Resul
     out = Result({"sources": []})
 
     def one(spec: SourceSpec) -> None:
-        with _open(config, spec) as db:
-            _require_init(db, config.prefix)
+        with open_source(config, spec) as db:
+            require_init(db, config.prefix)
             db.execute(f"UPDATE {config.prefix}LOG_INFO SET ZAPIS = ?", (1 if on else 0,))
             db.commit()
         out.data["sources"].append({"source": spec.name, "logging": on})
         out.lines.append(f"{spec.name}: logging {'resumed' if on else 'paused'}")
         log.info("[CAPTURE] %s", out.lines[-1])
-    return _for_each_source(config, source, out, one)
-
-
-def status(config: Config, **kwargs) -> Result:
-    """``fbaudit status`` (fbaudit.status.status): state and health of every source."""
-    from .status import status as _status
-    return _status(config, **kwargs)
+    return for_each_source(config, source, out, one, log=log, tag="CAPTURE")

@@ -1,7 +1,7 @@
 """Checkpoints of the main database: a consistent copy of a set of tables in
 one JSON file, and a restore of it in one transaction (docs/checkpoints.md).
 
-Behaviour and log lines follow the checkpoint guide (SOURCES.md, seed 000):
+Behaviour and log lines follow the checkpoint guide fbaudit adopts (docs/checkpoints.md):
 
     2025-10-30 14:30:15 [INFO] fbaudit.checkpoint: [CHECKPOINT] Starting checkpoint creation: checkpoint_...
 
@@ -48,10 +48,12 @@ from firebird.driver.types import get_timezone
 from .bulk import Inserter
 from .catalog import read_table, table_exists
 from .config import Config, SourceSpec
-from .db import LOCK_TIMEOUT, Database, open_database, wrap
-from .errors import CatalogError, FbauditError
+from .db import LOCK_TIMEOUT, Database, wrap
+from .errors import CatalogError, CheckpointError, CheckpointNotFound, FbauditError
 from .idents import normalize_name, quote_ident
+from .objects import installed_trigger_body
 from .progress import Progress
+from .sources import one_source, open_source
 
 log = logging.getLogger("fbaudit.checkpoint")
 
@@ -61,16 +63,6 @@ PROGRESS_EVERY = 100          # rows between "Progress:" lines (the guide's)
 AUDIT_MODES = ("rows", "event")
 OP_RESTORE = 4                # LOG_PACKET.OPERATION of a restore event (audit="event")
 _ID = re.compile(r"^[A-Za-z0-9_.-]+$")
-
-
-class CheckpointError(FbauditError):
-    """A checkpoint that cannot be used as asked: missing, damaged, not matching the database."""
-
-    exit_code = 6
-
-
-class CheckpointNotFound(CheckpointError):
-    """No checkpoint has this id in the checkpoint folder (or the text is not an id at all)."""
 
 
 # --------------------------------------------------------------------------
@@ -396,25 +388,13 @@ def _write_checkpoint(db: Database, config: Config, spec: SourceSpec, *, base: s
             "bytes": path.stat().st_size, "seconds": round(time.monotonic() - started, 3)}
 
 
-def _one_source(config: Config, source: str | None) -> SourceSpec:
-    specs = config.source(source)
-    if len(specs) > 1:
-        raise CheckpointError("Several sources are configured: name one with --source "
-                              f"({', '.join(s.name for s in specs)}).")
-    return specs[0]
-
-
-def _open(config: Config, spec: SourceSpec, **kw) -> Database:
-    return open_database(spec, client_library=config.client_library, **kw)
-
-
 def create(config: Config, *, source: str | None = None, description: str | None = None,
            tables: list[str] | None = None, all_tables: bool = False) -> dict:
     """Write a checkpoint of ``tables`` (default: the audited tables; ``all_tables``: every user
     table and sequence) from one read-only SNAPSHOT transaction. Returns what was written."""
-    spec = _one_source(config, source)
+    spec = one_source(config, source, error=CheckpointError)
     base = dt.datetime.now().strftime("checkpoint_%Y%m%d_%H%M%S")
-    with _open(config, spec, isolation=Isolation.SNAPSHOT, read_only=True) as db:
+    with open_source(config, spec, isolation=Isolation.SNAPSHOT, read_only=True) as db:
         names = _choose_tables(db, config, tables, all_tables)
         defs = [_table_def(db, t) for t in names]
         db.commit()
@@ -794,7 +774,6 @@ def _check_event_mode(db: Database, prefix: str, audited: dict[str, int]) -> Non
     if not table_exists(db, f"{prefix}LOG_QUIET"):
         raise CheckpointError(f"--audit event needs the table {prefix}LOG_QUIET: run `fbaudit init`, then "
                               "`fbaudit sync` (nothing was changed).")
-    from .capture import installed_trigger_body
     old = [t for t, num in audited.items() if "FBAUDIT_QUIET" not in (installed_trigger_body(db, prefix, num) or "")]
     if old:
         raise CheckpointError(f"--audit event: the audit trigger of {', '.join(old)} is older than this fbaudit; "
@@ -809,7 +788,7 @@ def restore(config: Config, checkpoint_id: str, *, source: str | None = None, au
     sequences, commit. On any failure: rollback, and the log says how to recover."""
     if audit not in AUDIT_MODES:
         raise CheckpointError(f"audit must be one of {', '.join(AUDIT_MODES)}, not {audit!r}")
-    spec = _one_source(config, source)
+    spec = one_source(config, source, error=CheckpointError)
     started = time.monotonic()
     where = {"at": "before the restore"}       # what the restore is doing, for the error message
     backup_id = None
@@ -827,7 +806,7 @@ def restore(config: Config, checkpoint_id: str, *, source: str | None = None, au
         log.warning("[CHECKPOINT] WARNING: Starting restore operation: %s", cp.id)
         log.warning("[CHECKPOINT] This will OVERWRITE all existing data in the database!")
         log.warning(SEPARATOR)
-        db = _open(config, spec, isolation=Isolation.SNAPSHOT, lock_timeout=lock_timeout)
+        db = open_source(config, spec, isolation=Isolation.SNAPSHOT, lock_timeout=lock_timeout)
         _refuse_schema_differences(db, cp, spec)
         log.info("[CHECKPOINT] Checkpoint details:")
         log.info("[CHECKPOINT] ID: %s", cp.id)
@@ -1146,3 +1125,30 @@ def _fill_deferred(cur, cp: Checkpoint, table: str, fks: list[ForeignKey]) -> No
             filled += 1
     update.close()
     log.info("[CHECKPOINT] References filled in: %s - %d rows (%s)", table, filled, ", ".join(cols))
+
+
+def list_lines(items: list[dict], directory: Path) -> list[str]:
+    """``checkpoint list`` for people: a line per checkpoint (list_checkpoints), oldest first."""
+    if not items:
+        return [f"no checkpoints in {directory}"]
+    w = max([len(it["id"]) for it in items] + [2])
+    lines = [f"{'id':<{w}} {'created':<19} {'tables':>6} {'rows':>10}  description"]
+    for it in items:
+        if it.get("damaged"):
+            lines.append(f"{it['id']:<{w}} DAMAGED (unreadable header or summary)")
+            continue
+        lines.append(f"{it['id']:<{w}} {it.get('created_at') or '':<19} {it.get('tables', 0):>6} "
+                     f"{it.get('total_rows') or 0:>10}  {it.get('description') or ''}"
+                     + (" (that restore FAILED and was rolled back: nothing was changed, this backup is "
+                        "the data as it still is)" if "failed_restore" in it else ""))
+    return lines
+
+
+def show_lines(res: dict) -> list[str]:
+    """``checkpoint show`` for people: the verified file (show), its tables and sequences."""
+    lines = [f"{res['id']} ({res['kind']}) from source {res['source']}, Firebird {res['firebird']}, "
+             f"created {res['created_at']}", f"description: {res['description'] or '-'}",
+             f"file: {res['file']} ({res['bytes']} bytes, checksum OK)"]
+    lines += [f"  {t}: {v['rows']} rows, {v['columns']} columns" for t, v in res["tables"].items()]
+    lines += [f"  sequence {n} = {v}" for n, v in res["sequence_values"].items()]
+    return lines

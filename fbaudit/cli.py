@@ -18,6 +18,7 @@ import click
 from . import capture, logs
 from .config import load_config
 from .history import DEFAULT_LIMIT
+from .sources import Result, shown_names
 from .transfer import DEFAULT_BATCH, DEFAULT_POLL, DEFAULT_RETRIES
 from .errors import FbauditError
 
@@ -66,7 +67,7 @@ def _run(ctx: Ctx, fn: Callable[[], Any]) -> Any:
         sys.exit(exc.exit_code)
 
 
-def _report(ctx: Ctx, res: capture.Result, *, sql: bool = False) -> None:
+def _report(ctx: Ctx, res: Result, *, sql: bool = False) -> None:
     """Print a Result (text or JSON); with ``sql``, also the statements as an isql script.
 
     Exits with the highest exit code of the per-source errors, if any.
@@ -153,10 +154,8 @@ def _pick_sources(ctx: Ctx, source: str | None, all_sources: bool) -> str | None
         raise click.UsageError("give --source NAME or --all-sources, not both")
     config = _run(ctx, lambda: ctx.config)
     if source is None and not all_sources and len(config.sources) > 1:
-        names = [s.name for s in config.sources]
-        shown = ", ".join(names[:5]) + (f", … ({len(names) - 5} more)" if len(names) > 5 else "")
-        raise click.UsageError(f"{len(names)} sources are configured ({shown}): name one with --source NAME, "
-                               "or give --all-sources for every one")
+        raise click.UsageError(f"{len(config.sources)} sources are configured ({shown_names(config.sources)}): "
+                               "name one with --source NAME, or give --all-sources for every one")
     return source
 
 
@@ -552,27 +551,13 @@ def history(ctx: Ctx, table: str, key: str, limit: int, offset: int, source: str
         raise click.UsageError("give --at or --diff, not both")
     if at_version or diff_versions:
         from . import versions
-        from .history import format_value
         if at_version:
             st = _run(ctx, lambda: versions.record_state(ctx.config, table, key, at_version, source=source))
-            head = (f"{st['table']} {', '.join(f'{k}={v}' for k, v in st['key'].items())} after version "
-                    f"{st['version']} of {st['newest']}: " + ("" if st["exists"] else "DELETED")
-                    + ("" if st["complete"] else " (partial: the history starts with an update, or its start was pruned)"))
-            w = max([len(n) for n in st["fields"]] + [1])
-            _print(ctx, {"success": True, **st},
-                   [head] + [f"  {n:<{w}}  {format_value(v, 80)}" for n, v in st["fields"].items()])
+            _print(ctx, {"success": True, **st}, h.state_lines(st))
         else:
             a, b = diff_versions
             d = _run(ctx, lambda: versions.record_diff(ctx.config, table, key, a, b, source=source))
-            w = max([len(n) for n in d["fields"]] + [5])
-            lines = [f"{d['table']} {', '.join(f'{k}={v}' for k, v in d['key'].items())}: version {a} | version {b}"]
-            if d["a_exists"] != d["b_exists"]:
-                lines.append(f"  {'(row)':<{w}}  {'exists' if d['a_exists'] else 'deleted'} | "
-                             f"{'exists' if d['b_exists'] else 'deleted'}")
-            lines += [f"  {n:<{w}}  {format_value(c['a'])} | {format_value(c['b'])}" for n, c in d["fields"].items()]
-            if len(lines) == 1:
-                lines.append("  no difference")
-            _print(ctx, {"success": True, **d}, lines)
+            _print(ctx, {"success": True, **d}, h.diff_lines(d))
         return
     data = _run(ctx, lambda: h.history(ctx.config, table, key, source=source, limit=limit, offset=offset))
     out = {k: data[k] for k in ("table", "key", "versions", "total")}
@@ -770,19 +755,8 @@ def checkpoint_list(ctx: Ctx) -> None:
     """
     from . import checkpoint as cp
     items = _run(ctx, lambda: cp.list_checkpoints(ctx.config))
-    w = max([len(it["id"]) for it in items] + [2])
-    lines = [f"{'id':<{w}} {'created':<19} {'tables':>6} {'rows':>10}  description"]
-    for it in items:
-        if it.get("damaged"):
-            lines.append(f"{it['id']:<{w}} DAMAGED (unreadable header or summary)")
-            continue
-        lines.append(f"{it['id']:<{w}} {it.get('created_at') or '':<19} {it.get('tables', 0):>6} "
-                     f"{it.get('total_rows') or 0:>10}  {it.get('description') or ''}"
-                     + (" (that restore FAILED and was rolled back: nothing was changed, this backup is "
-                        "the data as it still is)" if "failed_restore" in it else ""))
-    if not items:
-        lines = [f"no checkpoints in {ctx.config.checkpoint_dir}"]
-    _print(ctx, {"success": True, "directory": str(ctx.config.checkpoint_dir), "checkpoints": items}, lines)
+    _print(ctx, {"success": True, "directory": str(ctx.config.checkpoint_dir), "checkpoints": items},
+           cp.list_lines(items, ctx.config.checkpoint_dir))
 
 
 @checkpoint.command("show")
@@ -798,12 +772,7 @@ def checkpoint_show(ctx: Ctx, checkpoint_id: str) -> None:
     """
     from . import checkpoint as cp
     res = _run(ctx, lambda: cp.show(ctx.config, checkpoint_id))
-    lines = [f"{res['id']} ({res['kind']}) from source {res['source']}, Firebird {res['firebird']}, "
-             f"created {res['created_at']}", f"description: {res['description'] or '-'}",
-             f"file: {res['file']} ({res['bytes']} bytes, checksum OK)"]
-    lines += [f"  {t}: {v['rows']} rows, {v['columns']} columns" for t, v in res["tables"].items()]
-    lines += [f"  sequence {n} = {v}" for n, v in res["sequence_values"].items()]
-    _print(ctx, {"success": True, **res}, lines)
+    _print(ctx, {"success": True, **res}, cp.show_lines(res))
 
 
 @checkpoint.command("restore")

@@ -12,23 +12,17 @@ from datetime import datetime
 
 from firebird.driver import Isolation
 
-from .capture import OPERATIONS, _open, decode_key, encode_key
 from .config import Config
 from .db import Database, guard
-from .errors import FbauditError
+from .errors import FbauditError, NotFound
+from .forms import OPERATIONS, decode_key, decode_value, encode_key
 from .idents import normalize_name
-from .staging import decode_value
+from .sources import one_source, open_source
 
 DEFAULT_LIMIT = 50
 # One record's packets: through the LOG_PACKET_KEY index (KEY_HASH), then the exact key.
 _RECORD = ("SOURCE_ID = ? AND NUM_TABLE = ? AND KEY_HASH = HASH(CAST(? AS VARCHAR(1000) CHARACTER SET UTF8)) "
            "AND RECORD_KEY = ?")
-
-
-class NotFound(FbauditError):
-    """Unknown source, table, record or packet."""
-
-    exit_code = 5
 
 
 @dataclass
@@ -54,16 +48,12 @@ def _reader(config: Config, db: Database | None = None):
             yield db
         finally:
             db.rollback()          # read-only: ends the snapshot, the next call sees new packets
-    return shared() if db is not None else _open(config, config.log, isolation=Isolation.SNAPSHOT, read_only=True)
+    return shared() if db is not None else open_source(config, config.log, isolation=Isolation.SNAPSHOT, read_only=True)
 
 
 def _source_id(db: Database, config: Config, source: str | None) -> tuple[int, str]:
     p = config.prefix
-    specs = config.source(source)          # an unknown name: the configured ones are listed
-    if len(specs) > 1:
-        raise FbauditError(f"Several sources are configured ({', '.join(s.name for s in specs)}); "
-                           "say which one with --source NAME.")
-    source = specs[0].name
+    source = one_source(config, source).name
     sid = db.scalar(f"SELECT ID FROM {p}SOURCES WHERE NAME = ?", (source,))
     if sid is None:
         raise NotFound(f"Source {source!r} is not registered in the log database {config.log.describe()} "
@@ -156,7 +146,7 @@ def _changes_of(db: Database, prefix: str, sid: int, packet_ids: list[int],
 
 # A record's packets newest first: the order of the descending index LOG_PACKET_DESC, which a FIRST n
 # or a walk reads without sorting (the same order is written out in PSQL in ddl/log_init.sql
-# PACKETS_INS and capture.number_versions).
+# PACKETS_INS and objects.number_versions).
 NEWEST_FIRST = "SOURCE_ID DESC, NUM_TABLE DESC, KEY_HASH DESC, PACKET_ID DESC"
 
 
@@ -420,6 +410,29 @@ def version_lines(v: dict) -> list[str]:
         else:
             out.append(f"      {name}: {format_value(ch['old'])} -> {format_value(ch['new'])}")
     return out
+
+
+def state_lines(st: dict) -> list[str]:
+    """``history --at N``: the whole record after a version (versions.record_state), a field a line."""
+    head = (f"{st['table']} {', '.join(f'{k}={v}' for k, v in st['key'].items())} after version "
+            f"{st['version']} of {st['newest']}: " + ("" if st["exists"] else "DELETED")
+            + ("" if st["complete"] else " (partial: the history starts with an update, or its start was pruned)"))
+    w = max([len(n) for n in st["fields"]] + [1])
+    return [head] + [f"  {n:<{w}}  {format_value(v, 80)}" for n, v in st["fields"].items()]
+
+
+def diff_lines(d: dict) -> list[str]:
+    """``history --diff A B``: the fields that differ between two versions (versions.record_diff)."""
+    a, b = d["a"], d["b"]
+    w = max([len(n) for n in d["fields"]] + [5])
+    lines = [f"{d['table']} {', '.join(f'{k}={v}' for k, v in d['key'].items())}: version {a} | version {b}"]
+    if d["a_exists"] != d["b_exists"]:
+        lines.append(f"  {'(row)':<{w}}  {'exists' if d['a_exists'] else 'deleted'} | "
+                     f"{'exists' if d['b_exists'] else 'deleted'}")
+    lines += [f"  {n:<{w}}  {format_value(c['a'])} | {format_value(c['b'])}" for n, c in d["fields"].items()]
+    if len(lines) == 1:
+        lines.append("  no difference")
+    return lines
 
 
 MAX_LIMIT = 200

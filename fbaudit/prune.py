@@ -25,10 +25,10 @@ import logging
 import time
 from datetime import datetime
 
-from .capture import Result, _open
 from .config import Config, parse_period
 from .db import guard
 from .errors import FbauditError
+from .sources import Result, open_source
 
 log = logging.getLogger("fbaudit.prune")
 
@@ -111,7 +111,7 @@ def prune(config: Config, *, before: str, source: str | None = None, batch: int 
     names = [s.name for s in config.source(source)]
     p = config.prefix
     out = Result({"before": f"{cut:%Y-%m-%d %H:%M:%S}", "dry_run": dry_run, "sources": []})
-    with _open(config, config.log) as db:
+    with open_source(config, config.log) as db:
         ids = dict(db.query(f"SELECT NAME, ID FROM {p}SOURCES"))
         db.commit()
         missing = [n for n in names if n not in ids]

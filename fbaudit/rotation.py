@@ -1,7 +1,7 @@
 """Rotation: empty the data table that is out of use by DROP + CREATE, under live load.
 
-The protocol (docs/rotation.md; FINDINGS.md flaws 3 and 4, measured again in
-tests/test_rotation.py), one step per transaction, each step recorded in
+The protocol (docs/rotation.md; the Firebird behaviour it is built on is
+measured in tests/test_rotation.py), one step per transaction, each step recorded in
 LOG_ROTATION so a postponed rotation resumes where it stopped:
 
 1. switch   LOG_INFO.ID_TABLE to the other data table; remember the last
@@ -36,11 +36,13 @@ from firebird.driver import DatabaseError as DriverDatabaseError
 from firebird.driver import Isolation, tpb
 
 from . import templates
-from .capture import _open, _require_init, Result
+from .catalog import table_exists
 from .config import Config, SourceSpec
 from .db import LOCK_TIMEOUT, Database, describe_writers, wait_for_old_writers, wrap
-from .errors import DatabaseError, FbauditError
+from .errors import DatabaseError, FbauditError, RotationBusy
 from .idents import quote_ident
+from .objects import require_init
+from .sources import Result, open_source, worker_pool
 
 log = logging.getLogger("fbaudit.rotate")
 
@@ -52,12 +54,6 @@ POLL_FIRST = 0.05            # first pause; each next one doubles up to POLL
 PHASES = ("switched", "redirected", "dropped", "done")
 GDS_IN_USE = 335544453       # object ... is in use
 GDS_LOCK_CONFLICT = (335544345, 335544336, 335544510)   # lock conflict / deadlock / lock time-out
-
-
-class RotationBusy(FbauditError):
-    """Another rotate of this source holds the rotation lock."""
-
-    exit_code = 0
 
 
 @dataclass
@@ -127,10 +123,10 @@ class _Rotation:
 
     # -- the run ---------------------------------------------------------
     def run(self) -> RotationReport:
-        lock = _open(self.config, self.spec, lock_timeout=0)
+        lock = open_source(self.config, self.spec, lock_timeout=0)
         try:
             self.take_lock(lock)
-            with _open(self.config, self.spec) as db:
+            with open_source(self.config, self.spec) as db:
                 self.db = db
                 row = self.pending()
                 self.resumed = row is not None
@@ -159,9 +155,9 @@ class _Rotation:
 
     def take_lock(self, lock: Database) -> None:
         """Hold row 0 of LOG_ROTATION (NO WAIT) for the whole run: one rotate per source at a time."""
-        _require_init(lock, self.p)
+        require_init(lock, self.p)
         try:
-            if not lock.query("SELECT 1 FROM RDB$RELATIONS WHERE RDB$RELATION_NAME = ?", (f"{self.p}LOG_ROTATION",)):
+            if not table_exists(lock, f"{self.p}LOG_ROTATION"):
                 raise FbauditError(f"{self.spec.name}: the staging schema predates rotation (no {self.p}LOG_ROTATION):"
                                    " run `fbaudit init` to add it.")
             cur = lock.con.cursor()
@@ -512,16 +508,8 @@ def rotate(config: Config, *, source: str | None = None, force: bool = False, no
             log.error("[ROTATE] %s: FAILED: %s", spec.name, str(exc).splitlines()[0])
             return exc
 
-    from concurrent.futures import ThreadPoolExecutor
-    from .transfer import _block_signals      # Ctrl+C / SIGTERM go to the main thread, not into a Firebird call
-    pool = ThreadPoolExecutor(max_workers=min(workers, len(specs)), thread_name_prefix="rotate",
-                              initializer=_block_signals)
-    try:
+    with worker_pool(min(workers, len(specs)), "rotate") as pool:
         results = list(pool.map(one, specs))
-    except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)   # the sources not started yet are not started
-        raise
-    pool.shutdown()
     for spec, rep in zip(specs, results):
         if isinstance(rep, FbauditError):
             out.errors.append((spec.name, rep))
@@ -542,7 +530,7 @@ def rotate(config: Config, *, source: str | None = None, force: bool = False, no
 
 def last_rotation(db: Database, prefix: str) -> dict | None:
     """The newest LOG_ROTATION row as a dict (for status), or None."""
-    if not db.query("SELECT 1 FROM RDB$RELATIONS WHERE RDB$RELATION_NAME = ?", (f"{prefix}LOG_ROTATION",)):
+    if not table_exists(db, f"{prefix}LOG_ROTATION"):
         return None
     rows = db.query(f"SELECT FIRST 1 ID, STARTED_AT, OLD_TABLE, PHASE, OUTCOME, MESSAGE, FINISHED_AT, ROWS_DROPPED, "
                     f"SECONDS, ATTEMPTS FROM {prefix}LOG_ROTATION WHERE ID > 0 ORDER BY ID DESC")

@@ -17,7 +17,7 @@ in the config file's folder and appends its output to one log file. The
 lock (fbaudit.joblock) makes a run that finds the previous one still busy exit
 0 at once, whoever started it. ``make_plan`` builds everything without touching
 the machine; ``install``/``remove``/``show`` act on it and return a
-``capture.Result``. docs/operations.md#scheduling explains the choices.
+``sources.Result``. docs/operations.md#scheduling explains the choices.
 """
 from __future__ import annotations
 
@@ -34,8 +34,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .capture import Result
-from .errors import FbauditError
+from .errors import ScheduleError
+from .sources import Result
 
 log = logging.getLogger("fbaudit.schedule")
 
@@ -57,12 +57,6 @@ ROTATE_TIME_LIMIT = "PT1H"
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _TIME = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
-
-
-class ScheduleError(FbauditError):
-    """The scheduler could not be asked, or refused; names the command and its message."""
-
-    exit_code = 1
 
 
 # --------------------------------------------------------------------------

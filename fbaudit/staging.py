@@ -3,21 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .capture import OPERATIONS, STATES, decode_key
 from .db import Database
-
-
-def decode_value(raw: bytes | None, kind: str) -> str | None:
-    """Canonical text of a logged value: UTF-8 text, or hex for binary kinds."""
-    if raw is None:
-        return None
-    if hasattr(raw, "read"):
-        raw = raw.read()
-    if isinstance(raw, str):
-        raw = raw.encode("utf-8")
-    if kind == "binary":
-        return raw.hex()
-    return raw.decode("utf-8")
+from .forms import OPERATIONS, STATES, decode_key, decode_value
 
 
 @dataclass

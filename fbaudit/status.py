@@ -22,13 +22,15 @@ configuration error already exits with).
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from .capture import Result, _open, is_initialized, trigger_exists
+from .catalog import table_exists
 from .config import Config, SourceSpec
 from .errors import FbauditError
+from .objects import is_initialized, trigger_exists
+from .rotation import last_rotation
+from .sources import Result, open_source, worker_pool
 
 log = logging.getLogger("fbaudit.status")
 
@@ -36,10 +38,6 @@ OK, WARNING, CRITICAL = "ok", "warning", "critical"
 LEVELS = {OK: 0, WARNING: 1, CRITICAL: 2}
 DEFAULT_WARN_AGE = timedelta(minutes=10)
 DEFAULT_CRIT_AGE = timedelta(hours=1)
-
-
-class HealthExit(FbauditError):
-    """Not an error: carries the health exit code (1 warning, 2 critical) to the CLI."""
 
 
 @dataclass
@@ -77,10 +75,9 @@ def age_text(seconds: float | None) -> str:
 
 def _read_source(config: Config, spec: SourceSpec) -> dict:
     """What the source database says (one read-only look, committed at once)."""
-    from .rotation import last_rotation
     p = config.prefix
     item: dict = {"source": spec.name, "database": spec.database}
-    with _open(config, spec) as db:
+    with open_source(config, spec) as db:
         item["firebird"] = db.version
         if not is_initialized(db, p):
             item.update(initialized=False)
@@ -118,9 +115,9 @@ def _read_source(config: Config, spec: SourceSpec) -> dict:
 def _read_log(config: Config) -> dict[str, dict]:
     """The last transfer run of every source, from the log database, by source name."""
     p = config.prefix
-    with _open(config, config.log) as ldb:
+    with open_source(config, config.log) as ldb:
         runs: dict[str, dict] = {}
-        if ldb.query("SELECT 1 FROM RDB$RELATIONS WHERE RDB$RELATION_NAME = ?", (f"{p}TRANSFER_RUNS",)):
+        if table_exists(ldb, f"{p}TRANSFER_RUNS"):
             for name, at, age, outcome, packets, failed, secs, msg, ok_at in ldb.query(
                     f"SELECT SOURCE_NAME, RUN_AT, DATEDIFF(SECOND FROM RUN_AT TO LOCALTIMESTAMP), OUTCOME, PACKETS, "
                     f"FAILED_PACKETS, SECONDS, MESSAGE, LAST_OK_AT FROM {p}TRANSFER_RUNS"):
@@ -128,7 +125,7 @@ def _read_log(config: Config) -> dict[str, dict]:
                               "failed_packets": failed, "seconds": secs, "message": msg,
                               "last_ok_at": f"{ok_at:%Y-%m-%d %H:%M:%S}" if ok_at else None}
         registered = {r[0]: r[1] for r in ldb.query(f"SELECT NAME, LAST_TRANSFER_AT FROM {p}SOURCES")} \
-            if ldb.query("SELECT 1 FROM RDB$RELATIONS WHERE RDB$RELATION_NAME = ?", (f"{p}SOURCES",)) else None
+            if table_exists(ldb, f"{p}SOURCES") else None
         ldb.commit()
     if registered is None:
         raise FbauditError(f"The log database {config.log.describe()} is not initialized: run `fbaudit init`.")
@@ -217,7 +214,7 @@ def status(config: Config, *, source: str | None = None, workers: int = 4,
             text = str(exc) if isinstance(exc, FbauditError) else f"{type(exc).__name__}: {exc}"
             return {"source": spec.name, "database": spec.database, "error": text}
 
-    with ThreadPoolExecutor(max_workers=min(workers, len(specs)) + 1, thread_name_prefix="status") as pool:
+    with worker_pool(min(workers, len(specs)) + 1, "status") as pool:
         log_future = pool.submit(_read_log, config)
         items = list(pool.map(one, specs))
         log_error = None

@@ -54,7 +54,7 @@ def render(name: str, *, upgrades: bool = False, **values: str) -> list[Statemen
 
     ``-- object: COLUMN TABLE.COLUMN`` statements add a column to a table made by an older
     fbaudit; its CREATE TABLE has the column already, so they are left out unless ``upgrades``
-    (capture.plan_init, which keeps them only for tables that exist).
+    (objects.plan_init, which keeps them only for tables that exist).
     """
     path = ddl_dir() / f"{name}.sql"
     text = path.read_text(encoding="utf-8")

@@ -20,16 +20,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
 import tenacity
 
-from .capture import Result, _open, _require_init
+from .catalog import table_exists
 from .config import Config, SourceSpec
 from .db import Database, guard
-from .errors import DatabaseError, FbauditError
+from .errors import ConnectionLost, DatabaseError, FbauditError, SourceBusy
+from .objects import require_init
+from .sources import Result, block_signals, is_connection_error, one_source, open_source, worker_pool
 
 log = logging.getLogger("fbaudit.transfer")
 
@@ -40,48 +41,6 @@ DEFAULT_POLL = 5.0        # --follow: seconds between checks when no event arriv
 LOG_LOCK_TIMEOUT = 3      # seconds a transfer waits for another transfer of the same source
 SCHEMA_VERSION = 2
 RECORD_EVERY = 60.0       # --follow: seconds between TRANSFER_RUNS updates
-
-# GDS codes of "the connection is gone / cannot be made": retried with backoff,
-# never counted against a packet.
-CONNECTION_GDS = {
-    335544721,  # network_error: unable to complete network request
-    335544726,  # net_read_err
-    335544727,  # net_write_err
-    335544741,  # lost_db_connection
-    335544648,  # conn_lost
-    335544856,  # att_shutdown
-    335544528,  # shutdown
-    335544344,  # io_error (embedded file missing or unreadable)
-    335544734,  # random (I/O) error on the file
-}
-
-
-class ConnectionLost(FbauditError):
-    """A database cannot be reached: retried with backoff, then the source fails."""
-
-    exit_code = 4
-
-
-class SourceBusy(FbauditError):
-    """Another transfer holds this source's lock in the log database."""
-
-
-_NETWORK_WORDS = ("error reading data from the connection", "error writing data to the connection",
-                  "unable to complete network request", "connection lost", "connection refused",
-                  "connection shutdown", "connection reset", "broken pipe", "network error")
-
-
-def is_connection_error(exc: BaseException) -> bool:
-    """The connection is gone or cannot be made (also inside EXECUTE STATEMENT ... ON EXTERNAL,
-    whose errors carry the inner network error only in their text)."""
-    if isinstance(exc, ConnectionLost):
-        return True
-    if isinstance(exc, DatabaseError):
-        if set(exc.gds_codes) & CONNECTION_GDS:
-            return True
-        low = str(exc).lower()
-        return any(w in low for w in _NETWORK_WORDS)
-    return False
 
 
 def _external_attach_error(exc: DatabaseError) -> bool:
@@ -168,10 +127,10 @@ class SourceTransfer:
     def open(self) -> None:
         self.close()
         try:
-            self.main = _open(self.config, self.spec)
+            self.main = open_source(self.config, self.spec)
         except DatabaseError as exc:
             raise _as_connection(exc) from exc
-        _require_init(self.main, self.p)
+        require_init(self.main, self.p)
         version = self.main.scalar(f"SELECT FIRST 1 SCHEMA_VERSION FROM {self.p}LOG_INFO")
         self.main.commit()
         if (version or 0) < SCHEMA_VERSION:
@@ -185,7 +144,7 @@ class SourceTransfer:
         if self.logdb is not None:
             return
         try:
-            self.logdb = _open(self.config, self.config.log, lock_timeout=LOG_LOCK_TIMEOUT)
+            self.logdb = open_source(self.config, self.config.log, lock_timeout=LOG_LOCK_TIMEOUT)
         except DatabaseError as exc:
             raise _as_connection(exc) from exc
         row = self.logdb.query(f"SELECT ID, DICT_FINGERPRINT FROM {self.p}SOURCES WHERE NAME = ?", (self.spec.name,))
@@ -528,21 +487,10 @@ def _failed(report: SourceReport, exc: FbauditError, config: Config, spec: Sourc
     log.error("[TRANSFER] %s: FAILED: %s", spec.name, _first_line(exc))
 
 
-def _block_signals() -> None:
-    """Worker threads leave Ctrl+C / SIGTERM to the main thread.
-
-    Otherwise the OS may deliver the signal to a worker blocked in the
-    Firebird client, whose socket call then fails with EINTR mid-batch.
-    """
-    import signal
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-
-
 def follow_source(config: Config, spec: SourceSpec, *, batch: int, retries: int, poll: float,
                   stop: threading.Event, gate: threading.Semaphore, report: SourceReport) -> None:
     """--follow for one source: wake on the triggers' event, else every ``poll`` seconds."""
-    _block_signals()
+    block_signals()
     event = f"{config.prefix}NEW_PACKET"
     while not stop.is_set():
         job = SourceTransfer(config, spec, batch=batch, stop=stop)
@@ -613,8 +561,8 @@ def record_runs(config: Config, reports: list[SourceReport],
             packets, failing = packets - before[0], failing - before[1]
         rows.append((r, packets, failing))
     try:
-        with _open(config, config.log, lock_timeout=LOG_LOCK_TIMEOUT) as ldb:
-            if not ldb.query("SELECT 1 FROM RDB$RELATIONS WHERE RDB$RELATION_NAME = ?", (f"{p}TRANSFER_RUNS",)):
+        with open_source(config, config.log, lock_timeout=LOG_LOCK_TIMEOUT) as ldb:
+            if not table_exists(ldb, f"{p}TRANSFER_RUNS"):
                 log.info("[TRANSFER] the log database has no %sTRANSFER_RUNS table yet: run `fbaudit init` "
                          "so that `fbaudit status` can show the last transfer", p)
                 return
@@ -671,8 +619,7 @@ def transfer(config: Config, *, source: str | None = None, batch: int = DEFAULT_
         record_runs(config, reports, previous)
         log.info("[TRANSFER] stopped")
     else:
-        with ThreadPoolExecutor(max_workers=min(workers, len(specs)), thread_name_prefix="transfer",
-                                initializer=_block_signals) as pool:
+        with worker_pool(min(workers, len(specs)), "transfer") as pool:
             reports = list(pool.map(lambda s: transfer_source(config, s, batch=batch, retries=retries, stop=stop),
                                     specs))
     record_runs(config, reports)
@@ -696,14 +643,12 @@ def retry(config: Config, *, source: str | None = None, packets: list[int] | Non
         raise FbauditError("Say which packets to requeue: packet ids, or --all-failed.")
     if packets and all_failed:
         raise FbauditError("Give packet ids or --all-failed, not both.")
-    specs = config.source(source)
-    if packets and len(specs) > 1:
-        raise FbauditError("Packet ids are per source: add --source NAME.")
+    specs = [one_source(config, source, why="Packet ids are per source")] if packets else config.source(source)
     res = Result({"sources": []})
     p = config.prefix
     for spec in specs:
-        with _open(config, spec) as db:
-            _require_init(db, p)
+        with open_source(config, spec) as db:
+            require_init(db, p)
             if all_failed:
                 ids = [r[0] for r in db.query(f"SELECT ID FROM {p}LOG_PACKET WHERE STATE = 2 ORDER BY ID")]
             else:

@@ -28,26 +28,20 @@ import logging
 
 from firebird.driver import Isolation
 
-from .capture import _open, read_expr
 from .catalog import read_table
 from .config import Config
 from .db import guard
-from .errors import DatabaseError, FbauditError
-from .history import NotFound, version_detail
+from .errors import DatabaseError, FbauditError, NotFound, RevertConflict
+from .forms import decode_value, read_expr
+from .history import version_detail
 from .idents import quote_ident
 from .registry import Registry
-from .staging import decode_value
+from .sources import open_source
 
 log = logging.getLogger("fbaudit.revert")
 
 GDS_LOCK_CONFLICT = (335544345, 335544336, 335544510, 335544878)   # lock conflict, deadlock, timeout, concurrent update
 GDS_REFUSED = (335544665, 335544466, 335544349, 335544558)   # unique / foreign key / duplicate / check constraint
-
-
-class RevertConflict(FbauditError):
-    """The row changed since its last logged version, or is being changed: nothing was done."""
-
-    exit_code = 7
 
 
 def _param(col, *, key: bool = False) -> str:
@@ -72,7 +66,7 @@ def _bind(col, value: str | None):
     if value is not None and col.kind == "float":
         return float(value)
     if value is not None and col.kind == "binary":
-        return bytes.fromhex(value)      # logged as hex (staging.decode_value); OCTETS, NONE text, binary BLOBs
+        return bytes.fromhex(value)      # logged as hex (forms.decode_value); OCTETS, NONE text, binary BLOBs
     return value
 
 
@@ -134,7 +128,7 @@ def _diff_states(sa: dict, sb: dict) -> dict:
 def record_diff(config: Config, table: str, key: str, a: int, b: int, *, source: str | None = None) -> dict:
     """Fields that differ between the record after version ``a`` and after ``b``: two server-side
     folds (version_detail) on one connection, not the whole history."""
-    with _open(config, config.log, isolation=Isolation.SNAPSHOT, read_only=True) as db:
+    with open_source(config, config.log, isolation=Isolation.SNAPSHOT, read_only=True) as db:
         da = version_detail(config, table, key, a, source=source, db=db)
         db_ = version_detail(config, table, key, b, source=source, db=db)
     return {"source": da["source"], "table": da["table"], "key": da["key"], "total": da["total"],
@@ -159,7 +153,7 @@ def revert(config: Config, table: str, key: str, *, to_version: int, by: str | N
     author = by or "fbaudit revert"
     note = comment or f"revert to version {to_version}"
     what = f"{h['table']} {', '.join(f'{k}={v}' for k, v in h['key'].items())}"
-    db = _open(config, spec, isolation=Isolation.READ_COMMITTED, lock_timeout=0)
+    db = open_source(config, spec, isolation=Isolation.READ_COMMITTED, lock_timeout=0)
     try:
         info = read_table(db, h["table"], commit=False)
         cols = {c.name: c for c in info.columns}

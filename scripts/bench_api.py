@@ -118,7 +118,7 @@ def main() -> int:
             build(log_path, packets, args.records, args.versions)
         # The packets were written without version numbers, like a log database of an older
         # fbaudit: number them as `fbaudit init` does (timed: the one-off cost of that upgrade).
-        from fbaudit.capture import number_versions
+        from fbaudit.objects import number_versions
         from fbaudit.config import DatabaseSpec as _Spec
         from fbaudit.db import open_database as _open_db
         with _open_db(_Spec("log", str(log_path))) as db:

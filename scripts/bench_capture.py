@@ -93,7 +93,7 @@ def block_sql(op: str, first: int, n: int) -> str:
 
 
 def article_ddl() -> list[str]:
-    """The source article's capture design (docs: /work/shared/SOURCES.md), as
+    """The source article's capture design (docs/performance.md), as
     its author describes it: control row LOG_INFO read by every trigger (and
     updated by the first record of a new day), LOG_PACKET row RETURNING ID,
     one row per field in V_LOG_1 / V_LOG_2 (all fields on insert/delete,

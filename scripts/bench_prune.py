@@ -41,7 +41,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from fbaudit import prune
-    from fbaudit.capture import number_versions
+    from fbaudit.objects import number_versions
     from fbaudit.config import Config, DatabaseSpec, SourceSpec
     from fbaudit.db import open_database
     from fbaudit.runtime import load_client

@@ -6,6 +6,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from fbaudit import objects
 from fbaudit import baseline, capture, history, transfer, versions
 from fbaudit.cli import cli
 from fbaudit.errors import FbauditError
@@ -99,7 +100,7 @@ def test_baseline_refused_on_an_audited_table_and_dry_run_changes_nothing(stock)
     dry = capture.enable(stock.config, "STOCK", baseline=True, dry_run=True)
     assert any("would log 3 existing rows as their first version" in line for line in dry.lines)
     with stock.connect() as db:
-        assert not capture.trigger_exists(db, stock.prefix, 1) and packets(stock) == []
+        assert not objects.trigger_exists(db, stock.prefix, 1) and packets(stock) == []
     capture.enable(stock.config, "STOCK")
     run_sql(stock, ["UPDATE STOCK SET QTY = 1 WHERE ID = 2"])
     n = len(packets(stock))
@@ -219,7 +220,7 @@ def test_baseline_refuses_clearly_when_an_older_transaction_stays_open(stock):
                                                r"still open after 0.5 s.*fbaudit disable STOCK"):
             capture.enable(stock.config, "STOCK", baseline=True, max_wait=0.5)
         with stock.connect() as db:
-            assert capture.trigger_exists(db, stock.prefix, 1)      # auditing is on, as it says
+            assert objects.trigger_exists(db, stock.prefix, 1)      # auditing is on, as it says
         assert packets(stock) == []                                  # no baseline packet written
     finally:
         early.con.rollback()
@@ -266,7 +267,7 @@ def test_init_numbering_refuses_when_a_transfer_holds_the_lock(stock, monkeypatc
     run_sql(stock, [f"UPDATE {p}LOG_PACKET SET VERSION_NO = NULL"], user_spec=stock.log)
     holder = stock.connect(stock.log)
     holder.execute(f"UPDATE {p}SOURCES SET LAST_TRANSFER_AT = LOCALTIMESTAMP WHERE ID = 1")
-    monkeypatch.setattr(capture, "NUMBER_LOCK_WAIT", 2)
+    monkeypatch.setattr(objects, "NUMBER_LOCK_WAIT", 2)
     import time
     t0 = time.monotonic()
     try:
@@ -346,7 +347,7 @@ def test_a_database_error_in_the_middle_says_auditing_is_on_and_what_was_done(st
         holder.rollback()
         holder.close()
     with stock.connect() as db:
-        assert capture.trigger_exists(db, stock.prefix, 1)
+        assert objects.trigger_exists(db, stock.prefix, 1)
     assert packets(stock) == []
 
 

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import pytest
 
+from fbaudit import objects
 from fbaudit import capture
-from fbaudit.capture import decode_key, encode_key
+from fbaudit.forms import decode_key, encode_key
 from fbaudit.db import apply_plan
 from fbaudit.errors import CatalogError, FbauditError
 from fbaudit.registry import Registry
@@ -29,7 +30,7 @@ def test_init_is_idempotent_and_creates_the_staging_objects(project):
     second = capture.init(project.config)
     assert second.data["sources"][0]["created"] == []
     with project.connect() as db:
-        assert capture.is_initialized(db, project.prefix)
+        assert objects.is_initialized(db, project.prefix)
         assert db.scalar(f"SELECT COUNT(*) FROM {project.prefix}LOG_INFO") == 1
 
 
@@ -37,7 +38,7 @@ def test_init_dry_run_changes_nothing(project):
     res = capture.init(project.config, dry_run=True)
     assert any(s.object == "LOG_PACKET" for s in res.statements)
     with project.connect() as db:
-        assert not capture.is_initialized(db, project.prefix)
+        assert not objects.is_initialized(db, project.prefix)
 
 
 def test_insert_update_delete_are_captured_with_old_and_new(customer):
@@ -59,7 +60,7 @@ def test_insert_update_delete_are_captured_with_old_and_new(customer):
 
 
 def test_changes_to_and_from_null_are_captured(customer):
-    """The article's `<>` misses these (FINDINGS.md flaw 2)."""
+    """The article's `<>` misses these (docs/capture.md "What counts as changed")."""
     run_sql(customer, [
         "INSERT INTO CUSTOMER (ID, NAME) VALUES (2, 'a')",
         "UPDATE CUSTOMER SET NAME = NULL, CITY = 'x' WHERE ID = 2",
@@ -317,8 +318,8 @@ def test_trigger_inlines_field_rows_up_to_the_limit_then_uses_the_sub_procedure(
     capture.enable(project.config, "NARROW")
     capture.enable(project.config, "WIDE")
     with project.connect() as db:
-        narrow = capture.installed_trigger_body(db, project.prefix, 1)
-        wide = capture.installed_trigger_body(db, project.prefix, 2)
+        narrow = objects.installed_trigger_body(db, project.prefix, 1)
+        wide = objects.installed_trigger_body(db, project.prefix, 2)
     assert "EXECUTE PROCEDURE LF" not in narrow and narrow.count("INSERT INTO FBA_V_LOG_2") == n + 1
     assert "EXECUTE PROCEDURE LF" in wide and wide.count("INSERT INTO FBA_V_LOG_2") == 1
     run_sql(project, ["INSERT INTO NARROW (ID, C5) VALUES (1, 5)", "INSERT INTO WIDE (ID, C99) VALUES (1, 99)"])

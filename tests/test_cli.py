@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from fbaudit import capture
+from fbaudit import objects
 from fbaudit.cli import cli
 
 from helpers import packets, run_sql
@@ -96,7 +96,7 @@ def test_enable_dry_run_prints_sql_and_changes_nothing(project, cfg):
     assert "CREATE OR ALTER TRIGGER FBA_AUDIT_1 FOR CUSTOMER" in res.output
     assert not project.registry_path.exists()
     with project.connect() as db:
-        assert not capture.trigger_exists(db, project.prefix, 1)
+        assert not objects.trigger_exists(db, project.prefix, 1)
 
 
 def test_pause_resume(project, cfg):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from fbaudit import objects
 from fbaudit import capture
 from fbaudit.errors import ConfigError
 from fbaudit.registry import Registry
@@ -78,4 +79,4 @@ def test_bad_registry_changes_nothing_in_the_database(project):
     with pytest.raises(ConfigError):
         capture.enable(project.config, "T")
     with project.connect() as db:
-        assert not capture.trigger_exists(db, project.prefix, 1)
+        assert not objects.trigger_exists(db, project.prefix, 1)

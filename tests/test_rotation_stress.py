@@ -23,9 +23,9 @@ import pytest
 from firebird.driver import Isolation, tpb
 
 from fbaudit import capture, rotation, transfer
-from fbaudit.capture import OPERATIONS
+from fbaudit.forms import OPERATIONS
 from fbaudit.db import open_database
-from fbaudit.staging import decode_value
+from fbaudit.forms import decode_value
 
 WRITERS = 8
 ROTATIONS = 30

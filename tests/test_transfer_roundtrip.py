@@ -9,7 +9,7 @@ transfer runs), shipped by more than one transfer pass. Then, for every key
 ever touched, ``history.history`` is replayed (insert: the logged new values;
 update: apply them, checking each logged old value against the rebuilt state;
 delete: gone) and compared with the table read in the trigger's own canonical
-form (``capture.value_expr``, stored as bytes exactly as the trigger stores
+form (``forms.value_expr``, stored as bytes exactly as the trigger stores
 them, decoded like the log is). Nothing of the source's staging tables is
 read to rebuild a record.
 """
@@ -23,10 +23,10 @@ from decimal import Decimal
 import pytest
 
 from fbaudit import capture, history, transfer
-from fbaudit.capture import decode_key, encode_key, value_expr
+from fbaudit.forms import decode_key, encode_key, value_expr
 from fbaudit.catalog import read_table
 from fbaudit.db import open_database
-from fbaudit.staging import decode_value
+from fbaudit.forms import decode_value
 
 SEED = 1234
 
@@ -207,7 +207,7 @@ def _read(value):
 def table_state(db, table: str, key_cols: list[str]) -> dict[tuple, dict[str, str]]:
     """{key parts (canonical text): {column: canonical text}} of every row, NULLs left out.
 
-    Each column goes through the trigger's own expression (capture.value_expr)
+    Each column goes through the trigger's own expression (forms.value_expr)
     into a binary BLOB, as the trigger stores it, and is decoded as the log is.
     """
     info = read_table(db, table)

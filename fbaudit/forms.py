@@ -1,0 +1,153 @@
+"""Canonical forms: what the audit trigger logs for each type, the record-key codec, the codes of
+operations and packet states.
+
+The trigger (capture), the baseline, revert and history all speak these forms, so they live here,
+below every feature (docs/architecture.md). docs/capture.md describes each form.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+from .catalog import Column
+from .errors import CatalogError
+from .idents import quote_ident
+
+OPERATIONS = {1: "insert", 2: "update", 3: "delete", 4: "restore", 5: "baseline",
+              6: "key_change", 7: "key_change_away"}
+# Operations after which a version holds the whole record (with "key_change_away": it is gone
+# from this key, like a delete; "key_change": it arrived with every field, like an insert).
+ANCHORS = {1, 3, 5, 6, 7}
+STATES = {0: "new", 1: "done", 2: "failed"}
+
+
+def value_expr(col: Column, ctx: str, major: int) -> str:
+    """SQL expression giving the logged bytes of ``ctx.col`` (ctx is NEW or OLD)."""
+    ref = f"{ctx}.{quote_ident(col.name)}"
+    if col.kind == "binary":
+        return ref                                   # raw bytes (OCTETS, NONE, binary BLOB)
+    if col.kind == "text":
+        if col.charset in ("UTF8",):
+            return ref                               # already UTF-8
+        # To a UTF-8 text BLOB, not a VARCHAR(n): no length in the trigger, so
+        # widening the column later (ALTER ... TYPE VARCHAR(wider)) can never
+        # make the trigger fail the application's write with a truncation error.
+        return f"CAST({ref} AS BLOB SUB_TYPE TEXT CHARACTER SET UTF8)"
+    if col.kind == "float":
+        if major >= 4:                               # exact: 17 significant digits always round-trip
+            return f"CAST(CAST({ref} AS DECFLOAT(34)) AS VARCHAR(64))"
+        if col.type == "FLOAT":                      # FB3 prints FLOAT with 8 digits, too few to round-trip;
+            return f"CAST(CAST({ref} AS DOUBLE PRECISION) AS VARCHAR(64))"   # 16 always do
+        return f"CAST({ref} AS VARCHAR(64))"         # FB3: 16 significant digits (docs/capture.md)
+    width = 80 if col.kind == "temporal" else 64
+    return f"CAST({ref} AS VARCHAR({width}))"
+
+
+def read_expr(col: Column, ctx: str, major: int) -> str:
+    """value_expr in a SELECT read by Python (baseline, revert): the same logged form, but NONE text
+    as bytes, which the trigger's BLOB parameter takes as they are and the driver could not decode."""
+    return col.readable(f"{ctx}.{quote_ident(col.name)}") if col.charset == "NONE" else value_expr(col, ctx, major)
+
+
+def changed_expr(col: Column, major: int) -> str:
+    """SQL condition: ``NEW.col`` is logged differently from ``OLD.col`` (or one of them is NULL)."""
+    terms = changed_terms(col, major)
+    return terms[0] if len(terms) == 1 else "(" + " OR ".join(terms) + ")"
+
+
+def changed_terms(col: Column, major: int) -> list[str]:
+    """The terms of :func:`changed_expr`, to be joined with OR: ``IS DISTINCT FROM``, then the exact tests.
+
+    ``IS DISTINCT FROM`` alone calls some values equal whose logged forms
+    differ: trailing blanks (PAD SPACE) and trailing zero bytes (OCTETS,
+    BLOBs), a case- or accent-insensitive collation, and on 4.0+ -0.0, DECFLOAT
+    1.0 / 1.00 and one instant in two time zones. Such an update must still be
+    logged, or history cannot rebuild the value. The extra terms run only when
+    the plain comparison says "equal" (OR is short-circuited), and they use
+    IS DISTINCT FROM too, so NULL and NULL stay "unchanged" (never NULL).
+    """
+    q = quote_ident(col.name)
+    new, old = f"NEW.{q}", f"OLD.{q}"
+    terms = [f"{new} IS DISTINCT FROM {old}"]
+    if col.kind in ("text", "binary"):
+        fixed = not col.is_blob and col.type.startswith(("CHAR(", "BINARY("))
+        if not fixed:                               # CHAR / BINARY store the padding: same length when equal
+            terms.append(f"OCTET_LENGTH({new}) IS DISTINCT FROM OCTET_LENGTH({old})")
+        if col.kind == "text" and col.collation and col.charset:
+            binary = quote_ident(col.charset)       # collation id 0: the character set's binary one
+            terms.append(f"{new} COLLATE {binary} IS DISTINCT FROM {old} COLLATE {binary}")
+    elif major >= 4 and (col.kind == "float" or col.type.startswith("DECFLOAT") or "TIME ZONE" in col.type):
+        terms.append(f"{value_expr(col, 'NEW', major)} IS DISTINCT FROM {value_expr(col, 'OLD', major)}")
+    return terms
+
+
+KEY_PART_LENGTH = 1000   # RECORD_KEY is VARCHAR(1000); longer keys are cut, never an error
+
+
+def short_text(ref: str, col: Column, length: int) -> str:
+    """At most ``length`` characters of a text column as UTF-8, whatever its declared width.
+
+    No declared length of the column appears here, so widening the column
+    later can never make the trigger fail (UTF8 columns included).
+    """
+    return f"CAST(SUBSTRING({ref} FROM 1 FOR {length}) AS VARCHAR({length}) CHARACTER SET UTF8)"
+
+
+def key_expr(cols: list[Column], ctx: str) -> str:
+    """The record key as text: parts joined by '|', '\\' and '|' escaped, NULL as '\\N'."""
+    parts = []
+    for col in cols:
+        ref = f"{ctx}.{quote_ident(col.name)}"
+        if col.kind == "text":
+            text = short_text(ref, col, KEY_PART_LENGTH)
+            text = f"REPLACE(REPLACE({text}, '\\', '\\\\'), '|', '\\|')"
+        elif col.kind in ("number", "temporal", "boolean"):
+            text = f"CAST({ref} AS VARCHAR(80))"
+        else:
+            raise CatalogError(f"Key column {col.name!r} has type {col.type}, which cannot identify a record "
+                               "in the log; choose other key columns with `key:` in the registry or --key.")
+        parts.append(f"COALESCE({text}, '\\N')")
+    return " || '|' || ".join(parts)
+
+
+def encode_key(values: Iterable[str | None]) -> str:
+    """Python twin of key_expr for canonical text values."""
+    out = []
+    for v in values:
+        out.append("\\N" if v is None else v.replace("\\", "\\\\").replace("|", "\\|"))
+    return "|".join(out)
+
+
+def decode_key(text: str) -> list[str | None]:
+    parts: list[str | None] = []
+    cur, i, null = [], 0, False
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            nxt = text[i + 1]
+            if nxt == "N":
+                null = True
+            else:
+                cur.append(nxt)
+            i += 2
+            continue
+        if ch == "|":
+            parts.append(None if null else "".join(cur))
+            cur, null = [], False
+        else:
+            cur.append(ch)
+        i += 1
+    parts.append(None if null else "".join(cur))
+    return parts
+
+
+def decode_value(raw: bytes | None, kind: str) -> str | None:
+    """Canonical text of a logged value: UTF-8 text, or hex for binary kinds."""
+    if raw is None:
+        return None
+    if hasattr(raw, "read"):
+        raw = raw.read()
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8")
+    if kind == "binary":
+        return raw.hex()
+    return raw.decode("utf-8")

@@ -1,0 +1,170 @@
+"""fbaudit's own objects in a database: their names, the plan that creates what is missing
+(``fbaudit init``), whether a database is initialized, its audit triggers, and the version
+numbering of an older log database. Features build on these; nothing here knows a command.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from typing import Iterable
+
+from firebird.driver import Isolation, tpb
+
+from . import templates
+from .catalog import table_exists
+from .db import Database, guard
+from .errors import DatabaseError, FbauditError
+from .idents import check_length
+from .templates import Statement
+
+# Object names init creates in the main database (without the prefix).
+MAIN_OBJECTS = ("LOG_INFO", "LOG_PACKET", "LOG_1", "LOG_2", "LOG_3", "V_LOG_1", "V_LOG_2",
+                "LOG_PACKET_FLAG", "LOG_PACKET_ID", "LOG_TABLES", "LOG_FIELDS", "LOG_PACKET_PK",
+                "LOG_1_PACKET", "LOG_2_PACKET", "LOG_TABLES_PK", "LOG_FIELDS_PK", "NEW_PACKET",
+                "LOG_PACKET_STATE", "DICT_VERSION", "LOG_TABLES_DV", "LOG_FIELDS_DV",
+                "LOG_ROTATION", "LOG_ROTATION_PK", "LOG_QUIET", "LOG_QUIET_PK")
+LOG_OBJECTS = ("SOURCES", "SOURCES_NAME", "LOG_PACKET_KEY", "LOG_PACKET_TIME", "DICT_TABLES_PK", "DICT_FIELDS_PK",
+               "BLOB_INS", "PACKETS_INS", "TRANSFER_RUNS", "TRANSFER_RUNS_PK", "LOG_PACKET_DESC",
+               "LOG_PACKET_LAST")
+
+
+def trigger_name(prefix: str, number: int) -> str:
+    return f"{prefix}AUDIT_{number}"
+
+
+def existing_objects(db: Database, prefix: str, columns: Iterable[str] = ()) -> set[str]:
+    """fbaudit's objects that exist, without the prefix; ``columns`` (TABLE.COLUMN, the templates'
+    "-- object: COLUMN" upgrades) are included as TABLE.COLUMN when the column exists."""
+    columns = sorted(set(columns))
+    sql = ("SELECT TRIM(RDB$RELATION_NAME) FROM RDB$RELATIONS WHERE RDB$RELATION_NAME STARTING WITH ? "
+           "UNION ALL SELECT TRIM(RDB$GENERATOR_NAME) FROM RDB$GENERATORS WHERE RDB$GENERATOR_NAME STARTING WITH ? "
+           "UNION ALL SELECT TRIM(RDB$INDEX_NAME) FROM RDB$INDICES WHERE RDB$INDEX_NAME STARTING WITH ? "
+           "UNION ALL SELECT TRIM(RDB$PROCEDURE_NAME) FROM RDB$PROCEDURES WHERE RDB$PROCEDURE_NAME STARTING WITH ? "
+           "UNION ALL SELECT TRIM(RDB$TRIGGER_NAME) FROM RDB$TRIGGERS WHERE RDB$TRIGGER_NAME STARTING WITH ?")
+    params = [prefix] * 5
+    for col in columns:
+        table, field = col.split(".", 1)
+        sql += (" UNION ALL SELECT TRIM(RDB$RELATION_NAME) || '.' || TRIM(RDB$FIELD_NAME) FROM RDB$RELATION_FIELDS "
+                "WHERE RDB$RELATION_NAME = ? AND RDB$FIELD_NAME = ?")
+        params += [prefix + table, field]
+    rows = db.query(sql, tuple(params))
+    db.commit()
+    return {r[0][len(prefix):] for r in rows}
+
+
+def check_prefix(prefix: str, major: int) -> None:
+    for obj in MAIN_OBJECTS + LOG_OBJECTS + ("AUDIT_2147483647",):
+        check_length(prefix + obj, major_version=major, what="fbaudit object")
+
+
+def plan_init(db: Database, prefix: str, template: str = "main_init") -> list[Statement]:
+    """Statements creating what is missing of the staging objects (idempotent)."""
+    check_prefix(prefix, db.major)
+    statements = templates.render(template, upgrades=True, P=prefix)
+    have = existing_objects(db, prefix, [st.object for st in statements if st.kind == "COLUMN"])
+    plan = []
+    for st in statements:
+        if st.kind == "COLUMN" and any(p.kind == "TABLE" and p.object == st.object.split(".")[0] for p in plan):
+            continue             # the table is created now, with the column
+        if st.object not in have:
+            plan.append(st)
+        elif st.kind == "PROCEDURE" and procedure_source(db, prefix + st.object) != psql_body(st.sql):
+            # fbaudit's procedures are CREATE OR ALTER: a newer version replaces an older one.
+            plan.append(dataclasses.replace(st, object=f"{st.object} (updated)"))
+    return plan
+
+
+NUMBER_LOCK_WAIT = 30.0     # seconds number_versions tries to take the transfers' lock
+
+
+def unnumbered(db: Database, p: str, *, column: bool) -> int:
+    """Packets number_versions would number (all of them when the VERSION_NO column is not there yet)."""
+    null = " AND VERSION_NO IS NULL" if column else ""
+    n = db.scalar(f"SELECT COUNT(*) FROM {p}LOG_PACKET WHERE RECORD_KEY IS NOT NULL{null}")
+    db.commit()
+    return n
+
+
+def number_versions(db: Database, prefix: str) -> int:
+    """Number the packets of a log database made before VERSION_NO (1, 2, 3 ... per record, in packet
+    order); returns how many lacked a number. Runs only when some do (an upgraded log database, or an
+    init interrupted before numbering); then every record is numbered from its oldest packet kept."""
+    p = prefix
+    missing = f"FROM {p}LOG_PACKET WHERE VERSION_NO IS NULL AND RECORD_KEY IS NOT NULL"
+    if not db.scalar(f"SELECT 1 FROM RDB$DATABASE WHERE EXISTS (SELECT 1 {missing})"):
+        db.commit()
+        return 0
+    db.commit()
+    # Every source's lock first, in this transaction: the transfers' own lock (transfer.load). A transfer
+    # committing while the walk runs would otherwise keep a wrong number for good (1, 2, 1); now it waits
+    # (and, after its lock timeout, retries on its next pass) until the numbering is committed.
+    # Tries of 1 s each until NUMBER_LOCK_WAIT: a record-lock time-out and "the transfer committed
+    # while we waited" (Firebird 3 READ COMMITTED: update conflict) give the same error codes.
+    deadline = time.monotonic() + NUMBER_LOCK_WAIT
+    while True:
+        try:
+            db.con.begin(tpb(Isolation.READ_COMMITTED_RECORD_VERSION, lock_timeout=1))
+            db.execute(f"UPDATE {p}SOURCES SET LAST_TRANSFER_AT = LAST_TRANSFER_AT")
+            break
+        except DatabaseError as exc:
+            db.rollback()
+            if time.monotonic() < deadline:
+                continue
+            raise FbauditError(f"The log database's packets need version numbers, but a transfer is running and "
+                               f"has held its source's lock for {NUMBER_LOCK_WAIT:g} s: nothing was numbered. "
+                               f"Run `fbaudit init` again when the transfer has ended.\n  {exc}") from exc
+    todo = db.scalar(f"SELECT COUNT(*) {missing}")
+    if todo:
+        # ddl/number_versions.sql: in LOG_PACKET_KEY order, counting within a run of one key.
+        db.execute(templates.render("number_versions", P=p)[0].sql)
+    db.commit()
+    return todo or 0
+
+
+def psql_body(sql: str) -> str:
+    """What Firebird stores as a PSQL module's source: the text after the line ``AS``."""
+    return re.split(r"^AS\s*$", sql, maxsplit=1, flags=re.M)[-1].strip()
+
+
+def procedure_source(db: Database, name: str) -> str | None:
+    rows = db.query("SELECT RDB$PROCEDURE_SOURCE FROM RDB$PROCEDURES WHERE RDB$PROCEDURE_NAME = ?", (name,),
+                    whole_blobs=True)
+    db.commit()
+    return rows[0][0].strip() if rows and rows[0][0] is not None else None
+
+
+def is_initialized(db: Database, prefix: str) -> bool:
+    return table_exists(db, prefix + "LOG_INFO") and table_exists(db, prefix + "LOG_PACKET")
+
+
+def require_init(db: Database, prefix: str) -> None:
+    if not is_initialized(db, prefix):
+        raise FbauditError(f"Database {db.spec.describe()} has no fbaudit staging objects "
+                           f"(prefix {prefix!r}). Run `fbaudit init` first.")
+
+
+def require_current(db: Database, prefix: str) -> None:
+    """Before installing triggers: the staging objects they use exist (an older init lacks some)."""
+    require_init(db, prefix)
+    if not table_exists(db, prefix + "LOG_QUIET"):
+        raise FbauditError(f"Database {db.spec.describe()} has the staging objects of an older fbaudit "
+                           f"({prefix}LOG_QUIET is missing). Run `fbaudit init` (it adds what is missing), "
+                           "then `fbaudit sync`.")
+
+
+def trigger_exists(db: Database, prefix: str, number: int) -> bool:
+    return bool(db.query("SELECT 1 FROM RDB$TRIGGERS WHERE RDB$TRIGGER_NAME = ?", (trigger_name(prefix, number),)))
+
+
+def installed_trigger_body(db: Database, prefix: str, number: int) -> str | None:
+    """The source of a table's installed audit trigger (from ``AS`` on), or None."""
+    sql = "SELECT RDB$TRIGGER_SOURCE FROM RDB$TRIGGERS WHERE RDB$TRIGGER_NAME = ?"
+    with guard(db.spec, sql):
+        cur = db.con.cursor()
+        cur.stream_blob_threshold = -1      # a wide table's source is over the driver's 64 KB: read it whole
+        cur.execute(sql, (trigger_name(prefix, number),))
+        row = cur.fetchone()
+        cur.close()
+    src = row[0] if row else None
+    return src.strip() if src is not None else None
