@@ -1,4 +1,4 @@
-"""Concurrency: auditing adds no hot spot (FINDINGS.md, flaw 1).
+"""Concurrency: auditing adds no hot spot (docs/capture.md "No hot spots").
 
 Writers that change the same audited table at the same time never wait for
 each other and never fail because of the audit trigger, and every committed

@@ -1,7 +1,7 @@
 """Rotation: the data table out of use is emptied by DROP + CREATE, never losing a row.
 
 Real databases: embedded 3.0/4.0/5.0 and the 3.0 server. The first test keeps
-FINDINGS.md flaws 3 and 4 as measured facts the protocol is built on.
+the Firebird behaviour (docs/rotation.md) as measured facts the protocol is built on.
 """
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def insert(db, i: int) -> None:
 
 
 def test_firebird_behaviour_rotation_relies_on(audited):
-    """FINDINGS flaws 3 and 4: a cached trigger writes through a redirected view into
+    """docs/rotation.md: a cached trigger writes through a redirected view into
     the old table until the trigger is re-created; a transaction that wrote to a table
     keeps it "in use" for DROP until it ends. Also: DROP + CREATE of the same table in
     one transaction works."""
