@@ -72,6 +72,21 @@ class SourceSpec(DatabaseSpec):
     # The source as the LOG database's server reaches it (BLOB_INS pulls field
     # rows with EXECUTE STATEMENT ... ON EXTERNAL from there). Default: database.
     external_database: str | None = None
+    # What this database's CHARACTER SET NONE text holds (docs/capture.md "Text in CHARACTER SET NONE"):
+    # a key of NONE_CHARSETS; None: UTF-8 where the bytes are UTF-8 (ASCII included), else bytes.
+    none_charset: str | None = None
+
+
+# Character sets CHARACTER SET NONE text may hold (``none_charset``) -> the Python codec that reads them.
+NONE_CHARSETS = {
+    "ASCII": "ascii", "UTF8": "utf-8", "UNICODE_FSS": "utf-8", "ISO8859_1": "latin-1",
+    **{f"ISO8859_{n}": f"iso8859_{n}" for n in (2, 3, 4, 5, 6, 7, 8, 9, 13)},
+    **{f"WIN{n}": f"cp{n}" for n in range(1250, 1259)},
+    **{f"DOS{n}": f"cp{n}" for n in (437, 737, 775, 850, 852, 857, 858, 860, 861, 862, 863, 864, 865, 866, 869)},
+    "KOI8R": "koi8_r", "KOI8U": "koi8_u", "TIS620": "tis_620", "BIG_5": "big5", "GB_2312": "gb2312",
+    "GBK": "gbk", "GB18030": "gb18030", "SJIS_0208": "shift_jis", "EUCJ_0208": "euc_jp", "KSC_5601": "euc_kr",
+    "CP943C": "cp932",
+}
 
 
 @dataclass(frozen=True)
@@ -171,7 +186,7 @@ def _rotation(path: Path, data: Any) -> Rotation:
 
 
 _DB_KEYS = {"database", "user", "password_env", "password_file", "role"}
-_SOURCE_KEYS = _DB_KEYS | {"name", "registry", "external_database"}
+_SOURCE_KEYS = _DB_KEYS | {"name", "registry", "external_database", "none_charset"}
 _TOP_KEYS = {"prefix", "log", "sources", "client_library", "rotation", "checkpoints"}
 
 
@@ -248,10 +263,19 @@ def _expand_source(path: Path, node: Any, log: DatabaseSpec) -> list[tuple[Sourc
     reg = _str(path, node, "registry") or "tables.yaml"
     registry = Path(_resolve_path(path.parent, reg))
     external = _str(path, node, "external_database")
+    none_charset = _str(path, node, "none_charset")
+    if none_charset is not None:
+        none_charset = none_charset.upper().replace("-", "_")
+        none_charset = {"UTF_8": "UTF8", "WINDOWS_1251": "WIN1251", "CP1251": "WIN1251", "LATIN1": "ISO8859_1",
+                        "KOI8_R": "KOI8R", "KOI8_U": "KOI8U"}.get(none_charset, none_charset)
+        if none_charset not in NONE_CHARSETS:
+            raise ConfigError(f"{yamlio.where(path, node, 'none_charset')}: none_charset {node['none_charset']!r} is "
+                              f"not a character set fbaudit can read NONE text in; one of: "
+                              f"{', '.join(sorted(NONE_CHARSETS))}")
 
     def make(name: str, database: str, fields: dict) -> SourceSpec:
         return SourceSpec(**{**fields, "name": name, "database": database}, registry=registry,
-                          external_database=external)
+                          external_database=external, none_charset=none_charset)
 
     if kind == "database":
         name = _source_name(path, node, "name", _str(path, node, "name", required=True))

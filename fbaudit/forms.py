@@ -6,10 +6,13 @@ below every feature (docs/architecture.md). docs/capture.md describes each form.
 """
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Iterable
 
 from .catalog import Column
-from .errors import CatalogError
+from .config import NONE_CHARSETS
+from .errors import CatalogError, FbauditError
 from .idents import quote_ident
 
 OPERATIONS = {1: "insert", 2: "update", 3: "delete", 4: "restore", 5: "baseline",
@@ -93,18 +96,28 @@ def short_text(ref: str, col: Column, length: int) -> str:
 
 
 def key_expr(cols: list[Column], ctx: str) -> str:
-    """The record key as text: parts joined by '|', '\\' and '|' escaped, NULL as '\\N'."""
+    """The record key as text: parts joined by '|', '\\' and '|' escaped, NULL as '\\N'.
+
+    A CHARACTER SET NONE or OCTETS part is its bytes, each read as the ISO8859_1 character of
+    that number: a cast that never fails and loses nothing, whatever the bytes (NoneText.key_part
+    reverses it); ASCII stays as it is.
+    """
     parts = []
     for col in cols:
         ref = f"{ctx}.{quote_ident(col.name)}"
-        if col.kind == "text":
-            text = short_text(ref, col, KEY_PART_LENGTH)
-            text = f"REPLACE(REPLACE({text}, '\\', '\\\\'), '|', '\\|')"
-        elif col.kind in ("number", "temporal", "boolean"):
+        if col.kind in ("number", "temporal", "boolean"):
             text = f"CAST({ref} AS VARCHAR(80))"
         else:
-            raise CatalogError(f"Key column {col.name!r} has type {col.type}, which cannot identify a record "
-                               "in the log; choose other key columns with `key:` in the registry or --key.")
+            if col.kind == "text":
+                text = short_text(ref, col, KEY_PART_LENGTH)
+            elif col.kind == "binary" and not col.is_blob:
+                latin = f"CAST(SUBSTRING({ref} FROM 1 FOR {KEY_PART_LENGTH}) AS VARCHAR({KEY_PART_LENGTH}) " \
+                        "CHARACTER SET ISO8859_1)"
+                text = f"CAST({latin} AS VARCHAR({KEY_PART_LENGTH}) CHARACTER SET UTF8)"
+            else:
+                raise CatalogError(f"Key column {col.name!r} has type {col.type}, which cannot identify a record "
+                                   "in the log; choose other key columns with `key:` in the registry or --key.")
+            text = f"REPLACE(REPLACE({text}, '\\', '\\\\'), '|', '\\|')"
         parts.append(f"COALESCE({text}, '\\N')")
     return " || '|' || ".join(parts)
 
@@ -140,14 +153,78 @@ def decode_key(text: str) -> list[str | None]:
     return parts
 
 
-def decode_value(raw: bytes | None, kind: str) -> str | None:
-    """Canonical text of a logged value: UTF-8 text, or hex for binary kinds."""
+def decode_value(raw: bytes | None, kind: str, none: NoneText | None = None) -> str | None:
+    """Canonical text of a logged value: UTF-8 text, hex for binary kinds, and for ``kind`` "none"
+    (CHARACTER SET NONE text, :func:`value_kind`) the text ``none`` reads in the bytes."""
     if raw is None:
         return None
     if hasattr(raw, "read"):
         raw = raw.read()
     if isinstance(raw, str):
         raw = raw.encode("utf-8")
+    if kind == "none":
+        return (none or NoneText()).show(raw)
     if kind == "binary":
         return raw.hex()
     return raw.decode("utf-8")
+
+
+def value_kind(kind: str, type_: str) -> str:
+    """The kind a logged value is shown as: a column's (or a dictionary's) kind, with CHARACTER SET
+    NONE text, which is logged as its bytes like binary data, told apart as "none"."""
+    return "none" if kind == "binary" and type_.endswith("CHARACTER SET NONE") else kind
+
+
+def is_bytes_key(type_: str) -> bool:
+    """A key column whose part of the record key is its bytes through ISO8859_1 (key_expr)."""
+    return not type_.startswith("BLOB") and (type_.endswith("CHARACTER SET NONE")
+                                             or type_.startswith(("BINARY(", "VARBINARY(")))
+
+
+_BYTES_FORM = re.compile(r"x'((?:[0-9A-Fa-f]{2})*)'")
+
+
+@dataclass(frozen=True)
+class NoneText:
+    """How one source's CHARACTER SET NONE text is shown and typed (docs/capture.md "Text in
+    CHARACTER SET NONE").
+
+    Bytes are shown as the text they are in ``charset`` (the source's ``none_charset``; without
+    one, UTF-8, which ASCII is part of) when they decode and encode back to the same bytes;
+    otherwise, and for a text that itself looks like one, as ``x'C8E2'``, Firebird's notation
+    for a byte string. :meth:`to_bytes` is the exact inverse, so what is shown is what revert
+    writes back and what a user types finds the record.
+    """
+
+    charset: str | None = None       # a Firebird character set name, a key of config.NONE_CHARSETS
+
+    @property
+    def codec(self) -> str:
+        return NONE_CHARSETS[self.charset] if self.charset else "utf-8"
+
+    def show(self, raw: bytes) -> str:
+        try:
+            text = raw.decode(self.codec)
+            if text.encode(self.codec) == raw and not _BYTES_FORM.fullmatch(text):
+                return text
+        except UnicodeError:
+            pass
+        return "x'" + raw.hex().upper() + "'"
+
+    def to_bytes(self, text: str) -> bytes:
+        m = _BYTES_FORM.fullmatch(text)
+        if m:
+            return bytes.fromhex(m.group(1))
+        try:
+            return text.encode(self.codec)
+        except UnicodeError:
+            raise FbauditError(f"{text!r} cannot be written in {self.charset or 'UTF8'}, the character set this "
+                               "source's NONE text is read in (none_charset); give its bytes as x'C8E2...'.") from None
+
+    def key_part(self, typed: str) -> str:
+        """A bytes key part as the record key holds it (key_expr), from the text a user typed."""
+        return self.to_bytes(typed).decode("latin-1")
+
+    def shown_key_part(self, part: str) -> str:
+        """A bytes key part of a record key, shown as :meth:`show` shows its bytes."""
+        return self.show(part.encode("latin-1"))

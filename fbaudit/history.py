@@ -15,7 +15,7 @@ from firebird.driver import Isolation
 from .config import Config
 from .db import Database, guard
 from .errors import FbauditError, NotFound
-from .forms import OPERATIONS, decode_key, decode_value, encode_key
+from .forms import OPERATIONS, NoneText, decode_key, decode_value, encode_key, is_bytes_key, value_kind
 from .idents import normalize_name
 from .sources import one_source, open_source
 
@@ -32,6 +32,14 @@ class TableRef:
     num_table: int
     name: str
     key_columns: list[str]
+    key_bytes: tuple[bool, ...] = ()         # per key column: its part of the record key is bytes (forms.key_expr)
+    none: NoneText = NoneText()              # how the source's CHARACTER SET NONE text reads
+
+    def parse_key(self, text: str) -> tuple[str, dict[str, str | None]]:
+        return parse_key(text, self.key_columns, self.key_bytes, self.none)
+
+    def key_dict(self, record_key: str) -> dict[str, str | None]:
+        return key_dict(record_key, self.key_columns, self.key_bytes, self.none)
 
 
 def _reader(config: Config, db: Database | None = None):
@@ -71,20 +79,41 @@ def resolve_table(db: Database, config: Config, table: str, source: str | None) 
         known = ", ".join(sorted(r[1] for r in rows)) or "none yet (nothing transferred)"
         raise NotFound(f"No history for table {table!r} in source {sname!r}; tables with history: {known}.")
     num, name, keys = match[0]
-    return TableRef(sid, sname, num, name, json.loads(keys) if keys else [])
+    key_columns = json.loads(keys) if keys else []
+    return TableRef(sid, sname, num, name, key_columns, _key_bytes(db, p, sid, num, key_columns),
+                    none_text(config, sname))
 
 
-def parse_key(text: str, key_columns: list[str]) -> tuple[str, dict[str, str | None]]:
+def none_text(config: Config, source: str) -> NoneText:
+    """How source ``source`` reads its CHARACTER SET NONE text (its ``none_charset``)."""
+    spec = next((s for s in config.sources if s.name == source), None)
+    return NoneText(spec.none_charset if spec else None)
+
+
+def _key_bytes(db: Database, prefix: str, sid: int, num_table: int, key_columns: list[str]) -> tuple[bool, ...]:
+    types = dict(db.query(f"SELECT TRIM(FIELD_NAME), TRIM(FIELD_TYPE) FROM {prefix}DICT_FIELDS WHERE SOURCE_ID = ? "
+                          f"AND NUM_TABLE = ? AND RETIRED = 0", (sid, num_table)))
+    return tuple(is_bytes_key(types.get(c, "")) for c in key_columns)
+
+
+def parse_key(text: str, key_columns: list[str], key_bytes: tuple[bool, ...] = (),
+              none: NoneText = NoneText()) -> tuple[str, dict[str, str | None]]:
     """KEY as typed by a user -> (the stored RECORD_KEY, {column: value}).
 
     One-column key: the value itself. Composite: ``COL=VALUE,COL=VALUE`` in any
     order; a value may contain commas (a comma splits only before ``KNOWNCOL=``).
+    A CHARACTER SET NONE or OCTETS key column is typed as its text shows (``none``), or as
+    its bytes ``x'C8E2'``.
     """
+    def stored(values: list[str]) -> str:
+        return encode_key([none.key_part(v) if i < len(key_bytes) and key_bytes[i] else v
+                           for i, v in enumerate(values)])
+
     if len(key_columns) <= 1:
         col = key_columns[0] if key_columns else "KEY"
         if "=" in text and text.split("=", 1)[0].strip().upper() == col.upper():
             text = text.split("=", 1)[1]
-        return encode_key([text]), {col: text}
+        return stored([text]), {col: text}
     names = "|".join(re.escape(c) for c in sorted(key_columns, key=len, reverse=True))
     parts = re.split(rf",\s*(?=(?:{names})\s*=)", text, flags=re.I)
     values: dict[str, str] = {}
@@ -101,26 +130,39 @@ def parse_key(text: str, key_columns: list[str]) -> tuple[str, dict[str, str | N
     missing = [c for c in key_columns if c not in values]
     if missing:
         raise FbauditError(f"Key {text!r}: missing {', '.join(missing)} (key: {', '.join(key_columns)})")
-    return encode_key([values[c] for c in key_columns]), {c: values[c] for c in key_columns}
+    return stored([values[c] for c in key_columns]), {c: values[c] for c in key_columns}
+
+
+def key_dict(record_key: str | None, key_columns: list[str], key_bytes: tuple[bool, ...] = (),
+             none: NoneText = NoneText()) -> dict[str, str | None]:
+    """A RECORD_KEY as {column: value shown}; {"key": record_key} when it does not match the columns."""
+    if record_key is None:          # a whole-table event (checkpoint restore with --audit event)
+        return {}
+    parts = decode_key(record_key)
+    if len(parts) != len(key_columns):
+        return {"key": record_key}
+    return {c: none.shown_key_part(v) if v is not None and i < len(key_bytes) and key_bytes[i] else v
+            for i, (c, v) in enumerate(zip(key_columns, parts))}
 
 
 def _fields(db: Database, prefix: str, sid: int, num_table: int) -> dict[int, tuple[str, str]]:
-    return {num: (name, kind) for num, name, kind in db.query(
-        f"SELECT NUM_POLE, FIELD_NAME, FIELD_KIND FROM {prefix}DICT_FIELDS WHERE SOURCE_ID = ? AND NUM_TABLE = ?",
-        (sid, num_table))}
+    """{field number: (name, kind as shown: forms.value_kind)} of one table."""
+    return {num: (name, value_kind(kind, ftype)) for num, name, kind, ftype in db.query(
+        f"SELECT NUM_POLE, FIELD_NAME, TRIM(FIELD_KIND), TRIM(FIELD_TYPE) FROM {prefix}DICT_FIELDS "
+        f"WHERE SOURCE_ID = ? AND NUM_TABLE = ?", (sid, num_table))}
 
 
-def _changes(db: Database, prefix: str, sid: int, packet_id: int,
-             fields: dict[int, tuple[str, str]]) -> dict[str, dict[str, str | None]]:
-    return _changes_of(db, prefix, sid, [packet_id], fields)[packet_id]
+def _changes(db: Database, prefix: str, sid: int, packet_id: int, fields: dict[int, tuple[str, str]],
+             none: NoneText) -> dict[str, dict[str, str | None]]:
+    return _changes_of(db, prefix, sid, [packet_id], fields, none)[packet_id]
 
 
 # Values up to this many bytes come back inline (one fetch); longer ones as BLOBs.
 _INLINE = 4000
 
 
-def _changes_of(db: Database, prefix: str, sid: int, packet_ids: list[int],
-                fields: dict[int, tuple[str, str]]) -> dict[int, dict[str, dict[str, str | None]]]:
+def _changes_of(db: Database, prefix: str, sid: int, packet_ids: list[int], fields: dict[int, tuple[str, str]],
+                none: NoneText) -> dict[int, dict[str, dict[str, str | None]]]:
     """The field rows of several packets in one query (a page of history: one round trip, not 20)."""
     out: dict[int, dict[str, dict[str, str | None]]] = {pid: {} for pid in packet_ids}
     if not packet_ids:
@@ -139,7 +181,7 @@ def _changes_of(db: Database, prefix: str, sid: int, packet_ids: list[int],
                 name, kind = fields.get(num, (f"#{num}", "text"))
                 old = None if old_null else (old_s if old_s is not None else old_l)
                 new = None if new_null else (new_s if new_s is not None else new_l)
-                out[pid][name] = {"old": decode_value(old, kind), "new": decode_value(new, kind)}
+                out[pid][name] = {"old": decode_value(old, kind, none), "new": decode_value(new, kind, none)}
     cur.close()
     return out
 
@@ -169,15 +211,18 @@ def _version(row: tuple, number: int, changes: dict) -> dict:
 GONE = ("delete", "key_change_away")
 
 
-def typed_key(record_key: str, key_columns: list[str]) -> str:
+def typed_key(record_key: str, ref: TableRef) -> str:
     """A RECORD_KEY as a user types it for `fbaudit history` (parse_key's inverse)."""
-    values = decode_key(record_key)
-    if len(key_columns) <= 1 or len(values) != len(key_columns):
-        return values[0] if len(values) == 1 and values[0] is not None else record_key
-    return ",".join(f"{c}={v}" for c, v in zip(key_columns, values))
+    values = ref.key_dict(record_key)
+    if "key" in values and "key" not in ref.key_columns:
+        return record_key
+    if len(values) == 1:
+        only = next(iter(values.values()))
+        return only if only is not None else record_key
+    return ",".join(f"{c}={v}" for c, v in values.items())
 
 
-def _link_keys(db: Database, prefix: str, sid: int, versions: list[dict], key_columns: list[str]) -> None:
+def _link_keys(db: Database, prefix: str, ref: TableRef, versions: list[dict]) -> None:
     """A key change is two packets with adjacent ids (the trigger reserves both): the old key's
     "key_change_away" and the new key's "key_change". Each version of either kind gets the other
     key as a user types it (``key_to`` / ``key_from``; None when that packet was pruned)."""
@@ -187,10 +232,10 @@ def _link_keys(db: Database, prefix: str, sid: int, versions: list[dict], key_co
         return
     marks = ", ".join("?" * len(other))
     found = dict(db.query(f"SELECT PACKET_ID, RECORD_KEY FROM {prefix}LOG_PACKET WHERE SOURCE_ID = ? "
-                          f"AND PACKET_ID IN ({marks})", (sid, *other)))
+                          f"AND PACKET_ID IN ({marks})", (ref.source_id, *other)))
     for pid, v in other.items():
         name = "key_to" if v["operation"] == "key_change_away" else "key_from"
-        v[name] = typed_key(found[pid], key_columns) if pid in found else None
+        v[name] = typed_key(found[pid], ref) if pid in found else None
 
 
 def _bounds(db: Database, prefix: str, params: tuple) -> tuple[int, int] | None:
@@ -207,9 +252,9 @@ def _bounds(db: Database, prefix: str, params: tuple) -> tuple[int, int] | None:
 def _record(db: Database, config: Config, table: str, key: str, source: str | None):
     """One record: (table ref, its RECORD_KEY, the key as a dict, the _RECORD parameters, _bounds)."""
     ref = resolve_table(db, config, table, source)
-    record_key, key_dict = parse_key(key, ref.key_columns)
+    record_key, typed = ref.parse_key(key)
     params = (ref.source_id, ref.num_table, record_key, record_key)
-    return ref, record_key, key_dict, params, _bounds(db, config.prefix, params)
+    return ref, record_key, typed, params, _bounds(db, config.prefix, params)
 
 
 def history(config: Config, table: str, key: str, *, source: str | None = None,
@@ -244,9 +289,9 @@ def history(config: Config, table: str, key: str, *, source: str | None = None,
                             f"AND VERSION_NO BETWEEN ? AND ? ORDER BY SOURCE_ID{desc}, NUM_TABLE{desc}, "
                             f"KEY_HASH{desc}, PACKET_ID{desc}{rows_clause}", (*params, lo, hi))
         fields = _fields(db, p, ref.source_id, ref.num_table)
-        changes = _changes_of(db, p, ref.source_id, [r[0] for r in rows], fields)
+        changes = _changes_of(db, p, ref.source_id, [r[0] for r in rows], fields, ref.none)
         versions = [_version(r[:8], r[8], changes[r[0]]) for r in rows]
-        _link_keys(db, p, ref.source_id, versions, list(key_dict))
+        _link_keys(db, p, ref, versions)
         db.commit()
     return {"source": ref.source, "table": ref.name, "key": key_dict, "record_key": record_key,
             "versions": versions, "total": total, "first_version": first if bounds else None,
@@ -279,8 +324,7 @@ def version_detail(config: Config, table: str, key: str, number: int | None, *, 
         if not rows or rows[0][8] != number:
             raise NotFound(f"{what}: version {number} is not in the log database (pruned)")
         fields = _fields(db, p, ref.source_id, ref.num_table)
-        version = _version(rows[0][:8], number, _changes_of(db, p, ref.source_id, [rows[0][0]], fields)
-                              [rows[0][0]])
+        version = _version(rows[0][:8], number, _changes(db, p, ref.source_id, rows[0][0], fields, ref.none))
         # Which packet last set each field: one walk down the descending index from the version,
         # on the server, ending after the anchor (the last insert/baseline/delete); only the
         # (field, packet) pairs come back, then those values.
@@ -297,14 +341,14 @@ def version_detail(config: Config, table: str, key: str, number: int | None, *, 
             state_fields: dict[str, str | None] = {}
             if last_set:
                 wanted = sorted({pid for pid, _op in last_set.values()})
-                values = _changes_of(db, p, ref.source_id, wanted, fields)
+                values = _changes_of(db, p, ref.source_id, wanted, fields, ref.none)
                 by_num = {num: fields.get(num, (f"#{num}", "text"))[0] for num in last_set}
                 for num in sorted(last_set):
                     pid, op = last_set[num]
                     change = values[pid].get(by_num[num], {"old": None, "new": None})
                     state_fields[by_num[num]] = change["old"] if op in (3, 7) else change["new"]
             cur.close()
-        _link_keys(db, p, ref.source_id, [version], list(key_dict))
+        _link_keys(db, p, ref, [version])
         db.commit()
     state = {"version": number, "exists": version["operation"] not in GONE, "fields": state_fields,
              "complete": anchor is not None}
@@ -362,13 +406,10 @@ def show(config: Config, packet_id: int, *, source: str | None = None) -> dict:
         tname, keys = (trow[0][0], json.loads(trow[0][1]) if trow[0][1] else []) if trow else (f"#{num_table}", [])
         number = db.scalar(f"SELECT VERSION_NO FROM {p}LOG_PACKET WHERE SOURCE_ID = ? AND PACKET_ID = ?",
                            (sid, packet_id))
-        version = _version(row[:8], number, _changes(db, p, sid, packet_id, _fields(db, p, sid, num_table)))
+        none = none_text(config, sname)
+        version = _version(row[:8], number, _changes(db, p, sid, packet_id, _fields(db, p, sid, num_table), none))
+        key = key_dict(record_key, keys, _key_bytes(db, p, sid, num_table, keys), none)
         db.commit()
-    if record_key is None:          # a whole-table event (checkpoint restore with --audit event)
-        key = {}
-    else:
-        parts = decode_key(record_key)
-        key = dict(zip(keys, parts)) if len(keys) == len(parts) else {"key": record_key}
     return {"source": sname, "table": tname, "key": key, "record_key": record_key,
             "transferred_at": transferred.isoformat() if transferred else None, **version}
 
@@ -464,7 +505,7 @@ def search(config: Config, *, source: str | None = None, table: str | None = Non
             where.append("P.NUM_TABLE = ?")
             params.append(ref.num_table)
             if key is not None:
-                record_key, _ = parse_key(key, ref.key_columns)
+                record_key, _ = ref.parse_key(key)
                 where.append("P.KEY_HASH = HASH(CAST(? AS VARCHAR(1000) CHARACTER SET UTF8)) AND P.RECORD_KEY = ?")
                 params += [record_key, record_key]
         if author is not None:
@@ -496,8 +537,13 @@ def search(config: Config, *, source: str | None = None, table: str | None = Non
                         params)
         tables = {num: (name, json.loads(keys) if keys else []) for num, name, keys in db.query(
             f"SELECT NUM_TABLE, TABLE_NAME, KEY_COLUMNS FROM {p}DICT_TABLES WHERE SOURCE_ID = ?", (sid,))}
-        names = {(t, n): f for t, n, f in db.query(
-            f"SELECT NUM_TABLE, NUM_POLE, FIELD_NAME FROM {p}DICT_FIELDS WHERE SOURCE_ID = ?", (sid,))}
+        names, types = {}, {}
+        for t, n, f, ftype, retired in db.query(f"SELECT NUM_TABLE, NUM_POLE, FIELD_NAME, TRIM(FIELD_TYPE), RETIRED "
+                                                f"FROM {p}DICT_FIELDS WHERE SOURCE_ID = ?", (sid,)):
+            names[(t, n)] = f
+            if not retired:
+                types[(t, f)] = ftype
+        none = none_text(config, sname)
         items = []
         poles: dict[int, list[int]] = {r[0]: [] for r in rows}
         if rows:
@@ -509,11 +555,11 @@ def search(config: Config, *, source: str | None = None, table: str | None = Non
             num_table, record_key = r[8], r[9]
             fields = [names.get((num_table, n), f"#{n}") for n in poles[r[0]]]
             tname, kcols = tables.get(num_table, (f"#{num_table}", []))
-            parts = decode_key(record_key) if record_key is not None else []
+            key = key_dict(record_key, kcols, tuple(is_bytes_key(types.get((num_table, c), "")) for c in kcols), none)
             items.append({"packet_id": r[0], "at": r[1].isoformat() if r[1] else None,
                           "operation": OPERATIONS.get(r[2], str(r[2])), "author": r[3], "user": r[4],
                           "comment": r[7], "table": tname,
-                          "key": dict(zip(kcols, parts)) if len(kcols) == len(parts) else {"key": record_key},
+                          "key": key,
                           "fields_changed": fields})
         db.commit()
     return {"source": sname, "items": items, "total": total, "total_exact": exact, "limit": limit,

@@ -32,8 +32,8 @@ from .catalog import read_table
 from .config import Config
 from .db import guard
 from .errors import DatabaseError, FbauditError, NotFound, RevertConflict
-from .forms import decode_value, read_expr
-from .history import version_detail
+from .forms import NoneText, decode_value, read_expr, value_kind
+from .history import none_text, version_detail
 from .idents import quote_ident
 from .registry import Registry
 from .sources import open_source
@@ -44,10 +44,10 @@ GDS_LOCK_CONFLICT = (335544345, 335544336, 335544510, 335544878)   # lock confli
 GDS_REFUSED = (335544665, 335544466, 335544349, 335544558)   # unique / foreign key / duplicate / check constraint
 
 
-def _param(col, *, key: bool = False) -> str:
+def _param(col) -> str:
     """A parameter carrying the canonical text of a value of ``col``: Firebird converts the text to
     the column's type on assignment or comparison (the driver itself refuses text for numbers)."""
-    if col.kind == "binary" and not key:
+    if col.kind == "binary":
         # Bytes (_bind), typed as bytes: a plain ? for a NONE column takes the connection's UTF-8
         # and refuses an 8-bit byte ("Malformed string").
         if col.is_blob:
@@ -60,13 +60,14 @@ def _param(col, *, key: bool = False) -> str:
     return "CAST(? AS VARCHAR(8191) CHARACTER SET UTF8)"
 
 
-def _bind(col, value: str | None):
+def _bind(col, value: str | None, none: NoneText):
     """The parameter value for :func:`_param`: a float's logged text (17 or 34 significant digits)
-    parsed by Python, which rounds correctly (1e300 stays 1e300, not 9.999999999999999e+299)."""
+    parsed by Python, which rounds correctly (1e300 stays 1e300, not 9.999999999999999e+299); NONE
+    text the bytes it was shown for (``none``, forms.decode_value), other binary values their hex."""
     if value is not None and col.kind == "float":
         return float(value)
     if value is not None and col.kind == "binary":
-        return bytes.fromhex(value)      # logged as hex (forms.decode_value); OCTETS, NONE text, binary BLOBs
+        return none.to_bytes(value) if value_kind(col.kind, col.type) == "none" else bytes.fromhex(value)
     return value
 
 
@@ -174,8 +175,11 @@ def revert(config: Config, table: str, key: str, *, to_version: int, by: str | N
             return {**{c.name: None for c in logged}, **state["fields"]}
         target_fields, latest_fields = whole(target), whole(latest)
         skipped = sorted(n for n in target_fields if n not in logged_names)
-        where = " AND ".join(f"{quote_ident(k)} = {_param(cols[k], key=True)}" for k in key_cols)
-        params = [h["key"][k] for k in key_cols]
+        none = none_text(config, h["source"])
+        where = " AND ".join(f"{quote_ident(k)} = {_param(cols[k])}" for k in key_cols)
+        # A NONE or OCTETS key part is typed as its text (``none``) or as x'...' (history.parse_key).
+        params = [none.to_bytes(h["key"][k]) if cols[k].kind == "binary" and h["key"][k] is not None
+                  else _bind(cols[k], h["key"][k], none) for k in key_cols]
         select = ", ".join(read_expr(c, "T", db.major) for c in logged) or "1"
         try:
             with guard(spec):
@@ -202,7 +206,7 @@ def revert(config: Config, table: str, key: str, *, to_version: int, by: str | N
                                  "check the history again.")
         current = None
         if rows:
-            current = {c.name: decode_value(v, c.kind) for c, v in zip(logged, rows[0])}
+            current = {c.name: decode_value(v, value_kind(c.kind, c.type), none) for c, v in zip(logged, rows[0])}
         # 3. the row as it is must be the last logged version
         if (current is not None) != latest["exists"]:
             db.rollback()
@@ -239,12 +243,12 @@ def revert(config: Config, table: str, key: str, *, to_version: int, by: str | N
                 if action == "update":
                     sets = ", ".join(f"{quote_ident(n)} = {_param(cols[n])}" for n in fields)
                     cur.execute(f"UPDATE {quote_ident(h['table'])} SET {sets} WHERE {where}",
-                                [*(_bind(cols[n], v) for n, v in fields.items()), *params])
+                                [*(_bind(cols[n], v, none) for n, v in fields.items()), *params])
                 elif action == "insert":
                     names = ", ".join(quote_ident(n) for n in fields)
                     override = " OVERRIDING SYSTEM VALUE" if _always_identity(db, h["table"], fields) else ""
                     cur.execute(f"INSERT INTO {quote_ident(h['table'])} ({names}){override} VALUES "
-                                f"({', '.join(_param(cols[n]) for n in fields)})", [_bind(cols[n], v) for n, v in fields.items()])
+                                f"({', '.join(_param(cols[n]) for n in fields)})", [_bind(cols[n], v, none) for n, v in fields.items()])
                 else:
                     cur.execute(f"DELETE FROM {quote_ident(h['table'])} WHERE {where}", params)
                 cur.close()
