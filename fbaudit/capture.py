@@ -14,7 +14,7 @@ from typing import Iterable
 
 from . import baseline as baseline_mod
 from . import templates
-from .catalog import Column, TableInfo, read_table, table_exists
+from .catalog import Column, TableInfo, key_safety, read_table, table_exists
 from .config import Config, SourceSpec
 from .db import Database, apply_plan, database_exists
 from .errors import CatalogError, FbauditError
@@ -330,7 +330,8 @@ def init(config: Config, *, source: str | None = None, dry_run: bool = False) ->
 
 
 def _plan_enable(db: Database, config: Config, registry: Registry, table: str, *,
-                 key: list[str] | None, author: str | None, exclude: list[str]) -> tuple[TableEntry | None, list[Statement], Result]:
+                 key: list[str] | None, author: str | None, exclude: list[str],
+                 key_not_unique: bool = False) -> tuple[TableEntry | None, list[Statement], Result]:
     name = normalize_name(table)
     info = read_table(db, name)
     res = Result({"table": name})
@@ -369,6 +370,19 @@ def _plan_enable(db: Database, config: Config, registry: Registry, table: str, *
     if not entry.key:
         raise CatalogError(f"Table {name!r} has no primary key. Name the columns that identify a row: "
                            f"fbaudit enable {table} --key COL [--key COL2]")
+    unique, nullable = key_safety(db, name, entry.key)
+    key_text = ", ".join(entry.key)
+    if not unique:
+        if not key_not_unique:
+            raise CatalogError(f"{name}: the key ({key_text}) is not backed by a unique constraint or index, so two "
+                               f"rows could share it and their histories would mix (revert could not tell them "
+                               f"apart). Add a unique constraint, choose other --key columns, or give "
+                               f"--key-not-unique to audit with it anyway. Nothing was changed.")
+        res.warnings.append(f"{name}: the key ({key_text}) is not unique (--key-not-unique): rows that share a key "
+                            f"share one history, and revert refuses such a key.")
+    if nullable:
+        res.warnings.append(f"{name}: key column{'s' if len(nullable) > 1 else ''} {', '.join(nullable)} may be "
+                            f"NULL; rows whose key is NULL share one history.")
     logged, skipped = logged_columns(info, entry.exclude)
     for c in skipped:
         res.warnings.append(f"{name}.{c.name} ({c.type}) is not audited: {c.skip_reason}.")
@@ -423,7 +437,8 @@ def _stale_warning(table: str, stale: dict[int, tuple]) -> str:
 
 def enable(config: Config, table: str, *, source: str | None = None, key: list[str] | None = None,
            author: str | None = None, exclude: Iterable[str] = (), dry_run: bool = False,
-           baseline: bool = False, by: str | None = None, max_wait: float | None = None) -> Result:
+           baseline: bool = False, by: str | None = None, max_wait: float | None = None,
+           key_not_unique: bool = False) -> Result:
     """Start auditing ``table``: assign numbers, write the registry, install the trigger.
 
     Per source, the trigger and dictionary rows go in one transaction; the
@@ -440,7 +455,7 @@ def enable(config: Config, table: str, *, source: str | None = None, key: list[s
         with open_source(config, spec) as db:
             require_current(db, config.prefix)
             entry, plan, res = _plan_enable(db, config, registry, table, key=key, author=author,
-                                            exclude=list(exclude))
+                                            exclude=list(exclude), key_not_unique=key_not_unique)
             if baseline and (entry is None or trigger_exists(db, config.prefix, entry.number)):
                 raise FbauditError(
                     f"{normalize_name(table)} is audited already in {spec.name}, so a baseline now could be "

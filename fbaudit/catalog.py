@@ -118,6 +118,30 @@ ORDER BY s.RDB$FIELD_POSITION
 """
 
 
+_UNIQUE_SQL = """
+SELECT TRIM(i.RDB$INDEX_NAME), TRIM(s.RDB$FIELD_NAME)
+FROM RDB$INDICES i JOIN RDB$INDEX_SEGMENTS s ON s.RDB$INDEX_NAME = i.RDB$INDEX_NAME
+WHERE i.RDB$RELATION_NAME = ? AND i.RDB$UNIQUE_FLAG = 1 AND COALESCE(i.RDB$INDEX_INACTIVE, 0) = 0
+  AND i.RDB$EXPRESSION_BLR IS NULL
+"""
+
+_NULLABLE_SQL = """
+SELECT TRIM(rf.RDB$FIELD_NAME) FROM RDB$RELATION_FIELDS rf
+JOIN RDB$FIELDS f ON f.RDB$FIELD_NAME = rf.RDB$FIELD_SOURCE
+WHERE rf.RDB$RELATION_NAME = ? AND COALESCE(rf.RDB$NULL_FLAG, 0) = 0 AND COALESCE(f.RDB$NULL_FLAG, 0) = 0
+"""
+
+
+def key_safety(db: Database, table: str, columns: list[str]) -> tuple[bool, list[str]]:
+    """(are ``columns`` unique: some active unique index or constraint of the table is on a subset
+    of them; which of them may hold NULL). A primary key is both unique and NOT NULL."""
+    unique: dict[str, set[str]] = {}
+    for index, field in db.query(_UNIQUE_SQL, (table,)):
+        unique.setdefault(index, set()).add(field)
+    nullable = {r[0] for r in db.query(_NULLABLE_SQL, (table,))}
+    return any(cols <= set(columns) for cols in unique.values()), [c for c in columns if c in nullable]
+
+
 def table_exists(db: Database, name: str) -> bool:
     return bool(db.query(
         "SELECT 1 FROM RDB$RELATIONS WHERE RDB$RELATION_NAME = ? AND RDB$VIEW_BLR IS NULL "

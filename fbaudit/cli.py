@@ -200,13 +200,16 @@ def init(ctx: Ctx, source: str | None, all_sources: bool, dry_run: bool) -> None
 @click.option("--max-wait", type=click.FloatRange(min=0), metavar="SECONDS",
               help="With --baseline: how long to wait for transactions that started before the trigger "
                    "[default: 60].")
+@click.option("--key-not-unique", is_flag=True,
+              help="Audit with --key columns that no unique constraint or index backs (rows that share a "
+                   "key then share one history; refused without this).")
 @_sources_option
 @_dry_run_option
 @_json_option
 @pass_ctx
 def enable(ctx: Ctx, table: str, key: tuple[str, ...], author: str | None, exclude: tuple[str, ...],
-           baseline: bool, by: str | None, max_wait: float | None, source: str | None, all_sources: bool,
-           dry_run: bool) -> None:
+           baseline: bool, by: str | None, max_wait: float | None, key_not_unique: bool, source: str | None,
+           all_sources: bool, dry_run: bool) -> None:
     """Start auditing TABLE: number its columns, write the registry, install the trigger.
 
     TABLE is case-insensitive unless quoted ('"MixedCase"'). ARRAY and
@@ -215,7 +218,9 @@ def enable(ctx: Ctx, table: str, key: tuple[str, ...], author: str | None, exclu
     row as version 1, so its history is complete from today (a revert can
     re-insert it after a delete). It first waits for transactions that
     started before the trigger to end (they may hold changes it could not
-    see; --max-wait), then reads one snapshot and never locks a row.
+    see; --max-wait), then reads one snapshot and never locks a row. A
+    --key that no unique constraint or index backs is refused unless
+    --key-not-unique is given; key columns that may be NULL are warned about.
 
     \b
     Examples:
@@ -228,7 +233,8 @@ def enable(ctx: Ctx, table: str, key: tuple[str, ...], author: str | None, exclu
     source = _pick_sources(ctx, source, all_sources)
     res = _run(ctx, lambda: capture.enable(ctx.config, table, source=source, key=list(key) or None,
                                            author=author, exclude=list(exclude), dry_run=dry_run,
-                                           baseline=baseline, by=by, max_wait=max_wait))
+                                           baseline=baseline, by=by, max_wait=max_wait,
+                                           key_not_unique=key_not_unique))
     _report(ctx, res, sql=dry_run)
 
 

@@ -119,9 +119,26 @@ def test_key_option_for_table_without_primary_key(project):
     capture.init(project.config)
     with pytest.raises(CatalogError, match="no primary key"):
         capture.enable(project.config, "NOPK")
-    capture.enable(project.config, "NOPK", key=["code"])
+    with pytest.raises(CatalogError, match=r"key \(CODE\) is not backed by a unique constraint"):
+        capture.enable(project.config, "NOPK", key=["code"])
+    res = capture.enable(project.config, "NOPK", key=["code"], key_not_unique=True)
+    assert any("not unique" in w for w in res.warnings) and any("may be NULL" in w for w in res.warnings)
     run_sql(project, ["INSERT INTO NOPK VALUES ('x', 1)"])
     assert packets(project)[-1].key == "x"
+
+
+def test_key_option_accepts_a_unique_index_and_refuses_a_plain_one(project):
+    project.sql("CREATE TABLE DEPT (DEPT_NO INTEGER NOT NULL PRIMARY KEY, CODE VARCHAR(5) NOT NULL, "
+                "MNGR INTEGER, BUDGET INTEGER)",
+                "CREATE UNIQUE INDEX DEPT_CODE ON DEPT (CODE)", "CREATE INDEX DEPT_MNGR ON DEPT (MNGR)")
+    capture.init(project.config)
+    with pytest.raises(CatalogError, match="MNGR.*not backed by a unique"):
+        capture.enable(project.config, "DEPT", key=["MNGR"])
+    res = capture.enable(project.config, "DEPT", key=["CODE"])
+    assert res.warnings == []
+    capture.disable(project.config, "DEPT")
+    res = capture.enable(project.config, "DEPT", key=["CODE", "MNGR"])          # a superset of a unique key
+    assert res.warnings and "MNGR may be NULL" in res.warnings[0]
 
 
 def test_pause_and_resume(customer):
@@ -231,7 +248,7 @@ def test_widening_an_audited_column_never_breaks_the_application(project, charse
     project.sql(f"CREATE TABLE SUPPLIER (ID INTEGER NOT NULL PRIMARY KEY, NAME VARCHAR(10) CHARACTER SET {charset}, "
                 f"CODE VARCHAR(5) CHARACTER SET {charset} NOT NULL)")
     capture.init(project.config)
-    capture.enable(project.config, "SUPPLIER", key=["CODE"], author="NAME")
+    capture.enable(project.config, "SUPPLIER", key=["CODE"], author="NAME", key_not_unique=True)
     project.sql(f"ALTER TABLE SUPPLIER ALTER NAME TYPE VARCHAR(40) CHARACTER SET {charset}",
                 f"ALTER TABLE SUPPLIER ALTER CODE TYPE VARCHAR(30) CHARACTER SET {charset}")
     long_name = "Fournisseur général très long"
