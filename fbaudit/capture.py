@@ -17,7 +17,7 @@ from . import templates
 from .catalog import Column, TableInfo, key_safety, read_table, table_exists
 from .config import Config, SourceSpec
 from .db import Database, apply_plan, database_exists
-from .errors import CatalogError, FbauditError
+from .errors import CatalogError, ConfigError, FbauditError
 from .forms import changed_expr, changed_terms, key_expr, short_text, value_expr
 from .idents import check_length, normalize_name, quote_ident
 from .objects import (installed_trigger_body, is_initialized, number_versions, plan_init, require_current,
@@ -237,6 +237,52 @@ def trigger_body(plan: list[Statement]) -> str:
     """The body (from ``AS`` on) of the CREATE TRIGGER statement in ``plan``."""
     sql = next(s.sql for s in plan if s.sql.startswith("CREATE OR ALTER TRIGGER"))
     return sql[sql.index("\nAS\n") + 1:].strip()
+
+
+def check_numbers(db: Database, prefix: str, registry: Registry) -> None:
+    """Refuse a registry whose numbers disagree with the database's dictionary (LOG_TABLES /
+    LOG_FIELDS), which history reads names from: a table or field given another number, a number
+    that belongs to another name, a retired number given to a column again. Names the file and
+    line and the number the dictionary holds; ConfigError, so nothing is changed."""
+    tables = {name: num for num, name in db.query(f"SELECT NUM_TABLE, TRIM(TABLE_NAME) FROM {prefix}LOG_TABLES")}
+    by_number = {num: name for name, num in tables.items()}
+    fields: dict[int, dict[int, tuple[str, bool]]] = {}
+    for num_table, num, name, retired in db.query(
+            f"SELECT NUM_TABLE, NUM_POLE, TRIM(FIELD_NAME), RETIRED FROM {prefix}LOG_FIELDS"):
+        fields.setdefault(num_table, {})[num] = (name.split("#", 1)[0], bool(retired))
+    db.commit()
+    for entry in registry.tables.values():
+        held = tables.get(entry.name)
+        if held is not None and held != entry.number:
+            raise ConfigError(f"{registry.where(entry.name, name='number')}: table {entry.name} has number "
+                              f"{entry.number} here, but the database's dictionary holds {held} for it; history "
+                              f"would name the wrong table. Put back number: {held}. Nothing was changed.")
+        if held is None and entry.number in by_number:
+            raise ConfigError(f"{registry.where(entry.name, name='number')}: table number {entry.number} belongs to "
+                              f"{by_number[entry.number]} in the database's dictionary; numbers are never reused. "
+                              f"Nothing was changed.")
+        known = fields.get(entry.number, {})
+        for section, items, retired in (("fields", entry.fields, False), ("retired", entry.retired, True)):
+            for name, f in items.items():
+                if f.number not in known:
+                    continue
+                dname, dretired = known[f.number]
+                plain = name.split("#", 1)[0] if retired else name
+                if dname != plain:
+                    raise ConfigError(f"{registry.where(entry.name, section, name)}: {entry.name}.{plain} has field "
+                                      f"number {f.number} here, but the database's dictionary holds {f.number} for "
+                                      f"{dname}" + _dictionary_number_of(known, plain) + "; history would name the "
+                                      "wrong column. Nothing was changed.")
+                if dretired and not retired:
+                    raise ConfigError(f"{registry.where(entry.name, section, name)}: field number {f.number} of "
+                                      f"{entry.name}.{plain} was retired (the column was dropped or retyped); a "
+                                      f"number is never used again. Remove it from fields and run `fbaudit sync` "
+                                      f"to give the column a new one. Nothing was changed.")
+
+
+def _dictionary_number_of(known: dict[int, tuple[str, bool]], name: str) -> str:
+    nums = [n for n, (dname, retired) in known.items() if dname == name and not retired]
+    return f" (and {nums[0]} for {name})" if nums else ""
 
 
 def entry_from_dictionary(db: Database, prefix: str, name: str) -> TableEntry | None:
@@ -550,6 +596,7 @@ def sync(config: Config, *, source: str | None = None, dry_run: bool = False, re
         plan: list[Statement] = []
         with open_source(config, spec) as db:
             require_current(db, config.prefix)
+            check_numbers(db, config.prefix, registry)
             changed_entries = []
             recovered = set()
             for (name,) in db.query(f"SELECT TRIM(TABLE_NAME) FROM {config.prefix}LOG_TABLES WHERE ENABLED = 1"):

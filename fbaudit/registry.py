@@ -101,6 +101,17 @@ class Registry:
             tables[entry.name] = entry
         return cls(path, doc, tables)
 
+    def where(self, table: str, section: str | None = None, name: str | None = None) -> str:
+        """``file:line`` of a table (``section`` "fields"/"retired" and a field ``name``: of that field)."""
+        node = self._doc["tables"]
+        parent, key = node, table
+        tnode = node.get(table)
+        if section and isinstance(tnode, dict) and isinstance(tnode.get(section), dict) and name in tnode[section]:
+            parent, key = tnode[section], name
+        elif isinstance(tnode, dict) and "number" in tnode and section is None and name == "number":
+            parent, key = tnode, "number"
+        return yamlio.where(self.path, parent, key)
+
     # -- numbering -----------------------------------------------------------
     def next_table_number(self, known_max: int = 0) -> int:
         return max([t.number for t in self.tables.values()] + [known_max]) + 1
@@ -168,11 +179,12 @@ def _parse_fields(path: Path, parent: Any, key: str, node: Any) -> dict[str, Fie
         raise ConfigError(f"{yamlio.where(path, parent, key)}: '{key}' must be a mapping NAME: {{number, type}}")
     out: dict[str, FieldEntry] = {}
     for name, f in node.items():
-        if isinstance(f, int) and not isinstance(f, bool):
+        if isinstance(f, int) and not isinstance(f, bool) and f >= 1:
             out[str(name)] = FieldEntry(f, "")
             continue
-        if not isinstance(f, dict) or not isinstance(f.get("number"), int) or isinstance(f.get("number"), bool):
-            raise ConfigError(f"{yamlio.where(path, node, name)}: field {name!r} needs an integer 'number' "
+        if not isinstance(f, dict) or not isinstance(f.get("number"), int) or isinstance(f.get("number"), bool) \
+                or f["number"] < 1:
+            raise ConfigError(f"{yamlio.where(path, node, name)}: field {name!r} needs a positive integer 'number' "
                               "(e.g. {number: 3, type: INTEGER})")
         unknown = set(f) - {"number", "type"}
         if unknown:

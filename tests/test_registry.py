@@ -62,6 +62,8 @@ def test_numbers_are_never_reused_even_if_the_entry_is_deleted_by_hand(project):
     ("tables:\n  T:\n    number: 1\n    key: {a: 1}\n", 4, "list of column names"),
     ("tables:\n  T:\n   number: 1\n  bad indent\n", 4, "invalid YAML"),
     ("tabels: {}\n", 1, "unknown key 'tabels'"),
+    ("tables:\n  T:\n    number: 1\n    fields:\n      A: {number: 0}\n", 5, "positive integer 'number'"),
+    ("tables:\n  T:\n    number: -3\n", 2, "positive integer 'number'"),
 ])
 def test_bad_registry_names_file_and_line(tmp_path, text, line, words):
     path = tmp_path / "tables.yaml"
@@ -80,3 +82,54 @@ def test_bad_registry_changes_nothing_in_the_database(project):
         capture.enable(project.config, "T")
     with project.connect() as db:
         assert not objects.trigger_exists(db, project.prefix, 1)
+
+
+def _swap(text: str, a: str, b: str) -> str:
+    """Swap the lines of fields ``a`` and ``b`` numbers in a registry's text."""
+    lines = text.splitlines(keepends=True)
+    ia = next(i for i, ln in enumerate(lines) if ln.strip().startswith(f"{a}:"))
+    ib = next(i for i, ln in enumerate(lines) if ln.strip().startswith(f"{b}:"))
+    na, nb = lines[ia].split("number: ")[1].split(",")[0], lines[ib].split("number: ")[1].split(",")[0]
+    lines[ia] = lines[ia].replace(f"number: {na},", f"number: {nb},")
+    lines[ib] = lines[ib].replace(f"number: {nb},", f"number: {na},")
+    return "".join(lines), ia + 1
+
+
+def test_sync_refuses_numbers_the_dictionary_holds_for_other_columns(project):
+    project.sql("CREATE TABLE T (ID INTEGER NOT NULL PRIMARY KEY, PRICE INTEGER, QTY INTEGER)")
+    capture.init(project.config)
+    capture.enable(project.config, "T")
+    good = project.registry_path.read_text(encoding="utf-8")
+    swapped, line = _swap(good, "PRICE", "QTY")
+    project.registry_path.write_text(swapped, encoding="utf-8")
+    with project.connect() as db:
+        before = objects.installed_trigger_body(db, project.prefix, 1)
+    with pytest.raises(ConfigError) as err:
+        capture.sync(project.config)
+    msg = str(err.value)
+    assert f"{project.registry_path}:{line}" in msg and "dictionary holds" in msg and "QTY" in msg, msg
+    assert project.registry_path.read_text(encoding="utf-8") == swapped          # nothing changed
+    with project.connect() as db:
+        assert objects.installed_trigger_body(db, project.prefix, 1) == before
+    # another table number than the dictionary's
+    project.registry_path.write_text(good.replace("number: 1\n", "number: 5\n", 1), encoding="utf-8")
+    with pytest.raises(ConfigError, match="has number 5 here, but the database's dictionary holds 1"):
+        capture.sync(project.config)
+    project.registry_path.write_text(good, encoding="utf-8")
+    assert "agree" in capture.sync(project.config).lines[0]
+
+
+def test_sync_refuses_a_retired_number_given_back(project):
+    project.sql("CREATE TABLE T (ID INTEGER NOT NULL PRIMARY KEY, PRICE INTEGER)")
+    capture.init(project.config)
+    capture.enable(project.config, "T")
+    project.sql("ALTER TABLE T ALTER PRICE TYPE BIGINT")
+    capture.sync(project.config)                  # PRICE retyped: number 2 retired, 3 given
+    reg = Registry.load(project.registry_path).tables["T"]
+    assert reg.fields["PRICE"].number == 3 and reg.retired["PRICE"].number == 2
+    text = project.registry_path.read_text(encoding="utf-8")
+    text = text.replace("PRICE: {number: 3,", "PRICE: {number: 2,", 1)
+    text = text.split("    retired:")[0]
+    project.registry_path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match="field number 2 of T.PRICE was retired"):
+        capture.sync(project.config)
