@@ -33,6 +33,10 @@ class Column:
     def auditable(self) -> bool:
         return self.skip_reason is None
 
+    @property
+    def is_array(self) -> bool:
+        return self.type.endswith(" ARRAY")
+
     def readable(self, ref: str) -> str:
         """``ref`` (this column in a SELECT) as the driver can return it. CHARACTER SET NONE text is
         read as bytes: its content may be in any encoding (or none), which the UTF-8 connection

@@ -744,6 +744,8 @@ def checkpoint_create(ctx: Ctx, description: str | None, tables: tuple[str, ...]
     names = [t for item in tables for t in item.split(",") if t.strip()]
     res = _run(ctx, lambda: cp.create(ctx.config, source=source, description=description, tables=names or None,
                                       all_tables=all_tables))
+    for w in res["warnings"]:
+        click.echo(f"warning: {w}", err=True)
     _print(ctx, {"success": True, **res},
            [f"{res['id']}: {len(res['tables'])} tables, {res['total_rows']} rows, {res['sequences']} sequences "
             f"-> {res['file']} ({res['bytes']} bytes, {res['seconds']} s)"])
