@@ -985,6 +985,7 @@ def restore(config: Config, checkpoint_id: str, *, source: str | None = None, au
 
 
 FAILED_SUFFIX = ".restore-failed"
+GDS_CHECK = 335544558          # check_constraint: "Operation violates CHECK constraint ..."
 
 
 def _mark_failed_restore(config: Config, backup_id: str, cid: str, err: BaseException) -> None:
@@ -1005,8 +1006,12 @@ def _restore_failed(exc: BaseException, db: Database | None, cid: str, at: str, 
     failed_at = time.monotonic()
     refused = at == "before the restore"        # a refusal: nothing was started
     if isinstance(exc, (DriverDatabaseError, DriverInterfaceError)):
-        exc = CheckpointError(f"Restore of {cid} failed {at} and was rolled back (nothing was changed): "
-                              f"{wrap(exc, spec)}")
+        err = wrap(exc, spec)
+        why = ("; a CHECK constraint refused the row as the checkpoint holds it. Firebird checks a row only when "
+               "it is written, so a row stored before the constraint was added, or one whose CHECK reads other "
+               "rows that changed since, can fail when written again: correct that row (or the constraint) and "
+               "restore again") if GDS_CHECK in err.gds_codes else ""
+        exc = CheckpointError(f"Restore of {cid} failed {at} and was rolled back (nothing was changed): {err}{why}")
     elif not refused and isinstance(exc, FbauditError) and not isinstance(exc, CheckpointError):
         wrapped = CheckpointError(f"Restore of {cid} failed {at} and was rolled back (nothing was changed): {exc}")
         wrapped.exit_code = exc.exit_code          # a lost connection stays exit 4
@@ -1086,7 +1091,7 @@ def _restore_problems(db: Database, prefix: str, defs: list[TableDef]) -> str | 
         closure += more
     hint = (f" A checkpoint that would restore: --tables {','.join(closure)}" if len(closure) > len(tables)
             else "")
-    return (f"This checkpoint could not be restored as the database is now: " + "; ".join(problems)
+    return ("This checkpoint could not be restored as the database is now: " + "; ".join(problems)
             + f".{hint}")
 
 
@@ -1203,8 +1208,10 @@ def _apply(db: Database, config: Config, cp: Checkpoint, plan: Plan, defs: dict[
             insert = Inserter(cur, [head] + [", "] * (len(keep) - 1) + [(", " + values if values else "") + ")"],
                               types=[sec.header["columns"][j]["type"] for j in keep])
             done = 0
+            key = [(k, names.index(k)) for k in sec.header.get("primary_key") or [] if k in names]
             for row in cp.rows(t):
-                where["at"] = f"inserting row {done + 1} of {sec.rows} into {t}"
+                where["at"] = (f"inserting row {done + 1} of {sec.rows} into {t}"
+                               + (f" ({', '.join(f'{k}={row[j]}' for k, j in key)})" if key else ""))
                 insert.run([row[j] for j in keep] if nulled else row)
                 done += 1
                 bar.advance()

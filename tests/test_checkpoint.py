@@ -296,6 +296,9 @@ def test_restore_failing_midway_leaves_everything_as_it_was(erp, caplog):
     with pytest.raises(CheckpointError, match="QTY_MAX") as err:
         cp.restore(config, made["id"])
     assert "rolled back" in str(err.value)
+    # the row by its key, and why a CHECK can refuse rows the database held
+    assert re.search(r"inserting row \d+ of 120 into ORDER_LINE \(ORDER_ID=\d+, LINE_NO=\d+\)", str(err.value))
+    assert "Firebird checks a row only when it is written" in str(err.value)
     assert state(project) == now
     messages = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("[CHECKPOINT] Progress: ORDERS - 40/40 rows inserted") for m in messages)
