@@ -9,6 +9,7 @@ CHARACTER SET NONE").
 from __future__ import annotations
 
 import dataclasses
+import urllib.parse
 
 import pytest
 
@@ -170,3 +171,19 @@ def test_an_octets_key(project, target):
     h = history.history(project.config, "TOKEN", "x'00FF7C5C'")
     assert h["total"] == 1 and h["versions"][0]["changes"]["V"]["new"] == "1"
     assert history.history(project.config, "TOKEN", "ABCD")["total"] == 1
+
+
+def test_the_api_shows_and_finds_none_keys_and_text(city):
+    """What the history page reads: /api/versions and a record's versions, keyed and shown in WIN1251."""
+    from fbaudit import api
+    from helpers import http_call, running_server
+    project = city
+    _run(project, [("INSERT INTO CITY (NAME, POP, NOTE) VALUES (?, ?, ?)", (w(MOSCOW), 13, w("столица")))])
+    transfer.transfer(project.config)
+    with running_server(api.create_app(project.config, token="t0k3n")) as base:
+        status, body = http_call(base, "/api/versions", token="t0k3n", table="CITY", key=MOSCOW)
+        assert status == 200 and [i["key"] for i in body["data"]["items"]] == [{"NAME": MOSCOW}]
+        status, body = http_call(base, f"/api/records/CITY/{urllib.parse.quote(MOSCOW)}/versions", token="t0k3n")
+        assert status == 200, body
+        assert body["data"]["key"] == {"NAME": MOSCOW}
+        assert body["data"]["items"][0]["changes"]["NOTE"] == {"old": None, "new": "столица"}
