@@ -435,7 +435,9 @@ def transfer(ctx: Ctx, source: str | None, batch: int, follow: bool, poll: float
     Each source: the fast check (milliseconds when nothing is new), then
     batches of packets; the log database pulls their field rows and BLOBs
     itself (EXECUTE STATEMENT ... ON EXTERNAL). Safe to kill at any moment:
-    the next run neither loses nor repeats a change.
+    the next run neither loses nor repeats a change. Ctrl+C or SIGTERM stops
+    after the current batch (exit 0, "stopped" in --json; a second signal
+    stops at once).
 
     \b
     Examples:
@@ -444,7 +446,7 @@ def transfer(ctx: Ctx, source: str | None, batch: int, follow: bool, poll: float
       fbaudit transfer --source erp --json
     """
     from . import transfer as transfer_mod
-    stop = _stop_on_signals(ctx) if follow else None
+    stop = _stop_on_signals(ctx)     # one run or --follow: a signal ends the current batches, then exits 0
     _report(ctx, _run(ctx, lambda: transfer_mod.transfer(ctx.config, source=source, batch=batch, follow=follow,
                                                          poll=poll, workers=workers, retries=retries, stop=stop)))
 

@@ -79,6 +79,7 @@ class SourceReport:
     error: str | None = None
     exit_code: int = 0
     busy: bool = False
+    stopped: bool = False         # a signal stopped this run after its current batch (nothing lost)
 
     def as_dict(self) -> dict:
         return {"source": self.source, "packets": self.packets, "field_rows": self.field_rows,
@@ -86,13 +87,15 @@ class SourceReport:
                 "failed_packets": self.failed, "retry_later": self.retry_later,
                 "fast_check_ms": self.fast_check_ms, "nothing_new": self.nothing_new,
                 "seconds": round(self.seconds, 3), "passes": self.passes, "busy": self.busy,
-                "error": self.error}
+                "stopped": self.stopped, "error": self.error}
 
     def line(self) -> str:
         if self.error:
             return f"{self.source}: FAILED: {self.error.splitlines()[0]}"
         if self.busy:
             return f"{self.source}: skipped, another transfer of this source is running"
+        if self.stopped and self.fast_check_ms is None:
+            return f"{self.source}: not started, stopped by a signal (its packets ship with the next run)"
         if self.nothing_new and not self.packets:
             return f"{self.source}: nothing new (fast check {self.fast_check_ms:.1f} ms)"
         text = (f"{self.source}: {self.packets} packets, {self.field_rows} field rows in {self.batches} "
@@ -103,6 +106,8 @@ class SourceReport:
             text += f"; {len(self.retry_later)} failed, retried next run"
         if self.failed:
             text += f"; {len(self.failed)} marked failed after {MAX_ATTEMPTS} attempts (see `fbaudit retry`)"
+        if self.stopped:
+            text += "; stopped by a signal after its current batch (what is left ships with the next run)"
         return text + f" ({self.seconds:.2f} s)"
 
 
@@ -439,7 +444,8 @@ def _retrying(retries: int, name: str, stop: threading.Event) -> tenacity.Retryi
                     state.attempt_number + 1, retries)
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception(is_connection_error),
-        stop=tenacity.stop_after_attempt(max(1, retries)) | tenacity.stop_before_delay(3600),
+        stop=(tenacity.stop_after_attempt(max(1, retries)) | tenacity.stop_before_delay(3600)
+              | tenacity.stop_when_event_set(stop)),
         wait=tenacity.wait_exponential(multiplier=0.5, max=8),
         sleep=lambda s: stop.wait(s),
         before_sleep=before_sleep,
@@ -452,6 +458,9 @@ def transfer_source(config: Config, spec: SourceSpec, *, batch: int = DEFAULT_BA
     """One run for one source: fast check, then a pass when anything may be new."""
     stop = stop or threading.Event()
     report = SourceReport(spec.name)
+    if stop.is_set():               # stopped before this source's turn: it waits for the next run
+        report.stopped = True
+        return report
     job = SourceTransfer(config, spec, batch=batch, stop=stop)
     try:
         for attempt in _retrying(retries, spec.name, stop):
@@ -472,6 +481,7 @@ def transfer_source(config: Config, spec: SourceSpec, *, batch: int = DEFAULT_BA
         _failed(report, exc, config, spec)
     finally:
         job.close()
+    report.stopped = stop.is_set()
     return report
 
 

@@ -396,6 +396,44 @@ def test_follow_ships_on_event_and_stops_cleanly_on_sigterm(audited):
     assert assert_exactly_once(audited) == 5, err
 
 
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_one_shot_transfer_stops_cleanly_on_a_signal(audited, sig):
+    """Ctrl+C or SIGTERM on `fbaudit transfer` (one run): the current batch ends, the run says it was
+    stopped and exits 0; nothing is lost or shipped twice, and the next run ships the rest. (Before:
+    it retried against the client the signal had shut down, "gave up after retrying", exit 4.)"""
+    with audited.connect() as db:
+        db.execute("EXECUTE BLOCK AS DECLARE i INTEGER = 0; BEGIN WHILE (i < 3000) DO BEGIN "
+                   "INSERT INTO ITEM VALUES (:i, 'x', :i, NULL); i = i + 1; END END")
+        db.commit()
+    cfg = audited.write_config()
+    proc = subprocess.Popen([sys.executable, "-m", "fbaudit.cli", "--config", str(cfg), "-v", "--json", "transfer",
+                             "--batch", "1"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err_lines: list[str] = []
+    reader = threading.Thread(target=lambda: err_lines.extend(proc.stderr), daemon=True)
+    reader.start()
+    try:
+        t0 = time.monotonic()
+        while sum("[TRANSFER] main: batch" in line for line in err_lines) < 3:
+            assert proc.poll() is None and time.monotonic() - t0 < 60, "".join(err_lines)
+            time.sleep(0.02)
+        proc.send_signal(sig)
+        out = proc.stdout.read()
+        proc.wait(timeout=60)
+        reader.join(10)
+        err = "".join(err_lines)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "stopping after the current batch" in err and "gave up" not in err and "FAILED" not in err, err
+    report = json.loads(out)["sources"][0]
+    assert report["stopped"] and 0 < report["packets"] < 3000, report
+    shipped = log_rows(audited, "SELECT COUNT(*) FROM FBA_LOG_PACKET")[0][0]
+    assert shipped == report["packets"]
+    transfer.transfer(audited.config)
+    assert assert_exactly_once(audited) == 3000
+
 # --------------------------------------------------------------------------
 # The log database is down
 # --------------------------------------------------------------------------
