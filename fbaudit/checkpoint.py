@@ -35,12 +35,15 @@ import logging
 import math
 import os
 import re
+import stat
+import sys
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from filelock import FileLock, Timeout
 from firebird.driver import TPB, Isolation, TableAccessMode, TableShareMode, TraAccessMode
 from firebird.driver import DatabaseError as DriverDatabaseError
 from firebird.driver import InterfaceError as DriverInterfaceError
@@ -64,6 +67,7 @@ PROGRESS_EVERY = 100          # rows between "Progress:" lines (the guide's)
 AUDIT_MODES = ("rows", "event")
 OP_RESTORE = 4                # LOG_PACKET.OPERATION of a restore event (audit="event")
 _ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+MAX_ID_LENGTH = 200
 
 
 # --------------------------------------------------------------------------
@@ -140,18 +144,168 @@ def _line(obj: Any) -> bytes:
 # --------------------------------------------------------------------------
 # Where checkpoints live
 # --------------------------------------------------------------------------
-def _path(config: Config, checkpoint_id: str) -> Path:
+TMP_SUFFIX = ".json.tmp"        # a checkpoint being written (or left by a create that was killed)
+LOCK_SUFFIX = ".lock"           # beside it, <id>.json.tmp.lock: held by the process writing it
+
+
+def _name(checkpoint_id: str) -> str:
+    """The id in ``checkpoint_id`` (a file name is accepted too); CheckpointNotFound if it is none."""
     name = Path(checkpoint_id).name
-    if name.endswith(".json"):
-        name = name[:-5]
+    for suffix in (TMP_SUFFIX, ".json"):
+        if name.endswith(suffix):
+            name = name[:-len(suffix)]
+            break
+    if len(name) > MAX_ID_LENGTH:            # a file name that long is an OSError, not "no such checkpoint"
+        raise CheckpointNotFound(f"{checkpoint_id[:40]!r}… is not a checkpoint id: an id has at most "
+                                 f"{MAX_ID_LENGTH} characters, this has {len(name)}.")
     if not _ID.match(name):
         raise CheckpointNotFound(f"{checkpoint_id!r} is not a checkpoint id (like checkpoint_20261202_013000).")
+    return name
+
+
+def _path(config: Config, checkpoint_id: str) -> Path:
+    name = _name(checkpoint_id)
     path = config.checkpoint_dir / f"{name}.json"
+    if not path.exists() and (config.checkpoint_dir / f"{name}{TMP_SUFFIX}").exists():
+        raise CheckpointNotFound(f"{name} is not a checkpoint: {config.checkpoint_dir / (name + TMP_SUFFIX)} is the "
+                                 "file of a create that did not finish (or is still running). `fbaudit checkpoint "
+                                 f"list` shows which; `fbaudit checkpoint delete {name}` removes a left-over one.")
     if not path.exists():
         known = ", ".join(p.stem for p in sorted(config.checkpoint_dir.glob("*.json"))[-5:]) or "none"
         raise CheckpointNotFound(f"No checkpoint {name!r} in {config.checkpoint_dir} (newest: {known}). "
                                  "`fbaudit checkpoint list` shows them all.")
     return path
+
+
+def _unsafe(path: Path, *, folder: bool) -> str | None:
+    """Why other accounts could change ``path`` (POSIX: its mode and owner), or None when only this
+    account (or root) can. A checkpoint is only as trustworthy as the folder it is in: whoever can
+    write the folder can put a forged file there, checksum included (docs/checkpoints.md)."""
+    if sys.platform == "win32":           # ACLs: docs/checkpoints.md says to keep the folder admin-only
+        return None
+    try:
+        st = path.stat()
+    except OSError:                       # missing or not a folder: said where it is used
+        return None
+    what = "checkpoint folder" if folder else "checkpoint file"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return (f"The {what} {path} is writable by other users (mode {stat.S_IMODE(st.st_mode):o}): anyone who "
+                "can write it can replace a checkpoint with a forged one, checksum included, and a restore would "
+                f"write it into the database; run: chmod {'700' if folder else '600'} {path}")
+    if st.st_uid not in (os.geteuid(), 0):
+        return (f"The {what} {path} belongs to another user (uid {st.st_uid}), who can change what is in it "
+                "(a forged checkpoint, checksum included, that a restore would write into the database); make "
+                f"it this user's: chown {os.geteuid()} {path}")
+    return None
+
+
+def _refuse_unsafe_folder(config: Config) -> None:
+    why = _unsafe(config.checkpoint_dir, folder=True)
+    if why:
+        raise CheckpointError(f"{why}. Nothing was changed.")
+
+
+def _try_lock(path: Path) -> FileLock | None:
+    """The lock file ``path``, taken without waiting; None when another process (or writer) holds it.
+
+    The lock is the operating system's (filelock: flock() on POSIX, LockFileEx on Windows): a process
+    killed with -9 loses it, so a free lock beside a .json.tmp means nobody is writing that file."""
+    lock = FileLock(str(path), timeout=0, mode=0o600)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return None
+    # POSIX: the holder removes the lock file before it releases the lock, so a process that opened it
+    # just before can be granted the lock of a file that is gone (a lock nobody else sees; filelock 3.x
+    # does not check this, 4.x does). Such a lock is not the one this path stands for.
+    fd = getattr(getattr(lock, "_context", None), "lock_file_fd", None)
+    if sys.platform != "win32" and isinstance(fd, int):
+        try:
+            current = os.path.samestat(os.fstat(fd), os.stat(path))
+        except OSError:
+            current = False
+        if not current:
+            lock.release()
+            return None
+    return lock
+
+
+def _unlock(lock: FileLock, path: Path) -> None:
+    """Release a lock taken by _try_lock and remove its file (on POSIX while it is still held, so
+    nobody can take it in between and hold a lock on a file that is gone unnoticed)."""
+    if sys.platform != "win32":
+        try:
+            path.unlink(missing_ok=True)
+        finally:
+            lock.release()
+    else:                                 # an open file cannot be removed on Windows
+        lock.release()
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def _lock_path(tmp: Path) -> Path:
+    return tmp.with_name(tmp.name + LOCK_SUFFIX)
+
+
+def _modified(st: os.stat_result) -> str:
+    return dt.datetime.fromtimestamp(st.st_mtime).isoformat(timespec="seconds")
+
+
+def _incomplete(tmp: Path) -> dict | None:
+    """A .json.tmp for list: a create that did not finish, or one still writing (its lock is held)."""
+    try:
+        st = tmp.stat()
+    except OSError:                       # finished or removed meanwhile
+        return None
+    try:
+        lock = _try_lock(_lock_path(tmp))
+        writing = lock is None
+        if lock is not None:
+            _unlock(lock, _lock_path(tmp))
+    except OSError:                       # a folder this user may read but not write: cannot tell
+        writing = False
+    return {"id": tmp.name[:-len(TMP_SUFFIX)], "file": str(tmp), "bytes": st.st_size, "incomplete": True,
+            "in_progress": writing, "modified_at": _modified(st)}
+
+
+def _remove_leftovers(directory: Path) -> list[str]:
+    """Remove the .json.tmp files of creates that did not finish (killed, power lost): those whose lock
+    no running create holds. A file another process is writing is never touched. Returns their paths."""
+    removed = []
+    for tmp in sorted(directory.glob("*" + TMP_SUFFIX)):
+        try:
+            lock = _try_lock(_lock_path(tmp))
+        except OSError as exc:
+            log.warning("[CHECKPOINT] Could not check %s, left by a create that did not finish: %s", tmp, exc)
+            continue
+        if lock is None:                  # a create that is running
+            continue
+        try:
+            st = tmp.stat()
+            tmp.unlink()
+        except FileNotFoundError:         # it finished (renamed) or was removed meanwhile
+            continue
+        except OSError as exc:
+            log.warning("[CHECKPOINT] Could not remove %s, left by a create that did not finish: %s", tmp, exc)
+            continue
+        finally:
+            _unlock(lock, _lock_path(tmp))
+        log.info("[CHECKPOINT] Removed an incomplete checkpoint file (a create that did not finish): %s "
+                 "(%d bytes, last written %s)", tmp, st.st_size, _modified(st).replace("T", " "))
+        removed.append(str(tmp))
+    # A lock file whose writer died before its .json.tmp was made (or after it was renamed).
+    for lk in directory.glob("*" + TMP_SUFFIX + LOCK_SUFFIX):
+        if not lk.with_name(lk.name[:-len(LOCK_SUFFIX)]).exists():
+            try:
+                lock = _try_lock(lk)
+            except OSError:
+                continue
+            if lock is not None:
+                _unlock(lock, lk)
+    return removed
 
 
 # --------------------------------------------------------------------------
@@ -195,7 +349,7 @@ def _table_def(db: Database, name: str, *, commit: bool = True) -> TableDef:
     always = []
     if db.major >= 4:
         always = [r[0] for r in db.query(
-            "SELECT TRIM(RDB$FIELD_NAME) FROM RDB$RELATION_FIELDS WHERE RDB$RELATION_NAME = ? "
+            "SELECT TRIM(TRAILING FROM RDB$FIELD_NAME) FROM RDB$RELATION_FIELDS WHERE RDB$RELATION_NAME = ? "
             "AND RDB$IDENTITY_TYPE = 0", (name,))]
     return TableDef(name, cols, list(info.primary_key), always, [_select_expr(c) for c in stored],
                     [i for i, c in enumerate(stored) if _is_text_array(c)],
@@ -219,7 +373,7 @@ def _array_unwritable(value: Any) -> Any:
 
 
 def _user_tables(db: Database, prefix: str) -> list[str]:
-    rows = db.query("SELECT TRIM(RDB$RELATION_NAME) FROM RDB$RELATIONS WHERE RDB$VIEW_BLR IS NULL "
+    rows = db.query("SELECT TRIM(TRAILING FROM RDB$RELATION_NAME) FROM RDB$RELATIONS WHERE RDB$VIEW_BLR IS NULL "
                     "AND COALESCE(RDB$SYSTEM_FLAG, 0) = 0 AND COALESCE(RDB$RELATION_TYPE, 0) = 0 "
                     "ORDER BY RDB$RELATION_NAME")
     return [r[0] for r in rows if not r[0].startswith(prefix)]
@@ -228,7 +382,7 @@ def _user_tables(db: Database, prefix: str) -> list[str]:
 def _audited_tables(db: Database, prefix: str) -> list[str]:
     if not table_exists(db, f"{prefix}LOG_TABLES"):
         return []
-    return [r[0] for r in db.query(f"SELECT TRIM(TABLE_NAME) FROM {prefix}LOG_TABLES WHERE ENABLED = 1 "
+    return [r[0] for r in db.query(f"SELECT TRIM(TRAILING FROM TABLE_NAME) FROM {prefix}LOG_TABLES WHERE ENABLED = 1 "
                                    "ORDER BY NUM_TABLE") if table_exists(db, r[0])]
 
 
@@ -259,16 +413,16 @@ def _sequences(db: Database, prefix: str, tables: list[str], all_sequences: bool
     fbaudit's own (restoring those would re-use audit packet numbers)."""
     found: dict[str, dict] = {}
     for t in tables:
-        for col, gen in db.query("SELECT TRIM(RDB$FIELD_NAME), TRIM(RDB$GENERATOR_NAME) FROM RDB$RELATION_FIELDS "
+        for col, gen in db.query("SELECT TRIM(TRAILING FROM RDB$FIELD_NAME), TRIM(TRAILING FROM RDB$GENERATOR_NAME) FROM RDB$RELATION_FIELDS "
                                  "WHERE RDB$RELATION_NAME = ? AND RDB$GENERATOR_NAME IS NOT NULL", (t,)):
             found[gen] = {"name": gen, "identity": [t, col]}
         for (gen,) in db.query(
-                "SELECT DISTINCT TRIM(d.RDB$DEPENDED_ON_NAME) FROM RDB$DEPENDENCIES d "
+                "SELECT DISTINCT TRIM(TRAILING FROM d.RDB$DEPENDED_ON_NAME) FROM RDB$DEPENDENCIES d "
                 "JOIN RDB$TRIGGERS tr ON tr.RDB$TRIGGER_NAME = d.RDB$DEPENDENT_NAME "
                 "WHERE d.RDB$DEPENDENT_TYPE = 2 AND d.RDB$DEPENDED_ON_TYPE = 14 AND tr.RDB$RELATION_NAME = ?", (t,)):
             found.setdefault(gen, {"name": gen, "identity": None})
     if all_sequences:
-        for (gen,) in db.query("SELECT TRIM(RDB$GENERATOR_NAME) FROM RDB$GENERATORS "
+        for (gen,) in db.query("SELECT TRIM(TRAILING FROM RDB$GENERATOR_NAME) FROM RDB$GENERATORS "
                                "WHERE COALESCE(RDB$SYSTEM_FLAG, 0) = 0 ORDER BY RDB$GENERATOR_NAME"):
             found.setdefault(gen, {"name": gen, "identity": None})
     return [s for name, s in sorted(found.items()) if not name.startswith(prefix)]
@@ -282,13 +436,25 @@ class _Writer:
 
     ``<id>.json.tmp`` is created exclusively and ``<id>.json`` must not exist
     once it is: two fbaudit processes can never write, or publish, the same id.
+    While it writes, the writer holds the lock ``<id>.json.tmp.lock`` (taken
+    before the file is created, released after it is renamed or removed): a
+    .json.tmp whose lock is free was left by a create that did not finish
+    (kill -9, power lost), and the next create removes it (_remove_leftovers).
     """
 
     def __init__(self, path: Path):
         self.path = path
         self.tmp = path.with_name(path.name + ".tmp")
-        # The rows are the application's data: readable by the owner only (like a password file).
-        fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+        self.lock_path = _lock_path(self.tmp)
+        self.lock = _try_lock(self.lock_path)
+        if self.lock is None:                  # another process is writing this id
+            raise FileExistsError(self.tmp)
+        try:
+            # The rows are the application's data: readable by the owner only (like a password file).
+            fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+        except BaseException:
+            self.lock.release()                # (a leftover .json.tmp of this id: its lock file stays with it)
+            raise
         self.fh = os.fdopen(fd, "wb")
         if path.exists():                      # published by another process meanwhile
             self.abort()
@@ -327,10 +493,19 @@ class _Writer:
         if self.path.exists():
             raise CheckpointError(f"{self.path} appeared while it was written; the new file is kept as {self.tmp}")
         os.replace(self.tmp, self.path)
+        self._unlock()
 
     def abort(self) -> None:
         self.fh.close()
-        self.tmp.unlink(missing_ok=True)
+        try:
+            self.tmp.unlink(missing_ok=True)
+        finally:
+            self._unlock()
+
+    def _unlock(self) -> None:
+        if self.lock is not None:
+            lock, self.lock = self.lock, None
+            _unlock(lock, self.lock_path)
 
 
 def _write_checkpoint(db: Database, config: Config, spec: SourceSpec, *, base: str, kind: str,
@@ -358,6 +533,7 @@ def _write_checkpoint(db: Database, config: Config, spec: SourceSpec, *, base: s
     summary: dict[str, dict] = {}
     total = 0
     try:
+        _remove_leftovers(config.checkpoint_dir)      # after the writer is made: its own file is locked, kept
         writer.write({"fbaudit_checkpoint": FORMAT_VERSION, "id": cid, "kind": kind, "description": description,
                       "created_at": dt.datetime.now().isoformat(timespec="seconds"), "source": spec.name,
                       "database": spec.database, "firebird": db.version, "tables": tables,
@@ -443,6 +619,7 @@ def create(config: Config, *, source: str | None = None, description: str | None
     """Write a checkpoint of ``tables`` (default: the audited tables; ``all_tables``: every user
     table and sequence) from one read-only SNAPSHOT transaction. Returns what was written."""
     spec = one_source(config, source, error=CheckpointError)
+    _refuse_unsafe_folder(config)
     base = dt.datetime.now().strftime("checkpoint_%Y%m%d_%H%M%S")
     with open_source(config, spec, isolation=Isolation.SNAPSHOT, read_only=True) as db:
         names = _choose_tables(db, config, tables, all_tables)
@@ -629,12 +806,18 @@ def _peek(path: Path) -> dict:
 
 
 def list_checkpoints(config: Config) -> list[dict]:
-    """Every checkpoint in the folder, oldest first (header and summary only, checksums not verified)."""
+    """Every checkpoint in the folder, oldest first (header and summary only, checksums not verified),
+    and every file of a create that did not finish (``"incomplete": true``; ``"in_progress": true``
+    while a running create is still writing it)."""
     d = config.checkpoint_dir
     if not d.is_dir():
         return []
+    why = _unsafe(d, folder=True)
+    if why:
+        log.warning("[CHECKPOINT] %s. `fbaudit checkpoint create` and `restore` refuse this folder until then.", why)
     items = [_peek(p) for p in d.glob("*.json")]
-    return sorted(items, key=lambda x: (x.get("created_at") or "", x["id"]))
+    items += [it for it in map(_incomplete, d.glob("*" + TMP_SUFFIX)) if it]
+    return sorted(items, key=lambda x: (x.get("created_at") or x.get("modified_at") or "", x["id"]))
 
 
 def show(config: Config, checkpoint_id: str) -> dict:
@@ -647,6 +830,27 @@ def show(config: Config, checkpoint_id: str) -> dict:
 
 
 def delete(config: Config, checkpoint_id: str) -> dict:
+    """Delete a checkpoint (and the note of a failed restore beside it), or the file of a create that
+    did not finish; never one that a running create is still writing."""
+    name = _name(checkpoint_id)
+    tmp = config.checkpoint_dir / f"{name}{TMP_SUFFIX}"
+    if tmp.exists() and not (config.checkpoint_dir / f"{name}.json").exists():
+        try:
+            lock = _try_lock(_lock_path(tmp))
+        except OSError as exc:
+            raise CheckpointError(f"Cannot delete {tmp}: {exc}. Nothing was deleted.") from None
+        if lock is None:
+            raise CheckpointError(f"{tmp} is not finished: a create that is still running is writing it. "
+                                  "Nothing was deleted; it becomes a checkpoint when that create ends (or, if it "
+                                  "fails, is removed by it).")
+        try:
+            tmp.unlink()
+        except OSError as exc:
+            raise CheckpointError(f"Cannot delete {tmp}: {exc}. Nothing was deleted.") from None
+        finally:
+            _unlock(lock, _lock_path(tmp))
+        log.info("[CHECKPOINT] Deleted incomplete checkpoint file (a create that did not finish): %s (%s)", name, tmp)
+        return {"id": name, "file": str(tmp), "deleted": True, "incomplete": True}
     path = _path(config, checkpoint_id)
     path.unlink()
     path.with_name(path.stem + FAILED_SUFFIX).unlink(missing_ok=True)
@@ -671,18 +875,18 @@ class ForeignKey:
 def foreign_keys(db: Database) -> list[ForeignKey]:
     """Every foreign key of the database (user tables)."""
     rows = db.query(
-        "SELECT TRIM(rc.RDB$CONSTRAINT_NAME), TRIM(rc.RDB$RELATION_NAME), TRIM(uq.RDB$RELATION_NAME), "
-        "TRIM(rc.RDB$INDEX_NAME), TRIM(uq.RDB$INDEX_NAME), TRIM(ref.RDB$DELETE_RULE) "
+        "SELECT TRIM(TRAILING FROM rc.RDB$CONSTRAINT_NAME), TRIM(TRAILING FROM rc.RDB$RELATION_NAME), TRIM(TRAILING FROM uq.RDB$RELATION_NAME), "
+        "TRIM(TRAILING FROM rc.RDB$INDEX_NAME), TRIM(TRAILING FROM uq.RDB$INDEX_NAME), TRIM(ref.RDB$DELETE_RULE) "
         "FROM RDB$RELATION_CONSTRAINTS rc "
         "JOIN RDB$REF_CONSTRAINTS ref ON ref.RDB$CONSTRAINT_NAME = rc.RDB$CONSTRAINT_NAME "
         "JOIN RDB$RELATION_CONSTRAINTS uq ON uq.RDB$CONSTRAINT_NAME = ref.RDB$CONST_NAME_UQ "
         "WHERE rc.RDB$CONSTRAINT_TYPE = 'FOREIGN KEY' ORDER BY 2, 1")
     segs: dict[str, list[str]] = {}
-    for idx, col in db.query("SELECT TRIM(RDB$INDEX_NAME), TRIM(RDB$FIELD_NAME) FROM RDB$INDEX_SEGMENTS "
+    for idx, col in db.query("SELECT TRIM(TRAILING FROM RDB$INDEX_NAME), TRIM(TRAILING FROM RDB$FIELD_NAME) FROM RDB$INDEX_SEGMENTS "
                              "ORDER BY RDB$INDEX_NAME, RDB$FIELD_POSITION"):
         segs.setdefault(idx, []).append(col)
     notnull = {(t, c) for t, c in db.query(
-        "SELECT TRIM(rf.RDB$RELATION_NAME), TRIM(rf.RDB$FIELD_NAME) FROM RDB$RELATION_FIELDS rf "
+        "SELECT TRIM(TRAILING FROM rf.RDB$RELATION_NAME), TRIM(TRAILING FROM rf.RDB$FIELD_NAME) FROM RDB$RELATION_FIELDS rf "
         "JOIN RDB$FIELDS f ON f.RDB$FIELD_NAME = rf.RDB$FIELD_SOURCE "
         "WHERE COALESCE(rf.RDB$NULL_FLAG, f.RDB$NULL_FLAG, 0) = 1")}
     out = []
@@ -702,18 +906,18 @@ def check_reads(db: Database, tables: list[str]) -> list[ForeignKey]:
     one (``parent``), for the read columns that may be NULL and are no part of the primary key."""
     inside = set(tables)
     rows = db.query(
-        "SELECT DISTINCT TRIM(rc.RDB$CONSTRAINT_NAME), TRIM(rc.RDB$RELATION_NAME), TRIM(d.RDB$DEPENDED_ON_NAME), "
-        "TRIM(d.RDB$FIELD_NAME) FROM RDB$RELATION_CONSTRAINTS rc "
+        "SELECT DISTINCT TRIM(TRAILING FROM rc.RDB$CONSTRAINT_NAME), TRIM(TRAILING FROM rc.RDB$RELATION_NAME), TRIM(TRAILING FROM d.RDB$DEPENDED_ON_NAME), "
+        "TRIM(TRAILING FROM d.RDB$FIELD_NAME) FROM RDB$RELATION_CONSTRAINTS rc "
         "JOIN RDB$CHECK_CONSTRAINTS cc ON cc.RDB$CONSTRAINT_NAME = rc.RDB$CONSTRAINT_NAME "
         "JOIN RDB$DEPENDENCIES d ON d.RDB$DEPENDENT_NAME = cc.RDB$TRIGGER_NAME AND d.RDB$DEPENDED_ON_TYPE = 0 "
         "WHERE rc.RDB$CONSTRAINT_TYPE = 'CHECK' AND d.RDB$DEPENDED_ON_NAME <> rc.RDB$RELATION_NAME "
         "AND d.RDB$FIELD_NAME IS NOT NULL")
     notnull = {(t, c) for t, c in db.query(
-        "SELECT TRIM(rf.RDB$RELATION_NAME), TRIM(rf.RDB$FIELD_NAME) FROM RDB$RELATION_FIELDS rf "
+        "SELECT TRIM(TRAILING FROM rf.RDB$RELATION_NAME), TRIM(TRAILING FROM rf.RDB$FIELD_NAME) FROM RDB$RELATION_FIELDS rf "
         "JOIN RDB$FIELDS f ON f.RDB$FIELD_NAME = rf.RDB$FIELD_SOURCE "
         "WHERE COALESCE(rf.RDB$NULL_FLAG, f.RDB$NULL_FLAG, 0) = 1")}
     keys: dict[str, set[str]] = {}
-    for t, c in db.query("SELECT TRIM(rc.RDB$RELATION_NAME), TRIM(s.RDB$FIELD_NAME) FROM RDB$RELATION_CONSTRAINTS rc "
+    for t, c in db.query("SELECT TRIM(TRAILING FROM rc.RDB$RELATION_NAME), TRIM(TRAILING FROM s.RDB$FIELD_NAME) FROM RDB$RELATION_CONSTRAINTS rc "
                          "JOIN RDB$INDEX_SEGMENTS s ON s.RDB$INDEX_NAME = rc.RDB$INDEX_NAME "
                          "WHERE rc.RDB$CONSTRAINT_TYPE IN ('PRIMARY KEY', 'UNIQUE')"):
         keys.setdefault(t, set()).add(c)
@@ -848,7 +1052,7 @@ def _restore_tpb(tables: list[str], lock_timeout: int) -> bytes:
 def _audit_numbers(db: Database, prefix: str, tables: list[str]) -> dict[str, int]:
     if not table_exists(db, f"{prefix}LOG_TABLES"):
         return {}
-    return {name: num for num, name in db.query(f"SELECT NUM_TABLE, TRIM(TABLE_NAME) FROM {prefix}LOG_TABLES "
+    return {name: num for num, name in db.query(f"SELECT NUM_TABLE, TRIM(TRAILING FROM TABLE_NAME) FROM {prefix}LOG_TABLES "
                                                 "WHERE ENABLED = 1")
             if name in tables}
 
@@ -881,8 +1085,14 @@ def restore(config: Config, checkpoint_id: str, *, source: str | None = None, au
     cid = checkpoint_id
     db = None
     try:
-        cp = verify(_path(config, checkpoint_id))
+        _refuse_unsafe_folder(config)
+        path = _path(config, checkpoint_id)
+        why = _unsafe(path, folder=False)
+        if why:
+            raise CheckpointError(f"{why}. Nothing was changed.")
+        cp = verify(path)
         cid = cp.id
+        _refuse_own_objects(cp, config)
         if cp.header.get("source") not in (None, spec.name):
             raise CheckpointError(f"Checkpoint {cp.id} was taken from source {cp.header['source']!r}, not "
                                   f"{spec.name!r}; name that source with --source.")
@@ -1043,10 +1253,31 @@ def _restore_failed(exc: BaseException, db: Database | None, cid: str, at: str, 
 def _free_id(directory: Path, base: str) -> str:
     """The id a new checkpoint named ``base`` would get now."""
     cid, n = base, 1
-    while (directory / f"{cid}.json").exists() or (directory / f"{cid}.json.tmp").exists():
+    while any((directory / f"{cid}{suffix}").exists() for suffix in (".json", TMP_SUFFIX, TMP_SUFFIX + LOCK_SUFFIX)):
         n += 1
         cid = f"{base}_{n}"
     return cid
+
+
+def _refuse_own_objects(cp: Checkpoint, config: Config) -> None:
+    """fbaudit never writes its own tables or sequences (the configured prefix) into a checkpoint
+    (_choose_tables, _sequences): a file that names them was changed or forged, and restoring it would
+    overwrite fbaudit's audit data (packets waiting for transfer, packet numbers)."""
+    prefix = config.prefix
+    own = [f"table {t.name}" for t in cp.tables if t.name.startswith(prefix)]
+    for s in cp.sequences:
+        name = s.get("name") if isinstance(s, dict) else None
+        ident = s.get("identity") if isinstance(s, dict) else None
+        if isinstance(name, str) and name.startswith(prefix):
+            own.append(f"sequence {name}")
+        elif isinstance(ident, list) and ident and isinstance(ident[0], str) and ident[0].startswith(prefix):
+            own.append(f"the sequence of {'.'.join(map(str, ident))}")
+    if own:
+        raise CheckpointError(
+            f"Checkpoint {cp.id} names fbaudit's own objects ({', '.join(own)}), which fbaudit never writes into "
+            f"a checkpoint: the file {cp.path} was changed or made by someone else, with a checksum to match. "
+            f"Restoring it would overwrite fbaudit's audit data. Nothing was changed; delete the file and check who "
+            f"can write {config.checkpoint_dir}.")
 
 
 def _refuse_schema_differences(db: Database, cp: Checkpoint, spec: SourceSpec, *, commit: bool = True) -> None:
@@ -1134,7 +1365,7 @@ def _sequence_targets(db: Database, cp: Checkpoint) -> list[tuple[str, int]]:
         name = s["name"]
         if s.get("identity"):
             t, c = s["identity"]
-            found = db.scalar("SELECT TRIM(RDB$GENERATOR_NAME) FROM RDB$RELATION_FIELDS "
+            found = db.scalar("SELECT TRIM(TRAILING FROM RDB$GENERATOR_NAME) FROM RDB$RELATION_FIELDS "
                               "WHERE RDB$RELATION_NAME = ? AND RDB$FIELD_NAME = ?", (t, c))
             if not found:
                 raise CheckpointError(f"Checkpoint {cp.id}: {t}.{c} is no longer an identity column; "
@@ -1151,7 +1382,7 @@ def _user_triggers(db: Database, prefix: str, tables: list[str]) -> list[str]:
     out = []
     for t in tables:
         out += [f"{n} ({t})" for (n,) in db.query(
-            "SELECT TRIM(RDB$TRIGGER_NAME) FROM RDB$TRIGGERS WHERE RDB$RELATION_NAME = ? "
+            "SELECT TRIM(TRAILING FROM RDB$TRIGGER_NAME) FROM RDB$TRIGGERS WHERE RDB$RELATION_NAME = ? "
             "AND COALESCE(RDB$TRIGGER_INACTIVE, 0) = 0 AND COALESCE(RDB$SYSTEM_FLAG, 0) = 0 "
             "AND RDB$TRIGGER_TYPE < 8192 ORDER BY 1", (t,)) if not n.startswith(f"{prefix}AUDIT_")]
     return out
@@ -1280,6 +1511,11 @@ def list_lines(items: list[dict], directory: Path) -> list[str]:
     w = max([len(it["id"]) for it in items] + [2])
     lines = [f"{'id':<{w}} {'created':<19} {'tables':>6} {'rows':>10}  description"]
     for it in items:
+        if it.get("incomplete"):
+            lines.append(f"{it['id']:<{w}} {it.get('modified_at') or '':<19} " + (
+                f"BEING WRITTEN (a create that is still running, {it['bytes']} bytes so far)" if it.get("in_progress")
+                else f"INCOMPLETE (a create that did not finish: `fbaudit checkpoint delete {it['id']}` removes it)"))
+            continue
         if it.get("damaged"):
             lines.append(f"{it['id']:<{w}} DAMAGED (unreadable header or summary)")
             continue

@@ -4,12 +4,20 @@ restore failing midway; the guide's log lines; writers during create and restore
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
 import re
 import datetime as dt
 import json
 import logging
+import shutil
+import signal
+import stat
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from decimal import Decimal
 
 import pytest
@@ -633,7 +641,10 @@ def test_firebird_behaviour_checkpoint_relies_on(project):
     from firebird.driver import TPB, TableAccessMode, TableShareMode
     t = TPB(isolation=Isolation.SNAPSHOT, lock_timeout=5)
     t.reserve_table("S", TableShareMode.PROTECTED, TableAccessMode.LOCK_WRITE)
-    with project.connect() as owner, open_database(project.main, lock_timeout=1) as other:
+    # The other's lock time-out is 2 s: Firebird counts it in whole seconds of the clock, so a wait of
+    # N seconds ends between N-1 and N seconds after it began (1 s waited 0.36 s once on the loaded
+    # server); with 2 s it surely waits over the 0.5 s asserted below.
+    with project.connect() as owner, open_database(project.main, lock_timeout=2) as other:
         owner.con.begin(t.get_buffer())
         owner.execute("UPDATE S SET P = NULL")
         owner.execute("DELETE FROM S")
@@ -812,3 +823,248 @@ def test_array_elements_the_driver_cannot_write_back_are_found_at_create():
     assert cp._array_unwritable([[dt.date(2024, 1, 1)], [dt.date(1858, 11, 17)]]) is None
     assert cp._array_unwritable([dt.date(2024, 1, 1), dt.date(1800, 1, 1)]) == dt.date(1800, 1, 1)
     assert cp._array_unwritable([[1, 2], [dt.datetime(1858, 11, 16, 23, 59)]]) == dt.datetime(1858, 11, 16, 23, 59)
+
+
+# --------------------------------------------------------------------------
+# A checkpoint file is only as trustworthy as its folder (docs/checkpoints.md#who-can-change-a-checkpoint)
+# --------------------------------------------------------------------------
+def _packets_and_sequence(project) -> tuple[list, int]:
+    with project.connect() as db:
+        rows = db.query("SELECT ID, STATE, RECORD_KEY FROM FBA_LOG_PACKET ORDER BY ID")
+        seq = db.scalar("SELECT GEN_ID(FBA_LOG_PACKET_ID, 0) FROM RDB$DATABASE")
+        db.commit()
+    return rows, seq
+
+
+def _rewrite_with_checksum(path, edit) -> None:
+    """Change a checkpoint file's lines with ``edit(lines)`` and put a checksum that matches, the way
+    verify() checks it (SHA-256 of every byte before the checksum line): what anyone who can write the
+    file can do."""
+    lines = open(path, "rb").read().splitlines(keepends=True)
+    assert lines[-2].startswith(b'{"checksum"') and lines[-1] == b"]\n"
+    body = edit(lines[:-2])
+    digest = hashlib.sha256(b"".join(body)).hexdigest()
+    open(path, "wb").write(b"".join(body) + json.dumps({"checksum": "sha256:" + digest}).encode() + b"\n]\n")
+
+
+def test_a_forged_checkpoint_naming_fbaudits_own_objects_is_refused(erp, caplog):
+    """A hostile file: fbaudit's packet table (empty) and packet sequence (0), a valid checksum. The
+    restore used to wipe the waiting packets and reset the sequence; now it is refused before anything."""
+    project, config = erp
+    capture.init(config)
+    capture.enable(config, "REGION")
+    project.sql("UPDATE REGION SET NAME = 'changed ' || ID")                  # 3 waiting packets
+    before = _packets_and_sequence(project)
+    assert len(before[0]) == 3 and before[1] >= 3
+    # 1. Written with the module's own writer: the file is valid, checksum and all.
+    with project.connect() as db:
+        packet_table = cp._table_def(db, "FBA_LOG_PACKET")
+        db.commit()
+    w = cp._Writer.new(config.checkpoint_dir, "checkpoint_20261202_013000")
+    w.write({"fbaudit_checkpoint": cp.FORMAT_VERSION, "id": w.id, "kind": "checkpoint", "description": None,
+             "created_at": "2026-12-02T01:30:00", "source": "main", "database": project.main.database,
+             "firebird": project.target.version, "tables": ["FBA_LOG_PACKET"], "restore_of": None})
+    w.write(packet_table.header())
+    w.write({"end_table": "FBA_LOG_PACKET", "rows": 0})
+    w.write({"sequences": [{"name": "FBA_LOG_PACKET_ID", "identity": None, "value": 0}]})
+    w.write({"summary": {"tables": {"FBA_LOG_PACKET": {"rows": 0, "columns": len(packet_table.columns)}},
+                         "total_rows": 0, "finished_at": "2026-12-02T01:30:00"}})
+    w.finish()
+    assert cp.verify(w.path).tables[0].name == "FBA_LOG_PACKET"            # nothing wrong with the file as such
+    with pytest.raises(CheckpointError) as err:
+        cp.restore(config, w.id)
+    text = str(err.value)
+    assert "fbaudit's own objects (table FBA_LOG_PACKET, sequence FBA_LOG_PACKET_ID)" in text
+    assert "Nothing was changed" in text and str(config.checkpoint_dir) in text
+    assert _packets_and_sequence(project) == before
+    assert not list(config.checkpoint_dir.glob("auto_backup*"))             # refused before the auto-backup
+    # 2. A real checkpoint edited by hand: only the packet sequence added, checksum recomputed.
+    made = cp.create(config, tables=["REGION"])
+    _rewrite_with_checksum(made["file"], lambda lines: [
+        b'{"sequences":[{"name":"FBA_LOG_PACKET_ID","identity":null,"value":0}]},\n'
+        if x.startswith(b'{"sequences"') else x for x in lines])
+    assert cp.verify(Path(made["file"])).sequences[0]["name"] == "FBA_LOG_PACKET_ID"
+    with pytest.raises(CheckpointError, match=r"fbaudit's own objects \(sequence FBA_LOG_PACKET_ID\)"):
+        cp.restore(config, made["id"], auto_backup=False)
+    assert _packets_and_sequence(project) == before
+    # 3. An identity sequence found through one of fbaudit's tables.
+    _rewrite_with_checksum(made["file"], lambda lines: [
+        b'{"sequences":[{"name":"RDB$99","identity":["FBA_LOG_PACKET","ID"],"value":0}]},\n'
+        if x.startswith(b'{"sequences"') else x for x in lines])
+    with pytest.raises(CheckpointError, match=r"fbaudit's own objects \(the sequence of FBA_LOG_PACKET\.ID\)"):
+        cp.restore(config, made["id"], auto_backup=False)
+    assert _packets_and_sequence(project) == before
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions (Windows: ACLs of the folder)")
+def test_a_checkpoint_folder_others_can_write_is_refused(erp, tmp_path, caplog):
+    project, config = erp
+    project.sql("CREATE TABLE NOTE (ID INTEGER NOT NULL PRIMARY KEY, TXT VARCHAR(20))", "INSERT INTO NOTE VALUES (1, 'a')")
+
+    def notes():
+        with project.connect() as db:
+            rows = db.query("SELECT ID, TXT FROM NOTE ORDER BY ID")
+            db.commit()
+        return rows
+    good = cp.create(config, tables=["NOTE"])
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    shutil.copy(good["file"], shared)
+    unsafe = dataclasses.replace(config, checkpoints_dir=shared)
+    project.sql("UPDATE NOTE SET TXT = 'changed'")
+    now = notes()
+    with pytest.raises(CheckpointError) as err:
+        cp.restore(unsafe, good["id"])
+    text = str(err.value)
+    assert f"The checkpoint folder {shared} is writable by other users (mode 777)" in text
+    assert f"run: chmod 700 {shared}" in text and "Nothing was changed" in text
+    assert notes() == now and not list(shared.glob("auto_backup*"))
+    with pytest.raises(CheckpointError, match=re.escape(f"run: chmod 700 {shared}")):
+        cp.create(unsafe, tables=["NOTE"])
+    assert sorted(p.name for p in shared.iterdir()) == [f"{good['id']}.json"]          # nothing written
+    # list still lists (reading is harmless), and says why restore will refuse.
+    caplog.set_level(logging.WARNING, logger="fbaudit.checkpoint")
+    assert [i["id"] for i in cp.list_checkpoints(unsafe)] == [good["id"]]
+    assert any(f"run: chmod 700 {shared}" in r.getMessage() for r in caplog.records)
+    shared.chmod(0o770)                                                    # the group is "others" too
+    with pytest.raises(CheckpointError, match=r"writable by other users \(mode 770\)"):
+        cp.restore(unsafe, good["id"])
+    if os.geteuid() == 0:                                                  # a folder another account owns
+        shared.chmod(0o700)
+        os.chown(shared, 12345, -1)
+        with pytest.raises(CheckpointError, match=r"belongs to another user \(uid 12345\)"):
+            cp.restore(unsafe, good["id"])
+        os.chown(shared, 0, -1)
+    # The file itself, in a folder that is fine.
+    shared.chmod(0o755)                                                    # readable by others: fine
+    os.chmod(shared / f"{good['id']}.json", 0o666)
+    with pytest.raises(CheckpointError, match=re.escape(f"run: chmod 600 {shared / (good['id'] + '.json')}")):
+        cp.restore(unsafe, good["id"])
+    assert notes() == now
+    os.chmod(shared / f"{good['id']}.json", 0o600)
+    cp.restore(unsafe, good["id"], auto_backup=False)
+    assert notes() != now
+    # fbaudit's own folder (mode 700, made by create) passes: the other tests restore from it.
+    assert stat.S_IMODE(os.stat(config.checkpoint_dir).st_mode) == 0o700
+
+
+# --------------------------------------------------------------------------
+# A create killed midway (kill -9): its <id>.json.tmp is listed, deleted, cleaned up
+# --------------------------------------------------------------------------
+KILLED_CREATE = r"""
+import sys, time
+from fbaudit import checkpoint as cp
+from fbaudit.config import load_config
+write = cp._Writer.write
+def write_then_hang(self, obj):
+    write(self, obj)
+    if isinstance(obj, list):                   # the first row: the file is half written
+        self.fh.flush()
+        print(self.tmp, flush=True)
+        time.sleep(600)
+cp._Writer.write = write_then_hang
+cp.create(load_config(sys.argv[1]), tables=sys.argv[2].split(","))
+"""
+
+LIVE_WRITER = r"""
+import sys, time
+from pathlib import Path
+from fbaudit import checkpoint as cp
+w = cp._Writer.new(Path(sys.argv[1]), sys.argv[2])
+w.write({"fbaudit_checkpoint": 1, "id": w.id})
+w.fh.flush()
+print(w.tmp, flush=True)
+time.sleep(600)
+"""
+
+
+def _child(script: str, *args: str, env=None) -> tuple[subprocess.Popen, Path]:
+    """A Python process running ``script``; returns it and the path it prints (its .json.tmp)."""
+    proc = subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    timer = threading.Timer(180, proc.kill)              # never hang the test run
+    timer.start()
+    try:
+        line = proc.stdout.readline().strip()
+    finally:
+        timer.cancel()
+    if not line:
+        proc.kill()
+        pytest.fail(f"the child did not start writing: {proc.communicate()[1]}")
+    return proc, Path(line)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+def test_a_killed_create_is_listed_as_incomplete_deleted_and_cleaned_up(erp, caplog):
+    from click.testing import CliRunner
+    from fbaudit import api
+    from fbaudit.cli import cli
+    from helpers import http_call, running_server
+    project, config = erp
+    assert config.checkpoint_dir == project.config.checkpoint_dir
+    folder = config.checkpoint_dir
+    cfg = project.write_config()
+    env = dict(os.environ)
+    if not project.target.is_server:
+        # Killing a process attached through the shared (SuperClassic) engine can leave the other
+        # processes waiting on its locks (tests/test_transfer.py): the child is the only process
+        # attached (this one holds no connection now), with an engine of its own.
+        env["FBAUDIT_EMBEDDED_SHARED"] = "0"
+    killed, tmp = _child(KILLED_CREATE, str(cfg), "REGION,CUSTOMER", env=env)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=60)
+    assert tmp.parent == folder and tmp.name.endswith(".json.tmp") and tmp.stat().st_size > 100
+    cid = tmp.name[:-len(".json.tmp")]
+    # A second leftover, as a kill leaves one: the file, its lock free.
+    other = folder / "checkpoint_20000101_000000.json.tmp"
+    shutil.copy(tmp, other)
+    # A create that is still writing (another process, holding its lock).
+    live, live_tmp = _child(LIVE_WRITER, str(folder), "checkpoint_20000101_000001")
+    try:
+        items = {i["id"]: i for i in cp.list_checkpoints(config)}
+        assert set(items) == {cid, "checkpoint_20000101_000000", "checkpoint_20000101_000001"}
+        st = tmp.stat()
+        assert items[cid] == {"id": cid, "file": str(tmp), "bytes": st.st_size, "incomplete": True,
+                              "in_progress": False,
+                              "modified_at": dt.datetime.fromtimestamp(st.st_mtime).isoformat(timespec="seconds")}
+        assert items["checkpoint_20000101_000001"]["in_progress"] is True
+        res = CliRunner().invoke(cli, ["--config", str(cfg), "checkpoint", "list"], catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        assert re.search(rf"^{cid} +{items[cid]['modified_at']} INCOMPLETE \(a create that did not finish: "
+                         rf"`fbaudit checkpoint delete {cid}` removes it\)$", res.output, re.M), res.output
+        assert re.search(r"^checkpoint_20000101_000001 +\S+ BEING WRITTEN \(a create that is still running", res.output,
+                         re.M), res.output
+        with running_server(api.create_app(config, token="t" * 20)) as base:
+            status, answer = http_call(base, "/api/checkpoints", token="t" * 20, order="asc")
+        assert status == 200
+        assert {(i["id"], i["incomplete"], i["in_progress"]) for i in answer["data"]["checkpoints"]} == {
+            (cid, True, False), ("checkpoint_20000101_000000", True, False), ("checkpoint_20000101_000001", True, True)}
+        # delete removes a leftover, never a file that is being written.
+        res = CliRunner().invoke(cli, ["--config", str(cfg), "--json", "checkpoint", "delete", cid],
+                                 catch_exceptions=False)
+        assert res.exit_code == 0 and json.loads(res.output)["incomplete"] is True, res.output
+        assert not tmp.exists() and not list(folder.glob(f"{cid}*"))
+        with pytest.raises(CheckpointError, match="a create that is still running is writing it"):
+            cp.delete(config, "checkpoint_20000101_000001")
+        with pytest.raises(CheckpointError, match="is the file of a create that did not finish"):
+            cp.restore(config, "checkpoint_20000101_000001")
+        assert live_tmp.exists()
+        # The next create removes the leftover, keeps the live one, and says so, one line per file.
+        caplog.set_level(logging.INFO, logger="fbaudit.checkpoint")
+        made = cp.create(config, tables=["REGION"])
+        assert not other.exists() and live_tmp.exists()
+        removed = [r.getMessage() for r in caplog.records if "Removed an incomplete" in r.getMessage()]
+        assert len(removed) == 1 and str(other) in removed[0] and removed[0].startswith("[CHECKPOINT] ")
+        assert [i["id"] for i in cp.list_checkpoints(config) if i.get("incomplete")] == ["checkpoint_20000101_000001"]
+        with open(live_tmp, "rb") as fh:                 # the live writer's file is whole as it wrote it
+            assert fh.read().startswith(b'[\n{"fbaudit_checkpoint":1,"id":"checkpoint_20000101_000001"}')
+    finally:
+        live.kill()
+        live.wait(timeout=60)
+    # Its writer dead, the file is a leftover like the others: the next create removes it.
+    assert {i["id"]: i for i in cp.list_checkpoints(config)}["checkpoint_20000101_000001"]["in_progress"] is False
+    cp.create(config, tables=["REGION"])
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        f"{i['id']}.json" for i in cp.list_checkpoints(config))             # no .tmp, no lock left
+    assert cp.show(config, made["id"])["valid"]
