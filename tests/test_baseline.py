@@ -184,6 +184,7 @@ def test_baseline_waits_for_a_transaction_that_wrote_before_the_trigger(stock):
     """A transaction that changed a row BEFORE the trigger existed (so the trigger never sees that
     change) and commits while enable runs: the baseline waits for it, so its snapshot holds the
     change. Without the wait, the change was in neither the baseline nor the log."""
+    import logging
     import threading
     import time
     early = stock.connect()
@@ -191,13 +192,30 @@ def test_baseline_waits_for_a_transaction_that_wrote_before_the_trigger(stock):
     cur.execute("UPDATE STOCK SET QTY = 7 WHERE ID = 3")            # before the trigger, not committed
     cur.close()
     out = {}
+    waiting = threading.Event()            # set when the baseline says it waits (its on_wait log line)
+
+    class Seen(logging.Handler):
+        def emit(self, record):
+            if "baseline waits for" in record.getMessage():
+                waiting.set()
+    logger = logging.getLogger("fbaudit.capture")
+    seen, level = Seen(), logger.level
+    logger.addHandler(seen)
+    logger.setLevel(logging.INFO)
 
     def run():
         out["res"] = capture.enable(stock.config, "STOCK", baseline=True, max_wait=30)
     t = threading.Thread(target=run)
     t.start()
-    time.sleep(1.5)
-    assert t.is_alive()                                              # held by the open transaction
+    try:
+        # However long enable's setup takes (a loaded CI machine: well over a second), the
+        # transaction ends only once the baseline is waiting for it, and a second after that.
+        assert waiting.wait(60), "the baseline never waited for the open transaction"
+        time.sleep(1.0)
+        assert t.is_alive()                                          # held by the open transaction
+    finally:
+        logger.removeHandler(seen)
+        logger.setLevel(level)
     early.con.commit()
     early.close()
     t.join(30)
@@ -301,7 +319,9 @@ def test_baseline_and_revert_read_character_set_none_text_as_the_trigger_logs_it
     # The baseline's values are what the trigger logged as the old ones in the update after it.
     assert {k: c["new"] for k, c in v1["changes"].items() if k != "ID"} == \
         {k: c["old"] for k, c in v2["changes"].items()}
-    assert v1["changes"]["CODE"]["new"] == "e974e9" and v1["changes"]["FIXED"]["new"] == "c4d62020"
+    # NONE text that is no UTF-8 (no none_charset here) is shown as its bytes, x'...'; OCTETS as hex.
+    assert v1["changes"]["CODE"]["new"] == "x'E974E9'" and v1["changes"]["FIXED"]["new"] == "x'C4D62020'"
+    assert v1["changes"]["RAW"]["new"] == "00ff"
     # Revert reads the row (it used to fail decoding it) and writes the bytes back.
     assert versions.revert(project.config, "LEGACY", "1", to_version=1)["action"] == "update"
     with project.connect() as db:
@@ -312,7 +332,7 @@ def test_baseline_and_revert_read_character_set_none_text_as_the_trigger_logs_it
         db.commit()
     assert row == [b"\xe9t\xe9", b"\xc4\xd6  ", b"\xfcbe", "one", b"\x00\xff", b"\x00\x01\xfe"]
     transfer.transfer(project.config)
-    assert versions.record_state(project.config, "LEGACY", "1")["fields"]["CODE"] == "e974e9"
+    assert versions.record_state(project.config, "LEGACY", "1")["fields"]["CODE"] == "x'E974E9'"
 
 
 def test_baseline_batches_wake_a_following_transfer(stock):

@@ -15,6 +15,7 @@ import pytest
 
 from fbaudit import capture, history, transfer
 from fbaudit.config import Config, SourceSpec
+from fbaudit.forms import NoneText
 from fbaudit.runtime import load_client
 
 from conftest import Project
@@ -104,9 +105,11 @@ def test_writes_succeed_and_history_shows_what_was_typed(target, tmp_path, db_ch
         assert dele["comment"] is None
         name_in, name_up = ins["changes"]["NAME"]["new"], upd["changes"]["NAME"]["new"]
         if db_charset == "NONE":
-            # CHARACTER SET NONE columns hold the client's bytes and are logged as them exactly.
+            # CHARACTER SET NONE columns hold the client's bytes and are logged as them exactly:
+            # shown as UTF-8 text where they are UTF-8 (no none_charset here), else as x'...'.
             sent = NAME.encode(NATIVE[db_charset] if cs == "NONE" else PY_CODEC[cs])
-            assert bytes.fromhex(name_in) == sent, cs
+            assert NoneText().to_bytes(name_in) == sent, cs
+            assert name_in == (NAME if cs == "UTF8" else "x'" + sent.hex().upper() + "'"), cs
         else:
             assert (name_in, name_up) == (NAME, NAME2), cs
             assert ins["changes"]["NOTE"]["new"] == NOTE, cs

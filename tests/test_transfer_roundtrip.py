@@ -26,7 +26,7 @@ from fbaudit import capture, history, transfer
 from fbaudit.forms import decode_key, encode_key, value_expr
 from fbaudit.catalog import read_table
 from fbaudit.db import open_database
-from fbaudit.forms import decode_value
+from fbaudit.forms import NoneText, decode_value, value_kind
 
 SEED = 1234
 
@@ -218,7 +218,7 @@ def table_state(db, table: str, key_cols: list[str]) -> dict[tuple, dict[str, st
     cur = db.con.cursor()
     cur.execute(f"SELECT {exprs} FROM {table} t")
     for row in iter(cur.fetchone, None):
-        values = {c.name: decode_value(_read(v), c.kind) for c, v in zip(cols, row)}
+        values = {c.name: decode_value(_read(v), value_kind(c.kind, c.type), NoneText()) for c, v in zip(cols, row)}
         key = tuple(values[k] for k in key_cols)
         out[key] = {k: v for k, v in values.items() if v is not None}
     cur.close()
