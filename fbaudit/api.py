@@ -2,7 +2,9 @@
 
 FastAPI (with uvicorn as the server) is used rather than code of our own:
 it validates parameters, publishes the OpenAPI description from the same
-declarations (/openapi.json, /docs), and is well kept. Every answer uses the
+declarations (/openapi.json; no /docs page, which would load Swagger's
+script from a public CDN into the origin that keeps the token), and is well
+kept. Every answer uses the
 checkpoint guide's envelope:
 
     {"success": true, "data": {..., "pagination": {"limit", "offset", "total"}}}
@@ -12,6 +14,13 @@ A token is required on every /api request (``Authorization: Bearer TOKEN``
 or ``X-Fbaudit-Token``), from $FBAUDIT_API_TOKEN or a protected file; only
 ``--no-auth`` on a loopback address runs without one. The page itself
 (``/``) is static and asks for the token.
+
+Against other web pages (docs/operations.md "The admin API"): a call that
+changes anything (POST) must carry a JSON body (``Content-Type:
+application/json``, which no HTML form can send and no cross-site script can
+send without the server's consent), with ``--no-auth`` too, and its options
+travel in that body, never in the query string; a request whose ``Host`` is
+not one the server answers to (DNS rebinding) is refused.
 """
 from __future__ import annotations
 
@@ -37,7 +46,7 @@ from . import history as history_mod
 from . import versions as versions_mod
 from .config import Config
 from .db import open_database
-from .errors import ConfigError, FbauditError
+from .errors import CheckpointError, CheckpointNotFound, ConfigError, FbauditError, NotFound, RevertConflict
 from .sources import is_connection_error
 
 log = logging.getLogger("fbaudit.serve")
@@ -67,9 +76,9 @@ def _ok(data: dict, *, limit: int | None = None, offset: int | None = None, tota
 
 def _status_of(exc: FbauditError) -> tuple[int, str]:
     """An fbaudit error as an HTTP status and a code."""
-    if isinstance(exc, versions_mod.RevertConflict):
+    if isinstance(exc, RevertConflict):
         return 409, "conflict"
-    if isinstance(exc, history_mod.NotFound):
+    if isinstance(exc, NotFound):
         return 404, "not_found"
     if isinstance(exc, ConfigError):
         return 400, "bad_request"       # an unknown source name
@@ -106,9 +115,13 @@ def is_loopback(host: str) -> bool:
 
 
 class RevertBody(BaseModel):
-    to_version: int = Field(ge=1, description="the version to go back to (1 = oldest)")
+    model_config = ConfigDict(extra="forbid")
+
+    to_version: int = Field(ge=1, le=2_000_000_000, description="the version to go back to (1 = oldest)")
     by: str | None = Field(default=None, max_length=255, description="author recorded for the revert")
     comment: str | None = Field(default=None, max_length=255, description="comment recorded with it")
+    source: str | None = Field(default=None, max_length=255,
+                               description="the source database (needed when several are configured)")
 
 
 class RestoreBody(BaseModel):
@@ -124,8 +137,23 @@ class RestoreBody(BaseModel):
                                description="the source database (needed when several are configured)")
 
 
-def create_app(config: Config, *, token: str | None) -> FastAPI:
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+
+
+def _host_of(header: str) -> str:
+    """The host name of a Host header ("[::1]:8765" -> "::1", "erp.example:80" -> "erp.example")."""
+    h = header.strip().lower()
+    if h.startswith("["):
+        return h[1:h.find("]")] if "]" in h else h
+    return h.rsplit(":", 1)[0] if h.count(":") == 1 else h
+
+
+def create_app(config: Config, *, token: str | None, hosts: tuple[str, ...] = LOOPBACK_NAMES) -> FastAPI:
     """The application: JSON endpoints under /api, the page at /.
+
+    ``hosts``: the names a request's Host header may carry (the bound address and the names the admin
+    gave); any other is refused, so a page on another site that rebinds its name to this address
+    cannot read the API.
 
     Each worker thread keeps one read-only connection to the log database
     (attaching costs more than a page of history); every request is one
@@ -148,12 +176,25 @@ def create_app(config: Config, *, token: str | None) -> FastAPI:
                 except Exception:
                     pass
             raise
-    app = FastAPI(title="fbaudit admin API", version="1",
+    app = FastAPI(title="fbaudit admin API", version="1", docs_url=None, redoc_url=None,
                   description="Record versions, changes and reverts from the fbaudit log database. "
-                              "Every /api call needs the token: `Authorization: Bearer TOKEN`.")
+                              "Every /api call needs the token: `Authorization: Bearer TOKEN`. A call that "
+                              "changes anything (POST) takes its options as a JSON body.")
+    allowed = {h.lower() for h in hosts}
 
     @app.middleware("http")
     async def require_token(request: Request, call_next):
+        if _host_of(request.headers.get("host", "")) not in allowed:
+            return _fail(400, "bad_host", "this server does not answer to that host name (Host header); start it "
+                                          "with --allow-host NAME to add one")
+        if request.method not in ("GET", "HEAD", "OPTIONS") and request.url.path.startswith("/api/"):
+            kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if kind != "application/json":
+                return _fail(415, "unsupported_media_type", "a call that changes something takes a JSON body: "
+                                                            "Content-Type: application/json")
+            if request.url.query:
+                return _fail(400, "bad_request", "a call that changes something takes its options in the JSON "
+                                                 "body, not in the query string")
         if token is not None and request.url.path.startswith("/api/"):
             given = request.headers.get("x-fbaudit-token") or ""
             auth = request.headers.get("authorization") or ""
@@ -184,8 +225,8 @@ def create_app(config: Config, *, token: str | None) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception):
-        log.exception("[SERVE] unexpected error")
-        return _fail(500, "internal_error", f"{type(exc).__name__}: {exc}")
+        log.exception("[SERVE] unexpected error")       # the details (paths, SQL) go to the server's log only
+        return _fail(500, "internal_error", "unexpected error; the server's log has the details")
 
     limit_q = Query(20, ge=1, le=MAX_LIMIT, description=f"items per page, 1 to {MAX_LIMIT}")
     offset_q = Query(0, ge=0, le=2_000_000_000, description="items to skip")
@@ -213,7 +254,7 @@ def create_app(config: Config, *, token: str | None) -> FastAPI:
         h = reading(lambda db: history_mod.history(config, table, key, source=source, limit=limit, offset=offset,
                                                    newest_first=order == "desc", db=db))
         if not h["total"]:
-            raise history_mod.NotFound(f"{h['table']} {key}: no versions in the log database")
+            raise NotFound(f"{h['table']} {key}: no versions in the log database")
         return _ok({"source": h["source"], "table": h["table"], "key": h["key"], "items": h["versions"]},
                    limit=limit, offset=offset, total=h["total"])
 
@@ -226,9 +267,9 @@ def create_app(config: Config, *, token: str | None) -> FastAPI:
                                       "state")})
 
     @app.post("/api/records/{table}/{key:path}/revert", summary="Put the record back to a version (one transaction)")
-    def revert(table: str, key: str, body: RevertBody, source: str | None = None) -> dict:
+    def revert(table: str, key: str, body: RevertBody) -> dict:
         res = versions_mod.revert(config, table, key, to_version=body.to_version, by=body.by,
-                                  comment=body.comment, source=source)
+                                  comment=body.comment, source=body.source)
         return _ok(res)
 
     # ------------------------------------------------------------ checkpoints (docs/checkpoints.md)
@@ -236,9 +277,9 @@ def create_app(config: Config, *, token: str | None) -> FastAPI:
     # Unknown id: 404; a file or database that refuses the checkpoint (damaged, schema changed, tables
     # held by a writer, a failure rolled back): 409. The endpoints are plain functions, so FastAPI runs
     # each in its thread pool: a restore in progress does not hold up the other requests.
-    @app.exception_handler(checkpoint_mod.CheckpointError)
-    async def checkpoint_error(_request: Request, exc: checkpoint_mod.CheckpointError):
-        if isinstance(exc, checkpoint_mod.CheckpointNotFound):
+    @app.exception_handler(CheckpointError)
+    async def checkpoint_error(_request: Request, exc: CheckpointError):
+        if isinstance(exc, CheckpointNotFound):
             return _fail(404, "not_found", str(exc))
         return _fail(409, "conflict", str(exc))
 
@@ -262,19 +303,9 @@ def create_app(config: Config, *, token: str | None) -> FastAPI:
 
     @app.post("/api/checkpoints/{checkpoint_id}/restore",
               summary="Overwrite the checkpoint's tables with its rows and sequences, in one transaction")
-    def checkpoint_restore(checkpoint_id: str, body: RestoreBody | None = None,
-                           create_auto_backup: bool | None = Query(None, description="as in the body"),
-                           audit: Literal["rows", "event"] | None = Query(None, description="as in the body"),
-                           source: str | None = Query(None, description="as in the body")):
-        given = body.model_dump(exclude_unset=True) if body is not None else {}
+    def checkpoint_restore(checkpoint_id: str, body: RestoreBody):
+        given = body.model_dump(exclude_unset=True)
         refused = None
-        for name, value in (("create_auto_backup", create_auto_backup), ("audit", audit), ("source", source)):
-            if value is None:
-                continue
-            if name in given and given[name] != value:
-                refused = refused or f"{name} is given twice, {given[name]!r} in the body and {value!r} in the query"
-                continue
-            given[name] = value
         auto_backup = given.get("create_auto_backup", True)
         log.info(checkpoint_mod.SEPARATOR)
         log.info("[API] Received checkpoint restore request: %s",
@@ -318,7 +349,20 @@ def check_token(token: str) -> str:
     return token
 
 
-def serve(config: Config, *, host: str, port: int, token: str | None, no_auth: bool) -> None:
+def served_hosts(host: str, extra: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The Host names the server answers to: the bound address (on a loopback address its loopback names,
+    on every address 0.0.0.0 / :: this machine's names) and the names the admin gave."""
+    import socket
+    names = [host]
+    if is_loopback(host):
+        names += list(LOOPBACK_NAMES)
+    elif host in ("0.0.0.0", "::", ""):
+        names += [socket.gethostname(), socket.getfqdn(), *LOOPBACK_NAMES]
+    return tuple(dict.fromkeys(n.lower() for n in [*names, *extra] if n))
+
+
+def serve(config: Config, *, host: str, port: int, token: str | None, no_auth: bool,
+          allow_hosts: tuple[str, ...] = ()) -> None:
     """Run the server (blocks)."""
     import uvicorn
     if token is not None:
@@ -329,7 +373,8 @@ def serve(config: Config, *, host: str, port: int, token: str | None, no_auth: b
     if no_auth and not is_loopback(host):
         raise FbauditError(f"--no-auth is allowed on a loopback address only (127.0.0.1, ::1, localhost), "
                            f"not {host}")
-    app = create_app(config, token=None if no_auth else token)
-    log.warning("[SERVE] fbaudit admin API on http://%s:%d/ (OpenAPI: /openapi.json)%s", host, port,
-                " WITHOUT a token (loopback only)" if no_auth else "")
+    hosts = served_hosts(host, allow_hosts)
+    app = create_app(config, token=None if no_auth else token, hosts=hosts)
+    log.warning("[SERVE] fbaudit admin API on http://%s:%d/ (OpenAPI: /openapi.json)%s; answers to the host "
+                "names %s", host, port, " WITHOUT a token (loopback only)" if no_auth else "", ", ".join(hosts))
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -19,7 +19,8 @@ from .config import Config, SourceSpec
 from .db import Database, apply_plan, database_exists
 from .errors import CatalogError, ConfigError, FbauditError
 from .forms import changed_expr, changed_terms, key_expr, short_text, value_expr
-from .idents import check_length, normalize_name, quote_ident
+from .idents import check_length, ident_end, normalize_name, quote_ident
+from .logs import printable
 from .objects import (installed_trigger_body, is_initialized, number_versions, plan_init, require_current,
                       require_init, trigger_exists, trigger_name, unnumbered)
 from .progress import Progress
@@ -82,9 +83,10 @@ def plan_trigger(entry: TableEntry, info: TableInfo, prefix: str, major: int) ->
     for num, c in logged:
         new, old = value_expr(c, "NEW", major), value_expr(c, "OLD", major)
         if inline:
-            ins = "INSERT INTO {view} (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) VALUES (:pk, %d, %s, %s);" % (num, old, new)
-            store = (f"IF (dt = 2) THEN {ins.format(view=prefix + 'V_LOG_2')} "
-                     f"ELSE {ins.format(view=prefix + 'V_LOG_1')}")
+            # Plain concatenation: old and new hold column names, which no format() may read.
+            ins = [f"INSERT INTO {prefix}{view} (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) VALUES (:pk, {num}, "
+                   + old + ", " + new + ");" for view in ("V_LOG_2", "V_LOG_1")]
+            store = f"IF (dt = 2) THEN {ins[0]} ELSE {ins[1]}"
         else:
             store = f"EXECUTE PROCEDURE LF(:pk, :dt, {num}, {old}, {new});"
         terms = changed_terms(c, major)
@@ -234,9 +236,11 @@ def _kinds(info: TableInfo) -> dict[str, str]:
 
 
 def trigger_body(plan: list[Statement]) -> str:
-    """The body (from ``AS`` on) of the CREATE TRIGGER statement in ``plan``."""
+    """The body (from ``AS`` on) of the CREATE TRIGGER statement in ``plan``: the first line ``AS``
+    after the table's name (a quoted name may itself hold a line "AS")."""
     sql = next(s.sql for s in plan if s.sql.startswith("CREATE OR ALTER TRIGGER"))
-    return sql[sql.index("\nAS\n") + 1:].strip()
+    table_end = ident_end(sql, sql.index(" FOR ") + len(" FOR "))
+    return sql[sql.index("\nAS\n", table_end) + 1:].strip()
 
 
 def check_numbers(db: Database, prefix: str, registry: Registry) -> None:
@@ -244,11 +248,12 @@ def check_numbers(db: Database, prefix: str, registry: Registry) -> None:
     LOG_FIELDS), which history reads names from: a table or field given another number, a number
     that belongs to another name, a retired number given to a column again. Names the file and
     line and the number the dictionary holds; ConfigError, so nothing is changed."""
-    tables = {name: num for num, name in db.query(f"SELECT NUM_TABLE, TRIM(TABLE_NAME) FROM {prefix}LOG_TABLES")}
+    tables = {name: num for num, name in db.query(
+        f"SELECT NUM_TABLE, TRIM(TRAILING FROM TABLE_NAME) FROM {prefix}LOG_TABLES")}
     by_number = {num: name for name, num in tables.items()}
     fields: dict[int, dict[int, tuple[str, bool]]] = {}
     for num_table, num, name, retired in db.query(
-            f"SELECT NUM_TABLE, NUM_POLE, TRIM(FIELD_NAME), RETIRED FROM {prefix}LOG_FIELDS"):
+            f"SELECT NUM_TABLE, NUM_POLE, TRIM(TRAILING FROM FIELD_NAME), RETIRED FROM {prefix}LOG_FIELDS"):
         fields.setdefault(num_table, {})[num] = (name.split("#", 1)[0], bool(retired))
     db.commit()
     for entry in registry.tables.values():
@@ -300,7 +305,7 @@ def entry_from_dictionary(db: Database, prefix: str, name: str) -> TableEntry | 
     entry = TableEntry(name=name, number=number, enabled=bool(enabled), key=json.loads(keys or "[]"),
                        author=author, exclude=json.loads(excluded or "[]"))
     for num, fname, ftype, retired in db.query(
-            f"SELECT NUM_POLE, TRIM(FIELD_NAME), TRIM(FIELD_TYPE), RETIRED FROM {prefix}LOG_FIELDS "
+            f"SELECT NUM_POLE, TRIM(TRAILING FROM FIELD_NAME), TRIM(FIELD_TYPE), RETIRED FROM {prefix}LOG_FIELDS "
             f"WHERE NUM_TABLE = ? ORDER BY NUM_POLE", (number,)):
         target = entry.retired if retired else entry.fields
         target[_retired_name(entry, fname, num) if retired else fname] = FieldEntry(num, ftype)
@@ -599,7 +604,8 @@ def sync(config: Config, *, source: str | None = None, dry_run: bool = False, re
             check_numbers(db, config.prefix, registry)
             changed_entries = []
             recovered = set()
-            for (name,) in db.query(f"SELECT TRIM(TABLE_NAME) FROM {config.prefix}LOG_TABLES WHERE ENABLED = 1"):
+            for (name,) in db.query(f"SELECT TRIM(TRAILING FROM TABLE_NAME) FROM {config.prefix}LOG_TABLES "
+                                    "WHERE ENABLED = 1"):
                 if name not in registry.tables:
                     registry.tables[name] = entry_from_dictionary(db, config.prefix, name)
                     recovered.add(name)
@@ -668,7 +674,7 @@ def ddl(config: Config, table: str | None = None, *, source: str | None = None) 
                     plan_dictionary(entry, config.prefix, _kinds(info))
             else:
                 _, stmts, _ = _plan_enable(db, config, registry, table, key=None, author=None, exclude=[])
-            header = (f"fbaudit: audit trigger for {name} on {spec.describe()} (Firebird {db.version})\n"
+            header = (f"fbaudit: audit trigger for {printable(name)} on {spec.describe()} (Firebird {db.version})\n"
                       "The dictionary rows keep its numbers; `fbaudit enable` later reuses them.")
     return templates.as_isql_script(stmts, header=header, then=then)
 

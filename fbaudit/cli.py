@@ -63,8 +63,24 @@ def _run(ctx: Ctx, fn: Callable[[], Any]) -> Any:
                                                                 "exit_code": exc.exit_code}},
                                   ensure_ascii=False), err=False)
         else:
-            click.echo(f"FAILED: {exc}", err=True)
+            _echo_error(f"FAILED: {exc}")
         sys.exit(exc.exit_code)
+
+
+def _echo(line: str, *, err: bool = False) -> None:
+    """Print one human line: control characters in it (from a name or a logged value) are shown
+    escaped (logs.printable), so data can neither start a line nor drive the terminal. Every human
+    line goes through here; JSON and `fbaudit ddl`'s script are printed exact."""
+    click.echo(logs.printable(line), err=err)
+
+
+def _echo_error(text: str) -> None:
+    """An error message on stderr: its own lines kept ("\\n  hint: ..."), each one escaped as by
+    _echo, every line after the first indented so none can pass for a line of its own."""
+    first, *rest = text.split("\n")
+    _echo(first, err=True)
+    for line in rest:
+        _echo(line if not line or line[0] in " \t" else "  " + line, err=True)
 
 
 def _report(ctx: Ctx, res: Result, *, sql: bool = False) -> None:
@@ -73,7 +89,7 @@ def _report(ctx: Ctx, res: Result, *, sql: bool = False) -> None:
     Exits with the highest exit code of the per-source errors, if any.
     """
     for w in res.warnings:
-        click.echo(f"warning: {w}", err=True)
+        _echo(f"warning: {w}", err=True)
     if ctx.as_json:
         data = {"success": not res.errors, **res.data}
         if res.warnings:
@@ -83,16 +99,17 @@ def _report(ctx: Ctx, res: Result, *, sql: bool = False) -> None:
         click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
     else:
         for line in res.lines:
-            click.echo(line)
+            _echo(line)
         if sql:
             from .templates import as_isql_script
-            for database, plan in res.scripts:
-                click.echo(as_isql_script(plan, header=f"--dry-run: what would run on {database}"))
+            for database, plan in res.scripts:     # a preview: its lines kept, their control characters shown
+                for line in as_isql_script(plan, header=f"--dry-run: what would run on {database}").split("\n"):
+                    _echo(line)
         for source, err in res.errors:
             if ctx.traceback:
                 import traceback
                 traceback.print_exception(err)
-            click.echo(f"FAILED: {source}: {err}", err=True)
+            _echo_error(f"FAILED: {source}: {err}")
     if res.errors:
         sys.exit(max(e.exit_code for _, e in res.errors))
 
@@ -341,7 +358,7 @@ def status(ctx: Ctx, source: str | None, warn_age, crit_age, workers: int) -> No
     except SystemExit as exc:      # the check itself could not run: UNKNOWN (3) to a monitoring plugin
         sys.exit(3 if exc.code else 0)
     except Exception as exc:
-        click.echo(f"UNKNOWN: fbaudit status failed: {type(exc).__name__}: {exc}", err=True)
+        _echo_error(f"UNKNOWN: fbaudit status failed: {type(exc).__name__}: {exc}")
         sys.exit(3)
     _report(ctx, res)
     sys.exit(res.data["exit_code"])
@@ -526,7 +543,7 @@ def _print(ctx: Ctx, data: dict, lines: list[str]) -> None:
         click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
     else:
         for line in lines:
-            click.echo(line)
+            _echo(line)
 
 
 @cli.command()
@@ -641,17 +658,23 @@ def prune(ctx: Ctx, before: str, source: str | None, batch: int, keep_newest: bo
 @click.option("--token-file", metavar="FILE",
               help="File whose first line is the API token (owner-only); default: $FBAUDIT_API_TOKEN.")
 @click.option("--no-auth", is_flag=True, help="No token (allowed on a loopback address only).")
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
+              help="Another host name the server answers to (repeatable): the name clients use in their "
+                   "URLs. Requests for other names are refused.")
 @pass_ctx
-def serve(ctx: Ctx, host: str, port: int, token_file: str | None, no_auth: bool) -> None:
+def serve(ctx: Ctx, host: str, port: int, token_file: str | None, no_auth: bool,
+          allow_hosts: tuple[str, ...]) -> None:
     """The admin API (JSON, OpenAPI at /openapi.json) and the history page at /.
 
-    Every /api request needs the token (Authorization: Bearer TOKEN). Stop
-    with Ctrl+C.
+    Every /api request needs the token (Authorization: Bearer TOKEN). A
+    call that changes something takes a JSON body, also with --no-auth. The
+    server answers only to the address it listens on (on 0.0.0.0: this
+    machine's names) and the --allow-host names. Stop with Ctrl+C.
 
     \b
     Examples:
       FBAUDIT_API_TOKEN=$(openssl rand -hex 16) fbaudit serve --port 8765
-      fbaudit serve --host 0.0.0.0 --token-file /etc/fbaudit/api.token
+      fbaudit serve --host 0.0.0.0 --token-file /etc/fbaudit/api.token --allow-host audit.example.com
       fbaudit serve --no-auth            # 127.0.0.1 only, for a quick look
     """
     import os
@@ -659,7 +682,8 @@ def serve(ctx: Ctx, host: str, port: int, token_file: str | None, no_auth: bool)
     logging.getLogger("fbaudit.serve").setLevel(logging.INFO)
     logging.getLogger("fbaudit.checkpoint").setLevel(logging.INFO)     # a restore's [CHECKPOINT] lines
     token = _run(ctx, lambda: api.load_token(token_file, dict(os.environ)))
-    _run(ctx, lambda: api.serve(ctx.config, host=host, port=port, token=token, no_auth=no_auth))
+    _run(ctx, lambda: api.serve(ctx.config, host=host, port=port, token=token, no_auth=no_auth,
+                                allow_hosts=allow_hosts))
 
 
 @cli.command()
@@ -700,7 +724,7 @@ def demo(ctx: Ctx, directory: str, seconds: float, users: int) -> None:
     """
     from . import demo as demo_mod
     res = _run(ctx, lambda: demo_mod.run(directory, seconds=seconds, users=users,
-                                         echo=None if ctx.as_json else click.echo))
+                                         echo=None if ctx.as_json else _echo))
     if ctx.as_json:
         click.echo(json.dumps({"success": True, **res}, ensure_ascii=False, indent=2, default=str))
 
@@ -747,7 +771,7 @@ def checkpoint_create(ctx: Ctx, description: str | None, tables: tuple[str, ...]
     res = _run(ctx, lambda: cp.create(ctx.config, source=source, description=description, tables=names or None,
                                       all_tables=all_tables))
     for w in res["warnings"]:
-        click.echo(f"warning: {w}", err=True)
+        _echo(f"warning: {w}", err=True)
     _print(ctx, {"success": True, **res},
            [f"{res['id']}: {len(res['tables'])} tables, {res['total_rows']} rows, {res['sequences']} sequences "
             f"-> {res['file']} ({res['bytes']} bytes, {res['seconds']} s)"])
@@ -757,7 +781,8 @@ def checkpoint_create(ctx: Ctx, description: str | None, tables: tuple[str, ...]
 @_json_option
 @pass_ctx
 def checkpoint_list(ctx: Ctx) -> None:
-    """The checkpoints in the checkpoint folder, oldest first.
+    """The checkpoints in the checkpoint folder, oldest first, and the files of
+    creates that did not finish (INCOMPLETE: `checkpoint delete ID` removes one).
 
     \b
     Example:
@@ -829,7 +854,8 @@ def checkpoint_restore(ctx: Ctx, checkpoint_id: str, no_auto_backup: bool, audit
 @_json_option
 @pass_ctx
 def checkpoint_delete(ctx: Ctx, checkpoint_id: str) -> None:
-    """Delete a checkpoint file.
+    """Delete a checkpoint file, or the file of a create that did not finish
+    (INCOMPLETE in `checkpoint list`; one a running create is writing is refused).
 
     \b
     Example:

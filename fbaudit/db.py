@@ -166,6 +166,33 @@ def open_database(spec: DatabaseSpec, *, client_library: str | None = None, crea
     return Database(spec, con, major, version)
 
 
+# Firebird releases that carry the fix of upstream issue 8817 ("Fatal lock manager error: invalid lock id":
+# a DDL commit that alters a relation races its rescan lock and the server process dies), per major.minor;
+# found in Firebird's repository: the fix (pull request 8818) is in the tags v3.0.14, v4.0.7 and v5.0.4.
+LOCK_BUG_FIXED_IN = {(3, 0): (3, 0, 14), (4, 0): (4, 0, 7), (5, 0): (5, 0, 4)}
+
+
+def crash_risk(version: str) -> str | None:
+    """What to tell an admin whose Firebird ``version`` ("3.0.11") can crash under fbaudit's rotation DDL
+    while the application writes (upstream issue 8817); None for a version with the fix."""
+    try:
+        parts = tuple(int(x) for x in version.split(".")[:3])
+    except ValueError:
+        return None
+    fixed = LOCK_BUG_FIXED_IN.get(parts[:2])
+    if fixed is None or parts >= fixed:
+        return None
+    return (f"Firebird {version} can crash the whole server (\"Fatal lock manager error: invalid lock id\", "
+            f"upstream issue 8817) when DDL such as rotation's commits while other connections write; the fix "
+            f"is in {'.'.join(map(str, fixed))}. Upgrade the server (docs/rotation.md, \"Firebird versions\").")
+
+def timestamp_text(value) -> str:
+    """A datetime as Firebird's TIMESTAMP text, for ``CAST(? AS TIMESTAMP)``: firebird-driver 2.1 cannot
+    bind a date before 1858-11-17 ("can't convert negative int to unsigned"), Firebird's range starts
+    at 0001-01-01."""
+    return (f"{value.year:04d}-{value.month:02d}-{value.day:02d} {value.hour:02d}:{value.minute:02d}:"
+            f"{value.second:02d}.{value.microsecond // 100:04d}")
+
 def apply_plan(db: Database, plan: list[Statement]) -> None:
     """Run a plan in ONE transaction, DDL and parameterised DML alike: all or nothing.
 

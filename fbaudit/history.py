@@ -13,10 +13,12 @@ from datetime import datetime
 from firebird.driver import Isolation
 
 from .config import Config
-from .db import Database, guard
+from .db import Database, guard, timestamp_text
 from .errors import FbauditError, NotFound
-from .forms import OPERATIONS, NoneText, decode_key, decode_value, encode_key, is_bytes_key, value_kind
+from .forms import (KEY_PART_LENGTH, OPERATIONS, NoneText, decode_key, decode_value, encode_key, is_bytes_key,
+                    value_kind)
 from .idents import normalize_name
+from .logs import printable
 from .sources import one_source, open_source
 
 DEFAULT_LIMIT = 50
@@ -91,8 +93,8 @@ def none_text(config: Config, source: str) -> NoneText:
 
 
 def _key_bytes(db: Database, prefix: str, sid: int, num_table: int, key_columns: list[str]) -> tuple[bool, ...]:
-    types = dict(db.query(f"SELECT TRIM(FIELD_NAME), TRIM(FIELD_TYPE) FROM {prefix}DICT_FIELDS WHERE SOURCE_ID = ? "
-                          f"AND NUM_TABLE = ? AND RETIRED = 0", (sid, num_table)))
+    types = dict(db.query(f"SELECT TRIM(TRAILING FROM FIELD_NAME), TRIM(FIELD_TYPE) FROM {prefix}DICT_FIELDS "
+                          f"WHERE SOURCE_ID = ? AND NUM_TABLE = ? AND RETIRED = 0", (sid, num_table)))
     return tuple(is_bytes_key(types.get(c, "")) for c in key_columns)
 
 
@@ -106,8 +108,9 @@ def parse_key(text: str, key_columns: list[str], key_bytes: tuple[bool, ...] = (
     its bytes ``x'C8E2'``.
     """
     def stored(values: list[str]) -> str:
+        # cut as the trigger cuts RECORD_KEY (forms.KEY_PART_LENGTH characters): a longer key finds its record
         return encode_key([none.key_part(v) if i < len(key_bytes) and key_bytes[i] else v
-                           for i, v in enumerate(values)])
+                           for i, v in enumerate(values)])[:KEY_PART_LENGTH]
 
     if len(key_columns) <= 1:
         col = key_columns[0] if key_columns else "KEY"
@@ -415,10 +418,18 @@ def show(config: Config, packet_id: int, *, source: str | None = None) -> dict:
 
 
 def format_value(v: str | None, width: int = 40) -> str:
+    """A value for a human line, its control characters escaped (a line feed as \\n) and a backslash
+    doubled where it would read as an escape (a backslash and n as \\\\n): logs.printable(exact=True),
+    so every value can be read back. Cut to ``width`` characters as shown, never inside an escape."""
     if v is None:
         return "NULL"
-    text = v.replace("\n", "\\n")
-    return text if len(text) <= width else text[: width - 1] + "…"
+    text = printable(v, exact=True)
+    if len(text) <= width:
+        return text
+    cut = v[: width - 1]
+    while len(printable(cut, exact=True)) > width - 1:
+        cut = cut[:-1]
+    return printable(cut, exact=True) + "…"
 
 
 def history_lines(h: dict) -> list[str]:
@@ -512,11 +523,11 @@ def search(config: Config, *, source: str | None = None, table: str | None = Non
             where.append("P.AUTHOR = ?")
             params.append(author)
         if since is not None:
-            where.append("P.CREATED_AT >= ?")
-            params.append(since)
+            where.append("P.CREATED_AT >= CAST(? AS TIMESTAMP)")
+            params.append(timestamp_text(since))
         if until is not None:
-            where.append("P.CREATED_AT < ?")
-            params.append(until)
+            where.append("P.CREATED_AT < CAST(? AS TIMESTAMP)")
+            params.append(timestamp_text(until))
         cond = " AND ".join(where)
         # Newest first along a descending index (LOG_PACKET_DESC for one record, LOG_PACKET_LAST
         # otherwise), so a page reads its rows and no sort of all matching packets happens.

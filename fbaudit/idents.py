@@ -30,6 +30,7 @@ WINDOW WITH WITHOUT YEAR
 """.split())
 
 _PLAIN = re.compile(r"^[A-Z][A-Z0-9$_]*$")
+_BARE = re.compile(r"[A-Za-z0-9$_]*")
 
 
 def quote_ident(name: str) -> str:
@@ -46,6 +47,19 @@ def quote_ident(name: str) -> str:
     if _PLAIN.match(name) and name not in RESERVED:
         return name
     return '"' + name.replace('"', '""') + '"'
+
+
+def ident_end(sql: str, start: int) -> int:
+    """Where the identifier written at ``sql[start]`` (as quote_ident writes it) ends: a quoted
+    name runs to its closing quote (doubled quotes inside), a bare one to its last name character."""
+    if sql.startswith('"', start):
+        i = start + 1
+        while True:
+            i = sql.index('"', i)
+            if not sql.startswith('""', i):
+                return i + 1
+            i += 2
+    return _BARE.match(sql, start).end()
 
 
 def normalize_name(name: str) -> str:

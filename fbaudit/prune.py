@@ -26,7 +26,7 @@ import time
 from datetime import datetime
 
 from .config import Config, parse_period
-from .db import guard
+from .db import guard, timestamp_text
 from .errors import FbauditError
 from .sources import Result, open_source
 
@@ -90,7 +90,8 @@ END"""
 
 def _bound(db, p: str, sid: int, cut: datetime) -> int:
     """The first packet of the source created at or after the cut-off (everything before it may go)."""
-    first = db.scalar(f"SELECT MIN(PACKET_ID) FROM {p}LOG_PACKET WHERE SOURCE_ID = ? AND CREATED_AT >= ?", (sid, cut))
+    first = db.scalar(f"SELECT MIN(PACKET_ID) FROM {p}LOG_PACKET WHERE SOURCE_ID = ? "
+                      f"AND CREATED_AT >= CAST(? AS TIMESTAMP)", (sid, timestamp_text(cut)))
     if first is None:
         first = (db.scalar(f"SELECT MAX(PACKET_ID) FROM {p}LOG_PACKET WHERE SOURCE_ID = ?", (sid,)) or 0) + 1
     db.commit()

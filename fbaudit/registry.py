@@ -36,6 +36,7 @@ HEADER = (
     "Edit key / author / exclude by hand; numbers are assigned by `fbaudit enable` and `fbaudit sync`.\n"
 )
 _TABLE_KEYS = {"number", "enabled", "key", "author", "exclude", "fields", "retired"}
+MAX_NUMBER = 2_147_483_647      # table and field numbers are INTEGER columns (NUM_TABLE, NUM_POLE)
 
 
 @dataclass
@@ -179,13 +180,13 @@ def _parse_fields(path: Path, parent: Any, key: str, node: Any) -> dict[str, Fie
         raise ConfigError(f"{yamlio.where(path, parent, key)}: '{key}' must be a mapping NAME: {{number, type}}")
     out: dict[str, FieldEntry] = {}
     for name, f in node.items():
-        if isinstance(f, int) and not isinstance(f, bool) and f >= 1:
+        if isinstance(f, int) and not isinstance(f, bool) and 1 <= f <= MAX_NUMBER:
             out[str(name)] = FieldEntry(f, "")
             continue
         if not isinstance(f, dict) or not isinstance(f.get("number"), int) or isinstance(f.get("number"), bool) \
-                or f["number"] < 1:
+                or not 1 <= f["number"] <= MAX_NUMBER:
             raise ConfigError(f"{yamlio.where(path, node, name)}: field {name!r} needs a positive integer 'number' "
-                              "(e.g. {number: 3, type: INTEGER})")
+                              f"(1 to {MAX_NUMBER}, e.g. {{number: 3, type: INTEGER}})")
         unknown = set(f) - {"number", "type"}
         if unknown:
             raise ConfigError(f"{yamlio.where(path, node, name)}: unknown key(s) {sorted(unknown)} in field {name!r}")
@@ -212,8 +213,9 @@ def _parse_table(path: Path, tnode: Any, name: str, node: Any) -> TableEntry:
             raise ConfigError(f"{yamlio.where(path, node, key)}: unknown key {key!r} in table {name!r}; "
                               f"allowed: {', '.join(sorted(_TABLE_KEYS))}")
     num = node.get("number")
-    if not isinstance(num, int) or isinstance(num, bool) or num < 1:
-        raise ConfigError(f"{yamlio.where(path, tnode, name)}: table {name!r} needs a positive integer 'number'")
+    if not isinstance(num, int) or isinstance(num, bool) or not 1 <= num <= MAX_NUMBER:
+        raise ConfigError(f"{yamlio.where(path, tnode, name)}: table {name!r} needs a positive integer 'number' "
+                          f"(1 to {MAX_NUMBER})")
     enabled = node.get("enabled", True)
     if not isinstance(enabled, bool):
         raise ConfigError(f"{yamlio.where(path, node, 'enabled')}: 'enabled' must be true or false")

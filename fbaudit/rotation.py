@@ -38,7 +38,7 @@ from firebird.driver import Isolation, tpb
 from . import templates
 from .catalog import table_exists
 from .config import Config, SourceSpec
-from .db import LOCK_TIMEOUT, Database, describe_writers, wait_for_old_writers, wrap
+from .db import LOCK_TIMEOUT, Database, crash_risk, describe_writers, wait_for_old_writers, wrap
 from .errors import DatabaseError, FbauditError, RotationBusy
 from .idents import quote_ident
 from .objects import require_init
@@ -70,6 +70,7 @@ class RotationReport:
     seconds: float = 0.0
     steps: list[dict] = field(default_factory=list)
     completed: list[int] = field(default_factory=list)   # postponed rotations this run completed before this one
+    firebird: str | None = None         # the engine's version (db.crash_risk)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -124,6 +125,7 @@ class _Rotation:
     # -- the run ---------------------------------------------------------
     def run(self) -> RotationReport:
         lock = open_source(self.config, self.spec, lock_timeout=0)
+        self.report.firebird = lock.version
         try:
             self.take_lock(lock)
             with open_source(self.config, self.spec) as db:
@@ -265,7 +267,7 @@ class _Rotation:
     # -- steps 3 and 6 ---------------------------------------------------
     def triggers_using(self, view: str) -> list[tuple[str, str, int, int, str]]:
         """Triggers whose compiled form references ``view``: (name, table, inactive, position, source)."""
-        sql = ("SELECT TRIM(t.RDB$TRIGGER_NAME), TRIM(t.RDB$RELATION_NAME), COALESCE(t.RDB$TRIGGER_INACTIVE, 0), "
+        sql = ("SELECT TRIM(t.RDB$TRIGGER_NAME), TRIM(TRAILING FROM t.RDB$RELATION_NAME), COALESCE(t.RDB$TRIGGER_INACTIVE, 0), "
                "t.RDB$TRIGGER_SEQUENCE, t.RDB$TRIGGER_SOURCE, t.RDB$TRIGGER_TYPE FROM RDB$TRIGGERS t "
                "WHERE t.RDB$TRIGGER_NAME IN (SELECT d.RDB$DEPENDENT_NAME FROM RDB$DEPENDENCIES d "
                "WHERE d.RDB$DEPENDED_ON_NAME = ? AND d.RDB$DEPENDENT_TYPE = 2) ORDER BY 1")
@@ -511,6 +513,10 @@ def rotate(config: Config, *, source: str | None = None, force: bool = False, no
     with worker_pool(min(workers, len(specs)), "rotate") as pool:
         results = list(pool.map(one, specs))
     for spec, rep in zip(specs, results):
+        risk = crash_risk(rep.firebird) if not isinstance(rep, FbauditError) and rep.firebird else None
+        if risk:
+            out.warnings.append(f"{spec.name}: {risk}")
+            log.warning("[ROTATE] %s: %s", spec.name, risk)
         if isinstance(rep, FbauditError):
             out.errors.append((spec.name, rep))
             out.data["sources"].append({"source": spec.name, "outcome": "failed", "message": str(rep)})

@@ -579,7 +579,7 @@ def _install_cron(plan: Plan, dry_run: bool) -> Result:
     remove = f"fbaudit schedule remove --cron --name {plan.name}" + (f" --user {plan.user}" if plan.user else "")
     res.data.update(check=check, remove=remove)
     if dry_run:
-        res.lines += [f"# would install in the crontab of {owner}:", block.rstrip("\n")]
+        res.lines += [f"# would install in the crontab of {owner}:", *block.rstrip("\n").split("\n")]
         return res
     current = read_crontab(plan.user)
     lines, old, at = split_crontab(current, plan.name)
@@ -589,7 +589,7 @@ def _install_cron(plan: Plan, dry_run: bool) -> Result:
     verb = "replaced" if old else "added"
     log.info("[SCHEDULE] cron: %s block %s in the crontab of %s", verb, plan.name, owner)
     res.data["replaced"] = bool(old)
-    res.lines += [f"cron: {verb} block '{plan.name}' in the crontab of {owner}:", block.rstrip("\n"),
+    res.lines += [f"cron: {verb} block '{plan.name}' in the crontab of {owner}:", *block.rstrip("\n").split("\n"),
                   f"output goes to {plan.log_file}",
                   f"check: {check}", f"remove: {remove}"]
     if _cron_daemon_running() is False:
@@ -611,7 +611,7 @@ def _install_systemd(plan: Plan, dry_run: bool) -> Result:
         remove=f"fbaudit schedule remove --systemd --name {plan.name}")
     if dry_run:
         for path, text in res.data["units"].items():
-            res.lines += [f"# would write {path}:", text.rstrip("\n"), ""]
+            res.lines += [f"# would write {path}:", *text.rstrip("\n").split("\n"), ""]
         if not plan.unit_dir:
             res.lines.append(f"# then: systemctl daemon-reload && systemctl enable --now {' '.join(enable)}")
         return res
@@ -657,7 +657,7 @@ def _install_windows(plan: Plan, dry_run: bool) -> Result:
     if dry_run:
         for task, xml in tasks.items():
             res.lines += [f"# would register {task} (schtasks /Create /TN \"{task}\" /XML <this, as UTF-16> /F):",
-                          xml.rstrip("\n"), ""]
+                          *xml.rstrip("\n").split("\n"), ""]
         return res
     if plan.xml_dir is not None:
         try:
@@ -784,7 +784,7 @@ def show(target: str, *, name: str = "fbaudit", user: str | None = None,
             res.lines.append(f"systemd: no fbaudit-{name}-* units in {directory}")
             return res
         for path, text in res.data["units"].items():
-            res.lines += [f"# {path}", text.rstrip("\n"), ""]
+            res.lines += [f"# {path}", *text.rstrip("\n").split("\n"), ""]
         if unit_dir is None and systemd_running():
             r = _systemctl("list-timers", "--all", "--no-pager", f"fbaudit-{name}-*", check=False)
             res.data["list_timers"] = r.stdout
@@ -800,7 +800,7 @@ def show(target: str, *, name: str = "fbaudit", user: str | None = None,
             r = _schtasks("/Query", "/TN", t, "/XML")
             if r.returncode == 0:
                 res.data["tasks"][t] = r.stdout
-                res.lines += [f"# {t}", r.stdout.rstrip("\n"), ""]
+                res.lines += [f"# {t}", *r.stdout.rstrip("\n").split("\n"), ""]
             else:
                 res.lines.append(f"windows: no task {t}")
         res.data["installed"] = bool(res.data["tasks"])

@@ -44,12 +44,13 @@ def read_packets(db: Database, prefix: str, *, table: str | None = None, after_i
         params.append(table)
     first = f"FIRST {int(limit)} " if limit else ""
     rows = db.query(
-        f"SELECT {first}p.ID, p.CREATED_AT, p.OPERATION, TRIM(t.TABLE_NAME), p.NUM_TABLE, p.DATA_TABLE, p.RECORD_KEY, "
-        f"p.AUTHOR, p.DB_USER, p.CLIENT_ADDRESS, p.TRANSACTION_ID, p.CHANGE_COMMENT, p.STATE "
+        f"SELECT {first}p.ID, p.CREATED_AT, p.OPERATION, TRIM(TRAILING FROM t.TABLE_NAME), p.NUM_TABLE, "
+        f"p.DATA_TABLE, p.RECORD_KEY, p.AUTHOR, p.DB_USER, p.CLIENT_ADDRESS, p.TRANSACTION_ID, p.CHANGE_COMMENT, p.STATE "
         f"FROM {p}LOG_PACKET p LEFT JOIN {p}LOG_TABLES t ON t.NUM_TABLE = p.NUM_TABLE "
         f"WHERE {' AND '.join(where)} ORDER BY p.ID", params)
     fields = {(n, f): (name, kind) for (n, f, name, kind) in
-              db.query(f"SELECT NUM_TABLE, NUM_POLE, TRIM(FIELD_NAME), TRIM(FIELD_KIND) FROM {p}LOG_FIELDS")}
+              db.query(f"SELECT NUM_TABLE, NUM_POLE, TRIM(TRAILING FROM FIELD_NAME), TRIM(FIELD_KIND) "
+                       f"FROM {p}LOG_FIELDS")}
     packets = [Packet(r[0], r[1], OPERATIONS.get(r[2], str(r[2])), r[3], r[4], r[5], r[6], r[7], r[8], r[9],
                       r[10], r[11], STATES.get(r[12], str(r[12]))) for r in rows]
     by_id = {pk.id: pk for pk in packets}

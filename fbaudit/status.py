@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 
 from .catalog import table_exists
 from .config import Config, SourceSpec
+from .db import crash_risk
 from .errors import FbauditError
 from .objects import is_initialized, trigger_exists
 from .rotation import last_rotation
@@ -92,7 +93,7 @@ def _read_source(config: Config, spec: SourceSpec) -> dict:
         oldest, oldest_age = db.query(f"SELECT MIN(CREATED_AT), {age_sql} FROM {p}LOG_PACKET WHERE STATE = 0")[0]
         first, first_age = db.query(f"SELECT MIN(CREATED_AT), {age_sql} FROM {p}LOG_PACKET")[0]
         tables = [{"table": n, "number": num, "enabled": bool(en), "trigger": trigger_exists(db, p, num)}
-                  for (num, n, en) in db.query(f"SELECT NUM_TABLE, TRIM(TABLE_NAME), ENABLED "
+                  for (num, n, en) in db.query(f"SELECT NUM_TABLE, TRIM(TRAILING FROM TABLE_NAME), ENABLED "
                                                f"FROM {p}LOG_TABLES ORDER BY 1")]
         failed_sample = [{"packet": pid, "attempts": att, "last_attempt": f"{at:%Y-%m-%d %H:%M:%S}" if at else None,
                           "error": (err or "").splitlines()[0] if err else None}
@@ -163,6 +164,9 @@ def _judge(st: SourceStatus, config: Config, now: datetime, limits: Thresholds, 
                         f"{age_text(limits.warn_age.total_seconds())})")
     if not item["logging"]:
         st.add(WARNING, "logging is paused (`fbaudit resume` switches it on)")
+    risk = crash_risk(item.get("firebird") or "")
+    if risk:
+        st.add(WARNING, risk)
     if log_error is None:
         if not run or not run.get("registered"):
             st.add(CRITICAL, "not registered in the log database: run `fbaudit init --source " + name + "`")

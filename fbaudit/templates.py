@@ -10,6 +10,8 @@ from .errors import FbauditError
 
 _PLACEHOLDER = re.compile(r"\{\{([A-Z_]+)\}\}")
 _OBJECT = re.compile(r"^--\s*object:\s*(\w+)\s+(\w+(?:\.\w+)?)\s*$", re.M)
+# A bind marker, or a quoted string or identifier (whose ? are text): as_script replaces only markers.
+_MARKER = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\?")
 
 
 def ddl_dir() -> Path:
@@ -32,11 +34,15 @@ class Statement:
     object: str | None = None    # the object's name without prefix
 
     def as_script(self) -> str:
-        """The statement for a script: parameters shown as SQL literals."""
-        sql = self.sql
-        for p in self.params:
-            sql = sql.replace("?", _literal(p), 1)
-        return sql
+        """The statement for a script: parameters shown as SQL literals.
+
+        One pass over the SQL text: each ``?`` outside quotes takes the next parameter, and what a
+        parameter holds (a ``?`` in a name or a value) is never read again as a marker.
+        """
+        if not self.params:
+            return self.sql
+        params = iter(self.params)
+        return _MARKER.sub(lambda m: m.group(0) if m.group(0) != "?" else _literal(next(params)), self.sql)
 
 
 def _literal(v: object) -> str:
@@ -65,14 +71,17 @@ def render(name: str, *, upgrades: bool = False, **values: str) -> list[Statemen
             raise FbauditError(f"template {path.name}: no value for placeholder {{{{{key}}}}}")
         return values[key]
 
-    text = _PLACEHOLDER.sub(sub, text)
+    # The template's own text is split into statements (lines of only ^) and loses its comment
+    # lines first; the values go in last, in one pass, so nothing in a value (a name holding a
+    # line "^", a line "-- ...", a "{{PLACEHOLDER}}") is ever read as template syntax.
     out: list[Statement] = []
     for chunk in re.split(r"^\^\s*$", text, flags=re.M):
         m = _OBJECT.search(chunk)
         body = "\n".join(line for line in chunk.strip().splitlines() if not line.lstrip().startswith("--")).strip()
         if not body:
             continue
-        out.append(Statement(body, kind=m.group(1) if m else None, object=m.group(2) if m else None))
+        out.append(Statement(_PLACEHOLDER.sub(sub, body), kind=m.group(1) if m else None,
+                             object=m.group(2) if m else None))
     if not upgrades:
         tables = [st.object for st in out if st.kind == "TABLE"]
         out = [st for st in out if not (st.kind == "COLUMN" and st.object.split(".")[0] in tables)]

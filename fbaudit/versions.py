@@ -284,7 +284,7 @@ def _always_identity(db, table: str, fields: dict) -> bool:
     """Firebird 4+: is one of ``fields`` a GENERATED ALWAYS identity column (needs OVERRIDING SYSTEM VALUE)?"""
     if db.major < 4:
         return False
-    rows = db.query("SELECT TRIM(RDB$FIELD_NAME) FROM RDB$RELATION_FIELDS WHERE RDB$RELATION_NAME = ? "
+    rows = db.query("SELECT TRIM(TRAILING FROM RDB$FIELD_NAME) FROM RDB$RELATION_FIELDS WHERE RDB$RELATION_NAME = ? "
                     "AND RDB$IDENTITY_TYPE = 0", (table,))
     return any(r[0] in fields for r in rows)
 

@@ -164,12 +164,13 @@ def test_restore_without_auto_backup_writes_no_backup(shop):
     assert state(project) == before
     assert ids(base) == [made["id"]]                                   # no new checkpoint
     assert not list(project.config.checkpoint_dir.glob("auto_backup*"))
-    # The guide's form: the parameter in the query string (as text), no body.
+    # The guide's form, the option in the query string, is refused (a link could carry it): body only.
     scramble(project)
-    status, body = call(base, f"/api/checkpoints/{made['id']}/restore", method="POST",
+    scrambled = state(project)
+    status, body = call(base, f"/api/checkpoints/{made['id']}/restore", method="POST", body={},
                         create_auto_backup="false")
-    assert status == 200 and body["data"]["auto_backup"] is None
-    assert state(project) == before and ids(base) == [made["id"]]
+    assert status == 400 and "not in the query string" in body["error"]["message"], body
+    assert state(project) == scrambled and ids(base) == [made["id"]]
 
 
 def test_restore_audited_as_one_event_per_table(shop):
@@ -207,8 +208,8 @@ BAD_RESTORE_REQUESTS = [
     ({"audit": "x"}, {}, "audit"),
     ({"create_auto_backup": "maybe"}, {}, "create_auto_backup"),
     ({"create_autobackup": False}, {}, "create_autobackup"),           # misspelt: refused, not ignored
-    ({"create_auto_backup": True}, {"create_auto_backup": "false"}, "given twice"),
-    ({}, {"audit": "x"}, "audit"),
+    ({"create_auto_backup": True}, {"create_auto_backup": "false"}, "not in the query string"),
+    ({}, {"audit": "x"}, "not in the query string"),
     (b"{not json", {}, "JSON"),
     (["rows"], {}, "dictionary"),
     ({"source": "elsewhere"}, {}, "no source named 'elsewhere'"),
@@ -307,6 +308,76 @@ def test_several_sources_need_one_named(shop):
         assert ids(base, source="branch") == [] and ids(base, source="main") == [made["id"]]
         status, body = call(base, f"/api/checkpoints/{made['id']}/restore", method="POST", body={"source": "branch"})
         assert status == 409 and "was taken from source 'main', not 'branch'" in body["error"]["message"]
-        status, body = call(base, f"/api/checkpoints/{made['id']}/restore", method="POST", source="main")
+        status, body = call(base, f"/api/checkpoints/{made['id']}/restore", method="POST", body={"source": "main"})
         assert status == 200, body
     assert state(project) == before
+
+
+def _raw(base: str, method: str, path: str, *, body: bytes = b"", headers: dict | None = None):
+    """One HTTP request exactly as given (content type, Host), as another web page's could be."""
+    import http.client
+    import json
+    host, port = base.split("//")[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+    for k, v in {"Host": f"{host}:{port}", **(headers or {})}.items():
+        conn.putheader(k, v)
+    conn.putheader("Content-Length", str(len(body)))
+    conn.endheaders(body)
+    res = conn.getresponse()
+    data = res.read()
+    conn.close()
+    return res.status, (json.loads(data) if data.startswith(b"{") else data.decode("utf-8", "replace"))
+
+
+def test_another_web_page_cannot_restore_even_without_a_token(shop):
+    """`serve --no-auth`: a cross-site form POST (url-encoded, multipart or text/plain, empty body)
+    restored a checkpoint before; now every state-changing call needs a JSON body, its options in it."""
+    project, _ = shop
+    made = cp.create(project.config)
+    scramble(project)
+    scrambled = state(project)
+    with running_server(api.create_app(project.config, token=None)) as base:
+        path = f"/api/checkpoints/{made['id']}/restore"
+        for kind, body in (("application/x-www-form-urlencoded", b""), ("application/x-www-form-urlencoded",
+                           b"create_auto_backup=false"), ("multipart/form-data; boundary=x", b"--x--\r\n"),
+                           ("text/plain", b'{"create_auto_backup": false}')):
+            status, answer = _raw(base, "POST", path, body=body, headers={"Content-Type": kind})
+            assert status == 415 and answer["error"]["code"] == "unsupported_media_type", (kind, answer)
+        status, answer = _raw(base, "POST", path + "?create_auto_backup=false", body=b"{}",
+                              headers={"Content-Type": "application/json"})
+        assert status == 400 and "not in the query string" in answer["error"]["message"]
+        assert state(project) == scrambled and ids(base) == [made["id"]]
+        # A page that rebinds its own name to this address: refused whatever it asks.
+        for method, p in (("GET", "/api/checkpoints"), ("GET", "/api/sources"), ("POST", path)):
+            status, answer = _raw(base, method, p, body=b"{}", headers={"Host": "evil.example:8765",
+                                                                          "Content-Type": "application/json"})
+            assert status == 400 and answer["error"]["code"] == "bad_host", (p, answer)
+        assert state(project) == scrambled
+        # The page itself and the API by name (localhost) still answer; the JSON call restores.
+        assert _raw(base, "GET", "/api/sources", headers={"Host": "localhost"})[0] == 200
+        status, answer = _raw(base, "POST", path, body=b'{"create_auto_backup": false}',
+                              headers={"Content-Type": "application/json; charset=utf-8"})
+        assert status == 200, answer
+    # a name the admin allowed
+    with running_server(api.create_app(project.config, token=None, hosts=("audit.example",))) as base:
+        assert _raw(base, "GET", "/api/sources", headers={"Host": "audit.example"})[0] == 200
+        assert _raw(base, "GET", "/api/sources")[0] == 400           # 127.0.0.1 was not given
+
+
+def test_no_third_party_script_and_no_500s(shop):
+    project, base = shop
+    made = cp.create(project.config)
+    # /docs loaded Swagger's JavaScript from a public CDN: gone; the description stays.
+    assert _raw(base, "GET", "/docs")[0] == 404 and _raw(base, "GET", "/redoc")[0] == 404
+    status, page = _raw(base, "GET", "/")
+    assert status == 200 and "<script src" not in page.replace(" ", "") and "cdn" not in page.lower()
+    assert call(base, "/openapi.json", token=TOKEN)[0] == 200
+    # a 10,000-character checkpoint id: 404 with a message, never the server's path in a 500
+    long_id = "c" * 10_000
+    status, body = call(base, f"/api/checkpoints/{long_id}")
+    assert status == 404 and "at most 200 characters" in body["error"]["message"], body
+    assert str(project.config.checkpoint_dir) not in body["error"]["message"]
+    status, body = call(base, f"/api/checkpoints/{long_id}/restore", method="POST", body={})
+    assert status == 404, body
+    assert call(base, f"/api/checkpoints/{made['id']}")[0] == 200

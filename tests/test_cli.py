@@ -174,9 +174,10 @@ def test_one_broken_source_does_not_stop_the_others(project, cfg, tmp_path):
     status = invoke("status", "--json", config=path)
     assert status.exit_code == 2                     # CRITICAL, as a monitoring plugin reads it
     data = json.loads(status.output)
-    assert data["health"] == "critical" and data["counts"] == {"ok": 1, "warning": 0, "critical": 1}
+    healthy = project.target.healthy
+    assert data["health"] == "critical" and data["counts"] == {"ok": 0, "warning": 0, healthy: 1, "critical": 1}
     assert [s["source"] for s in data["sources"]] == ["main", "second"] and "error" in data["sources"][1]
-    assert data["sources"][0]["waiting"] == 1 and data["sources"][0]["health"] == "ok"
+    assert data["sources"][0]["waiting"] == 1 and data["sources"][0]["health"] == healthy
     assert data["sources"][1]["problems"][0]["message"].startswith("cannot read the source")
 
 
@@ -245,3 +246,18 @@ def test_checkpoint_commands(project, tmp_path):
     assert res.exit_code == 6 and "No checkpoint 'checkpoint_19990101_000000'" in res.stderr
     res = invoke("checkpoint", "create", "--tables", "NOPE", config=cfg)
     assert res.exit_code == 5 and "Table 'NOPE' does not exist" in res.stderr
+
+
+def test_hostile_input_gets_a_message_not_a_traceback(project, cfg, tmp_path):
+    """A 10,000-character checkpoint id, a table number over INTEGER, a date before 1858 (which the
+    driver cannot bind): each a clear message and an exit code, never a Python traceback."""
+    res = invoke("checkpoint", "show", "c" * 10_000, config=cfg)
+    assert res.exit_code == 6 and "at most 200 characters" in res.stderr, res.output
+    reg = tmp_path / "tables.yaml"
+    reg.write_text("tables:\n  CUSTOMER:\n    number: 3000000000\n", encoding="utf-8")
+    res = invoke("sync", config=cfg)
+    assert res.exit_code == 3 and "1 to 2147483647" in res.stderr, res.output
+    reg.unlink()
+    invoke("init", config=cfg)
+    res = invoke("prune", "--before", "0001-01-01", "--dry-run", config=cfg)
+    assert res.exit_code == 0, res.output

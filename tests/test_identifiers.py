@@ -191,3 +191,102 @@ def test_the_longest_prefix_that_fits_works(project, target):
     (p,) = packets(project, "ITEM")
     assert p.changes["NAME"] == {"old": None, "new": "x"}
     assert f"{prefix}LOG_PACKET_FLAG" in _objects_with_prefix(project, project.main, prefix)
+
+
+# --------------------------------------------------------------------------
+# Names are data: nothing in a name is read as a placeholder, a format field,
+# a statement separator, a comment or a bind parameter (docs/capture.md)
+# --------------------------------------------------------------------------
+# Firebird 3.0, 4.0 and 5.0 accept every one of these as a quoted identifier (measured).
+# A leading blank is kept (trailing blanks are not significant in Firebird names).
+HOSTILE_COLUMNS = ["{view}", "{c}", "{{TABLE}}", "A\n^\nB", "A\n-- x", "x?y", "%s%d"]
+HOSTILE_TABLE = "{c} {{P}}\n^\nAS\n-- x?"          # 21 bytes: fits Firebird 3.0's 31
+
+
+def test_the_renderer_inserts_values_after_splitting_and_stripping_comments():
+    """A value holding a line of only ^ or a line starting with -- stays inside its statement, whole."""
+    from fbaudit import templates
+    name = '"A\n^\n-- x {{P}} ?"'
+    values = dict(P="FBA_", TRIGGER="FBA_AUDIT_1", TABLE=name, NUM_TABLE="1", CHANGED=f"    NEW.{name} IS NULL",
+                  KEY_COLUMNS_CHANGED="FALSE", NEW_KEY="'k'", OLD_KEY="'k'", AUTHOR="", DB_CHARSET_ID="0",
+                  CHARSETS="", FIELDS=f"  -- {name}\n^\n")
+    stmts = templates.render("audit_trigger", **values)
+    assert len(stmts) == 7 and stmts[0].sql.startswith(f"CREATE OR ALTER TRIGGER FBA_AUDIT_1 FOR {name}\n")
+    assert stmts[0].sql.count(name) == 3 and f"  -- {name}\n^\n" in stmts[0].sql
+    assert stmts[1].sql == "GRANT SELECT ON FBA_LOG_INFO TO TRIGGER FBA_AUDIT_1"
+
+
+def test_a_script_shows_each_parameter_once_whatever_it_holds():
+    from fbaudit.templates import Statement
+    st = Statement("UPDATE T SET A = ?, B = '?', \"?\" = ? WHERE C = ?", ("a?b", "it's ?", None))
+    assert st.as_script() == "UPDATE T SET A = 'a?b', B = '?', \"?\" = 'it''s ?' WHERE C = NULL"
+
+
+def _hostile_rows(project, table: str, cols: list[str]) -> None:
+    q = quote_ident(table)
+    names = ", ".join(quote_ident(c) for c in cols)
+    run_sql(project, [f"INSERT INTO {q} ({names}) VALUES ({', '.join('?' * len(cols))})",
+                      f"UPDATE {q} SET " + ", ".join(f"{quote_ident(c)} = ?" for c in cols[1:]),
+                      f"DELETE FROM {q}"],
+            {0: tuple([1] + [f"v{i}" if i % 2 else i for i in range(1, len(cols))]),
+             1: tuple(f"w{i}" if i % 2 else i + 10 for i in range(1, len(cols)))})
+
+
+def test_columns_named_like_placeholders_separators_and_comments_are_logged_exactly(project, target):
+    cols = [" LEADING"] + HOSTILE_COLUMNS
+    types = ["INTEGER NOT NULL PRIMARY KEY"] + ["VARCHAR(10)" if i % 2 else "INTEGER" for i in range(1, len(cols))]
+    audit(project, "CREATE TABLE HOSTILE (" + ", ".join(f"{quote_ident(c)} {t}" for c, t in zip(cols, types)) + ")",
+          "HOSTILE")
+    entry = Registry.load(project.registry_path).tables["HOSTILE"]
+    assert list(entry.fields) == cols and entry.key == [" LEADING"]
+    _hostile_rows(project, "HOSTILE", cols)
+    ins, upd, dele = packets(project, "HOSTILE")
+    new = {c: ("1" if i == 0 else f"v{i}" if i % 2 else str(i)) for i, c in enumerate(cols)}
+    newer = {c: (f"w{i}" if i % 2 else str(i + 10)) for i, c in enumerate(cols) if i}
+    assert ins.key == "1" and ins.changes == {c: {"old": None, "new": v} for c, v in new.items()}
+    assert upd.changes == {c: {"old": new[c], "new": v} for c, v in newer.items()}
+    assert dele.changes == {c: {"old": {**new, **newer}[c], "new": None} for c in cols}
+    # The trigger Firebird holds is the one fbaudit generates: sync finds nothing to do.
+    assert capture.sync(project.config).data["sources"][0]["drift"] == []
+    # In the log database, under the same names.
+    from fbaudit import history, transfer
+    transfer.transfer(project.config)
+    h = history.history(project.config, "HOSTILE", "1", limit=None)
+    assert [list(v["changes"]) for v in h["versions"]] == [cols, cols[1:], cols]
+    # `fbaudit ddl` is a script isql runs (isql: the server target, Debian's firebird3.0-utils).
+    script = capture.ddl(project.config, "HOSTILE")
+    for c in cols[1:]:
+        assert f"NEW.{quote_ident(c)}" in script
+    _run_isql_if_possible(project, target, script)
+    assert capture.sync(project.config).data["sources"][0]["drift"] == []
+
+
+def test_a_table_named_like_placeholders_separators_and_comments_is_audited(project, target):
+    audit(project, f'CREATE TABLE {quote_ident(HOSTILE_TABLE)} (ID INTEGER NOT NULL PRIMARY KEY, "{{c}}" VARCHAR(10))',
+          quote_ident(HOSTILE_TABLE))
+    assert list(Registry.load(project.registry_path).tables) == [HOSTILE_TABLE]
+    _hostile_rows(project, HOSTILE_TABLE, ["ID", "{c}"])
+    ins, upd, dele = packets(project, HOSTILE_TABLE)
+    assert ins.table == HOSTILE_TABLE
+    assert ins.changes == {"ID": {"old": None, "new": "1"}, "{c}": {"old": None, "new": "v1"}}
+    assert upd.changes == {"{c}": {"old": "v1", "new": "w1"}} and dele.operation == "delete"
+    # The trigger body is read from AS on, after the table's name (which holds a line "AS").
+    assert capture.sync(project.config).data["sources"][0]["drift"] == []
+    script = capture.ddl(project.config, quote_ident(HOSTILE_TABLE))
+    assert f"FOR {quote_ident(HOSTILE_TABLE)}\n" in script
+    assert f"VALUES (1, '{HOSTILE_TABLE}', " in script          # the dictionary row: the name as a literal
+    header = script.split("SET TERM")[0]
+    assert header.count("\n") == 2 and "\\n^\\nAS\\n-- x?" in header   # the comment shows the name on one line
+    _run_isql_if_possible(project, target, script)
+    assert capture.sync(project.config).data["sources"][0]["drift"] == []
+
+
+def _run_isql_if_possible(project, target, script: str) -> None:
+    import shutil
+    import subprocess
+    isql = shutil.which("isql-fb") or shutil.which("isql")
+    if not (target.is_server and isql):
+        return
+    out = subprocess.run([isql, "-q", "-user", project.main.user, "-password", project.main.password(),
+                          project.main.database], input=script, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and not out.stderr.strip(), out.stderr

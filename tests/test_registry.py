@@ -64,6 +64,8 @@ def test_numbers_are_never_reused_even_if_the_entry_is_deleted_by_hand(project):
     ("tabels: {}\n", 1, "unknown key 'tabels'"),
     ("tables:\n  T:\n    number: 1\n    fields:\n      A: {number: 0}\n", 5, "positive integer 'number'"),
     ("tables:\n  T:\n    number: -3\n", 2, "positive integer 'number'"),
+    ("tables:\n  T:\n    number: 3000000000\n", 2, "1 to 2147483647"),
+    ("tables:\n  T:\n    number: 1\n    fields:\n      A: {number: 3000000000}\n", 5, "1 to 2147483647"),
 ])
 def test_bad_registry_names_file_and_line(tmp_path, text, line, words):
     path = tmp_path / "tables.yaml"

@@ -220,7 +220,7 @@ def test_status_shows_the_last_rotation_and_table_sizes(audited):
     rot = res.data["sources"][0]["last_rotation"]
     assert rot["outcome"] == "postponed" and rot["phase"] == "redirected" and "transfer" in rot["message"]
     assert "postponed at phase redirected" in "\n".join(res.lines)
-    assert res.data["sources"][0]["health"] == "ok"            # postponed once is normal: the transfer catches up
+    assert res.data["sources"][0]["health"] == audited.target.healthy   # postponed once is normal: the transfer catches up
     stuck = capture.status(dataclasses.replace(audited.config, rotation=dataclasses.replace(
         audited.config.rotation, clock=DAY0 + timedelta(days=3))))
     problems = [(p["level"], p["message"]) for p in stuck.data["sources"][0]["problems"]]
@@ -320,3 +320,17 @@ def test_idle_attachment_holds_the_old_table_on_firebird3_and_the_next_run_catch
             assert (rep.outcome, rep.rotation_id, rep.completed) == ("done", 1, [])
     finally:
         idle.close()
+
+
+def test_rotate_and_status_warn_on_a_server_that_can_crash(audited):
+    """Firebird before 3.0.14 / 4.0.7 / 5.0.4 can die under rotation's DDL with writers attached
+    (upstream issue 8817): `rotate` and `status` say so on such a server (the Debian 3.0.11 server
+    target), and stay quiet on a fixed one (the embedded targets)."""
+    from fbaudit.db import crash_risk
+    assert crash_risk("3.0.11") and crash_risk("4.0.6") and crash_risk("5.0.3")
+    assert not crash_risk("3.0.14") and not crash_risk("4.0.7") and not crash_risk("5.0.4") and not crash_risk("6.0.0")
+    at_risk = bool(crash_risk(audited.target.version))
+    res = rotation.rotate(audited.config, force=True, max_wait=1)
+    assert any("issue 8817" in w and "3.0.14" in w for w in res.warnings) == at_risk, res.warnings
+    problems = capture.status(audited.config).data["sources"][0]["problems"]
+    assert any("issue 8817" in p["message"] for p in problems) == at_risk, problems
