@@ -310,12 +310,12 @@ def create_app(config: Config, *, token: str | None, hosts: tuple[str, ...] = LO
         log.info(checkpoint_mod.SEPARATOR)
         log.info("[API] Received checkpoint restore request: %s",
                  checkpoint_id if checkpoint_id.isprintable() else repr(checkpoint_id))
-        log.info("[API] Request parameters: %s", given)         # body and query; the token is in a header
+        log.info("[API] Request parameters: %s", given)         # the JSON body; the token is in a header
         log.info("[API] Auto-backup enabled: %s", auto_backup)
         try:
             specs = config.source(given.get("source"))
         except ConfigError as exc:                       # an unknown source name: 400
-            refused = refused or str(exc)
+            refused = str(exc)
             specs = []
         if not refused and len(specs) > 1:
             refused = f"several sources are configured: name one with source ({', '.join(s.name for s in specs)})"

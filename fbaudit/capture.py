@@ -254,7 +254,7 @@ def check_numbers(db: Database, prefix: str, registry: Registry) -> None:
     fields: dict[int, dict[int, tuple[str, bool]]] = {}
     for num_table, num, name, retired in db.query(
             f"SELECT NUM_TABLE, NUM_POLE, TRIM(TRAILING FROM FIELD_NAME), RETIRED FROM {prefix}LOG_FIELDS"):
-        fields.setdefault(num_table, {})[num] = (name.split("#", 1)[0], bool(retired))
+        fields.setdefault(num_table, {})[num] = (_unretired(name) if retired else name, bool(retired))
     db.commit()
     for entry in registry.tables.values():
         held = tables.get(entry.name)
@@ -272,7 +272,7 @@ def check_numbers(db: Database, prefix: str, registry: Registry) -> None:
                 if f.number not in known:
                     continue
                 dname, dretired = known[f.number]
-                plain = name.split("#", 1)[0] if retired else name
+                plain = _unretired(name) if retired else name
                 if dname != plain:
                     raise ConfigError(f"{registry.where(entry.name, section, name)}: {entry.name}.{plain} has field "
                                       f"number {f.number} here, but the database's dictionary holds {f.number} for "
@@ -283,6 +283,12 @@ def check_numbers(db: Database, prefix: str, registry: Registry) -> None:
                                       f"{entry.name}.{plain} was retired (the column was dropped or retyped); a "
                                       f"number is never used again. Remove it from fields and run `fbaudit sync` "
                                       f"to give the column a new one. Nothing was changed.")
+
+
+def _unretired(name: str) -> str:
+    """A retired field's name without the ``#number`` a second retirement of that name adds
+    (_retired_name); a column's own ``#`` stays."""
+    return re.sub(r"#\d+$", "", name)
 
 
 def _dictionary_number_of(known: dict[int, tuple[str, bool]], name: str) -> str:
@@ -505,6 +511,7 @@ def enable(config: Config, table: str, *, source: str | None = None, key: list[s
         taken = None
         with open_source(config, spec) as db:
             require_current(db, config.prefix)
+            check_numbers(db, config.prefix, registry)       # a number the dictionary holds for another table
             entry, plan, res = _plan_enable(db, config, registry, table, key=key, author=author,
                                             exclude=list(exclude), key_not_unique=key_not_unique)
             if baseline and (entry is None or trigger_exists(db, config.prefix, entry.number)):
@@ -562,6 +569,7 @@ def disable(config: Config, table: str, *, source: str | None = None, dry_run: b
         entry = registry.tables.get(name)
         with open_source(config, spec) as db:
             require_init(db, config.prefix)
+            check_numbers(db, config.prefix, registry)
             if entry is None:
                 entry = entry_from_dictionary(db, config.prefix, name)
             if entry is None:

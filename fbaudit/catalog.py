@@ -140,7 +140,9 @@ def key_safety(db: Database, table: str, columns: list[str]) -> tuple[bool, list
     """(are ``columns`` unique: some active unique index or constraint of the table is on a subset
     of them; which of them may hold NULL). A primary key is both unique and NOT NULL."""
     unique: dict[str, set[str]] = {}
-    for index, field in db.query(_UNIQUE_SQL, (table,)):
+    # A partial unique index (5.0+: WHERE ...) is unique only for the rows it covers.
+    sql = _UNIQUE_SQL + ("  AND i.RDB$CONDITION_BLR IS NULL\n" if db.major >= 5 else "")
+    for index, field in db.query(sql, (table,)):
         unique.setdefault(index, set()).add(field)
     nullable = {r[0] for r in db.query(_NULLABLE_SQL, (table,))}
     return any(cols <= set(columns) for cols in unique.values()), [c for c in columns if c in nullable]

@@ -453,8 +453,8 @@ def transfer(ctx: Ctx, source: str | None, batch: int, follow: bool, poll: float
     batches of packets; the log database pulls their field rows and BLOBs
     itself (EXECUTE STATEMENT ... ON EXTERNAL). Safe to kill at any moment:
     the next run neither loses nor repeats a change. Ctrl+C or SIGTERM stops
-    after the current batch (exit 0, "stopped" in --json; a second signal
-    stops at once).
+    after the current batch (exit 0, "stopped" in --json); a second signal
+    aborts (exit 1) once the batches running end.
 
     \b
     Examples:

@@ -98,6 +98,9 @@ def _key_bytes(db: Database, prefix: str, sid: int, num_table: int, key_columns:
     return tuple(is_bytes_key(types.get(c, "")) for c in key_columns)
 
 
+NULL_KEY = "\\N"      # a key part typed as this (the record key's own notation) is NULL
+
+
 def parse_key(text: str, key_columns: list[str], key_bytes: tuple[bool, ...] = (),
               none: NoneText = NoneText()) -> tuple[str, dict[str, str | None]]:
     """KEY as typed by a user -> (the stored RECORD_KEY, {column: value}).
@@ -105,12 +108,12 @@ def parse_key(text: str, key_columns: list[str], key_bytes: tuple[bool, ...] = (
     One-column key: the value itself. Composite: ``COL=VALUE,COL=VALUE`` in any
     order; a value may contain commas (a comma splits only before ``KNOWNCOL=``).
     A CHARACTER SET NONE or OCTETS key column is typed as its text shows (``none``), or as
-    its bytes ``x'C8E2'``.
+    its bytes ``x'C8E2'``; a NULL part (a nullable key column) as ``\\N``.
     """
     def stored(values: list[str]) -> str:
-        # cut as the trigger cuts RECORD_KEY (forms.KEY_PART_LENGTH characters): a longer key finds its record
-        return encode_key([none.key_part(v) if i < len(key_bytes) and key_bytes[i] else v
-                           for i, v in enumerate(values)])[:KEY_PART_LENGTH]
+        # NULL_KEY is a NULL part; cut as the trigger cuts RECORD_KEY (forms.KEY_PART_LENGTH characters)
+        return encode_key([None if v == NULL_KEY else none.key_part(v) if i < len(key_bytes) and key_bytes[i]
+                           else v for i, v in enumerate(values)])[:KEY_PART_LENGTH]
 
     if len(key_columns) <= 1:
         col = key_columns[0] if key_columns else "KEY"
@@ -215,14 +218,14 @@ GONE = ("delete", "key_change_away")
 
 
 def typed_key(record_key: str, ref: TableRef) -> str:
-    """A RECORD_KEY as a user types it for `fbaudit history` (parse_key's inverse)."""
+    """A RECORD_KEY as a user types it for `fbaudit history` (parse_key's inverse; a NULL part is NULL_KEY)."""
     values = ref.key_dict(record_key)
     if "key" in values and "key" not in ref.key_columns:
         return record_key
-    if len(values) == 1:
-        only = next(iter(values.values()))
-        return only if only is not None else record_key
-    return ",".join(f"{c}={v}" for c, v in values.items())
+    shown = {c: NULL_KEY if v is None else v for c, v in values.items()}
+    if len(shown) == 1:
+        return next(iter(shown.values()))
+    return ",".join(f"{c}={v}" for c, v in shown.items())
 
 
 def _link_keys(db: Database, prefix: str, ref: TableRef, versions: list[dict]) -> None:

@@ -165,7 +165,7 @@ def _judge(st: SourceStatus, config: Config, now: datetime, limits: Thresholds, 
     if not item["logging"]:
         st.add(WARNING, "logging is paused (`fbaudit resume` switches it on)")
     risk = crash_risk(item.get("firebird") or "")
-    if risk:
+    if risk and item.get("last_rotation"):          # where the rotation's DDL runs (docs/rotation.md)
         st.add(WARNING, risk)
     if log_error is None:
         if not run or not run.get("registered"):

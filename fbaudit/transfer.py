@@ -564,6 +564,8 @@ def record_runs(config: Config, reports: list[SourceReport],
     p = config.prefix
     rows = []
     for r in reports:         # --follow: what happened since the last record (``previous``, updated here)
+        if r.stopped and r.fast_check_ms is None and not r.error:
+            continue          # stopped before its turn: no run to record (its last one stays what status shows)
         packets, failing = r.packets, len(r.failed) + len(r.retry_later)
         if previous is not None:
             before = previous.get(r.source, (0, 0))

@@ -44,9 +44,9 @@ class Target:
     created: list[DatabaseSpec] = field(default_factory=list)
 
     @property
-    def healthy(self) -> str:
-        """What `fbaudit status` calls a healthy source here: "warning" on a server that can crash under
-        rotation DDL (db.crash_risk: the Debian 3.0.11 server), else "ok"."""
+    def healthy_after_rotation(self) -> str:
+        """What `fbaudit status` calls a healthy source that rotates: "warning" on a server that can crash
+        under rotation's DDL (db.crash_risk: the Debian 3.0.11 server), else "ok"."""
         from fbaudit.db import crash_risk
         return "warning" if crash_risk(self.version) else "ok"
 

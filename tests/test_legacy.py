@@ -187,3 +187,23 @@ def test_the_api_shows_and_finds_none_keys_and_text(city):
         assert status == 200, body
         assert body["data"]["key"] == {"NAME": MOSCOW}
         assert body["data"]["items"][0]["changes"]["NOTE"] == {"old": None, "new": "столица"}
+
+
+def test_a_null_key_part_is_typed_as_backslash_n(project):
+    """A nullable key column (warned about at enable): its NULL part is typed as the record key writes it."""
+    project.sql("CREATE TABLE SLOT (ROOM VARCHAR(10) NOT NULL, SEAT INTEGER, V INTEGER)",
+                "CREATE UNIQUE INDEX SLOT_KEY ON SLOT (ROOM, SEAT)")
+    capture.init(project.config)
+    res = capture.enable(project.config, "SLOT", key=["ROOM", "SEAT"])
+    assert any("SEAT may be NULL" in w for w in res.warnings)
+    with project.connect() as db:
+        db.execute("INSERT INTO SLOT VALUES ('A', NULL, 1)")
+        db.execute("INSERT INTO SLOT VALUES ('A', 1, 2)")
+        db.execute("UPDATE SLOT SET ROOM = 'B' WHERE SEAT IS NULL")
+        db.commit()
+    transfer.transfer(project.config)
+    moved = history.history(project.config, "SLOT", "ROOM=A,SEAT=\\N")["versions"]
+    assert [v["operation"] for v in moved] == ["insert", "key_change_away"]
+    assert moved[-1]["key_to"] == "ROOM=B,SEAT=\\N"                  # typed as it is typed back
+    assert history.history(project.config, "SLOT", moved[-1]["key_to"])["total"] == 1
+    assert history.history(project.config, "SLOT", "ROOM=A,SEAT=1")["versions"][0]["changes"]["V"]["new"] == "2"

@@ -135,3 +135,27 @@ def test_sync_refuses_a_retired_number_given_back(project):
     project.registry_path.write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError, match="field number 2 of T.PRICE was retired"):
         capture.sync(project.config)
+
+
+def test_a_hash_in_a_column_name_is_no_retired_suffix(project):
+    """Retired names may carry '#number' (a name retired twice); a column's own '#' is no such suffix."""
+    project.sql('CREATE TABLE T (ID INTEGER NOT NULL PRIMARY KEY, "E#MAIL" VARCHAR(40), "N#2" INTEGER)')
+    capture.init(project.config)
+    capture.enable(project.config, "T")
+    assert "agree" in capture.sync(project.config).lines[0]
+
+
+def test_enable_refuses_a_number_the_dictionary_holds_for_another_table(project):
+    """A's block deleted by hand, B given A's number: enable would rename A's dictionary row, and A's
+    history would read as B's."""
+    project.sql("CREATE TABLE A (ID INTEGER NOT NULL PRIMARY KEY)", "CREATE TABLE B (ID INTEGER NOT NULL PRIMARY KEY)")
+    capture.init(project.config)
+    capture.enable(project.config, "A")
+    capture.disable(project.config, "A")
+    project.registry_path.write_text("tables:\n  B:\n    number: 1\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="table number 1 belongs to A"):
+        capture.enable(project.config, "B")
+    with project.connect() as db:
+        assert not objects.trigger_exists(db, project.prefix, 1)
+        assert db.query("SELECT TRIM(TABLE_NAME) FROM FBA_LOG_TABLES") == [("A",)]
+        db.commit()
