@@ -22,7 +22,7 @@ from .forms import changed_expr, changed_terms, key_expr, short_text, value_expr
 from .idents import check_length, ident_end, normalize_name, quote_ident
 from .logs import printable
 from .objects import (installed_trigger_body, is_initialized, number_versions, plan_init, require_current,
-                      require_init, trigger_exists, trigger_name, unnumbered)
+                      require_init, trigger_exists, trigger_inactive, trigger_name, unnumbered)
 from .progress import Progress
 from .registry import FieldEntry, Registry, TableEntry
 from .sources import Result, for_each_source, one_source, open_source
@@ -163,6 +163,7 @@ class Drift:
     dropped: list[str] = field(default_factory=list)
     retyped: list[str] = field(default_factory=list)
     missing_trigger: bool = False
+    trigger_inactive: bool = False
     trigger_outdated: bool = False
     table_gone: bool = False
     regenerated: bool = False
@@ -170,12 +171,13 @@ class Drift:
 
     @property
     def any(self) -> bool:
-        return bool(self.added or self.dropped or self.retyped or self.missing_trigger
+        return bool(self.added or self.dropped or self.retyped or self.missing_trigger or self.trigger_inactive
                     or self.trigger_outdated or self.table_gone or self.recovered)
 
     def as_dict(self) -> dict:
         return {"table": self.table, "added": self.added, "dropped": self.dropped, "retyped": self.retyped,
-                "missing_trigger": self.missing_trigger, "trigger_outdated": self.trigger_outdated,
+                "missing_trigger": self.missing_trigger, "trigger_inactive": self.trigger_inactive,
+                "trigger_outdated": self.trigger_outdated,
                 "table_gone": self.table_gone, "recovered": self.recovered}
 
     def describe(self) -> str:
@@ -190,6 +192,8 @@ class Drift:
             bits.append("dropped " + ", ".join(self.dropped))
         if self.retyped:
             bits.append("retyped " + "; ".join(self.retyped))
+        if self.trigger_inactive:
+            bits.append("trigger was INACTIVE (switched off outside fbaudit): re-created active")
         if self.missing_trigger:
             bits.append("trigger was missing: re-created")
         if self.trigger_outdated:
@@ -632,6 +636,7 @@ def sync(config: Config, *, source: str | None = None, dry_run: bool = False, re
                 trig = plan_trigger(entry, info, config.prefix, db.major)
                 installed = installed_trigger_body(db, config.prefix, entry.number)
                 d.missing_trigger = installed is None
+                d.trigger_inactive = installed is not None and trigger_inactive(db, config.prefix, entry.number)
                 d.trigger_outdated = (installed is not None and installed != trigger_body(trig)
                                       and not (d.added or d.dropped or d.retyped))
                 d.recovered = entry.name in recovered

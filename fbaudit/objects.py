@@ -157,6 +157,13 @@ def trigger_exists(db: Database, prefix: str, number: int) -> bool:
     return bool(db.query("SELECT 1 FROM RDB$TRIGGERS WHERE RDB$TRIGGER_NAME = ?", (trigger_name(prefix, number),)))
 
 
+def trigger_inactive(db: Database, prefix: str, number: int) -> bool:
+    """The table's audit trigger exists but is switched off (ALTER TRIGGER ... INACTIVE by someone:
+    nothing is logged while the application writes)."""
+    return bool(db.query("SELECT 1 FROM RDB$TRIGGERS WHERE RDB$TRIGGER_NAME = ? AND RDB$TRIGGER_INACTIVE = 1",
+                         (trigger_name(prefix, number),)))
+
+
 def installed_trigger_body(db: Database, prefix: str, number: int) -> str | None:
     """The source of a table's installed audit trigger (from ``AS`` on), or None."""
     sql = "SELECT RDB$TRIGGER_SOURCE FROM RDB$TRIGGERS WHERE RDB$TRIGGER_NAME = ?"

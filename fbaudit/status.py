@@ -29,7 +29,7 @@ from .catalog import table_exists
 from .config import Config, SourceSpec
 from .db import crash_risk
 from .errors import FbauditError
-from .objects import is_initialized, trigger_exists
+from .objects import is_initialized, trigger_exists, trigger_inactive, trigger_name
 from .rotation import last_rotation
 from .sources import Result, open_source, worker_pool
 
@@ -92,7 +92,8 @@ def _read_source(config: Config, spec: SourceSpec) -> dict:
         age_sql = "DATEDIFF(MILLISECOND FROM MIN(CREATED_AT) TO LOCALTIMESTAMP) / 1000.0"
         oldest, oldest_age = db.query(f"SELECT MIN(CREATED_AT), {age_sql} FROM {p}LOG_PACKET WHERE STATE = 0")[0]
         first, first_age = db.query(f"SELECT MIN(CREATED_AT), {age_sql} FROM {p}LOG_PACKET")[0]
-        tables = [{"table": n, "number": num, "enabled": bool(en), "trigger": trigger_exists(db, p, num)}
+        tables = [{"table": n, "number": num, "enabled": bool(en), "trigger": trigger_exists(db, p, num),
+                   "trigger_inactive": trigger_inactive(db, p, num)}
                   for (num, n, en) in db.query(f"SELECT NUM_TABLE, TRIM(TRAILING FROM TABLE_NAME), ENABLED "
                                                f"FROM {p}LOG_TABLES ORDER BY 1")]
         failed_sample = [{"packet": pid, "attempts": att, "last_attempt": f"{at:%Y-%m-%d %H:%M:%S}" if at else None,
@@ -150,6 +151,10 @@ def _judge(st: SourceStatus, config: Config, now: datetime, limits: Thresholds, 
         if t["enabled"] and not t["trigger"]:
             st.add(CRITICAL, f"{t['table']} is enabled but its trigger is missing: changes are NOT logged; "
                              "run `fbaudit sync`")
+        elif t["enabled"] and t.get("trigger_inactive"):
+            st.add(CRITICAL, f"{t['table']}: its audit trigger {trigger_name(config.prefix, t['number'])} is "
+                             "INACTIVE (switched off outside fbaudit): changes are NOT logged; `fbaudit sync` "
+                             "switches it on again")
     if item["failed"]:
         first = item["failed_first"][0] if item.get("failed_first") else None
         st.add(CRITICAL, f"{item['failed']} failed packet(s), changes not in the log database"

@@ -446,3 +446,25 @@ def test_a_statement_prepared_before_enable_is_not_audited_and_enable_says_so(pr
     project.sql("CREATE TABLE PS2 (ID INTEGER NOT NULL PRIMARY KEY)")
     res = capture.enable(project.config, "PS2")
     assert res.data["sources"][0]["stale_statements"] == 0 and not res.warnings
+
+
+def test_an_audit_trigger_switched_off_behind_fbaudits_back_is_critical_and_sync_repairs_it(project):
+    """The table's owner runs ALTER TRIGGER ... INACTIVE: nothing is logged from then on. `status`
+    said OK (exit 0) and `sync` saw nothing; now it is CRITICAL (exit 2) and sync switches it on."""
+    project.sql("CREATE TABLE T (ID INTEGER NOT NULL PRIMARY KEY, V INTEGER)")
+    capture.init(project.config)
+    capture.enable(project.config, "T")
+    project.sql("ALTER TRIGGER FBA_AUDIT_1 INACTIVE")
+    run_sql(project, ["INSERT INTO T VALUES (1, 1)"])
+    assert packets(project) == []                                    # the gap the admin must hear about
+    res = capture.status(project.config)
+    assert res.data["health"] == "critical" and res.data["exit_code"] == 2
+    assert any("FBA_AUDIT_1 is INACTIVE" in p["message"] and p["level"] == "critical"
+               for p in res.data["sources"][0]["problems"])
+    synced = capture.sync(project.config)
+    assert synced.data["sources"][0]["drift"][0]["trigger_inactive"] and "INACTIVE" in synced.lines[0]
+    run_sql(project, ["INSERT INTO T VALUES (2, 2)"])
+    assert [p.key for p in packets(project)] == ["2"]
+    res = capture.status(project.config)
+    assert not any("INACTIVE" in p["message"] for p in res.data["sources"][0]["problems"])
+    assert "agree" in capture.sync(project.config).lines[0]
