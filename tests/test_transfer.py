@@ -360,13 +360,27 @@ def kill_whole_engine_process(project):
     assert total > 200      # changes were written and shipped between the kills
 
 
-def test_follow_ships_on_event_and_stops_cleanly_on_sigterm(audited):
-    cfg = audited.write_config()
-    proc = subprocess.Popen([sys.executable, "-m", "fbaudit.cli", "--config", str(cfg), "-v", "transfer", "--follow",
-                             "--poll", "30"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def start_fbaudit(project, *args: str):
+    """`fbaudit ARGS` in a process of its own: (process, its stderr lines as they come, their reader)."""
+    proc = subprocess.Popen([sys.executable, "-m", "fbaudit.cli", "--config", str(project.write_config()), *args],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     err_lines: list[str] = []
     reader = threading.Thread(target=lambda: err_lines.extend(proc.stderr), daemon=True)
     reader.start()
+    return proc, err_lines, reader
+
+
+def stop_fbaudit(proc, err_lines: list[str], reader, sig) -> tuple[str, str]:
+    """Send ``sig`` and wait for the process to end: (its stdout, its stderr)."""
+    proc.send_signal(sig)
+    out = proc.stdout.read()
+    proc.wait(timeout=60)
+    reader.join(10)
+    return out, "".join(err_lines)
+
+
+def test_follow_ships_on_event_and_stops_cleanly_on_sigterm(audited):
+    proc, err_lines, reader = start_fbaudit(audited, "-v", "transfer", "--follow", "--poll", "30")
     try:
         # Started (the process start alone took 3-6 s on a loaded 2-core CI machine) and waiting:
         # the poll interval is long, so only the event can wake it.
@@ -384,10 +398,7 @@ def test_follow_ships_on_event_and_stops_cleanly_on_sigterm(audited):
                 time.sleep(0.02)
             lags.append(time.monotonic() - t0)
         assert max(lags) < 10 and sorted(lags)[2] < 2, lags    # the poll (30 s) never had to
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-        reader.join(10)
-        err = "".join(err_lines)
+        _, err = stop_fbaudit(proc, err_lines, reader, signal.SIGTERM)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -406,22 +417,13 @@ def test_a_one_shot_transfer_stops_cleanly_on_a_signal(audited, sig):
         db.execute("EXECUTE BLOCK AS DECLARE i INTEGER = 0; BEGIN WHILE (i < 3000) DO BEGIN "
                    "INSERT INTO ITEM VALUES (:i, 'x', :i, NULL); i = i + 1; END END")
         db.commit()
-    cfg = audited.write_config()
-    proc = subprocess.Popen([sys.executable, "-m", "fbaudit.cli", "--config", str(cfg), "-v", "--json", "transfer",
-                             "--batch", "1"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    err_lines: list[str] = []
-    reader = threading.Thread(target=lambda: err_lines.extend(proc.stderr), daemon=True)
-    reader.start()
+    proc, err_lines, reader = start_fbaudit(audited, "-v", "--json", "transfer", "--batch", "1")
     try:
         t0 = time.monotonic()
         while sum("[TRANSFER] main: batch" in line for line in err_lines) < 3:
             assert proc.poll() is None and time.monotonic() - t0 < 60, "".join(err_lines)
             time.sleep(0.02)
-        proc.send_signal(sig)
-        out = proc.stdout.read()
-        proc.wait(timeout=60)
-        reader.join(10)
-        err = "".join(err_lines)
+        out, err = stop_fbaudit(proc, err_lines, reader, sig)
     finally:
         if proc.poll() is None:
             proc.kill()
