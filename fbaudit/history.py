@@ -99,6 +99,22 @@ def _key_bytes(db: Database, prefix: str, sid: int, num_table: int, key_columns:
 
 
 NULL_KEY = "\\N"      # a key part typed as this (the record key's own notation) is NULL
+_NULLISH = re.compile(r"\\+N")   # NULL_KEY and the texts that look like it: typed with one backslash more
+
+
+def typed_part(value: str | None) -> str:
+    """One key part as a user types it: NULL as ``\\N``; a text made of backslashes and an N (``\\N``
+    itself, ``\\\\N``, ...) with one backslash more, so that it is not read as NULL. Other texts as they are."""
+    if value is None:
+        return NULL_KEY
+    return "\\" + value if _NULLISH.fullmatch(value) else value
+
+
+def _part_of(typed: str) -> str | None:
+    """typed_part's inverse."""
+    if typed == NULL_KEY:
+        return None
+    return typed[1:] if _NULLISH.fullmatch(typed) else typed
 
 
 def parse_key(text: str, key_columns: list[str], key_bytes: tuple[bool, ...] = (),
@@ -111,15 +127,16 @@ def parse_key(text: str, key_columns: list[str], key_bytes: tuple[bool, ...] = (
     its bytes ``x'C8E2'``; a NULL part (a nullable key column) as ``\\N``.
     """
     def stored(values: list[str]) -> str:
-        # NULL_KEY is a NULL part; cut as the trigger cuts RECORD_KEY (forms.KEY_PART_LENGTH characters)
-        return encode_key([None if v == NULL_KEY else none.key_part(v) if i < len(key_bytes) and key_bytes[i]
-                           else v for i, v in enumerate(values)])[:KEY_PART_LENGTH]
+        # typed_part's spelling of NULL; cut as the trigger cuts RECORD_KEY (forms.KEY_PART_LENGTH characters)
+        parts = [_part_of(v) for v in values]
+        return encode_key([none.key_part(v) if v is not None and i < len(key_bytes) and key_bytes[i] else v
+                           for i, v in enumerate(parts)])[:KEY_PART_LENGTH]
 
     if len(key_columns) <= 1:
         col = key_columns[0] if key_columns else "KEY"
         if "=" in text and text.split("=", 1)[0].strip().upper() == col.upper():
             text = text.split("=", 1)[1]
-        return stored([text]), {col: text}
+        return stored([text]), {col: _part_of(text)}
     names = "|".join(re.escape(c) for c in sorted(key_columns, key=len, reverse=True))
     parts = re.split(rf",\s*(?=(?:{names})\s*=)", text, flags=re.I)
     values: dict[str, str] = {}
@@ -136,7 +153,7 @@ def parse_key(text: str, key_columns: list[str], key_bytes: tuple[bool, ...] = (
     missing = [c for c in key_columns if c not in values]
     if missing:
         raise FbauditError(f"Key {text!r}: missing {', '.join(missing)} (key: {', '.join(key_columns)})")
-    return stored([values[c] for c in key_columns]), {c: values[c] for c in key_columns}
+    return stored([values[c] for c in key_columns]), {c: _part_of(values[c]) for c in key_columns}
 
 
 def key_dict(record_key: str | None, key_columns: list[str], key_bytes: tuple[bool, ...] = (),
@@ -222,7 +239,7 @@ def typed_key(record_key: str, ref: TableRef) -> str:
     values = ref.key_dict(record_key)
     if "key" in values and "key" not in ref.key_columns:
         return record_key
-    shown = {c: NULL_KEY if v is None else v for c, v in values.items()}
+    shown = {c: typed_part(v) for c, v in values.items()}
     if len(shown) == 1:
         return next(iter(shown.values()))
     return ",".join(f"{c}={v}" for c, v in shown.items())

@@ -238,7 +238,8 @@ def test_status_reports_waiting_packets(customer):
     run_sql(customer, ["INSERT INTO CUSTOMER (ID) VALUES (50)"])
     st = capture.status(customer.config).data["sources"][0]
     assert st["logging"] is True and st["waiting"] == 1
-    assert st["tables"] == [{"table": "CUSTOMER", "number": 1, "enabled": True, "trigger": True}]
+    assert st["tables"] == [{"table": "CUSTOMER", "number": 1, "enabled": True, "trigger": True,
+                             "trigger_inactive": False}]
 
 
 @pytest.mark.parametrize("charset", ["WIN1252", "UTF8"])

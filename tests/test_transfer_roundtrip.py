@@ -228,6 +228,7 @@ def table_state(db, table: str, key_cols: list[str]) -> dict[tuple, dict[str, st
 
 def key_text(key_cols: list[str], parts: tuple, rng: random.Random) -> str:
     """How a user names the record for ``history``: the value, or COL=VALUE,... in any order."""
+    parts = tuple(history.typed_part(p) for p in parts)     # a text that reads as NULL (\\N) gets a backslash more
     if len(key_cols) == 1:
         return parts[0]
     pairs = list(zip(key_cols, parts))
