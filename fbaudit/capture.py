@@ -150,10 +150,6 @@ def _dictionary_max(db: Database, prefix: str, num_table: int | None = None) -> 
     return db.scalar(f"SELECT MAX(NUM_POLE) FROM {prefix}LOG_FIELDS WHERE NUM_TABLE = ?", (num_table,)) or 0
 
 
-def _dictionary_number(db: Database, prefix: str, name: str) -> int | None:
-    return db.scalar(f"SELECT NUM_TABLE FROM {prefix}LOG_TABLES WHERE TABLE_NAME = ?", (name,))
-
-
 @dataclass
 class Drift:
     """What changed between the registry and the database for one table."""

@@ -129,11 +129,14 @@ WHERE i.RDB$RELATION_NAME = ? AND i.RDB$UNIQUE_FLAG = 1 AND COALESCE(i.RDB$INDEX
   AND i.RDB$EXPRESSION_BLR IS NULL
 """
 
-_NULLABLE_SQL = """
-SELECT TRIM(TRAILING FROM rf.RDB$FIELD_NAME) FROM RDB$RELATION_FIELDS rf
-JOIN RDB$FIELDS f ON f.RDB$FIELD_NAME = rf.RDB$FIELD_SOURCE
-WHERE rf.RDB$RELATION_NAME = ? AND COALESCE(rf.RDB$NULL_FLAG, 0) = 0 AND COALESCE(f.RDB$NULL_FLAG, 0) = 0
-"""
+
+
+def not_null_columns(db: Database) -> set[tuple[str, str]]:
+    """(table, column) of every NOT NULL column of the database (its own or its domain's constraint)."""
+    return {(t, c) for t, c in db.query(
+        "SELECT TRIM(TRAILING FROM rf.RDB$RELATION_NAME), TRIM(TRAILING FROM rf.RDB$FIELD_NAME) "
+        "FROM RDB$RELATION_FIELDS rf JOIN RDB$FIELDS f ON f.RDB$FIELD_NAME = rf.RDB$FIELD_SOURCE "
+        "WHERE COALESCE(rf.RDB$NULL_FLAG, f.RDB$NULL_FLAG, 0) = 1")}
 
 
 def key_safety(db: Database, table: str, columns: list[str]) -> tuple[bool, list[str]]:
@@ -144,8 +147,9 @@ def key_safety(db: Database, table: str, columns: list[str]) -> tuple[bool, list
     sql = _UNIQUE_SQL + ("  AND i.RDB$CONDITION_BLR IS NULL\n" if db.major >= 5 else "")
     for index, field in db.query(sql, (table,)):
         unique.setdefault(index, set()).add(field)
-    nullable = {r[0] for r in db.query(_NULLABLE_SQL, (table,))}
-    return any(cols <= set(columns) for cols in unique.values()), [c for c in columns if c in nullable]
+    not_null = not_null_columns(db)
+    return (any(cols <= set(columns) for cols in unique.values()),
+            [c for c in columns if (table, c) not in not_null])
 
 
 def table_exists(db: Database, name: str) -> bool:

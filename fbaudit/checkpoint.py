@@ -50,7 +50,7 @@ from firebird.driver import InterfaceError as DriverInterfaceError
 from firebird.driver.types import get_timezone
 
 from .bulk import Inserter
-from .catalog import read_table, table_exists
+from .catalog import not_null_columns, read_table, table_exists
 from .config import Config, SourceSpec
 from .db import LOCK_TIMEOUT, Database, wrap
 from .errors import CatalogError, CheckpointError, CheckpointNotFound, FbauditError
@@ -885,10 +885,7 @@ def foreign_keys(db: Database) -> list[ForeignKey]:
     for idx, col in db.query("SELECT TRIM(TRAILING FROM RDB$INDEX_NAME), TRIM(TRAILING FROM RDB$FIELD_NAME) FROM RDB$INDEX_SEGMENTS "
                              "ORDER BY RDB$INDEX_NAME, RDB$FIELD_POSITION"):
         segs.setdefault(idx, []).append(col)
-    notnull = {(t, c) for t, c in db.query(
-        "SELECT TRIM(TRAILING FROM rf.RDB$RELATION_NAME), TRIM(TRAILING FROM rf.RDB$FIELD_NAME) FROM RDB$RELATION_FIELDS rf "
-        "JOIN RDB$FIELDS f ON f.RDB$FIELD_NAME = rf.RDB$FIELD_SOURCE "
-        "WHERE COALESCE(rf.RDB$NULL_FLAG, f.RDB$NULL_FLAG, 0) = 1")}
+    notnull = not_null_columns(db)
     out = []
     for name, child, parent, idx, uq_idx, rule in rows:
         cols = segs.get(idx, [])
@@ -912,10 +909,7 @@ def check_reads(db: Database, tables: list[str]) -> list[ForeignKey]:
         "JOIN RDB$DEPENDENCIES d ON d.RDB$DEPENDENT_NAME = cc.RDB$TRIGGER_NAME AND d.RDB$DEPENDED_ON_TYPE = 0 "
         "WHERE rc.RDB$CONSTRAINT_TYPE = 'CHECK' AND d.RDB$DEPENDED_ON_NAME <> rc.RDB$RELATION_NAME "
         "AND d.RDB$FIELD_NAME IS NOT NULL")
-    notnull = {(t, c) for t, c in db.query(
-        "SELECT TRIM(TRAILING FROM rf.RDB$RELATION_NAME), TRIM(TRAILING FROM rf.RDB$FIELD_NAME) FROM RDB$RELATION_FIELDS rf "
-        "JOIN RDB$FIELDS f ON f.RDB$FIELD_NAME = rf.RDB$FIELD_SOURCE "
-        "WHERE COALESCE(rf.RDB$NULL_FLAG, f.RDB$NULL_FLAG, 0) = 1")}
+    notnull = not_null_columns(db)
     keys: dict[str, set[str]] = {}
     for t, c in db.query("SELECT TRIM(TRAILING FROM rc.RDB$RELATION_NAME), TRIM(TRAILING FROM s.RDB$FIELD_NAME) FROM RDB$RELATION_CONSTRAINTS rc "
                          "JOIN RDB$INDEX_SEGMENTS s ON s.RDB$INDEX_NAME = rc.RDB$INDEX_NAME "
@@ -1301,7 +1295,7 @@ def _restore_problems(db: Database, prefix: str, defs: list[TableDef]) -> str | 
         if keyless:
             problems.append(f"{', '.join(keyless)} would be restored through a cycle or self-reference, which "
                             "needs a primary key")
-        cascading = [fk for fk in plan.outside if fk.delete_rule not in ("RESTRICT", "NO ACTION")]
+        cascading = _cascading(plan)
         if cascading:
             problems.append("its restore would change tables outside it through ON DELETE " + ", ".join(
                 f"{fk.delete_rule} ({fk.child} -> {fk.parent})" for fk in cascading))
@@ -1334,8 +1328,13 @@ def _plan(db: Database, cp: Checkpoint, tables: list[str]) -> Plan:
     return plan
 
 
+def _cascading(plan: Plan) -> list[ForeignKey]:
+    """Foreign keys from tables outside the checkpoint whose ON DELETE rule would change them."""
+    return [fk for fk in plan.outside if fk.delete_rule not in ("RESTRICT", "NO ACTION")]
+
+
 def _refuse_outside_references(db: Database, plan: Plan) -> None:
-    cascading = [fk for fk in plan.outside if fk.delete_rule not in ("RESTRICT", "NO ACTION")]
+    cascading = _cascading(plan)
     if cascading:
         raise CheckpointError("Restoring would change tables outside the checkpoint through ON DELETE "
                               + ", ".join(f"{fk.delete_rule} ({fk.child} -> {fk.parent}, {fk.name})"
