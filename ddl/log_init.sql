@@ -134,11 +134,17 @@ CREATE TABLE {{P}}TRANSFER_RUNS (
 -- probe of the descending index). A packet older than some already here (a
 -- baseline, `fbaudit enable --baseline`, shipped after later changes) moves
 -- those up by one, so the numbers always follow the packet order.
+-- The fields of a packet arrive packed in its PAYLOAD (docs/capture.md "The
+-- packed change"): a packet inserted now gets its LOG rows here, one per
+-- field, and FIELDS_ says how many. A packet written by an fbaudit before the
+-- packed change has no PAYLOAD (FIELDS_ NULL): its field rows are in LOG_1 /
+-- LOG_2, which BLOB_INS copies. Payloads up to 8,000 bytes travel as VARCHAR
+-- inside the fetched row, longer ones as a BLOB.
 CREATE OR ALTER PROCEDURE {{P}}PACKETS_INS (
   SOURCE_ID INTEGER, LO BIGINT, HI BIGINT,
   BASE_ VARCHAR(1000) CHARACTER SET UTF8, USER_ VARCHAR(63) CHARACTER SET UTF8,
   PASS_ VARCHAR(255) CHARACTER SET UTF8, ROLE_ VARCHAR(63) CHARACTER SET UTF8)
-RETURNS (PACKET_ID BIGINT, DATA_TABLE SMALLINT, NEW_ SMALLINT)
+RETURNS (PACKET_ID BIGINT, DATA_TABLE SMALLINT, NEW_ SMALLINT, FIELDS_ INTEGER)
 AS
   DECLARE created_ TIMESTAMP;
   DECLARE op_ SMALLINT;
@@ -152,18 +158,33 @@ AS
   DECLARE tx_ BIGINT;
   DECLARE hash_ BIGINT;
   DECLARE prev_ BIGINT;
+  DECLARE packed_ SMALLINT;
+  DECLARE v_ VARCHAR(8000) CHARACTER SET OCTETS;
+  DECLARE b_ BLOB SUB_TYPE BINARY;
+  DECLARE pos_ INTEGER;
+  DECLARE end_ INTEGER;
+  DECLARE semi_ INTEGER;
+  DECLARE c1_ INTEGER;
+  DECLARE c2_ INTEGER;
+  DECLARE f_ INTEGER;
+  DECLARE lo_ INTEGER;
+  DECLARE ln_ INTEGER;
 BEGIN
   tx_ = CURRENT_TRANSACTION;
   FOR EXECUTE STATEMENT (
         'SELECT ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, DB_USER, CLIENT_ADDRESS, '
-        || 'TRANSACTION_ID, CHANGE_COMMENT FROM {{P}}LOG_PACKET WHERE STATE = 0 AND ID BETWEEN :lo AND :hi ORDER BY ID')
+        || 'TRANSACTION_ID, CHANGE_COMMENT, IIF(PAYLOAD IS NULL, 0, 1), '
+        || 'IIF(OCTET_LENGTH(PAYLOAD) <= 8000, CAST(PAYLOAD AS VARCHAR(8000) CHARACTER SET OCTETS), NULL), '
+        || 'IIF(OCTET_LENGTH(PAYLOAD) > 8000, PAYLOAD, NULL) '
+        || 'FROM {{P}}LOG_PACKET WHERE STATE = 0 AND ID BETWEEN :lo AND :hi ORDER BY ID')
       (lo := :LO, hi := :HI)
       ON EXTERNAL :BASE_ AS USER :USER_ PASSWORD :PASS_ ROLE :ROLE_
       INTO :PACKET_ID, :created_, :op_, :num_table_, :DATA_TABLE, :key_, :author_, :user_name_, :address_,
-           :txn_, :comment_
+           :txn_, :comment_, :packed_, :v_, :b_
   DO
   BEGIN
     NEW_ = 0;
+    FIELDS_ = IIF(packed_ = 1, 0, NULL);
     -- Already here: the same packet (a rerun after a kill), unless the source's
     -- packet ids restarted (re-initialised or restored from a backup): then
     -- NEW_ = 2 and the transfer stops instead of taking a new change for an old one.
@@ -193,6 +214,50 @@ BEGIN
         VALUES (:SOURCE_ID, :PACKET_ID, :created_, :op_, :num_table_, :key_, :hash_, :author_, :user_name_,
                 :address_, :txn_, :comment_, LOCALTIMESTAMP, :tx_, :prev_);
       NEW_ = 1;
+      -- The packed fields: "<field>,<old length>,<new length>;" then the old and the new bytes
+      -- (a length of -1: NULL, no bytes).
+      IF (v_ IS NOT NULL) THEN
+      BEGIN
+        pos_ = 1;
+        end_ = OCTET_LENGTH(v_);
+        WHILE (pos_ <= end_) DO
+        BEGIN
+          semi_ = POSITION(';', v_, pos_);
+          c1_ = POSITION(',', v_, pos_);
+          c2_ = POSITION(',', v_, c1_ + 1);
+          f_ = SUBSTRING(v_ FROM pos_ FOR c1_ - pos_);
+          lo_ = SUBSTRING(v_ FROM c1_ + 1 FOR c2_ - c1_ - 1);
+          ln_ = SUBSTRING(v_ FROM c2_ + 1 FOR semi_ - c2_ - 1);
+          pos_ = semi_ + 1;
+          INSERT INTO {{P}}LOG (SOURCE_ID, PACKET_ID, NUM_POLE, BLOB_OLD, BLOB_NEW)
+            VALUES (:SOURCE_ID, :PACKET_ID, :f_, IIF(:lo_ < 0, NULL, SUBSTRING(:v_ FROM :pos_ FOR MAXVALUE(:lo_, 0))),
+                    IIF(:ln_ < 0, NULL, SUBSTRING(:v_ FROM :pos_ + MAXVALUE(:lo_, 0) FOR MAXVALUE(:ln_, 0))));
+          pos_ = pos_ + MAXVALUE(lo_, 0) + MAXVALUE(ln_, 0);
+          FIELDS_ = FIELDS_ + 1;
+        END
+      END
+      ELSE IF (b_ IS NOT NULL) THEN
+      BEGIN
+        -- The same on a BLOB: each header read as a short VARCHAR, the values as BLOBs.
+        pos_ = 1;
+        end_ = OCTET_LENGTH(b_);
+        WHILE (pos_ <= end_) DO
+        BEGIN
+          v_ = SUBSTRING(b_ FROM pos_ FOR 40);
+          semi_ = POSITION(';', v_);
+          c1_ = POSITION(',', v_);
+          c2_ = POSITION(',', v_, c1_ + 1);
+          f_ = SUBSTRING(v_ FROM 1 FOR c1_ - 1);
+          lo_ = SUBSTRING(v_ FROM c1_ + 1 FOR c2_ - c1_ - 1);
+          ln_ = SUBSTRING(v_ FROM c2_ + 1 FOR semi_ - c2_ - 1);
+          pos_ = pos_ + semi_;
+          INSERT INTO {{P}}LOG (SOURCE_ID, PACKET_ID, NUM_POLE, BLOB_OLD, BLOB_NEW)
+            VALUES (:SOURCE_ID, :PACKET_ID, :f_, IIF(:lo_ < 0, NULL, SUBSTRING(:b_ FROM :pos_ FOR MAXVALUE(:lo_, 0))),
+                    IIF(:ln_ < 0, NULL, SUBSTRING(:b_ FROM :pos_ + MAXVALUE(:lo_, 0) FOR MAXVALUE(:ln_, 0))));
+          pos_ = pos_ + MAXVALUE(lo_, 0) + MAXVALUE(ln_, 0);
+          FIELDS_ = FIELDS_ + 1;
+        END
+      END
     END
     SUSPEND;
   END

@@ -18,7 +18,10 @@ CREATE TABLE {{P}}LOG_INFO (
 CREATE SEQUENCE {{P}}LOG_PACKET_ID
 ^
 -- object: TABLE LOG_PACKET
--- One row per changed record. STATE: 0 new, 1 done, 2 failed.
+-- One row per changed record. STATE: 0 new, 1 done, 2 failed. PAYLOAD: the
+-- logged fields of the change, packed (docs/capture.md "The packed change");
+-- NULL in a packet written by an fbaudit before it, whose fields are rows of
+-- LOG_1 / LOG_2 (the transfer ships both).
 CREATE TABLE {{P}}LOG_PACKET (
   ID BIGINT NOT NULL,
   CREATED_AT TIMESTAMP NOT NULL,
@@ -35,8 +38,14 @@ CREATE TABLE {{P}}LOG_PACKET (
   ATTEMPTS SMALLINT DEFAULT 0 NOT NULL,
   LAST_ATTEMPT TIMESTAMP,
   LAST_ERROR VARCHAR(1000) CHARACTER SET UTF8,
+  PAYLOAD BLOB SUB_TYPE BINARY,
   CONSTRAINT {{P}}LOG_PACKET_PK PRIMARY KEY (ID)
 )
+^
+-- object: COLUMN LOG_PACKET.PAYLOAD
+-- A main database made by fbaudit before the packed change: `fbaudit init`
+-- adds the column, `fbaudit sync` then re-creates the triggers that fill it.
+ALTER TABLE {{P}}LOG_PACKET ADD PAYLOAD BLOB SUB_TYPE BINARY
 ^
 -- object: INDEX LOG_PACKET_STATE
 -- Transfer reads "STATE = 0 ORDER BY STATE, ID" through this index, so the

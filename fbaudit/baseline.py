@@ -43,7 +43,7 @@ from .catalog import TableInfo
 from .config import Config, SourceSpec
 from .db import Database, describe_writers, guard, wait_for_old_writers
 from .errors import DatabaseError, FbauditError
-from .forms import key_expr, read_expr
+from .forms import key_expr, pack, read_expr
 from .idents import quote_ident
 from .registry import TableEntry
 
@@ -134,20 +134,21 @@ def take(open_db, spec: SourceSpec, config: Config, entry: TableEntry, info: Tab
                         f"while it ran; {done} rows got their baseline, the others not. Auditing is on. To take "
                         f"the baseline again: `fbaudit disable {entry.name}`, then `fbaudit enable {entry.name} "
                         f"--baseline` at a quieter time (rows done so far get a second baseline version).")
-                packets, values = [], []
+                packets = []
                 for r in rows:
                     pid = next_id
                     next_id += 1
-                    packets.append((pid, entry.number, r[0]))
+                    values = []
                     for (num, _c), v in zip(logged, r[1:]):
                         if v is None:
                             continue
                         if hasattr(v, "read"):           # a long BLOB comes as a reader
                             v = v.read()
-                        values.append((pid, num, v.encode("utf-8") if isinstance(v, str) else v))
-                _write(writer, p, packets, values, author, started)
+                        values.append((num, None, v.encode("utf-8") if isinstance(v, str) else v))
+                    packets.append((pid, entry.number, r[0], pack(values)))
+                    fields += len(values)
+                _write(writer, p, packets, author, started)
                 done += len(rows)
-                fields += len(values)
                 if progress:
                     progress(len(rows))
                 if done % (BATCH * 50) == 0:
@@ -173,22 +174,20 @@ def take(open_db, spec: SourceSpec, config: Config, entry: TableEntry, info: Tab
             "waited_seconds": waited}
 
 
-def _write(db: Database, p: str, packets: list[tuple], values: list[tuple], author: str | None, at) -> None:
-    """One batch in one transaction: the packets, their field rows in the active data table, and the
-    transfer's fast check reset (baseline ids are below the sequence value it may have settled on)."""
+def _write(db: Database, p: str, packets: list[tuple], author: str | None, at) -> None:
+    """One batch in one transaction: the packets, each with its fields packed as the trigger packs
+    them (docs/capture.md "The packed change"), and the transfer's fast check reset (baseline ids are
+    below the sequence value it may have settled on)."""
     with guard(db.spec):
         cur = db.con.cursor()
         cur.execute(f"SELECT FIRST 1 ID_TABLE FROM {p}LOG_INFO")
         dt = 2 if cur.fetchone()[0] == 2 else 1
         cur.executemany(
             f"INSERT INTO {p}LOG_PACKET (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, "
-            f"DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT) VALUES (?, ?, {OPERATION}, ?, "
+            f"DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT, PAYLOAD) VALUES (?, ?, {OPERATION}, ?, "
             f"{dt}, ?, LEFT(COALESCE(CAST(? AS VARCHAR(255) CHARACTER SET UTF8), CURRENT_USER), 255), CURRENT_USER, "
-            f"RDB$GET_CONTEXT('SYSTEM', 'CLIENT_ADDRESS'), CURRENT_TRANSACTION, ?)",
-            [(pid, at, num, key, author, COMMENT) for pid, num, key in packets])
-        if values:
-            cur.executemany(f"INSERT INTO {p}V_LOG_{dt} (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) VALUES (?, ?, NULL, ?)",
-                            values)
+            f"RDB$GET_CONTEXT('SYSTEM', 'CLIENT_ADDRESS'), CURRENT_TRANSACTION, ?, ?)",
+            [(pid, at, num, key, author, COMMENT, payload) for pid, num, key, payload in packets])
         cur.execute(f"UPDATE {p}LOG_PACKET_FLAG SET SEEN_ID = -1 WHERE SEEN_ID <> -1")
         cur.execute(f"EXECUTE BLOCK AS BEGIN POST_EVENT '{p}NEW_PACKET'; END")   # wakes `transfer --follow`
         cur.close()

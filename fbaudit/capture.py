@@ -18,7 +18,7 @@ from .catalog import Column, TableInfo, key_safety, read_table, table_exists
 from .config import Config, SourceSpec
 from .db import Database, apply_plan, database_exists
 from .errors import CatalogError, ConfigError, FbauditError
-from .forms import changed_expr, changed_terms, key_expr, short_text, value_expr
+from .forms import PACK_LIMIT, changed_expr, changed_terms, key_expr, packed_expr, short_text, value_expr
 from .idents import check_length, ident_end, normalize_name, quote_ident
 from .logs import printable
 from .objects import (installed_trigger_body, is_initialized, number_versions, plan_init, require_current,
@@ -44,11 +44,10 @@ def logged_columns(info: TableInfo, exclude: Iterable[str]) -> tuple[list[Column
     return logged, skipped
 
 
-# Up to this many logged fields the trigger inserts field rows inline; wider
-# tables go through the local sub-procedure LF. Inline costs 2 contexts per
-# field (the V_LOG_1 / V_LOG_2 branches) and compiles up to ~125 fields; LF is
-# slower per call (measured: scripts/bench_capture.py --explore, docs/performance.md).
-INLINE_MAX = 100
+# The BLOB path of the trigger keeps appending to its VARCHAR while a field fits in this many bytes
+# (with the VARCHAR's bytes and the field's header): only long values become BLOB concatenations,
+# each of which costs about 20 us (scripts/bench_capture.py --explore, packed_blob_var).
+BIG_FLUSH = PACK_LIMIT - 100
 
 
 def plan_trigger(entry: TableEntry, info: TableInfo, prefix: str, major: int) -> list[Statement]:
@@ -78,21 +77,27 @@ def plan_trigger(entry: TableEntry, info: TableInfo, prefix: str, major: int) ->
         else:
             a_new, a_old = value_expr(ac, "NEW", major), value_expr(ac, "OLD", major)
         author = f"IIF(:op = 3, {a_old}, {a_new}), "
-    inline = len(logged) <= INLINE_MAX
-    fields, plain, exact = [], [], []
+    fields, big, plain, exact = [], [], [], []
     for num, c in logged:
-        new, old = value_expr(c, "NEW", major), value_expr(c, "OLD", major)
-        if inline:
-            # Plain concatenation: old and new hold column names, which no format() may read.
-            ins = [f"INSERT INTO {prefix}{view} (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) VALUES (:pk, {num}, "
-                   + old + ", " + new + ");" for view in ("V_LOG_2", "V_LOG_1")]
-            store = f"IF (dt = 2) THEN {ins[0]} ELSE {ins[1]}"
-        else:
-            store = f"EXECUTE PROCEDURE LF(:pk, :dt, {num}, {old}, {new});"
-        terms = changed_terms(c, major)
+        q = quote_ident(c.name)
         # On a key change (kc = 1) every non-NULL field is logged: the new key's first version is whole.
-        fields.append(f"  IF ((kc = 1 AND NEW.{quote_ident(c.name)} IS NOT NULL) OR {changed_expr(c, major)}) "
-                      f"THEN {store}")
+        cond = f"(kc = 1 AND NEW.{q} IS NOT NULL) OR {changed_expr(c, major)}"
+        # Plain concatenation: the expressions hold column names, which no format() may read.
+        o, n = packed_expr(c, "OLD", major), packed_expr(c, "NEW", major)
+        fields.append(f"    IF ({cond}) THEN buf = buf || '{num},' || COALESCE(OCTET_LENGTH(" + o + "), -1) || ',' || "
+                      "COALESCE(OCTET_LENGTH(" + n + "), -1) || ';' || COALESCE(" + o + ", '') || COALESCE(" + n
+                      + ", '');")
+        big.append(f"    IF ({cond}) THEN\n    BEGIN\n"
+                   "      bo = " + value_expr(c, "OLD", major) + ";\n"
+                   "      bn = " + value_expr(c, "NEW", major) + ";\n"
+                   f"      hd = '{num},' || COALESCE(OCTET_LENGTH(bo), -1) || ',' || COALESCE(OCTET_LENGTH(bn), -1) || ';';\n"
+                   f"      IF (OCTET_LENGTH(buf) + COALESCE(OCTET_LENGTH(bo), 0) + COALESCE(OCTET_LENGTH(bn), 0) <= {BIG_FLUSH}) THEN\n"
+                   f"        buf = buf || hd || COALESCE(CAST(bo AS VARCHAR({BIG_FLUSH}) CHARACTER SET OCTETS), '') "
+                   f"|| COALESCE(CAST(bn AS VARCHAR({BIG_FLUSH}) CHARACTER SET OCTETS), '');\n"
+                   "      ELSE\n      BEGIN\n"
+                   "        pay = pay || buf || hd || COALESCE(bo, '') || COALESCE(bn, '');\n"
+                   "        buf = '';\n      END\n    END")
+        terms = changed_terms(c, major)
         plain.append(f"    {terms[0]}")
         exact += [f"    {t}" for t in terms[1:]]
     trig = trigger_name(prefix, entry.number)
@@ -105,7 +110,7 @@ def plan_trigger(entry: TableEntry, info: TableInfo, prefix: str, major: int) ->
         KEY_COLUMNS_CHANGED=" OR ".join(f"NEW.{quote_ident(c.name)} IS DISTINCT FROM OLD.{quote_ident(c.name)}"
                                         for c in key_cols),
         NEW_KEY=key_expr(key_cols, "NEW"), OLD_KEY=key_expr(key_cols, "OLD"),
-        AUTHOR=author, FIELDS="\n".join(fields), DB_CHARSET_ID=str(info.db_charset[0]),
+        AUTHOR=author, FIELDS="\n".join(fields), BIG_FIELDS="\n".join(big), DB_CHARSET_ID=str(info.db_charset[0]),
         CHARSETS=charset_branches(info),
     )
 

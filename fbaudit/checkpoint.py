@@ -1469,10 +1469,10 @@ def _apply(db: Database, config: Config, cp: Checkpoint, plan: Plan, defs: dict[
         for t in plan.order:
             if t in audited:
                 cur.execute(f"INSERT INTO {p}LOG_PACKET (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, "
-                            "RECORD_KEY, AUTHOR, DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT) "
+                            "RECORD_KEY, AUTHOR, DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT, PAYLOAD) "
                             f"VALUES (GEN_ID({p}LOG_PACKET_ID, 1), LOCALTIMESTAMP, ?, ?, ?, NULL, "
                             "LEFT(COALESCE(RDB$GET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_AUTHOR'), CURRENT_USER), 255), "
-                            "CURRENT_USER, RDB$GET_CONTEXT('SYSTEM', 'CLIENT_ADDRESS'), CURRENT_TRANSACTION, ?)",
+                            "CURRENT_USER, RDB$GET_CONTEXT('SYSTEM', 'CLIENT_ADDRESS'), CURRENT_TRANSACTION, ?, '')",
                             (OP_RESTORE, audited[t], data_table if data_table == 2 else 1,
                              f"{comment}: {tables_out[t]} rows"[:255]))
         con.execute_immediate(f"EXECUTE BLOCK AS BEGIN POST_EVENT '{p}NEW_PACKET'; END")

@@ -45,6 +45,65 @@ def value_expr(col: Column, ctx: str, major: int) -> str:
     return f"CAST({ref} AS VARCHAR({width}))"
 
 
+# The packed form of a change (docs/capture.md "The packed change"): for each logged field,
+# "<field number>,<old length>,<new length>;" then the old bytes and the new bytes, a length of -1
+# meaning NULL (no bytes follow). The trigger builds it in a VARCHAR of PACK_LIMIT bytes; a change
+# that does not fit (or a value wider than its column was when the trigger was made) is built again
+# as a BLOB, any size. The bytes of each value are exactly what value_expr logs.
+PACK_LIMIT = 32000
+PACK_BLOB_FAST = 8000        # a BLOB value up to this many bytes is packed in the VARCHAR
+_UTF8_MAX_CHARS = 8191       # the widest VARCHAR ... CHARACTER SET UTF8
+
+
+def packed_expr(col: Column, ctx: str, major: int) -> str:
+    """value_expr as a ``VARCHAR(n) CHARACTER SET OCTETS`` for the trigger's fast path, ``n`` the
+    widest value the column holds today. A wider value (the column widened later, a long BLOB)
+    makes the cast fail, and the trigger packs that change again through pack_blob_expr: a changed
+    column never fails the application's write (docs/capture.md)."""
+    ref = f"{ctx}.{quote_ident(col.name)}"
+
+    def octets(expr: str, n: int) -> str:
+        return f"CAST({expr} AS VARCHAR({max(1, min(n, 32765))}) CHARACTER SET OCTETS)"
+    if col.kind == "binary":
+        return octets(ref, PACK_BLOB_FAST if col.is_blob else (col.char_length or 1))
+    if col.kind == "text":
+        chars = min(PACK_BLOB_FAST // 4, _UTF8_MAX_CHARS) if col.is_blob else min(col.char_length or 1, _UTF8_MAX_CHARS)
+        if col.charset in ("UTF8",):
+            return octets(ref, chars * 4)
+        return octets(f"CAST({ref} AS VARCHAR({chars}) CHARACTER SET UTF8)", chars * 4)
+    return octets(value_expr(col, ctx, major), 80)
+
+
+def pack(fields: Iterable[tuple[int, bytes | None, bytes | None]]) -> bytes:
+    """Python twin of the trigger's packing: (field number, old bytes, new bytes) -> packed change."""
+    out = bytearray()
+    for num, old, new in fields:
+        out += f"{num},{-1 if old is None else len(old)},{-1 if new is None else len(new)};".encode("ascii")
+        out += (old or b"") + (new or b"")
+    return bytes(out)
+
+
+def unpack(raw: bytes | None) -> list[tuple[int, bytes | None, bytes | None]]:
+    """A packed change -> [(field number, old bytes or None for NULL, new bytes or None)]."""
+    if raw is None:
+        return []
+    if hasattr(raw, "read"):
+        raw = raw.read()
+    out, pos, end = [], 0, len(raw)
+    while pos < end:
+        semi = raw.index(b";", pos)
+        num, lo, ln = (int(x) for x in raw[pos:semi].split(b","))
+        pos = semi + 1
+        old = None if lo < 0 else raw[pos:pos + lo]
+        pos += max(lo, 0)
+        new = None if ln < 0 else raw[pos:pos + ln]
+        pos += max(ln, 0)
+        if pos > end:
+            raise ValueError("a packed change is cut short")
+        out.append((num, old, new))
+    return out
+
+
 def read_expr(col: Column, ctx: str, major: int) -> str:
     """value_expr in a SELECT read by Python (baseline, revert): the same logged form, but NONE text
     as bytes, which the trigger's BLOB parameter takes as they are and the driver could not decode."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .db import Database
-from .forms import OPERATIONS, STATES, decode_key, decode_value
+from .forms import OPERATIONS, STATES, decode_key, decode_value, unpack
 
 
 @dataclass
@@ -45,15 +45,22 @@ def read_packets(db: Database, prefix: str, *, table: str | None = None, after_i
     first = f"FIRST {int(limit)} " if limit else ""
     rows = db.query(
         f"SELECT {first}p.ID, p.CREATED_AT, p.OPERATION, TRIM(TRAILING FROM t.TABLE_NAME), p.NUM_TABLE, "
-        f"p.DATA_TABLE, p.RECORD_KEY, p.AUTHOR, p.DB_USER, p.CLIENT_ADDRESS, p.TRANSACTION_ID, p.CHANGE_COMMENT, p.STATE "
-        f"FROM {p}LOG_PACKET p LEFT JOIN {p}LOG_TABLES t ON t.NUM_TABLE = p.NUM_TABLE "
-        f"WHERE {' AND '.join(where)} ORDER BY p.ID", params)
+        f"p.DATA_TABLE, p.RECORD_KEY, p.AUTHOR, p.DB_USER, p.CLIENT_ADDRESS, p.TRANSACTION_ID, p.CHANGE_COMMENT, "
+        f"p.STATE, p.PAYLOAD FROM {p}LOG_PACKET p LEFT JOIN {p}LOG_TABLES t ON t.NUM_TABLE = p.NUM_TABLE "
+        f"WHERE {' AND '.join(where)} ORDER BY p.ID", params, whole_blobs=True)
     fields = {(n, f): (name, kind) for (n, f, name, kind) in
               db.query(f"SELECT NUM_TABLE, NUM_POLE, TRIM(TRAILING FROM FIELD_NAME), TRIM(FIELD_KIND) "
                        f"FROM {p}LOG_FIELDS")}
     packets = [Packet(r[0], r[1], OPERATIONS.get(r[2], str(r[2])), r[3], r[4], r[5], r[6], r[7], r[8], r[9],
                       r[10], r[11], STATES.get(r[12], str(r[12]))) for r in rows]
     by_id = {pk.id: pk for pk in packets}
+
+    def change(pk: Packet, num: int, old, new) -> None:
+        name, kind = fields.get((pk.num_table, num), (f"#{num}", "text"))
+        pk.changes[name] = {"old": decode_value(old, kind), "new": decode_value(new, kind)}
+    for pk, r in zip(packets, rows):
+        for num, old, new in unpack(r[13]):      # a packed change (no PAYLOAD: rows of LOG_n below)
+            change(pk, num, old, new)
     if packets:
         lo, hi = packets[0].id, packets[-1].id
         for dt in (1, 2, 3):
@@ -64,8 +71,7 @@ def read_packets(db: Database, prefix: str, *, table: str | None = None, after_i
                 pk = by_id.get(packet)
                 if pk is None:
                     continue
-                name, kind = fields.get((pk.num_table, num), (f"#{num}", "text"))
-                pk.changes[name] = {"old": decode_value(old, kind), "new": decode_value(new, kind)}
+                change(pk, num, old, new)
             cur.close()
     db.commit()
     return packets

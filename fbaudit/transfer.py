@@ -142,6 +142,13 @@ class SourceTransfer:
             raise FbauditError(f"{self.spec.describe()}: staging objects were made by an older development "
                                f"version of fbaudit (schema {version}, needs {SCHEMA_VERSION}); "
                                "disable the tables, drop the FBA_ objects and run `fbaudit init` again.")
+        packed = self.main.scalar("SELECT COUNT(*) FROM RDB$RELATION_FIELDS WHERE RDB$RELATION_NAME = ? "
+                                  "AND RDB$FIELD_NAME = 'PAYLOAD'", (f"{self.p}LOG_PACKET",))
+        self.main.commit()
+        if not packed:
+            raise FbauditError(f"{self.spec.describe()}: staging objects were made by an older fbaudit, "
+                               "before the packed change: run `fbaudit init` (then `fbaudit sync`) to upgrade "
+                               "them; packets already captured still ship, exactly once.")
 
     def open_log(self) -> None:
         """The log connection, opened when there is something to ship: with nothing new a run
@@ -158,6 +165,14 @@ class SourceTransfer:
             raise FbauditError(f"Source {self.spec.name!r} is not registered in the log database "
                                f"{self.config.log.describe()}; run `fbaudit init` first.")
         self.source_id, self.fingerprint = row[0]
+        # PACKETS_INS of an older fbaudit would ship a packed change without its fields.
+        unpacks = self.logdb.scalar("SELECT COUNT(*) FROM RDB$PROCEDURE_PARAMETERS WHERE RDB$PROCEDURE_NAME = ? "
+                                    "AND RDB$PARAMETER_NAME = 'FIELDS_'", (f"{self.p}PACKETS_INS",))
+        self.logdb.commit()
+        if not unpacks:
+            raise FbauditError(f"The log database {self.config.log.describe()} was set up by an older fbaudit "
+                               "that cannot read packed changes; run `fbaudit init` to upgrade it. Nothing "
+                               "was shipped.")
 
     def close(self) -> None:
         for db in (self.main, self.logdb):
@@ -282,9 +297,9 @@ class SourceTransfer:
             # Lock this source's row: a second transfer of the same source waits here.
             ldb.execute(f"UPDATE {p}SOURCES SET LAST_TRANSFER_AT = LOCALTIMESTAMP WHERE ID = ?", (sid,))
             lo, hi = packets[0].id, packets[-1].id
-            seen = ldb.query(f"SELECT PACKET_ID, DATA_TABLE, NEW_ FROM {p}PACKETS_INS(?, ?, ?, ?, ?, ?, ?)",
+            seen = ldb.query(f"SELECT PACKET_ID, DATA_TABLE, NEW_, FIELDS_ FROM {p}PACKETS_INS(?, ?, ?, ?, ?, ?, ?)",
                              (sid, lo, hi, *creds))
-            reused = [pid for pid, _dt, new in seen if new == 2]
+            reused = [pid for pid, _dt, new, _f in seen if new == 2]
             if reused:
                 top = ldb.scalar(f"SELECT MAX(PACKET_ID) FROM {p}LOG_PACKET WHERE SOURCE_ID = ?", (sid,))
                 raise FbauditError(
@@ -294,12 +309,14 @@ class SourceTransfer:
                     f"Nothing was shipped. Continue the numbering above what the log holds, in the source: "
                     f"SET GENERATOR {p}LOG_PACKET_ID TO {top}; (packets already captured with lower "
                     f"ids then need their ids moved up too, or a new source name in the config).")
-            present = {pid for pid, _dt, new in seen if new == 0}
+            present = {pid for pid, _dt, new, _f in seen if new == 0}
+            # Packed packets got their field rows from PACKETS_INS; only packets written before the
+            # packed change (FIELDS_ NULL) have rows in LOG_<DATA_TABLE>, which BLOB_INS copies.
+            rows = sum(f or 0 for _pid, _dt, new, f in seen if new == 1)
             by_table: dict[int, list[int]] = {}
-            for pid, dt, new in seen:
-                if new:
+            for pid, dt, new, f in seen:
+                if new == 1 and f is None:
                     by_table.setdefault(dt, []).append(pid)
-            rows = 0
             for dt, ids in sorted(by_table.items()):
                 rows += ldb.scalar(f"SELECT ROWS_ FROM {p}BLOB_INS(?, ?, ?, ?, ?, ?, ?, ?)",
                                    (sid, dt, min(ids), max(ids), *creds)) or 0

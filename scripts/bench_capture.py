@@ -563,7 +563,7 @@ def render(result: dict) -> str:
 # --explore: variants of the generated trigger, to see where its time goes
 # --------------------------------------------------------------------------
 def model_trigger(*, info: str = "read", event: str = "each", context: bool = True, gen: str = "gen",
-                  fields: str = "inline", cast: bool = False) -> str:
+                  fields: str = "inline", cast: bool = False, buf: str = "VARCHAR(32000) CHARACTER SET OCTETS") -> str:
     """The audit trigger of BENCH, written from a model of fbaudit's design so
     that each cost can be switched off or replaced one at a time.
 
@@ -596,7 +596,7 @@ def model_trigger(*, info: str = "read", event: str = "each", context: bool = Tr
     cols = "PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW"
     out = ["AS", "  DECLARE pk BIGINT;", "  DECLARE dt SMALLINT;", "  DECLARE on_ SMALLINT;", "  DECLARE op SMALLINT;"]
     if fields.startswith("packed"):
-        out.append("  DECLARE buf VARCHAR(32000) CHARACTER SET OCTETS = '';")
+        out.append(f"  DECLARE buf {buf} = '';")
     if fields in ("lf", "packed_lf"):
         out += ["  DECLARE PROCEDURE LF (pk BIGINT, dt SMALLINT, f INTEGER, o BLOB SUB_TYPE BINARY, "
                 "n BLOB SUB_TYPE BINARY)", "  AS", "  BEGIN",
@@ -695,6 +695,9 @@ def explore_variants() -> list[tuple[str, str, list[str]]]:
          v([f"ALTER TABLE {p}LOG_PACKET ADD PAYLOAD VARCHAR(32000) CHARACTER SET OCTETS"], fields="packed_packet")),
         ("packed_blob", "packed value in a BLOB column of LOG_PACKET (one INSERT per change)",
          v([f"ALTER TABLE {p}LOG_PACKET ADD PAYLOAD BLOB SUB_TYPE BINARY"], fields="packed_packet")),
+        ("packed_blob_var", "packed_blob, but the value built in a BLOB variable (no 32,000-byte limit)",
+         v([f"ALTER TABLE {p}LOG_PACKET ADD PAYLOAD BLOB SUB_TYPE BINARY"], fields="packed_packet",
+           buf="BLOB SUB_TYPE BINARY")),
     ]
 
 

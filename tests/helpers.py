@@ -10,12 +10,25 @@ import urllib.parse
 import urllib.request
 from contextlib import contextmanager
 
+from fbaudit.forms import unpack
 from fbaudit.staging import read_packets
 
 
 def packets(project, table: str | None = None):
     with project.connect() as db:
         return read_packets(db, project.prefix, table=table)
+
+
+def staged_fields(db, prefix: str = "FBA_") -> dict[int, int]:
+    """Field rows each packet of the source's staging holds: its packed PAYLOAD's fields, or (a packet
+    written before the packed change) its rows of LOG_1 / LOG_2 / LOG_3."""
+    counts = {pid: len(unpack(payload)) for pid, payload in
+              db.query(f"SELECT ID, PAYLOAD FROM {prefix}LOG_PACKET", whole_blobs=True)}
+    for dt in (1, 2, 3):
+        for pid, n in db.query(f"SELECT PACKET, COUNT(*) FROM {prefix}LOG_{dt} GROUP BY PACKET"):
+            counts[pid] = counts.get(pid, 0) + n
+    db.commit()
+    return counts
 
 
 def run_sql(project, statements, params=None, *, user_spec=None):

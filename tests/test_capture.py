@@ -324,26 +324,36 @@ def test_trigger_installed_from_ddl_output_keeps_its_numbers_on_enable(project):
     assert (entry.number, entry.fields["ID"].number, entry.fields["A"].number) == (1, 1, 2)
 
 
-def test_trigger_inlines_field_rows_up_to_the_limit_then_uses_the_sub_procedure(project):
-    """Narrow tables get the faster inline INSERTs; wider ones call LF so the
-    trigger stays under Firebird's 256 contexts per module (both run for real:
-    the 300-column table in test_types.py takes the LF path)."""
-    n = capture.INLINE_MAX
-    cols = ", ".join(f"C{i} INTEGER" for i in range(n))
-    project.sql(f"CREATE TABLE NARROW (ID INTEGER NOT NULL PRIMARY KEY, {', '.join(f'C{i} INTEGER' for i in range(n - 1))})",
-                f"CREATE TABLE WIDE (ID INTEGER NOT NULL PRIMARY KEY, {cols})")
+def test_a_change_is_one_packed_row_however_wide_or_long(project):
+    """Capture 2.0: the trigger writes one LOG_PACKET row per change, its fields packed in PAYLOAD;
+    nothing goes to LOG_1 / LOG_2. A change too long for the trigger's 32,000-byte VARCHAR (300
+    columns of 50 characters here: over 32,000 bytes with their headers) is packed into a BLOB instead, and still
+    decodes to exactly its values."""
+    n = 300
+    project.sql("CREATE TABLE NARROW (ID INTEGER NOT NULL PRIMARY KEY, A VARCHAR(10), B INTEGER)",
+                f"CREATE TABLE WIDE (ID INTEGER NOT NULL PRIMARY KEY, "
+                f"{', '.join(f'C{i} VARCHAR(50) CHARACTER SET UTF8' for i in range(n))})")
     capture.init(project.config)
     capture.enable(project.config, "NARROW")
     capture.enable(project.config, "WIDE")
     with project.connect() as db:
-        narrow = objects.installed_trigger_body(db, project.prefix, 1)
-        wide = objects.installed_trigger_body(db, project.prefix, 2)
-    assert "EXECUTE PROCEDURE LF" not in narrow and narrow.count("INSERT INTO FBA_V_LOG_2") == n + 1
-    assert "EXECUTE PROCEDURE LF" in wide and wide.count("INSERT INTO FBA_V_LOG_2") == 1
-    run_sql(project, ["INSERT INTO NARROW (ID, C5) VALUES (1, 5)", "INSERT INTO WIDE (ID, C99) VALUES (1, 99)"])
-    assert [p.changes for p in packets(project)] == [
-        {"ID": {"old": None, "new": "1"}, "C5": {"old": None, "new": "5"}},
-        {"ID": {"old": None, "new": "1"}, "C99": {"old": None, "new": "99"}}]
+        body = objects.installed_trigger_body(db, project.prefix, 2)
+    assert "V_LOG" not in body and body.count("INSERT INTO FBA_LOG_PACKET") == 2
+    long = {f"C{i}": f"{i:03d}" + "€" * 47 for i in range(n)}             # 50 characters, 144 bytes each
+    run_sql(project, ["INSERT INTO NARROW VALUES (1, 'x', 2)", "INSERT INTO WIDE (ID, C7) VALUES (1, 'short')"])
+    run_sql(project, ["UPDATE WIDE SET " + ", ".join(f"C{i} = ?" for i in range(n)) + " WHERE ID = 1"],
+            {0: list(long.values())})
+    got = packets(project)
+    assert [p.changes for p in got[:2]] == [
+        {"ID": {"old": None, "new": "1"}, "A": {"old": None, "new": "x"}, "B": {"old": None, "new": "2"}},
+        {"ID": {"old": None, "new": "1"}, "C7": {"old": None, "new": "short"}}]
+    assert got[2].changes == {c: {"old": "short" if c == "C7" else None, "new": v} for c, v in long.items()}
+    with project.connect() as db:
+        sizes = [r[0] for r in db.query("SELECT OCTET_LENGTH(PAYLOAD) FROM FBA_LOG_PACKET ORDER BY ID")]
+        field_rows = db.scalar("SELECT (SELECT COUNT(*) FROM FBA_LOG_1) + (SELECT COUNT(*) FROM FBA_LOG_2) "
+                               "+ (SELECT COUNT(*) FROM FBA_LOG_3) FROM RDB$DATABASE")
+        db.commit()
+    assert sizes[2] > 32000 and field_rows == 0
 
 
 # Values SQL's comparison calls equal although they are logged differently:

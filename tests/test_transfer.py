@@ -23,7 +23,7 @@ from fbaudit import capture, history, transfer
 from fbaudit.db import open_database
 from fbaudit.errors import FbauditError
 
-from helpers import run_sql
+from helpers import run_sql, staged_fields
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,9 +53,8 @@ def main_rows(project, sql, params=()):
 
 def assert_exactly_once(project):
     """Every packet of the source is in the log once, with exactly its field rows; all marked done."""
-    src = {r[0]: r[1] for r in main_rows(project,
-           "SELECT p.ID, (SELECT COUNT(*) FROM FBA_LOG_1 l WHERE l.PACKET = p.ID) + "
-           "(SELECT COUNT(*) FROM FBA_LOG_2 l WHERE l.PACKET = p.ID) FROM FBA_LOG_PACKET p")}
+    with project.connect() as db:
+        src = staged_fields(db)
     states = main_rows(project, "SELECT STATE, COUNT(*) FROM FBA_LOG_PACKET GROUP BY STATE")
     assert dict(states).keys() <= {1}, f"packets not marked done: {states}"
     logged = log_rows(project, "SELECT p.PACKET_ID, (SELECT COUNT(*) FROM FBA_LOG l WHERE l.SOURCE_ID = p.SOURCE_ID "

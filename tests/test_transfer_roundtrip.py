@@ -27,6 +27,7 @@ from fbaudit.forms import decode_key, encode_key, value_expr
 from fbaudit.catalog import read_table
 from fbaudit.db import open_database
 from fbaudit.forms import NoneText, decode_value, value_kind
+from helpers import staged_fields
 
 SEED = 1234
 
@@ -313,9 +314,7 @@ def source_counts(project) -> dict:
         per_table = dict(db.query("SELECT t.TABLE_NAME, COUNT(*) FROM FBA_LOG_PACKET p JOIN FBA_LOG_TABLES t "
                                   "ON t.NUM_TABLE = p.NUM_TABLE GROUP BY t.TABLE_NAME"))
         states = dict(db.query("SELECT STATE, COUNT(*) FROM FBA_LOG_PACKET GROUP BY STATE"))
-        fields = db.scalar("SELECT (SELECT COUNT(*) FROM FBA_LOG_1) + (SELECT COUNT(*) FROM FBA_LOG_2) "
-                           "FROM RDB$DATABASE")
-        db.commit()
+        fields = sum(staged_fields(db).values())
     return {"tables": {k.strip(): v for k, v in per_table.items()}, "states": states, "fields": fields}
 
 
