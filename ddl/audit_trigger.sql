@@ -123,7 +123,18 @@ BEGIN
   -- differently (trailing blanks, a case-insensitive collation, -0.0, ...) an exact test follows it
   -- with OR (forms.changed_expr, docs/capture.md "What counts as changed").
   BEGIN
+    IF (op = 1) THEN
+    BEGIN
+{{INSERTED}}
+    END
+    ELSE IF (op = 3) THEN
+    BEGIN
+{{DELETED}}
+    END
+    ELSE
+    BEGIN
 {{FIELDS}}
+    END
     WHEN ANY DO big = 1;
   END
   IF (big = 1) THEN

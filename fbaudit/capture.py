@@ -77,16 +77,21 @@ def plan_trigger(entry: TableEntry, info: TableInfo, prefix: str, major: int) ->
         else:
             a_new, a_old = value_expr(ac, "NEW", major), value_expr(ac, "OLD", major)
         author = f"IIF(:op = 3, {a_old}, {a_new}), "
-    fields, big, plain, exact = [], [], [], []
+    fields, inserted, deleted, big, plain, exact = [], [], [], [], [], []
     for num, c in logged:
         q = quote_ident(c.name)
         # On a key change (kc = 1) every non-NULL field is logged: the new key's first version is whole.
         cond = f"(kc = 1 AND NEW.{q} IS NOT NULL) OR {changed_expr(c, major)}"
         # Plain concatenation: the expressions hold column names, which no format() may read.
         o, n = packed_expr(c, "OLD", major), packed_expr(c, "NEW", major)
-        fields.append(f"    IF ({cond}) THEN buf = buf || '{num},' || COALESCE(OCTET_LENGTH(" + o + "), -1) || ',' || "
+        fields.append(f"      IF ({cond}) THEN buf = buf || '{num},' || COALESCE(OCTET_LENGTH(" + o + "), -1) || ',' || "
                       "COALESCE(OCTET_LENGTH(" + n + "), -1) || ';' || COALESCE(" + o + ", '') || COALESCE(" + n
                       + ", '');")
+        # An insert logs the non-NULL new values, a delete the non-NULL old ones: one side, no comparison.
+        inserted.append(f"      IF (NEW.{q} IS NOT NULL) THEN buf = buf || '{num},-1,' || OCTET_LENGTH(" + n
+                        + ") || ';' || " + n + ";")
+        deleted.append(f"      IF (OLD.{q} IS NOT NULL) THEN buf = buf || '{num},' || OCTET_LENGTH(" + o
+                       + ") || ',-1;' || " + o + ";")
         big.append(f"    IF ({cond}) THEN\n    BEGIN\n"
                    "      bo = " + value_expr(c, "OLD", major) + ";\n"
                    "      bn = " + value_expr(c, "NEW", major) + ";\n"
@@ -110,7 +115,8 @@ def plan_trigger(entry: TableEntry, info: TableInfo, prefix: str, major: int) ->
         KEY_COLUMNS_CHANGED=" OR ".join(f"NEW.{quote_ident(c.name)} IS DISTINCT FROM OLD.{quote_ident(c.name)}"
                                         for c in key_cols),
         NEW_KEY=key_expr(key_cols, "NEW"), OLD_KEY=key_expr(key_cols, "OLD"),
-        AUTHOR=author, FIELDS="\n".join(fields), BIG_FIELDS="\n".join(big), DB_CHARSET_ID=str(info.db_charset[0]),
+        AUTHOR=author, FIELDS="\n".join(fields), INSERTED="\n".join(inserted),
+        DELETED="\n".join(deleted), BIG_FIELDS="\n".join(big), DB_CHARSET_ID=str(info.db_charset[0]),
         CHARSETS=charset_branches(info),
     )
 

@@ -563,7 +563,8 @@ def render(result: dict) -> str:
 # --explore: variants of the generated trigger, to see where its time goes
 # --------------------------------------------------------------------------
 def model_trigger(*, info: str = "read", event: str = "each", context: bool = True, gen: str = "gen",
-                  fields: str = "inline", cast: bool = False, buf: str = "VARCHAR(32000) CHARACTER SET OCTETS") -> str:
+                  fields: str = "inline", cast: bool = False, buf: str = "VARCHAR(32000) CHARACTER SET OCTETS",
+                  payload: str = "PAYLOAD") -> str:
     """The audit trigger of BENCH, written from a model of fbaudit's design so
     that each cost can be switched off or replaced one at a time.
 
@@ -634,7 +635,7 @@ def model_trigger(*, info: str = "read", event: str = "each", context: bool = Tr
     if fields == "packed_lf":
         out.append("  EXECUTE PROCEDURE LF(:pk, :dt, 0, NULL, :buf);")
     if fields == "packed_packet":
-        out.append(f"  INSERT INTO {p}LOG_PACKET ({pcols}, PAYLOAD) VALUES ({pvals}, :buf);")
+        out.append(f"  INSERT INTO {p}LOG_PACKET ({pcols}, {payload}) VALUES ({pvals}, :buf);")
     if event == "each":
         out.append(f"  POST_EVENT '{p}NEW_PACKET';")
     elif event == "once":
@@ -671,6 +672,10 @@ def explore_variants() -> list[tuple[str, str, list[str]]]:
          [f"CREATE OR ALTER TRIGGER {p}AUDIT_1 FOR BENCH ACTIVE AFTER INSERT OR UPDATE OR DELETE POSITION 32000 "
           "AS BEGIN EXIT; END"]),
         ("packet_only", "LOG_INFO read, LOG_PACKET row, POST_EVENT; no field rows", v(fields="none")),
+        ("no_handler", "fbaudit's trigger without the WHEN ANY handler of its packing block (no savepoint)",
+         ["@EDIT WHEN ANY DO big = 1;"]),
+        ("no_state_index", "fbaudit's trigger, LOG_PACKET without its (STATE, ID) index",
+         [f"DROP INDEX {p}LOG_PACKET_STATE"]),
         ("no_event", "without POST_EVENT", v(event="none")),
         ("event_once", "POST_EVENT only at the first change of a transaction (USER_TRANSACTION flag)",
          v(event="once")),
@@ -692,12 +697,12 @@ def explore_variants() -> list[tuple[str, str, list[str]]]:
                       "V_LOG_n row per change with NUM_POLE 0 (schema unchanged)", v(fields="packed_lf")),
         ("packed_lf_noidx", "packed_lf without the index on LOG_1.PACKET", v(no_idx, fields="packed_lf")),
         ("packed_packet", "packed value in a VARCHAR(32000) OCTETS column of LOG_PACKET (one INSERT per change)",
-         v([f"ALTER TABLE {p}LOG_PACKET ADD PAYLOAD VARCHAR(32000) CHARACTER SET OCTETS"], fields="packed_packet")),
-        ("packed_blob", "packed value in a BLOB column of LOG_PACKET (one INSERT per change)",
-         v([f"ALTER TABLE {p}LOG_PACKET ADD PAYLOAD BLOB SUB_TYPE BINARY"], fields="packed_packet")),
+         v([f"ALTER TABLE {p}LOG_PACKET ADD PAYLOAD_V VARCHAR(32000) CHARACTER SET OCTETS"], fields="packed_packet",
+           payload="PAYLOAD_V")),
+        ("packed_blob", "packed value in a BLOB column of LOG_PACKET (one INSERT per change; fbaudit's PAYLOAD)",
+         v(fields="packed_packet")),
         ("packed_blob_var", "packed_blob, but the value built in a BLOB variable (no 32,000-byte limit)",
-         v([f"ALTER TABLE {p}LOG_PACKET ADD PAYLOAD BLOB SUB_TYPE BINARY"], fields="packed_packet",
-           buf="BLOB SUB_TYPE BINARY")),
+         v(fields="packed_packet", buf="BLOB SUB_TYPE BINARY")),
     ]
 
 
@@ -726,6 +731,14 @@ def run_explore(target: Target, args: argparse.Namespace, log_dsn: str, result: 
                 for s in stmts:
                     if s == "COMMIT":
                         _commit(con)
+                    elif s.startswith("@EDIT "):      # fbaudit's own trigger with one piece of text removed
+                        cur = con.cursor()
+                        cur.execute(f"SELECT RDB$TRIGGER_SOURCE FROM RDB$TRIGGERS WHERE RDB$TRIGGER_NAME = '{PREFIX}AUDIT_1'")
+                        body = cur.fetchone()[0]
+                        body = body.read() if hasattr(body, "read") else body
+                        cur.close()
+                        con.execute_immediate(f"CREATE OR ALTER TRIGGER {PREFIX}AUDIT_1 FOR BENCH ACTIVE AFTER INSERT "
+                                              "OR UPDATE OR DELETE POSITION 32000\n" + body.replace(s[6:], ""))
                     else:
                         con.execute_immediate(s)
                 con.commit()
