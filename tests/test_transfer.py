@@ -595,3 +595,61 @@ def test_init_replaces_an_older_version_of_the_log_procedures(audited):
     assert "already initialized" in capture.init(audited.config).lines[0]
     run_sql(audited, ["INSERT INTO ITEM VALUES (1, 'x', 1, NULL)"])
     assert transfer.transfer(audited.config).data["field_rows"] == 3
+
+
+def test_upgrade_from_field_rows_ships_waiting_packets_exactly_once(audited):
+    """A database audited before capture 2.0 (no PAYLOAD column, one LOG_1 row per field, the log's
+    PACKETS_INS without unpacking): the transfer refuses until `fbaudit init`, which adds the column
+    and replaces the procedure; `fbaudit sync` re-creates the trigger; then the packets waiting in
+    the old form and the new packed ones all ship, exactly once, and history rebuilds both."""
+    p = audited.prefix
+    with audited.connect() as db:     # the old staging: no PAYLOAD, and the trigger of that time gone
+        db.con.execute_immediate(f"DROP TRIGGER {p}AUDIT_1")
+        db.commit()
+        db.con.execute_immediate(f"ALTER TABLE {p}LOG_PACKET DROP PAYLOAD")
+        db.commit()
+        db.execute("INSERT INTO ITEM (ID, NAME, QTY) VALUES (1, 'Жук', 6)")     # what the old packets record
+        db.commit()
+    with open_database(audited.log) as db:
+        db.con.execute_immediate(
+            f"CREATE OR ALTER PROCEDURE {p}PACKETS_INS (SOURCE_ID INTEGER, LO BIGINT, HI BIGINT, "
+            "BASE_ VARCHAR(1000) CHARACTER SET UTF8, USER_ VARCHAR(63) CHARACTER SET UTF8, "
+            "PASS_ VARCHAR(255) CHARACTER SET UTF8, ROLE_ VARCHAR(63) CHARACTER SET UTF8) "
+            "RETURNS (PACKET_ID BIGINT, DATA_TABLE SMALLINT, NEW_ SMALLINT) AS BEGIN EXIT; END")
+        db.commit()
+    # Two packets as the old trigger wrote them: the packet row, then a row per field in V_LOG_1.
+    old = [(1, 1, "1", [(1, None, b"1"), (2, None, "Жук".encode()), (3, None, b"5")]),
+           (2, 2, "1", [(3, b"5", b"6")])]
+    with audited.connect() as db:
+        for pid, op, key, fields in old:
+            db.execute(f"INSERT INTO {p}LOG_PACKET (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, "
+                       f"TRANSACTION_ID) VALUES (?, LOCALTIMESTAMP, ?, 1, 1, ?, CURRENT_TRANSACTION)", (pid, op, key))
+            for num, o, n in fields:
+                db.execute(f"INSERT INTO {p}V_LOG_1 (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) VALUES (?, ?, ?, ?)",
+                           (pid, num, o, n))
+        db.execute(f"SET GENERATOR {p}LOG_PACKET_ID TO 2")
+        db.commit()
+    before = transfer.transfer(audited.config)
+    assert before.errors and "fbaudit init" in str(before.errors[0][1]) and before.data["packets"] == 0
+    res = capture.init(audited.config)
+    assert any("PAYLOAD" in line for line in res.lines) and any("PACKETS_INS" in line for line in res.lines), res.lines
+    capture.sync(audited.config)
+    run_sql(audited, ["UPDATE ITEM SET NAME = 'Жук 2', QTY = NULL WHERE ID = 1",
+                      "INSERT INTO ITEM (ID, NAME, NOTE) VALUES (2, 'new', ?)"], {1: ["ж" * 50_000]})
+    with audited.connect() as db:
+        payloads = [r[0] for r in db.query(f"SELECT PAYLOAD IS NULL FROM {p}LOG_PACKET ORDER BY ID")]
+        db.commit()
+    assert payloads == [True, True, False, False]
+    res = transfer.transfer(audited.config)
+    assert not res.errors and res.data["packets"] == 4 and res.data["field_rows"] == 4 + 2 + 3, res.lines
+    assert_exactly_once(audited)
+    again = transfer.transfer(audited.config)
+    assert again.data["packets"] == 0
+    h = history.history(audited.config, "ITEM", "1")
+    assert [v["operation"] for v in h["versions"]] == ["insert", "update", "update"]
+    assert [v["changes"] for v in h["versions"]] == [
+        {"ID": {"old": None, "new": "1"}, "NAME": {"old": None, "new": "Жук"}, "QTY": {"old": None, "new": "5"}},
+        {"QTY": {"old": "5", "new": "6"}},
+        {"NAME": {"old": "Жук", "new": "Жук 2"}, "QTY": {"old": "6", "new": None}}]
+    new = history.history(audited.config, "ITEM", "2")["versions"][0]["changes"]
+    assert new["NOTE"] == {"old": None, "new": "ж" * 50_000} and new["NAME"]["new"] == "new"
