@@ -479,3 +479,28 @@ def test_an_audit_trigger_switched_off_behind_fbaudits_back_is_critical_and_sync
     res = capture.status(project.config)
     assert not any("INACTIVE" in p["message"] for p in res.data["sources"][0]["problems"])
     assert "agree" in capture.sync(project.config).lines[0]
+
+
+def test_the_trigger_writes_one_record_per_change(project):
+    """10,000 changes (MON$RECORD_STATS of the writing attachment): the trigger inserts exactly one
+    LOG_PACKET record per change, never updates or deletes, and writes no field rows (LOG_1/2/3)."""
+    cols = ", ".join(f"F{i} VARCHAR(40) CHARACTER SET UTF8" for i in range(20))
+    project.sql(f"CREATE TABLE BULK (ID INTEGER NOT NULL PRIMARY KEY, {cols})")
+    capture.init(project.config)
+    capture.enable(project.config, "BULK")
+    values = ", ".join(f"'value {i} of the row ' || :i" for i in range(20))
+    with project.connect() as db:
+        db.con.execute_immediate(
+            "EXECUTE BLOCK AS DECLARE i INTEGER = 0; BEGIN WHILE (i < 4000) DO BEGIN i = i + 1; "
+            f"INSERT INTO BULK VALUES (:i, {values}); END "
+            "UPDATE BULK SET F3 = 'changed', F9 = NULL WHERE ID <= 3000; "
+            "DELETE FROM BULK WHERE ID > 1000; END")
+        db.commit()
+        stats = {name: (ins, upd, dele) for name, ins, upd, dele in db.query(
+            "SELECT TRIM(t.MON$TABLE_NAME), r.MON$RECORD_INSERTS, r.MON$RECORD_UPDATES, r.MON$RECORD_DELETES "
+            "FROM MON$TABLE_STATS t JOIN MON$RECORD_STATS r ON r.MON$STAT_ID = t.MON$RECORD_STAT_ID "
+            "WHERE t.MON$STAT_ID = (SELECT MON$STAT_ID FROM MON$ATTACHMENTS WHERE MON$ATTACHMENT_ID = CURRENT_CONNECTION)")}
+        db.commit()
+    assert stats["BULK"] == (4000, 3000, 3000)
+    assert stats[f"{project.prefix}LOG_PACKET"] == (10000, 0, 0)
+    assert not any(name in stats for name in (f"{project.prefix}LOG_{n}" for n in (1, 2, 3)))

@@ -209,9 +209,9 @@ def test_the_renderer_inserts_values_after_splitting_and_stripping_comments():
     name = '"A\n^\n-- x {{P}} ?"'
     values = dict(P="FBA_", TRIGGER="FBA_AUDIT_1", TABLE=name, NUM_TABLE="1", CHANGED=f"    NEW.{name} IS NULL",
                   KEY_COLUMNS_CHANGED="FALSE", NEW_KEY="'k'", OLD_KEY="'k'", AUTHOR="", DB_CHARSET_ID="0",
-                  CHARSETS="", FIELDS=f"  -- {name}\n^\n")
+                  CHARSETS="", FIELDS=f"  -- {name}\n^\n", INSERTED="", DELETED="", BIG_FIELDS="")
     stmts = templates.render("audit_trigger", **values)
-    assert len(stmts) == 7 and stmts[0].sql.startswith(f"CREATE OR ALTER TRIGGER FBA_AUDIT_1 FOR {name}\n")
+    assert len(stmts) == 5 and stmts[0].sql.startswith(f"CREATE OR ALTER TRIGGER FBA_AUDIT_1 FOR {name}\n")
     assert stmts[0].sql.count(name) == 3 and f"  -- {name}\n^\n" in stmts[0].sql
     assert stmts[1].sql == "GRANT SELECT ON FBA_LOG_INFO TO TRIGGER FBA_AUDIT_1"
 
