@@ -539,10 +539,10 @@ def last_rotation(db: Database, prefix: str) -> dict | None:
     if not table_exists(db, f"{prefix}LOG_ROTATION"):
         return None
     rows = db.query(f"SELECT FIRST 1 ID, STARTED_AT, OLD_TABLE, PHASE, OUTCOME, MESSAGE, FINISHED_AT, ROWS_DROPPED, "
-                    f"SECONDS, ATTEMPTS FROM {prefix}LOG_ROTATION WHERE ID > 0 ORDER BY ID DESC")
+                    f"SECONDS, ATTEMPTS, PACKETS_DELETED FROM {prefix}LOG_ROTATION WHERE ID > 0 ORDER BY ID DESC")
     if not rows:
         return None
-    rid, at, old, phase, outcome, msg, fin, rows_dropped, secs, attempts = rows[0]
+    rid, at, old, phase, outcome, msg, fin, rows_dropped, secs, attempts, packets = rows[0]
     return {"id": rid, "started_at": f"{at:%Y-%m-%d %H:%M:%S}" if at else None, "table": old, "phase": phase,
             "outcome": outcome, "message": msg, "finished_at": f"{fin:%Y-%m-%d %H:%M:%S}" if fin else None,
-            "rows_dropped": rows_dropped, "seconds": secs, "postponed_runs": attempts}
+            "rows_dropped": rows_dropped, "packets_deleted": packets, "seconds": secs, "postponed_runs": attempts}

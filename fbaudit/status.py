@@ -337,6 +337,7 @@ def _detail(item: dict) -> list[str]:
         + ", ".join(f"{k} {v}" for k, v in rows.items()) + "; last rotation: "
         + (f"#{rot['id']} of LOG_{rot['table']} started {rot['started_at']}, {rot['outcome']}"
            + (f" at phase {rot['phase']}" if rot["outcome"] != "done" else
-              f" ({rot['rows_dropped']} rows dropped in {rot['seconds']:.1f} s)")
+              f" ({rot['packets_deleted'] or 0} shipped packets deleted, {rot['rows_dropped']} field rows dropped "
+              f"in {rot['seconds']:.1f} s)")
            + (f": {rot['message']}" if rot["message"] else "") if rot else "never"))
     return out

@@ -20,6 +20,7 @@ from firebird.driver import Isolation
 from fbaudit import capture, history, rotation, transfer
 from fbaudit.db import open_database
 
+from fbaudit.forms import unpack
 from helpers import run_sql
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,7 +52,37 @@ def log_versions(project) -> dict[str, int]:
 
 
 def rows_in(project, n: int) -> int:
-    return main_scalar(project, f"SELECT COUNT(*) FROM FBA_LOG_{n}")
+    """Field rows staged in data table n: the packed fields of its packets (capture 2.0) and the rows
+    of LOG_n (packets written by an older trigger; LOG_3: rows that reached the stand-in table)."""
+    with project.connect() as db:
+        packed = sum(len(unpack(r[0])) for r in db.query(
+            "SELECT PAYLOAD FROM FBA_LOG_PACKET WHERE DATA_TABLE = ? AND PAYLOAD IS NOT NULL", (n,),
+            whole_blobs=True))
+        rows = db.scalar(f"SELECT COUNT(*) FROM FBA_LOG_{n}")
+        db.commit()
+    return packed + rows
+
+
+def old_style_trigger(db) -> None:
+    """ITEM's trigger as fbaudit wrote it before capture 2.0 (still installed until `fbaudit sync`):
+    the packet without PAYLOAD, then one row per field through the view V_LOG_1, which is what
+    rotation's redirect of the view is for."""
+    db.con.execute_immediate(
+        "CREATE OR ALTER TRIGGER FBA_AUDIT_1 FOR ITEM ACTIVE AFTER INSERT OR UPDATE OR DELETE POSITION 32000 AS "
+        "DECLARE pk BIGINT; "
+        "BEGIN "
+        "  pk = GEN_ID(FBA_LOG_PACKET_ID, 1); "
+        "  INSERT INTO FBA_LOG_PACKET (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, TRANSACTION_ID) "
+        "    VALUES (:pk, LOCALTIMESTAMP, IIF(INSERTING, 1, IIF(UPDATING, 2, 3)), 1, 1, "
+        "            CAST(IIF(DELETING, OLD.ID, NEW.ID) AS VARCHAR(20)), CURRENT_TRANSACTION); "
+        "  IF (NEW.ID IS DISTINCT FROM OLD.ID) THEN "
+        "    INSERT INTO FBA_V_LOG_1 (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) VALUES (:pk, 1, OLD.ID, NEW.ID); "
+        "  IF (NEW.NAME IS DISTINCT FROM OLD.NAME) THEN "
+        "    INSERT INTO FBA_V_LOG_1 (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) VALUES (:pk, 2, OLD.NAME, NEW.NAME); "
+        "  IF (NEW.QTY IS DISTINCT FROM OLD.QTY) THEN "
+        "    INSERT INTO FBA_V_LOG_1 (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) VALUES (:pk, 3, OLD.QTY, NEW.QTY); "
+        "END")
+    db.commit()
 
 
 def rotate(project, **kw):
@@ -72,6 +103,7 @@ def test_firebird_behaviour_rotation_relies_on(audited):
     s = open_database(p.main, isolation=Isolation.SNAPSHOT)
     admin = open_database(p.main, lock_timeout=1)
     try:
+        old_style_trigger(admin)                       # the trigger form that writes through the view
         s.con.begin()
         insert(s, 1)                                   # compiles the trigger; writes LOG_1
         admin.con.execute_immediate("CREATE OR ALTER VIEW FBA_V_LOG_1 (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) AS "
@@ -110,7 +142,8 @@ def test_rotation_empties_the_old_table_and_loses_nothing(audited):
     assert rows_in(audited, 1) == 30
     rep = rotate(audited, now=DAY0)
     assert (rep.outcome, rep.phase, rep.old_table, rep.new_table) == ("done", "done", 1, 2)
-    assert rep.rows_dropped == 30 and rep.packets_deleted == 10
+    # The fields were packed in the packets (capture 2.0): LOG_1 itself held no rows.
+    assert rep.rows_dropped == 0 and rep.packets_deleted == 10
     assert [s["step"] for s in rep.steps] == ["switch", "wait", "redirect", "verify", "drop", "restore"]
     assert rows_in(audited, 1) == 0 and rows_in(audited, 3) == 0
     assert main_scalar(audited, "SELECT COUNT(*) FROM FBA_LOG_PACKET") == 0
@@ -126,7 +159,7 @@ def test_rotation_empties_the_old_table_and_loses_nothing(audited):
     rep = rotate(audited, now=DAY0 + timedelta(days=1) - timedelta(seconds=2))
     # ... and the next period counts from when it was due, not from the early start.
     assert main_scalar(audited, "SELECT DATA FROM FBA_LOG_INFO") == DAY0 + timedelta(days=1)
-    assert (rep.outcome, rep.old_table, rep.rows_dropped) == ("done", 2, 5)
+    assert (rep.outcome, rep.old_table, rep.packets_deleted) == ("done", 2, 5)
     run_sql(audited, ["DELETE FROM ITEM WHERE ID = 1"])
     assert rows_in(audited, 1) == 3 and rows_in(audited, 2) == 0
     transfer.transfer(audited.config)
@@ -143,7 +176,7 @@ def test_waits_for_the_transfer_and_postpones_without_dropping(audited):
     run_sql(audited, ["INSERT INTO ITEM VALUES (3, 'c', 3)"])
     transfer.transfer(audited.config)
     rep = rotate(audited, now=DAY0)          # resumes, whatever the period says
-    assert (rep.outcome, rep.rotation_id, rep.rows_dropped) == ("done", 1, 6)
+    assert (rep.outcome, rep.rotation_id, rep.packets_deleted) == ("done", 1, 2)
     assert [s["step"] for s in rep.steps] == ["verify", "drop", "restore"]
     assert rows_in(audited, 2) == 3
     assert sum(log_versions(audited).values()) == 3
@@ -176,7 +209,7 @@ def test_stuck_snapshot_delays_the_drop_and_its_rows_are_kept(audited):
     assert rows_in(audited, 1) == 6 and rows_in(audited, 2) == 3
     transfer.transfer(audited.config)
     rep = rotate(audited, now=DAY0)
-    assert rep.outcome == "done" and rep.rows_dropped == 6
+    assert rep.outcome == "done" and rep.packets_deleted == 2
     assert log_versions(audited) == {"100": 1, "101": 1, "1": 1}
 
 
@@ -214,7 +247,8 @@ def test_table_in_use_backs_off_then_postpones(audited):
 def test_status_shows_the_last_rotation_and_table_sizes(audited):
     run_sql(audited, ["INSERT INTO ITEM VALUES (1, 'a', 1)"])
     item = capture.status(audited.config).data["sources"][0]
-    assert item["last_rotation"] is None and item["data_table_rows"] == {"LOG_1": 3, "LOG_2": 0, "LOG_3": 0}
+    assert item["last_rotation"] is None and item["data_table_rows"] == {"LOG_1": 0, "LOG_2": 0, "LOG_3": 0}
+    assert item["waiting"] == 1
     rotate(audited, now=DAY0, max_wait=0)
     res = capture.status(audited.config)
     rot = res.data["sources"][0]["last_rotation"]
@@ -233,7 +267,7 @@ def test_status_shows_the_last_rotation_and_table_sizes(audited):
     rotate(audited, now=DAY0)
     res = capture.status(audited.config)
     rot = res.data["sources"][0]["last_rotation"]
-    assert rot["outcome"] == "done" and rot["rows_dropped"] == 3
+    assert rot["outcome"] == "done" and rot["packets_deleted"] == 1 and rot["rows_dropped"] == 0
     assert "last rotation: #1 of LOG_1" in "\n".join(res.lines)
 
 
@@ -260,8 +294,10 @@ def test_cli_rotate_with_clock_override_json_and_logs(audited):
 def test_rows_that_reach_log3_are_shipped_and_then_cleaned(audited):
     """Safety net: a trigger compiled while V_LOG_n pointed at LOG_3 puts a current
     packet's rows there. The transfer ships them from LOG_3 (never a packet without
-    its fields) and the next rotation removes them once shipped."""
+    its fields) and the next rotation removes them once shipped. (Only a trigger of the form before
+    capture 2.0 writes through the view: packed triggers write nothing there.)"""
     with audited.connect() as admin:
+        old_style_trigger(admin)
         with admin.con.cursor() as cur:
             cur.stream_blob_threshold = -1
             cur.execute("SELECT RDB$TRIGGER_SOURCE FROM RDB$TRIGGERS WHERE RDB$TRIGGER_NAME = 'FBA_AUDIT_1'")
