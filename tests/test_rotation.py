@@ -332,7 +332,11 @@ def test_idle_attachment_holds_the_old_table_on_firebird3_and_the_next_run_catch
     stays idle keeps the old table "in use" on Firebird 3 until it next touches the
     audited table (any statement on it; another attachment's does not help); Firebird
     4 and 5 release it when the triggers are re-created. The postponed rotation
-    completes on a later run, which then starts the next rotation when it is due."""
+    completes on a later run, which then starts the next rotation when it is due.
+    That is a trigger of the form before capture 2.0, writing through the view; a packed
+    trigger never touches LOG_n (next test)."""
+    with audited.connect() as admin:
+        old_style_trigger(admin)
     idle = open_database(audited.main)
     try:
         idle.execute("INSERT INTO ITEM VALUES (1, 'a', 1)")
@@ -356,6 +360,24 @@ def test_idle_attachment_holds_the_old_table_on_firebird3_and_the_next_run_catch
             assert (rep.outcome, rep.rotation_id, rep.completed) == ("done", 1, [])
     finally:
         idle.close()
+
+
+def test_an_idle_attachment_of_a_packed_trigger_never_holds_the_old_table(audited):
+    """Capture 2.0: the packed trigger writes only LOG_PACKET, so an idle attachment that fired it
+    holds nothing rotation drops, on Firebird 3 too, and rotation re-creates no trigger."""
+    idle = open_database(audited.main)
+    try:
+        idle.execute("INSERT INTO ITEM VALUES (1, 'a', 1)")
+        idle.commit()
+        transfer.transfer(audited.config)
+        rep = rotate(audited, now=DAY0, drop_attempts=1, drop_lock_timeout=1)
+        assert (rep.outcome, rep.rotation_id, rep.completed, rep.packets_deleted) == ("done", 1, [], 1)
+        assert "0 trigger(s) re-created" in rep.steps[2]["text"], rep.steps
+        idle.execute("INSERT INTO ITEM VALUES (2, 'b', 2)")           # the idle writer goes on, unhindered
+        idle.commit()
+    finally:
+        idle.close()
+    assert transfer.transfer(audited.config).data["packets"] == 1
 
 
 def test_rotate_and_status_warn_on_a_server_that_can_crash(audited):
