@@ -17,16 +17,18 @@ Ordering, without locking a row (docs/capture.md "Baseline"):
    has ended (up to ``max_wait`` seconds, else refuse): such a transaction
    may hold a change made before the trigger existed (so never captured)
    that it commits later; the snapshot must see it;
-4. read the table in ONE read-only snapshot started after that, and
-   write a baseline packet per row with ids from the block, in batches, each
-   batch its own short write transaction.
+4. in ONE snapshot transaction started after that, one EXECUTE BLOCK reads
+   the table and writes a baseline packet per row with ids from the block,
+   its fields packed by the trigger's own PSQL (forms.pack_append): no row
+   passes through Python, so a million rows take about a minute.
 
 So in every record's history the baseline comes first. A change committed
 before the snapshot is in the baseline already and its own packet (after
 it) sets the same values again; a change committed later follows it. A
 concurrent application write never waits and never fails: the snapshot
 reads without locks (it holds back garbage collection while it runs, like a
-backup), and the writes go to the staging tables only.
+backup), and the writes go to the staging tables only (new records, which no
+other transaction updates: nothing to wait for or conflict with).
 
 Version numbers: the log numbers a record's packets in packet order
 (PACKETS_INS), so a baseline shipped after a later change of the same record
@@ -43,14 +45,14 @@ from .catalog import TableInfo
 from .config import Config, SourceSpec
 from .db import Database, describe_writers, guard, wait_for_old_writers
 from .errors import DatabaseError, FbauditError
-from .forms import key_expr, pack, read_expr
+from .forms import key_expr, pack_append, pack_append_big, packed_expr, value_expr
 from .idents import quote_ident
 from .registry import TableEntry
 
 log = logging.getLogger("fbaudit.capture")
 
 OPERATION = 5            # forms.OPERATIONS[5] == "baseline"
-BATCH = 1000             # rows per write transaction
+BATCH = 1000             # rows between two progress reports
 MARGIN = 10_000          # ids reserved beyond twice the row count (rows inserted while the baseline runs)
 WRITE_LOCK_TIMEOUT = 10  # seconds a batch waits for a lock on the staging tables (LOG_PACKET_FLAG)
 MAX_WAIT = 60.0          # seconds to wait for transactions older than the trigger (step 3)
@@ -104,91 +106,109 @@ def wait_for_older_writers(open_db, table: str, max_wait: float) -> float:
 
 def take(open_db, spec: SourceSpec, config: Config, entry: TableEntry, info: TableInfo, block: tuple,
          *, expected: int, author: str | None = None, progress=None, max_wait: float = MAX_WAIT) -> dict:
-    """Steps 3 and 4: wait for older writers, then read the table in one snapshot and write a
-    baseline packet per row (batches of BATCH)."""
+    """Steps 3 and 4: wait for older writers, then, in ONE snapshot transaction, one EXECUTE BLOCK
+    reads the table and writes a baseline packet per row, packed by the same PSQL as the trigger's
+    (the rows never pass through Python: docs/performance.md "Baseline")."""
     p = config.prefix
-    cols = {c.name: c for c in info.columns}
-    logged = [(entry.fields[c.name].number, c) for c in info.columns if c.name in entry.fields and c.auditable]
-    key_cols = [cols[k] for k in entry.key]
     first, last, started = block
     waited = wait_for_older_writers(open_db, entry.name, max_wait)
     _before_snapshot()
-    reader = open_db(isolation=Isolation.SNAPSHOT, read_only=True)
-    writer = open_db(isolation=Isolation.READ_COMMITTED, lock_timeout=WRITE_LOCK_TIMEOUT)
+    db = open_db(isolation=Isolation.SNAPSHOT, lock_timeout=WRITE_LOCK_TIMEOUT)
+    flag = open_db(isolation=Isolation.READ_COMMITTED, lock_timeout=WRITE_LOCK_TIMEOUT)
     t0 = time.perf_counter()
     done = fields = 0
-    next_id = first
     try:
-        select = ", ".join([f"LEFT({key_expr(key_cols, 'T')}, 1000)"]
-                           + [read_expr(c, "T", reader.major) for _, c in logged])
+        sql = baseline_block(p, entry, info, db.major)
         with guard(spec):
-            cur = reader.con.cursor()
-            cur.execute(f"SELECT {select} FROM {quote_ident(entry.name)} T")
-            while True:
-                rows = cur.fetchmany(BATCH)
-                if not rows:
-                    break
-                if next_id + len(rows) - 1 > last:
+            db.con.begin()
+            cur = db.con.cursor()
+            cur.execute("SELECT CURRENT_TRANSACTION FROM RDB$DATABASE")      # the snapshot starts here
+            cur.fetchall()
+            # The transfer's fast check may have settled on a sequence value above the reserved ids;
+            # reset now that this transaction is alive: until it commits, no check can settle again.
+            flag.execute(f"UPDATE {p}LOG_PACKET_FLAG SET SEEN_ID = -1 WHERE SEEN_ID <> -1")
+            flag.commit()
+            cur.execute(sql, (first, last, started, author, COMMENT))
+            for rows, nfields in cur:
+                if rows < 0:
                     raise FbauditError(
                         f"{entry.name}: the table grew past the ids reserved for its baseline ({last - first + 1}) "
-                        f"while it ran; {done} rows got their baseline, the others not. Auditing is on. To take "
-                        f"the baseline again: `fbaudit disable {entry.name}`, then `fbaudit enable {entry.name} "
-                        f"--baseline` at a quieter time (rows done so far get a second baseline version).")
-                packets = []
-                for r in rows:
-                    pid = next_id
-                    next_id += 1
-                    values = []
-                    for (num, _c), v in zip(logged, r[1:]):
-                        if v is None:
-                            continue
-                        if hasattr(v, "read"):           # a long BLOB comes as a reader
-                            v = v.read()
-                        values.append((num, None, v.encode("utf-8") if isinstance(v, str) else v))
-                    packets.append((pid, entry.number, r[0], pack(values)))
-                    fields += len(values)
-                _write(writer, p, packets, author, started)
-                done += len(rows)
-                if progress:
-                    progress(len(rows))
-                if done % (BATCH * 50) == 0:
-                    log.info("[CAPTURE] %s: baseline %d of about %d rows", entry.name, done, expected)
+                        f"while it ran; no row got its baseline. Auditing is on. To take the baseline again: "
+                        f"`fbaudit disable {entry.name}`, then `fbaudit enable {entry.name} --baseline` at a "
+                        f"quieter time.")
+                if progress and rows > done:
+                    progress(rows - done)
+                if rows // (BATCH * 50) > done // (BATCH * 50):
+                    log.info("[CAPTURE] %s: baseline %d of about %d rows", entry.name, rows, expected)
+                done, fields = rows, nfields
             cur.close()
-        reader.commit()
+        db.commit()
     except Exception as exc:          # a database error (a lost connection, a lock), a value the driver cannot read
+        try:
+            db.rollback()
+        except Exception:
+            pass
         if isinstance(exc, FbauditError) and not isinstance(exc, DatabaseError):
             raise                         # ours, with its own message (the ids ran out)
         why = str(exc) if isinstance(exc, DatabaseError) else f"{type(exc).__name__}: {exc}"
         raise FbauditError(
-            f"{entry.name}: auditing is on, but the baseline stopped after {done} of about {expected} rows; "
-            f"rows done keep their baseline. To take it again: `fbaudit disable {entry.name}`, then "
-            f"`fbaudit enable {entry.name} --baseline`.\n  {why}") from exc
+            f"{entry.name}: auditing is on, but the baseline stopped after {done} of about {expected} rows and "
+            f"was rolled back (one transaction): no row got its baseline. To take it again: "
+            f"`fbaudit disable {entry.name}`, then `fbaudit enable {entry.name} --baseline`.\n  {why}") from exc
     finally:
-        for db in (writer, reader):
+        for d in (db, flag):
             try:
-                db.close()
+                d.close()
             except Exception:
                 pass
     return {"rows": done, "field_rows": fields, "first_packet": first if done else None,
-            "last_packet": next_id - 1 if done else None, "seconds": round(time.perf_counter() - t0, 3),
+            "last_packet": first + done - 1 if done else None, "seconds": round(time.perf_counter() - t0, 3),
             "waited_seconds": waited}
 
 
-def _write(db: Database, p: str, packets: list[tuple], author: str | None, at) -> None:
-    """One batch in one transaction: the packets, each with its fields packed as the trigger packs
-    them (docs/capture.md "The packed change"), and the transfer's fast check reset (baseline ids are
-    below the sequence value it may have settled on)."""
-    with guard(db.spec):
-        cur = db.con.cursor()
-        cur.execute(f"SELECT FIRST 1 ID_TABLE FROM {p}LOG_INFO")
-        dt = 2 if cur.fetchone()[0] == 2 else 1
-        cur.executemany(
-            f"INSERT INTO {p}LOG_PACKET (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, "
-            f"DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT, PAYLOAD) VALUES (?, ?, {OPERATION}, ?, "
-            f"{dt}, ?, LEFT(COALESCE(CAST(? AS VARCHAR(255) CHARACTER SET UTF8), CURRENT_USER), 255), CURRENT_USER, "
-            f"RDB$GET_CONTEXT('SYSTEM', 'CLIENT_ADDRESS'), CURRENT_TRANSACTION, ?, ?)",
-            [(pid, at, num, key, author, COMMENT, payload) for pid, num, key, payload in packets])
-        cur.execute(f"UPDATE {p}LOG_PACKET_FLAG SET SEEN_ID = -1 WHERE SEEN_ID <> -1")
-        cur.execute(f"EXECUTE BLOCK AS BEGIN POST_EVENT '{p}NEW_PACKET'; END")   # wakes `transfer --follow`
-        cur.close()
-    db.commit()
+def baseline_block(p: str, entry: TableEntry, info: TableInfo, major: int) -> str:
+    """The EXECUTE BLOCK of a baseline: every row of the table as a packet of operation "baseline",
+    its non-NULL fields packed as the trigger packs an insert (forms.pack_append; the BLOB path for
+    a row that does not fit). Returns (rows, field rows) every BATCH rows and at the end; rows -1:
+    the reserved ids ran out (the caller rolls back)."""
+    cols = {c.name: c for c in info.columns}
+    logged = [(entry.fields[c.name].number, c) for c in info.columns if c.name in entry.fields and c.auditable]
+    key_cols = [cols[k] for k in entry.key]
+    names = list(dict.fromkeys([c.name for c in key_cols] + [c.name for _, c in logged]))
+    fast, big = [], []
+    for num, c in logged:
+        ref = f"C.{quote_ident(c.name)}"
+        fast.append(f"      IF ({ref} IS NOT NULL) THEN BEGIN n_ = n_ + 1; "
+                    + pack_append(num, None, packed_expr(c, "C", major)) + " END")
+        big.append(f"      IF ({ref} IS NOT NULL) THEN BEGIN n_ = n_ + 1;\n      "
+                   + pack_append_big(num, None, value_expr(c, "C", major), indent="      ") + " END")
+    # Plain concatenation: the expressions hold column names, which no format() may read.
+    return ("EXECUTE BLOCK (first_ BIGINT = ?, last_ BIGINT = ?, at_ TIMESTAMP = ?, "
+            "author_ VARCHAR(255) CHARACTER SET UTF8 = ?, note_ VARCHAR(255) CHARACTER SET UTF8 = ?)\n"
+            "RETURNS (rows_ INTEGER, fields_ BIGINT)\nAS\n"
+            "  DECLARE id_ BIGINT;\n  DECLARE dt SMALLINT;\n  DECLARE n_ INTEGER;\n  DECLARE big SMALLINT;\n"
+            "  DECLARE buf VARCHAR(32000) CHARACTER SET OCTETS;\n  DECLARE pay BLOB SUB_TYPE BINARY;\n"
+            "  DECLARE bo BLOB SUB_TYPE BINARY;\n  DECLARE bn BLOB SUB_TYPE BINARY;\n"
+            "  DECLARE hd VARCHAR(40) CHARACTER SET OCTETS;\n"
+            "BEGIN\n"
+            "  rows_ = 0;\n  fields_ = 0;\n  id_ = first_;\n"
+            f"  SELECT FIRST 1 ID_TABLE FROM {p}LOG_INFO INTO dt;\n"
+            "  IF (dt IS DISTINCT FROM 2) THEN dt = 1;\n"
+            f"  FOR SELECT {', '.join(quote_ident(n) for n in names)} FROM {quote_ident(entry.name)} AS CURSOR C DO\n"
+            "  BEGIN\n"
+            "    IF (id_ > last_) THEN\n    BEGIN\n      rows_ = -1;\n      SUSPEND;\n      EXIT;\n    END\n"
+            "    buf = '';\n    big = 0;\n    n_ = 0;\n"
+            "    BEGIN\n" + "\n".join(fast) + "\n      WHEN ANY DO big = 1;\n    END\n"
+            "    IF (big = 1) THEN\n    BEGIN\n      buf = '';\n      pay = '';\n      n_ = 0;\n"
+            + "\n".join(big) + "\n      pay = pay || buf;\n    END\n    ELSE\n      pay = buf;\n"
+            f"    INSERT INTO {p}LOG_PACKET (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, "
+            "DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT, PAYLOAD)\n"
+            f"      VALUES (:id_, :at_, {OPERATION}, {int(entry.number)}, :dt, LEFT(" + key_expr(key_cols, "C")
+            + ", 1000), LEFT(COALESCE(:author_, CURRENT_USER), 255), CURRENT_USER, "
+            "RDB$GET_CONTEXT('SYSTEM', 'CLIENT_ADDRESS'), CURRENT_TRANSACTION, :note_, :pay);\n"
+            "    id_ = id_ + 1;\n    rows_ = rows_ + 1;\n    fields_ = fields_ + n_;\n"
+            f"    IF (MOD(rows_, {BATCH}) = 0) THEN SUSPEND;\n"
+            "  END\n"
+            f"  POST_EVENT '{p}NEW_PACKET';\n"      # wakes `transfer --follow` when this commits
+            "  SUSPEND;\n"
+            "END")

@@ -18,7 +18,8 @@ from .catalog import Column, TableInfo, key_safety, read_table, table_exists
 from .config import Config, SourceSpec
 from .db import Database, apply_plan, database_exists
 from .errors import CatalogError, ConfigError, FbauditError
-from .forms import PACK_LIMIT, changed_expr, changed_terms, key_expr, packed_expr, short_text, value_expr
+from .forms import (changed_expr, changed_terms, key_expr, pack_append, pack_append_big, packed_expr, short_text,
+                    value_expr)
 from .idents import check_length, ident_end, normalize_name, quote_ident
 from .logs import printable
 from .objects import (installed_trigger_body, is_initialized, number_versions, plan_init, require_current,
@@ -42,12 +43,6 @@ def logged_columns(info: TableInfo, exclude: Iterable[str]) -> tuple[list[Column
     logged = [c for c in info.columns if c.auditable and c.name not in excl]
     skipped = [c for c in info.columns if not c.auditable and c.name not in excl]
     return logged, skipped
-
-
-# The BLOB path of the trigger keeps appending to its VARCHAR while a field fits in this many bytes
-# (with the VARCHAR's bytes and the field's header): only long values become BLOB concatenations,
-# each of which costs about 20 us (scripts/bench_capture.py --explore, packed_blob_var).
-BIG_FLUSH = PACK_LIMIT - 100
 
 
 def plan_trigger(entry: TableEntry, info: TableInfo, prefix: str, major: int) -> list[Statement]:
@@ -82,26 +77,13 @@ def plan_trigger(entry: TableEntry, info: TableInfo, prefix: str, major: int) ->
         q = quote_ident(c.name)
         # On a key change (kc = 1) every non-NULL field is logged: the new key's first version is whole.
         cond = f"(kc = 1 AND NEW.{q} IS NOT NULL) OR {changed_expr(c, major)}"
-        # Plain concatenation: the expressions hold column names, which no format() may read.
         o, n = packed_expr(c, "OLD", major), packed_expr(c, "NEW", major)
-        fields.append(f"      IF ({cond}) THEN buf = buf || '{num},' || COALESCE(OCTET_LENGTH(" + o + "), -1) || ',' || "
-                      "COALESCE(OCTET_LENGTH(" + n + "), -1) || ';' || COALESCE(" + o + ", '') || COALESCE(" + n
-                      + ", '');")
+        fields.append(f"      IF ({cond}) THEN " + pack_append(num, o, n))
         # An insert logs the non-NULL new values, a delete the non-NULL old ones: one side, no comparison.
-        inserted.append(f"      IF (NEW.{q} IS NOT NULL) THEN buf = buf || '{num},-1,' || OCTET_LENGTH(" + n
-                        + ") || ';' || " + n + ";")
-        deleted.append(f"      IF (OLD.{q} IS NOT NULL) THEN buf = buf || '{num},' || OCTET_LENGTH(" + o
-                       + ") || ',-1;' || " + o + ";")
-        big.append(f"    IF ({cond}) THEN\n    BEGIN\n"
-                   "      bo = " + value_expr(c, "OLD", major) + ";\n"
-                   "      bn = " + value_expr(c, "NEW", major) + ";\n"
-                   f"      hd = '{num},' || COALESCE(OCTET_LENGTH(bo), -1) || ',' || COALESCE(OCTET_LENGTH(bn), -1) || ';';\n"
-                   f"      IF (OCTET_LENGTH(buf) + COALESCE(OCTET_LENGTH(bo), 0) + COALESCE(OCTET_LENGTH(bn), 0) <= {BIG_FLUSH}) THEN\n"
-                   f"        buf = buf || hd || COALESCE(CAST(bo AS VARCHAR({BIG_FLUSH}) CHARACTER SET OCTETS), '') "
-                   f"|| COALESCE(CAST(bn AS VARCHAR({BIG_FLUSH}) CHARACTER SET OCTETS), '');\n"
-                   "      ELSE\n      BEGIN\n"
-                   "        pay = pay || buf || hd || COALESCE(bo, '') || COALESCE(bn, '');\n"
-                   "        buf = '';\n      END\n    END")
+        inserted.append(f"      IF (NEW.{q} IS NOT NULL) THEN " + pack_append(num, None, n))
+        deleted.append(f"      IF (OLD.{q} IS NOT NULL) THEN " + pack_append(num, o, None))
+        big.append(f"    IF ({cond}) THEN\n    "
+                   + pack_append_big(num, value_expr(c, "OLD", major), value_expr(c, "NEW", major)))
         terms = changed_terms(c, major)
         plain.append(f"    {terms[0]}")
         exact += [f"    {t}" for t in terms[1:]]

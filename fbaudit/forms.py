@@ -74,6 +74,45 @@ def packed_expr(col: Column, ctx: str, major: int) -> str:
     return octets(value_expr(col, ctx, major), 80)
 
 
+# The BLOB path keeps appending to its VARCHAR while a field fits in this many bytes (with the
+# VARCHAR's bytes and the field's header): only long values become BLOB concatenations, each of
+# which costs about 20 us (scripts/bench_capture.py --explore, packed_blob_var).
+BIG_FLUSH = PACK_LIMIT - 100
+
+
+def pack_append(num: int, old: str | None, new: str | None) -> str:
+    """The PSQL statement appending field ``num`` to the packed change in ``buf`` (fast path).
+    ``old`` / ``new``: packed_expr of each side, or None for a side the change has not (insert,
+    delete, baseline: no NULL test, no bytes). Plain concatenation: the expressions hold column
+    names, which no format() may read."""
+    if old is None:
+        return f"buf = buf || '{num},-1,' || OCTET_LENGTH(" + new + ") || ';' || " + new + ";"
+    if new is None:
+        return f"buf = buf || '{num},' || OCTET_LENGTH(" + old + ") || ',-1;' || " + old + ";"
+    return (f"buf = buf || '{num},' || COALESCE(OCTET_LENGTH(" + old + "), -1) || ',' || COALESCE(OCTET_LENGTH("
+            + new + "), -1) || ';' || COALESCE(" + old + ", '') || COALESCE(" + new + ", '');")
+
+
+def pack_append_big(num: int, old: str | None, new: str | None, indent: str = "    ") -> str:
+    """The same for the BLOB path (``old`` / ``new``: value_expr, or None): a BEGIN ... END block that
+    appends short values to ``buf`` and moves ``buf`` and long values to the BLOB ``pay``."""
+    lines = ["BEGIN",
+             "  bo = " + (old or "NULL") + ";",
+             "  bn = " + (new or "NULL") + ";",
+             f"  hd = '{num},' || COALESCE(OCTET_LENGTH(bo), -1) || ',' || COALESCE(OCTET_LENGTH(bn), -1) || ';';",
+             f"  IF (OCTET_LENGTH(buf) + COALESCE(OCTET_LENGTH(bo), 0) + COALESCE(OCTET_LENGTH(bn), 0) <= {BIG_FLUSH}) "
+             "THEN",
+             f"    buf = buf || hd || COALESCE(CAST(bo AS VARCHAR({BIG_FLUSH}) CHARACTER SET OCTETS), '') "
+             f"|| COALESCE(CAST(bn AS VARCHAR({BIG_FLUSH}) CHARACTER SET OCTETS), '');",
+             "  ELSE",
+             "  BEGIN",
+             "    pay = pay || buf || hd || COALESCE(bo, '') || COALESCE(bn, '');",
+             "    buf = '';",
+             "  END",
+             "END"]
+    return ("\n" + indent).join(lines)
+
+
 def pack(fields: Iterable[tuple[int, bytes | None, bytes | None]]) -> bytes:
     """Python twin of the trigger's packing: (field number, old bytes, new bytes) -> packed change."""
     out = bytearray()

@@ -67,6 +67,22 @@ BENCH_DDL = ("CREATE TABLE BENCH (ID INTEGER NOT NULL PRIMARY KEY, NAME VARCHAR(
 LOGGED_FIELDS = 10      # an insert into BENCH logs every column
 
 
+def staged_fields(con) -> int:
+    """Field rows waiting in the source: the packed fields of its packets (capture 2.0) and the rows of
+    LOG_1 (packets written by an older trigger, e.g. a --snapshot before capture 2.0)."""
+    cur = con.cursor()
+    cur.execute(f"SELECT RDB$FIELD_NAME FROM RDB$RELATION_FIELDS WHERE RDB$RELATION_NAME = '{PREFIX}LOG_PACKET' "
+                "AND RDB$FIELD_NAME = 'PAYLOAD'")
+    packed = 0
+    if cur.fetchall():
+        from fbaudit.forms import unpack
+        cur.stream_blob_threshold = -1
+        cur.execute(f"SELECT PAYLOAD FROM {PREFIX}LOG_PACKET WHERE PAYLOAD IS NOT NULL")
+        packed = sum(len(unpack(r[0])) for r in cur.fetchall())
+    cur.close()
+    return packed + scalar(con, f"SELECT COUNT(*) FROM {PREFIX}LOG_1")
+
+
 def fill_sql(first: int, n: int) -> str:
     """One EXECUTE BLOCK inserting rows first .. first+n-1 into BENCH (each a packet of 10 fields)."""
     return (f"EXECUTE BLOCK AS DECLARE i INTEGER = {first - 1}; BEGIN WHILE (i < {first - 1 + n}) DO BEGIN "
@@ -340,7 +356,7 @@ def throughput_run(target: Target, batch: int, packets: int, tag: str) -> dict:
         con.commit()
     fill = time.perf_counter() - t0
     waiting = scalar(con, f"SELECT COUNT(*) FROM {PREFIX}LOG_PACKET WHERE STATE = 0")
-    fields = scalar(con, f"SELECT COUNT(*) FROM {PREFIX}LOG_1")
+    fields = staged_fields(con)
     con.close()
     say(f"  batch {batch}: backlog of {waiting} packets, {fields} field rows (filled in {fill:.1f} s)")
     PHASES.reset()
