@@ -78,39 +78,6 @@ BEGIN
   IF (on_ = 0) THEN EXIT;
   IF (dt IS DISTINCT FROM 2) THEN dt = 1;
   IF (INSERTING) THEN op = 1; ELSE IF (UPDATING) THEN op = 2; ELSE op = 3;
-  IF (op = 2 AND NOT (
-{{CHANGED}}
-  )) THEN EXIT;
-  -- Author and comment: decoded by TXT once per transaction and value (the decoded text is kept
-  -- in FBAUDIT_AUTHOR_TEXT beside the bytes it came from, FBAUDIT_AUTHOR_SEEN), then reused.
-  -- The two blocks are written out, not a third function: a local function call costs about
-  -- 5 us per row (scripts/bench_charset.py), the blocks a few context lookups.
-  raw = LEFT(RDB$GET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_AUTHOR'), 1020);
-  IF (raw IS NOT NULL) THEN
-  BEGIN
-    seen = LEFT(RDB$GET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_AUTHOR_SEEN'), 1020);
-    IF (seen = raw AND OCTET_LENGTH(seen) = OCTET_LENGTH(raw)) THEN
-      author = RDB$GET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_AUTHOR_TEXT');
-    ELSE
-    BEGIN
-      author = TXT(raw, NULL);
-      dt_ = RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_AUTHOR_TEXT', author);
-      dt_ = RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_AUTHOR_SEEN', raw);
-    END
-  END
-  raw = LEFT(RDB$GET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_COMMENT'), 1020);
-  IF (raw IS NOT NULL) THEN
-  BEGIN
-    seen = LEFT(RDB$GET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_COMMENT_SEEN'), 1020);
-    IF (seen = raw AND OCTET_LENGTH(seen) = OCTET_LENGTH(raw)) THEN
-      note = RDB$GET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_COMMENT_TEXT');
-    ELSE
-    BEGIN
-      note = TXT(raw, NULL);
-      dt_ = RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_COMMENT_TEXT', note);
-      dt_ = RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_COMMENT_SEEN', raw);
-    END
-  END
   -- A key change is logged as what it is: on the old key a packet "key_change_away" (7, no fields),
   -- on the new key, with the next packet id, "key_change" (6) holding the whole row, old and new
   -- sides, so each key's history is complete and the two link up (docs/versions.md).
@@ -146,7 +113,41 @@ BEGIN
     pay = pay || buf;
   END
   ELSE
+  BEGIN
+    -- An update that changed no logged field (as the packing's tests tell): no packet at all.
+    IF (op = 2 AND kc = 0 AND OCTET_LENGTH(buf) = 0) THEN EXIT;
     pay = buf;
+  END
+  -- Author and comment: decoded by TXT once per transaction and value (the decoded text is kept
+  -- in FBAUDIT_AUTHOR_TEXT beside the bytes it came from, FBAUDIT_AUTHOR_SEEN), then reused.
+  -- The two blocks are written out, not a third function: a local function call costs about
+  -- 5 us per row (scripts/bench_charset.py), the blocks a few context lookups.
+  raw = LEFT(RDB$GET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_AUTHOR'), 1020);
+  IF (raw IS NOT NULL) THEN
+  BEGIN
+    seen = LEFT(RDB$GET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_AUTHOR_SEEN'), 1020);
+    IF (seen = raw AND OCTET_LENGTH(seen) = OCTET_LENGTH(raw)) THEN
+      author = RDB$GET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_AUTHOR_TEXT');
+    ELSE
+    BEGIN
+      author = TXT(raw, NULL);
+      dt_ = RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_AUTHOR_TEXT', author);
+      dt_ = RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_AUTHOR_SEEN', raw);
+    END
+  END
+  raw = LEFT(RDB$GET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_COMMENT'), 1020);
+  IF (raw IS NOT NULL) THEN
+  BEGIN
+    seen = LEFT(RDB$GET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_COMMENT_SEEN'), 1020);
+    IF (seen = raw AND OCTET_LENGTH(seen) = OCTET_LENGTH(raw)) THEN
+      note = RDB$GET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_COMMENT_TEXT');
+    ELSE
+    BEGIN
+      note = TXT(raw, NULL);
+      dt_ = RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_COMMENT_TEXT', note);
+      dt_ = RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_COMMENT_SEEN', raw);
+    END
+  END
   IF (kc = 1) THEN
   BEGIN
     pk = GEN_ID({{P}}LOG_PACKET_ID, 2) - 1;

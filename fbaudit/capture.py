@@ -18,7 +18,7 @@ from .catalog import Column, TableInfo, key_safety, read_table, table_exists
 from .config import Config, SourceSpec
 from .db import Database, apply_plan, database_exists
 from .errors import CatalogError, ConfigError, FbauditError
-from .forms import (changed_expr, changed_terms, key_expr, pack_append, pack_append_big, packed_expr, short_text,
+from .forms import (changed_expr, key_expr, pack_append, pack_append_big, packed_expr, short_text,
                     value_expr)
 from .idents import check_length, ident_end, normalize_name, quote_ident
 from .logs import printable
@@ -72,7 +72,7 @@ def plan_trigger(entry: TableEntry, info: TableInfo, prefix: str, major: int) ->
         else:
             a_new, a_old = value_expr(ac, "NEW", major), value_expr(ac, "OLD", major)
         author = f"IIF(:op = 3, {a_old}, {a_new}), "
-    fields, inserted, deleted, big, plain, exact = [], [], [], [], [], []
+    fields, inserted, deleted, big = [], [], [], []
     for num, c in logged:
         q = quote_ident(c.name)
         # On a key change (kc = 1) every non-NULL field is logged: the new key's first version is whole.
@@ -84,15 +84,10 @@ def plan_trigger(entry: TableEntry, info: TableInfo, prefix: str, major: int) ->
         deleted.append(f"      IF (OLD.{q} IS NOT NULL) THEN " + pack_append(num, o, None))
         big.append(f"    IF ({cond}) THEN\n    "
                    + pack_append_big(num, value_expr(c, "OLD", major), value_expr(c, "NEW", major)))
-        terms = changed_terms(c, major)
-        plain.append(f"    {terms[0]}")
-        exact += [f"    {t}" for t in terms[1:]]
     trig = trigger_name(prefix, entry.number)
     check_length(trig, major_version=major, what="trigger")
     return templates.render(
         "audit_trigger", P=prefix, TRIGGER=trig, TABLE=quote_ident(entry.name), NUM_TABLE=str(entry.number),
-        # Every plain test first: an update that changes any field ends the check there.
-        CHANGED=" OR\n".join(plain + exact),
         # The cheap test first: only when a key column changed are the key texts compared.
         KEY_COLUMNS_CHANGED=" OR ".join(f"NEW.{quote_ident(c.name)} IS DISTINCT FROM OLD.{quote_ident(c.name)}"
                                         for c in key_cols),

@@ -207,9 +207,10 @@ def test_the_renderer_inserts_values_after_splitting_and_stripping_comments():
     """A value holding a line of only ^ or a line starting with -- stays inside its statement, whole."""
     from fbaudit import templates
     name = '"A\n^\n-- x {{P}} ?"'
-    values = dict(P="FBA_", TRIGGER="FBA_AUDIT_1", TABLE=name, NUM_TABLE="1", CHANGED=f"    NEW.{name} IS NULL",
+    values = dict(P="FBA_", TRIGGER="FBA_AUDIT_1", TABLE=name, NUM_TABLE="1",
                   KEY_COLUMNS_CHANGED="FALSE", NEW_KEY="'k'", OLD_KEY="'k'", AUTHOR="", DB_CHARSET_ID="0",
-                  CHARSETS="", FIELDS=f"  -- {name}\n^\n", INSERTED="", DELETED="", BIG_FIELDS="")
+                  CHARSETS="", FIELDS=f"  -- {name}\n^\n", INSERTED=f"    NEW.{name} IS NULL", DELETED="",
+                  BIG_FIELDS="")
     stmts = templates.render("audit_trigger", **values)
     assert len(stmts) == 5 and stmts[0].sql.startswith(f"CREATE OR ALTER TRIGGER FBA_AUDIT_1 FOR {name}\n")
     assert stmts[0].sql.count(name) == 3 and f"  -- {name}\n^\n" in stmts[0].sql
