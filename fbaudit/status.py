@@ -108,6 +108,9 @@ def _read_source(config: Config, spec: SourceSpec) -> dict:
                     oldest_packet=first.isoformat(sep=" ", timespec="seconds") if first else None,
                     oldest_packet_age_s=round(float(first_age), 1) if first else None,
                     tables=tables,
+                    # Packets stay in the main database until rotation deletes them (shipped ones too);
+                    # their fields are packed inside them, or rows of LOG_n (packets of an older fbaudit).
+                    staged_packets=sum(counts.values()),
                     data_table_rows={f"LOG_{n}": db.scalar(f"SELECT COUNT(*) FROM {p}LOG_{n}") for n in (1, 2, 3)},
                     last_rotation=last_rotation(db, p))
         db.commit()
@@ -188,15 +191,17 @@ def _judge(st: SourceStatus, config: Config, now: datetime, limits: Thresholds, 
             now - datetime.fromisoformat(rot["started_at"]) > two_periods:
         st.add(WARNING, f"rotation #{rot['id']} postponed since {rot['started_at']}: {rot['message']}")
     rows = sum(item["data_table_rows"].values())
+    staged = item.get("staged_packets") or 0
     last = datetime.fromisoformat(rot["started_at"]) if rot and rot["started_at"] else None
     if last is not None:      # started_at is on the rotation clock, like ``now``
         overdue, since = now - last > two_periods, f"{last:%Y-%m-%d %H:%M}"
     else:                     # never rotated: the oldest packet's age, on the source's clock
         age = item.get("oldest_packet_age_s")
         overdue, since = age is not None and age > two_periods.total_seconds(), (item.get('oldest_packet') or '')[:16]
-    if rows and overdue and not (rot and rot["outcome"] in ("failed", "postponed")):
+    if (rows or staged) and overdue and not (rot and rot["outcome"] in ("failed", "postponed")):
         st.add(WARNING, f"no rotation since {since}" + ("" if last else " (never rotated)")
-               + f": {rows} rows in the staging tables; is `fbaudit rotate` scheduled daily?")
+               + f": {staged} packets" + (f" and {rows} field rows" if rows else "")
+               + " in the staging tables; is `fbaudit rotate` scheduled daily?")
 
 
 def status(config: Config, *, source: str | None = None, workers: int = 4,
@@ -278,7 +283,7 @@ def screen(data: dict, *, detail: bool) -> list[str]:
     if data["log"]["error"]:
         lines.append(f"  log database: {data['log']['error'].splitlines()[0]}")
     head = ("SOURCE", "HEALTH", "LOGGING", "TABLES", "BACKLOG", "OLDEST", "FAILED", "LAST TRANSFER",
-            "LAST ROTATION", "STAGING ROWS")
+            "LAST ROTATION", "STAGING")
     rows = []
     order = sorted(data["sources"], key=lambda i: -LEVELS[i["health"]])
     for i in order:
@@ -295,7 +300,8 @@ def screen(data: dict, *, detail: bool) -> list[str]:
             age_text(i.get("oldest_waiting_age_s")) if i["waiting"] else "-", str(i["failed"]),
             f"{_short_time(run.get('at'), today)} {run.get('outcome', '')}".strip() if run.get("at") else "never",
             f"{_short_time(rot['started_at'], today)} {rot['outcome']}" if rot else "never",
-            "/".join(str(staging[f"LOG_{n}"]) for n in (1, 2, 3)) + f" (in use: LOG_{i['data_table']})"))
+            f"{i.get('staged_packets', 0)} packets, rows " + "/".join(str(staging[f"LOG_{n}"]) for n in (1, 2, 3))
+            + f" (in use: LOG_{i['data_table']})"))
     widths = [max(len(r[c]) for r in rows + [head]) for c in range(len(head))]
     fmt = lambda r: "  ".join(v.ljust(w) if c < len(head) - 1 else v for c, (v, w) in enumerate(zip(r, widths)))
     lines.append("")
@@ -333,7 +339,7 @@ def _detail(item: dict) -> list[str]:
     rows = item["data_table_rows"]
     rot = item["last_rotation"]
     out.append(
-        f"{name}: data tables: triggers write to LOG_{item['data_table']}; rows "
+        f"{name}: staging: {item.get('staged_packets', 0)} packets; triggers write to LOG_{item['data_table']}; rows "
         + ", ".join(f"{k} {v}" for k, v in rows.items()) + "; last rotation: "
         + (f"#{rot['id']} of LOG_{rot['table']} started {rot['started_at']}, {rot['outcome']}"
            + (f" at phase {rot['phase']}" if rot["outcome"] != "done" else

@@ -394,3 +394,20 @@ def test_rotate_and_status_warn_on_a_server_that_can_crash(audited):
     assert any("issue 8817" in w and "3.0.14" in w for w in res.warnings) == at_risk, res.warnings
     problems = capture.status(audited.config).data["sources"][0]["problems"]
     assert any("issue 8817" in p["message"] for p in problems) == at_risk, problems
+
+
+def test_status_warns_when_packets_pile_up_without_rotation(audited):
+    """Packed packets leave LOG_n empty: the "no rotation" warning counts the packets in the main
+    database (shipped ones stay until rotation deletes them)."""
+    rotate(audited, now=DAY0)                                           # a rotation on record, done
+    run_sql(audited, ["INSERT INTO ITEM VALUES (1, 'a', 1)", "INSERT INTO ITEM VALUES (2, 'b', 2)"])
+    transfer.transfer(audited.config)
+    late = dataclasses.replace(audited.config, rotation=dataclasses.replace(
+        audited.config.rotation, clock=DAY0 + timedelta(days=3)))
+    res = capture.status(late)
+    item = res.data["sources"][0]
+    assert item["staged_packets"] == 2 and item["data_table_rows"] == {"LOG_1": 0, "LOG_2": 0, "LOG_3": 0}
+    assert [p["message"] for p in item["problems"] if p["message"].startswith("no rotation since")] == [
+        f"no rotation since {DAY0:%Y-%m-%d %H:%M}: 2 packets in the staging tables; is `fbaudit rotate` "
+        "scheduled daily?"]
+    assert "2 packets, rows 0/0/0" in "\n".join(res.lines) or "staging: 2 packets" in "\n".join(res.lines)
