@@ -147,9 +147,13 @@ def require_init(db: Database, prefix: str) -> None:
 def require_current(db: Database, prefix: str) -> None:
     """Before installing triggers: the staging objects they use exist (an older init lacks some)."""
     require_init(db, prefix)
-    if not table_exists(db, prefix + "LOG_QUIET"):
+    missing = next((name for name, have in (
+        (f"{prefix}LOG_QUIET", table_exists(db, prefix + "LOG_QUIET")),
+        (f"{prefix}LOG_PACKET.PAYLOAD", "LOG_PACKET.PAYLOAD" in existing_objects(db, prefix, ["LOG_PACKET.PAYLOAD"])))
+        if not have), None)
+    if missing:
         raise FbauditError(f"Database {db.spec.describe()} has the staging objects of an older fbaudit "
-                           f"({prefix}LOG_QUIET is missing). Run `fbaudit init` (it adds what is missing), "
+                           f"({missing} is missing). Run `fbaudit init` (it adds what is missing), "
                            "then `fbaudit sync`.")
 
 

@@ -674,6 +674,10 @@ def explore_variants() -> list[tuple[str, str, list[str]]]:
         ("packet_only", "LOG_INFO read, LOG_PACKET row, POST_EVENT; no field rows", v(fields="none")),
         ("no_handler", "fbaudit's trigger without the WHEN ANY handler of its packing block (no savepoint)",
          ["@EDIT WHEN ANY DO big = 1;"]),
+        ("no_tx_columns", "fbaudit's trigger without the per-transaction values in its packet row (user, address, "
+                          "transaction, comment: NULL), as if they went to one row per transaction",
+         ["@EDIT CURRENT_USER, RDB$GET_CONTEXT('SYSTEM', 'CLIENT_ADDRESS'), CURRENT_TRANSACTION, :note, :pay);"
+          "=>NULL, NULL, NULL, NULL, :pay);"]),
         ("no_state_index", "fbaudit's trigger, LOG_PACKET without its (STATE, ID) index",
          [f"DROP INDEX {p}LOG_PACKET_STATE"]),
         ("no_event", "without POST_EVENT", v(event="none")),
@@ -731,14 +735,15 @@ def run_explore(target: Target, args: argparse.Namespace, log_dsn: str, result: 
                 for s in stmts:
                     if s == "COMMIT":
                         _commit(con)
-                    elif s.startswith("@EDIT "):      # fbaudit's own trigger with one piece of text removed
+                    elif s.startswith("@EDIT "):      # fbaudit's own trigger, one text replaced ("old=>new") or removed
                         cur = con.cursor()
                         cur.execute(f"SELECT RDB$TRIGGER_SOURCE FROM RDB$TRIGGERS WHERE RDB$TRIGGER_NAME = '{PREFIX}AUDIT_1'")
                         body = cur.fetchone()[0]
                         body = body.read() if hasattr(body, "read") else body
                         cur.close()
                         con.execute_immediate(f"CREATE OR ALTER TRIGGER {PREFIX}AUDIT_1 FOR BENCH ACTIVE AFTER INSERT "
-                                              "OR UPDATE OR DELETE POSITION 32000\n" + body.replace(s[6:], ""))
+                                              "OR UPDATE OR DELETE POSITION 32000\n"
+                                              + body.replace(*(s[6:].split("=>") + [""])[:2]))
                     else:
                         con.execute_immediate(s)
                 con.commit()

@@ -631,6 +631,8 @@ def test_upgrade_from_field_rows_ships_waiting_packets_exactly_once(audited):
         db.commit()
     before = transfer.transfer(audited.config)
     assert before.errors and "fbaudit init" in str(before.errors[0][1]) and before.data["packets"] == 0
+    with pytest.raises(FbauditError, match=r"LOG_PACKET\.PAYLOAD is missing.*fbaudit init"):
+        capture.sync(audited.config)          # the new trigger needs the column: init first, nothing changed
     res = capture.init(audited.config)
     assert any("PAYLOAD" in line for line in res.lines) and any("PACKETS_INS" in line for line in res.lines), res.lines
     capture.sync(audited.config)
