@@ -123,10 +123,13 @@ def take(open_db, spec: SourceSpec, config: Config, entry: TableEntry, info: Tab
             db.con.begin()
             cur = db.con.cursor()
             cur.execute("SELECT CURRENT_TRANSACTION FROM RDB$DATABASE")      # the snapshot starts here
-            cur.fetchall()
-            # The transfer's fast check may have settled on a sequence value above the reserved ids;
-            # reset now that this transaction is alive: until it commits, no check can settle again.
-            flag.execute(f"UPDATE {p}LOG_PACKET_FLAG SET SEEN_ID = -1 WHERE SEEN_ID <> -1")
+            tx = cur.fetchone()[0]
+            # The transfer's fast check may have settled on a sequence value above the reserved ids.
+            # Reset it now that this transaction is alive, to a value no earlier read can hold (a check
+            # that read the flag before would otherwise still set its value with its compare-and-set);
+            # a check that reads it from now on sees this transaction alive and cannot settle until
+            # it has committed, and then finds its packets waiting.
+            flag.execute(f"UPDATE {p}LOG_PACKET_FLAG SET SEEN_ID = ?", (-1 - tx,))
             flag.commit()
             cur.execute(sql, (first, last, started, author, COMMENT))
             for rows, nfields in cur:

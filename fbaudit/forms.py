@@ -55,23 +55,28 @@ PACK_BLOB_FAST = 8000        # a BLOB value up to this many bytes is packed in t
 _UTF8_MAX_CHARS = 8191       # the widest VARCHAR ... CHARACTER SET UTF8
 
 
-def packed_expr(col: Column, ctx: str, major: int) -> str:
+def packed_expr(col: Column, ctx: str, major: int) -> tuple[str, str | None]:
     """value_expr as a ``VARCHAR(n) CHARACTER SET OCTETS`` for the trigger's fast path, ``n`` the
-    widest value the column holds today. A wider value (the column widened later, a long BLOB)
-    makes the cast fail, and the trigger packs that change again through pack_blob_expr: a changed
-    column never fails the application's write (docs/capture.md)."""
+    widest value the column holds today, and the condition under which the value does not fit
+    (None: it always does). A cast to a shorter string drops trailing pad characters without an
+    error (0x00 for OCTETS, blanks for text), so the length is tested, not left to the cast: a
+    wider value (a column widened later, a long BLOB) sets ``big``, and the trigger packs that
+    change through the BLOB path, with value_expr itself (docs/capture.md "The packed change")."""
     ref = f"{ctx}.{quote_ident(col.name)}"
 
     def octets(expr: str, n: int) -> str:
-        return f"CAST({expr} AS VARCHAR({max(1, min(n, 32765))}) CHARACTER SET OCTETS)"
+        return f"CAST({expr} AS VARCHAR({n}) CHARACTER SET OCTETS)"
     if col.kind == "binary":
-        return octets(ref, PACK_BLOB_FAST if col.is_blob else (col.char_length or 1))
+        n = PACK_BLOB_FAST if col.is_blob else max(1, min(col.char_length or 1, 32765))
+        return octets(ref, n), f"OCTET_LENGTH({ref}) > {n}"
     if col.kind == "text":
-        chars = min(PACK_BLOB_FAST // 4, _UTF8_MAX_CHARS) if col.is_blob else min(col.char_length or 1, _UTF8_MAX_CHARS)
+        chars = PACK_BLOB_FAST // 4 if col.is_blob else max(1, min(col.char_length or 1, _UTF8_MAX_CHARS))
         if col.charset in ("UTF8",):
-            return octets(ref, chars * 4)
-        return octets(f"CAST({ref} AS VARCHAR({chars}) CHARACTER SET UTF8)", chars * 4)
-    return octets(value_expr(col, ctx, major), 80)
+            return octets(ref, chars * 4), f"OCTET_LENGTH({ref}) > {chars * 4}"
+        # Bytes first for a BLOB (its header, no reading): at most one byte a character, never too few.
+        too_long = f"OCTET_LENGTH({ref}) > {chars}" if col.is_blob else f"CHAR_LENGTH({ref}) > {chars}"
+        return octets(f"CAST({ref} AS VARCHAR({chars}) CHARACTER SET UTF8)", chars * 4), too_long
+    return octets(value_expr(col, ctx, major), 80), None
 
 
 # The BLOB path keeps appending to its VARCHAR while a field fits in this many bytes (with the
@@ -80,17 +85,23 @@ def packed_expr(col: Column, ctx: str, major: int) -> str:
 BIG_FLUSH = PACK_LIMIT - 100
 
 
-def pack_append(num: int, old: str | None, new: str | None) -> str:
-    """The PSQL statement appending field ``num`` to the packed change in ``buf`` (fast path).
-    ``old`` / ``new``: packed_expr of each side, or None for a side the change has not (insert,
-    delete, baseline: no NULL test, no bytes). Plain concatenation: the expressions hold column
-    names, which no format() may read."""
+def pack_append(num: int, old: tuple[str, str | None] | None, new: tuple[str, str | None] | None) -> str:
+    """The PSQL statement appending field ``num`` to the packed change in ``buf`` (fast path), or
+    setting ``big`` when a side does not fit. ``old`` / ``new``: packed_expr of each side, or None
+    for a side the change has not (insert, delete, baseline: no NULL test, no bytes). Plain
+    concatenation: the expressions hold column names, which no format() may read."""
     if old is None:
-        return f"buf = buf || '{num},-1,' || OCTET_LENGTH(" + new + ") || ';' || " + new + ";"
-    if new is None:
-        return f"buf = buf || '{num},' || OCTET_LENGTH(" + old + ") || ',-1;' || " + old + ";"
-    return (f"buf = buf || '{num},' || COALESCE(OCTET_LENGTH(" + old + "), -1) || ',' || COALESCE(OCTET_LENGTH("
-            + new + "), -1) || ';' || COALESCE(" + old + ", '') || COALESCE(" + new + ", '');")
+        append = f"buf = buf || '{num},-1,' || OCTET_LENGTH(" + new[0] + ") || ';' || " + new[0] + ";"
+    elif new is None:
+        append = f"buf = buf || '{num},' || OCTET_LENGTH(" + old[0] + ") || ',-1;' || " + old[0] + ";"
+    else:
+        append = (f"buf = buf || '{num},' || COALESCE(OCTET_LENGTH(" + old[0] + "), -1) || ',' || "
+                  "COALESCE(OCTET_LENGTH(" + new[0] + "), -1) || ';' || COALESCE(" + old[0] + ", '') || COALESCE("
+                  + new[0] + ", '');")
+    guards = [side[1] for side in (old, new) if side is not None and side[1] is not None]
+    if not guards:
+        return append
+    return "BEGIN IF (" + " OR ".join(guards) + ") THEN big = 1; ELSE " + append + " END"
 
 
 def pack_append_big(num: int, old: str | None, new: str | None, indent: str = "    ") -> str:

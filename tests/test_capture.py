@@ -504,3 +504,32 @@ def test_the_trigger_writes_one_record_per_change(project):
     assert stats["BULK"] == (4000, 3000, 3000)
     assert stats[f"{project.prefix}LOG_PACKET"] == (10000, 0, 0)
     assert not any(name in stats for name in (f"{project.prefix}LOG_{n}" for n in (1, 2, 3)))
+
+
+def test_values_the_fast_path_cannot_hold_are_logged_whole(project):
+    """A cast to a shorter string drops trailing pad characters without an error, so the trigger
+    tests each value's length: a binary BLOB over 8,000 bytes ending in zero bytes, a WIN1251 text
+    BLOB over 2,000 characters ending in blanks, and CHAR / BINARY columns widened after the
+    trigger was made (always padded) are logged whole, through the BLOB path."""
+    octets = "BINARY" if project.target.major >= 4 else "CHAR"
+    project.sql("CREATE TABLE PADS (ID INTEGER NOT NULL PRIMARY KEY, B BLOB SUB_TYPE BINARY, "
+                "T BLOB SUB_TYPE TEXT CHARACTER SET WIN1251, C CHAR(5) CHARACTER SET WIN1251, "
+                f"O {octets}(4){' CHARACTER SET OCTETS' if octets == 'CHAR' else ''}, U CHAR(3) CHARACTER SET UTF8)")
+    capture.init(project.config)
+    capture.enable(project.config, "PADS")
+    project.sql("ALTER TABLE PADS ALTER C TYPE CHAR(10) CHARACTER SET WIN1251",
+                f"ALTER TABLE PADS ALTER O TYPE {octets}(8){' CHARACTER SET OCTETS' if octets == 'CHAR' else ''}",
+                "ALTER TABLE PADS ALTER U TYPE CHAR(30) CHARACTER SET UTF8")
+    blob = b"\x01\x02" + b"\x00" * 9998
+    text = "Жук" + " " * 2500
+    run_sql(project, ["INSERT INTO PADS VALUES (1, ?, ?, ?, ?, ?)"],
+            {0: (blob, text, "Жук", b"\x07", "€" * 10)})
+    run_sql(project, ["UPDATE PADS SET C = 'abc' WHERE ID = 1"])
+    run_sql(project, ["DELETE FROM PADS"])
+    ins, upd, dele = packets(project)
+    assert ins.changes["B"]["new"] == blob.hex() and ins.changes["T"]["new"] == text
+    assert ins.changes["C"]["new"] == "Жук" + " " * 7                  # CHAR(10): padded to its new width
+    assert ins.changes["O"]["new"] == "07" + "00" * 7
+    assert ins.changes["U"]["new"] == "€" * 10 + " " * 20
+    assert upd.changes == {"C": {"old": "Жук" + " " * 7, "new": "abc" + " " * 7}}
+    assert dele.changes["B"]["old"] == blob.hex() and dele.changes["C"]["old"] == "abc" + " " * 7
