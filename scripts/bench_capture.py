@@ -379,10 +379,13 @@ def writer(w: int, writers: int, rows_per_writer: int, dsn: str, user: str, pass
     res = {"writer": w, "ok": 0, "failed": 0, "errors": Counter(), "elapsed": 0.0, "setup_error": None}
     con = None
     try:
+        if fb_root:      # process mode, embedded: a SuperClassic copy of the runtime (fbaudit.runtime.shared_root),
+            # chosen before the client library loads: load_client() initialises the engine at once, which
+            # reads firebird.conf then (setting $FIREBIRD afterwards left each writer its own Super engine:
+            # "Database already opened with engine instance, incompatible with current")
+            os.environ["FBAUDIT_EMBEDDED_SHARED"] = "1"
         from fbaudit.runtime import load_client
         load_client()
-        if fb_root:      # process mode, embedded: the SuperClassic copy of the runtime
-            os.environ["FIREBIRD"] = fb_root
         from firebird.driver import Isolation, connect, tpb
         con = connect(dsn, user=user, password=password, charset="UTF8")
         iso = Isolation.SNAPSHOT if isolation == "snapshot" else Isolation.READ_COMMITTED_RECORD_VERSION
