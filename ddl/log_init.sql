@@ -158,7 +158,6 @@ AS
   DECLARE tx_ BIGINT;
   DECLARE hash_ BIGINT;
   DECLARE prev_ BIGINT;
-  DECLARE packed_ SMALLINT;
   DECLARE v_ VARCHAR(8000) CHARACTER SET OCTETS;
   DECLARE b_ BLOB SUB_TYPE BINARY;
   DECLARE pos_ INTEGER;
@@ -173,18 +172,18 @@ BEGIN
   tx_ = CURRENT_TRANSACTION;
   FOR EXECUTE STATEMENT (
         'SELECT ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, DB_USER, CLIENT_ADDRESS, '
-        || 'TRANSACTION_ID, CHANGE_COMMENT, IIF(PAYLOAD IS NULL, 0, 1), '
+        || 'TRANSACTION_ID, CHANGE_COMMENT, '
         || 'IIF(OCTET_LENGTH(PAYLOAD) <= 8000, CAST(PAYLOAD AS VARCHAR(8000) CHARACTER SET OCTETS), NULL), '
         || 'IIF(OCTET_LENGTH(PAYLOAD) > 8000, PAYLOAD, NULL) '
         || 'FROM {{P}}LOG_PACKET WHERE STATE = 0 AND ID BETWEEN :lo AND :hi ORDER BY ID')
       (lo := :LO, hi := :HI)
       ON EXTERNAL :BASE_ AS USER :USER_ PASSWORD :PASS_ ROLE :ROLE_
       INTO :PACKET_ID, :created_, :op_, :num_table_, :DATA_TABLE, :key_, :author_, :user_name_, :address_,
-           :txn_, :comment_, :packed_, :v_, :b_
+           :txn_, :comment_, :v_, :b_
   DO
   BEGIN
     NEW_ = 0;
-    FIELDS_ = IIF(packed_ = 1, 0, NULL);
+    FIELDS_ = IIF(v_ IS NULL AND b_ IS NULL, NULL, 0);   -- no PAYLOAD: a packet of an older fbaudit
     -- Already here: the same packet (a rerun after a kill), unless the source's
     -- packet ids restarted (re-initialised or restored from a backup): then
     -- NEW_ = 2 and the transfer stops instead of taking a new change for an old one.

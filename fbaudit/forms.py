@@ -124,17 +124,9 @@ def pack_append_big(num: int, old: str | None, new: str | None, indent: str = " 
     return ("\n" + indent).join(lines)
 
 
-def pack(fields: Iterable[tuple[int, bytes | None, bytes | None]]) -> bytes:
-    """Python twin of the trigger's packing: (field number, old bytes, new bytes) -> packed change."""
-    out = bytearray()
-    for num, old, new in fields:
-        out += f"{num},{-1 if old is None else len(old)},{-1 if new is None else len(new)};".encode("ascii")
-        out += (old or b"") + (new or b"")
-    return bytes(out)
-
-
 def unpack(raw: bytes | None) -> list[tuple[int, bytes | None, bytes | None]]:
-    """A packed change -> [(field number, old bytes or None for NULL, new bytes or None)]."""
+    """A packed change (docs/capture.md "The packed change") -> [(field number, old bytes or None for
+    NULL, new bytes or None)]."""
     if raw is None:
         return []
     if hasattr(raw, "read"):

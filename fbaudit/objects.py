@@ -144,17 +144,29 @@ def require_init(db: Database, prefix: str) -> None:
                            f"(prefix {prefix!r}). Run `fbaudit init` first.")
 
 
+def packed_staging(db: Database, prefix: str) -> bool:
+    """The main database's staging has LOG_PACKET.PAYLOAD, which the packed trigger writes (capture 2.0)."""
+    return "LOG_PACKET.PAYLOAD" in existing_objects(db, prefix, ["LOG_PACKET.PAYLOAD"])
+
+
+def log_unpacks(db: Database, prefix: str) -> bool:
+    """The log database's PACKETS_INS unpacks packed changes (it returns FIELDS_); an older one would
+    ship a packed change without its fields."""
+    found = db.scalar("SELECT COUNT(*) FROM RDB$PROCEDURE_PARAMETERS WHERE RDB$PROCEDURE_NAME = ? "
+                      "AND RDB$PARAMETER_NAME = 'FIELDS_'", (f"{prefix}PACKETS_INS",))
+    db.commit()
+    return bool(found)
+
+
 def require_current(db: Database, prefix: str) -> None:
     """Before installing triggers: the staging objects they use exist (an older init lacks some)."""
     require_init(db, prefix)
-    missing = next((name for name, have in (
-        (f"{prefix}LOG_QUIET", table_exists(db, prefix + "LOG_QUIET")),
-        (f"{prefix}LOG_PACKET.PAYLOAD", "LOG_PACKET.PAYLOAD" in existing_objects(db, prefix, ["LOG_PACKET.PAYLOAD"])))
-        if not have), None)
-    if missing:
-        raise FbauditError(f"Database {db.spec.describe()} has the staging objects of an older fbaudit "
-                           f"({missing} is missing). Run `fbaudit init` (it adds what is missing), "
-                           "then `fbaudit sync`.")
+    for name, have in ((f"{prefix}LOG_QUIET", lambda: table_exists(db, prefix + "LOG_QUIET")),
+                       (f"{prefix}LOG_PACKET.PAYLOAD", lambda: packed_staging(db, prefix))):
+        if not have():
+            raise FbauditError(f"Database {db.spec.describe()} has the staging objects of an older fbaudit "
+                               f"({name} is missing). Run `fbaudit init` (it adds what is missing), "
+                               "then `fbaudit sync`.")
 
 
 def trigger_exists(db: Database, prefix: str, number: int) -> bool:

@@ -6,9 +6,10 @@ One batch (docs/transfer.md):
 2. in ONE log-database transaction: lock the source's row in ``SOURCES``;
    ``PACKETS_INS`` pulls the packets of that id range from the source
    (EXECUTE STATEMENT ... ON EXTERNAL), inserts those not yet in the log (the
-   primary key SOURCE_ID + PACKET_ID) and returns every id it saw;
-   ``BLOB_INS`` pulls their field rows and BLOBs, one call per data table;
-   commit;
+   primary key SOURCE_ID + PACKET_ID), with their fields unpacked from each
+   packet's PAYLOAD into LOG rows, and returns every id it saw; for packets
+   written before capture 2.0 (no PAYLOAD) ``BLOB_INS`` pulls their field rows
+   from LOG_<n>, one call per data table; commit;
 3. mark the returned packets processed in the source; commit.
 
 A kill between 2 and 3 leaves packets that are in the log but not marked; the
@@ -29,7 +30,7 @@ from .catalog import table_exists
 from .config import Config, SourceSpec
 from .db import Database, guard
 from .errors import ConnectionLost, DatabaseError, FbauditError, SourceBusy
-from .objects import require_init
+from .objects import log_unpacks, packed_staging, require_init
 from .sources import Result, block_signals, is_connection_error, one_source, open_source, worker_pool
 
 log = logging.getLogger("fbaudit.transfer")
@@ -142,13 +143,6 @@ class SourceTransfer:
             raise FbauditError(f"{self.spec.describe()}: staging objects were made by an older development "
                                f"version of fbaudit (schema {version}, needs {SCHEMA_VERSION}); "
                                "disable the tables, drop the FBA_ objects and run `fbaudit init` again.")
-        packed = self.main.scalar("SELECT COUNT(*) FROM RDB$RELATION_FIELDS WHERE RDB$RELATION_NAME = ? "
-                                  "AND RDB$FIELD_NAME = 'PAYLOAD'", (f"{self.p}LOG_PACKET",))
-        self.main.commit()
-        if not packed:
-            raise FbauditError(f"{self.spec.describe()}: staging objects were made by an older fbaudit, "
-                               "before the packed change: run `fbaudit init` (then `fbaudit sync`) to upgrade "
-                               "them; packets already captured still ship, exactly once.")
 
     def open_log(self) -> None:
         """The log connection, opened when there is something to ship: with nothing new a run
@@ -165,14 +159,16 @@ class SourceTransfer:
             raise FbauditError(f"Source {self.spec.name!r} is not registered in the log database "
                                f"{self.config.log.describe()}; run `fbaudit init` first.")
         self.source_id, self.fingerprint = row[0]
-        # PACKETS_INS of an older fbaudit would ship a packed change without its fields.
-        unpacks = self.logdb.scalar("SELECT COUNT(*) FROM RDB$PROCEDURE_PARAMETERS WHERE RDB$PROCEDURE_NAME = ? "
-                                    "AND RDB$PARAMETER_NAME = 'FIELDS_'", (f"{self.p}PACKETS_INS",))
-        self.logdb.commit()
-        if not unpacks:
+        # Both databases in this fbaudit's form, checked once a connection, only when there is
+        # something to ship (not on the fast check's path).
+        if not packed_staging(self.main, self.p):
+            raise FbauditError(f"{self.spec.describe()}: staging objects were made by an older fbaudit "
+                               f"({self.p}LOG_PACKET.PAYLOAD is missing): run `fbaudit init`, then `fbaudit "
+                               "sync`, to upgrade them; packets already captured ship after that, exactly once.")
+        if not log_unpacks(self.logdb, self.p):
             raise FbauditError(f"The log database {self.config.log.describe()} was set up by an older fbaudit "
-                               "that cannot read packed changes; run `fbaudit init` to upgrade it. Nothing "
-                               "was shipped.")
+                               f"({self.p}PACKETS_INS cannot read the fields of newer packets); run `fbaudit "
+                               "init` to upgrade it. Nothing was shipped.")
 
     def close(self) -> None:
         for db in (self.main, self.logdb):

@@ -575,11 +575,11 @@ def model_trigger(*, info: str = "read", event: str = "each", context: bool = Tr
     event   each: POST_EVENT per change | once: per transaction (context flag) | none
     context RDB$GET_CONTEXT calls in the packet row (author, address, comment)
     gen     gen: packet id from GEN_ID | tx: CURRENT_TRANSACTION * 1000000 + ID (benchmark only)
-    fields  inline: IF dt=2 INSERT INTO V_LOG_2 ELSE V_LOG_1 per field (fbaudit <= 100 fields)
-            lf: EXECUTE PROCEDURE LF per field (sub-procedure, BLOB params; fbaudit > 100 fields)
+    fields  inline: IF dt=2 INSERT INTO V_LOG_2 ELSE V_LOG_1 per field (fbaudit <= 100 fields before capture 2.0)
+            lf: EXECUTE PROCEDURE LF per field (sub-procedure, BLOB params; fbaudit > 100 fields before 2.0)
             table: INSERT INTO LOG_1 directly per field
             packed_lf: changed fields packed into one value, one LF call (V_LOG_n row, NUM_POLE 0)
-            packed_packet: packed value stored in a PAYLOAD column of LOG_PACKET
+            packed_packet: packed value stored in a PAYLOAD column of LOG_PACKET (fbaudit's form since 2.0)
             none: no field rows
     cast    wrap each text value in CAST(... AS VARCHAR(40) CHARACTER SET UTF8), as fbaudit does for
             text columns in other character sets (here a no-op conversion: the cost of the CAST node)

@@ -327,6 +327,20 @@ def test_rows_that_reach_log3_are_shipped_and_then_cleaned(audited):
     assert rows_in(audited, 3) == 0
 
 
+def write_ship_and_rotate(audited):
+    """An attachment fires the audit trigger once and stays open, idle; the change is shipped and a
+    rotation runs (one drop attempt). Returns the idle attachment (the caller closes it) and the report."""
+    idle = open_database(audited.main)
+    try:
+        idle.execute("INSERT INTO ITEM VALUES (1, 'a', 1)")
+        idle.commit()
+        transfer.transfer(audited.config)
+        return idle, rotate(audited, now=DAY0, drop_attempts=1, drop_lock_timeout=1)
+    except BaseException:
+        idle.close()
+        raise
+
+
 def test_idle_attachment_holds_the_old_table_on_firebird3_and_the_next_run_catches_up(audited):
     """Measured: an attachment that fired the audit trigger before the redirect and then
     stays idle keeps the old table "in use" on Firebird 3 until it next touches the
@@ -337,12 +351,8 @@ def test_idle_attachment_holds_the_old_table_on_firebird3_and_the_next_run_catch
     trigger never touches LOG_n (next test)."""
     with audited.connect() as admin:
         old_style_trigger(admin)
-    idle = open_database(audited.main)
+    idle, rep = write_ship_and_rotate(audited)
     try:
-        idle.execute("INSERT INTO ITEM VALUES (1, 'a', 1)")
-        idle.commit()
-        transfer.transfer(audited.config)
-        rep = rotate(audited, now=DAY0, drop_attempts=1, drop_lock_timeout=1)
         if audited.target.major == 3:
             assert (rep.outcome, rep.phase) == ("postponed", "redirected") and "still in use" in rep.message
             run_sql(audited, ["SELECT COUNT(*) FROM ITEM"])                # another attachment: no help
@@ -365,12 +375,8 @@ def test_idle_attachment_holds_the_old_table_on_firebird3_and_the_next_run_catch
 def test_an_idle_attachment_of_a_packed_trigger_never_holds_the_old_table(audited):
     """Capture 2.0: the packed trigger writes only LOG_PACKET, so an idle attachment that fired it
     holds nothing rotation drops, on Firebird 3 too, and rotation re-creates no trigger."""
-    idle = open_database(audited.main)
+    idle, rep = write_ship_and_rotate(audited)
     try:
-        idle.execute("INSERT INTO ITEM VALUES (1, 'a', 1)")
-        idle.commit()
-        transfer.transfer(audited.config)
-        rep = rotate(audited, now=DAY0, drop_attempts=1, drop_lock_timeout=1)
         assert (rep.outcome, rep.rotation_id, rep.completed, rep.packets_deleted) == ("done", 1, [], 1)
         assert "0 trigger(s) re-created" in rep.steps[2]["text"], rep.steps
         idle.execute("INSERT INTO ITEM VALUES (2, 'b', 2)")           # the idle writer goes on, unhindered
