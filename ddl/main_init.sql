@@ -181,3 +181,134 @@ CREATE TABLE {{P}}LOG_QUIET (
   CONSTRAINT {{P}}LOG_QUIET_PK PRIMARY KEY (TX)
 )
 ^
+-- object: TABLE LOG_TRIGGER_PARTS
+-- Each audit trigger's source in parts (capture.trigger_parts): the text every version has
+-- (FIELD_NAME NULL) and each logged column's lines, with the column's type when the trigger was
+-- made. The trigger is exactly their concatenation; DDL_FOLLOW re-creates it from the parts of
+-- the columns that still exist with that type (or wider), so ALTER TABLE never fails on the
+-- audit trigger (docs/schema-changes.md).
+CREATE TABLE {{P}}LOG_TRIGGER_PARTS (
+  NUM_TABLE INTEGER NOT NULL,
+  SEQ INTEGER NOT NULL,
+  FIELD_NAME VARCHAR(63) CHARACTER SET UTF8,
+  F_TYPE SMALLINT,
+  F_SUB_TYPE SMALLINT,
+  F_CHARSET SMALLINT,
+  F_SCALE SMALLINT,
+  F_LENGTH INTEGER,
+  PART BLOB SUB_TYPE TEXT CHARACTER SET UTF8 NOT NULL,
+  CONSTRAINT {{P}}LOG_TRIGGER_PARTS_PK PRIMARY KEY (NUM_TABLE, SEQ)
+)
+^
+-- object: TRIGGER DDL_FOLLOW
+-- After an ALTER TABLE of an audited table, in the same transaction: the audit trigger is
+-- re-created from its parts without the columns that are gone or changed type (a widened column
+-- keeps its lines: they pack any length). A dropped column then has no dependency left and the
+-- DDL commits; logging of the other columns never pauses. Added and retyped columns are logged
+-- after `fbaudit sync` (status says so until then). Nothing here may fail the user's DDL: if the
+-- new trigger does not compile (a key column dropped), the old one stays and Firebird decides as
+-- it would without fbaudit; DDL_LOG records which happened.
+CREATE OR ALTER TRIGGER {{P}}DDL_FOLLOW ACTIVE AFTER ALTER TABLE POSITION 0
+AS
+  DECLARE tbl VARCHAR(63) CHARACTER SET UTF8;
+  DECLARE n INTEGER;
+  DECLARE trg VARCHAR(63) CHARACTER SET UTF8;
+  DECLARE part BLOB SUB_TYPE TEXT CHARACTER SET UTF8;
+  DECLARE src BLOB SUB_TYPE TEXT CHARACTER SET UTF8;
+  DECLARE d INTEGER;
+BEGIN
+  tbl = RDB$GET_CONTEXT('DDL_TRIGGER', 'OBJECT_NAME');
+  SELECT NUM_TABLE FROM {{P}}LOG_TABLES WHERE TABLE_NAME = :tbl AND ENABLED = 1 INTO n;
+  IF (n IS NULL) THEN EXIT;
+  trg = '{{P}}AUDIT_' || n;
+  IF (NOT EXISTS (SELECT 1 FROM RDB$TRIGGERS WHERE RDB$TRIGGER_NAME = :trg AND RDB$RELATION_NAME = :tbl
+                  AND COALESCE(RDB$TRIGGER_INACTIVE, 0) = 0)) THEN EXIT;
+  IF (NOT EXISTS (SELECT 1 FROM {{P}}LOG_TRIGGER_PARTS WHERE NUM_TABLE = :n)) THEN EXIT;
+  src = '';
+  FOR SELECT p.PART FROM {{P}}LOG_TRIGGER_PARTS p WHERE p.NUM_TABLE = :n AND (p.FIELD_NAME IS NULL OR EXISTS (
+        SELECT 1 FROM RDB$RELATION_FIELDS rf JOIN RDB$FIELDS f ON f.RDB$FIELD_NAME = rf.RDB$FIELD_SOURCE
+        WHERE rf.RDB$RELATION_NAME = :tbl AND rf.RDB$FIELD_NAME = p.FIELD_NAME
+          AND f.RDB$FIELD_TYPE = p.F_TYPE AND COALESCE(f.RDB$FIELD_SUB_TYPE, 0) = COALESCE(p.F_SUB_TYPE, 0)
+          AND COALESCE(f.RDB$CHARACTER_SET_ID, -1) = COALESCE(p.F_CHARSET, -1)
+          AND COALESCE(f.RDB$FIELD_SCALE, 0) = COALESCE(p.F_SCALE, 0)
+          AND COALESCE(f.RDB$FIELD_LENGTH, 0) >= COALESCE(p.F_LENGTH, 0)))
+      ORDER BY p.SEQ INTO part DO src = src || part;
+  BEGIN
+    -- DDL_LOG leaves this nested CREATE OR ALTER TRIGGER out: the ALTER TABLE itself is logged.
+    d = RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_FOLLOW', trg);
+    EXECUTE STATEMENT src;
+    d = RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_FOLLOW', NULL);
+    d = RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_FOLLOWED', 'audit trigger followed');
+    WHEN ANY DO
+    BEGIN
+      d = RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_FOLLOW', NULL);
+      d = RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_FOLLOWED',
+                          'audit trigger kept as it was: the new one failed (SQLCODE ' || SQLCODE || ', ' || GDSCODE || ')');
+    END
+  END
+  WHEN ANY DO d = 0;
+END
+^
+-- object: GRANT DDL_FOLLOW
+GRANT SELECT ON {{P}}LOG_TABLES TO TRIGGER {{P}}DDL_FOLLOW
+^
+-- object: GRANT DDL_FOLLOW
+GRANT SELECT ON {{P}}LOG_TRIGGER_PARTS TO TRIGGER {{P}}DDL_FOLLOW
+^
+-- object: TRIGGER DDL_LOG
+-- Every DDL statement in the database, as a packet like a row change (OPERATION 8, NUM_TABLE 0,
+-- RECORD_KEY the object's name) that the transfer ships exactly once with the data changes;
+-- `fbaudit schema-log` lists them. Its fields (docs/schema-changes.md): 1 the event (ALTER
+-- TABLE), 2 the object type, 3 the object's name, 4 the statement's text, 5 the client process,
+-- 6 what fbaudit did about the audit trigger. Left out: fbaudit's own staging objects (rotation
+-- re-creates them) and the audit triggers fbaudit itself (re-)creates (its transactions set
+-- FBAUDIT_OWN_DDL); an audit trigger altered, switched off or dropped by anyone else is logged.
+-- Never fails the user's DDL.
+CREATE OR ALTER TRIGGER {{P}}DDL_LOG ACTIVE AFTER ANY DDL STATEMENT POSITION 32000
+AS
+  DECLARE ev VARCHAR(100) CHARACTER SET OCTETS;
+  DECLARE ot VARCHAR(100) CHARACTER SET OCTETS;
+  DECLARE nm VARCHAR(252) CHARACTER SET OCTETS;
+  DECLARE pr VARCHAR(1020) CHARACTER SET OCTETS;
+  DECLARE fo VARCHAR(255) CHARACTER SET OCTETS;
+  DECLARE sq BLOB SUB_TYPE BINARY;
+  DECLARE pay BLOB SUB_TYPE BINARY;
+  DECLARE dt SMALLINT;
+BEGIN
+  nm = RDB$GET_CONTEXT('DDL_TRIGGER', 'OBJECT_NAME');
+  ot = RDB$GET_CONTEXT('DDL_TRIGGER', 'OBJECT_TYPE');
+  IF (nm STARTING WITH '{{P}}') THEN
+    IF (ot <> 'TRIGGER' OR RDB$GET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_OWN_DDL') IS NOT NULL
+        OR nm = RDB$GET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_FOLLOW')) THEN EXIT;
+  ev = RDB$GET_CONTEXT('DDL_TRIGGER', 'DDL_EVENT');
+  sq = RDB$GET_CONTEXT('DDL_TRIGGER', 'SQL_TEXT');
+  pr = RDB$GET_CONTEXT('SYSTEM', 'CLIENT_PROCESS');
+  IF (ev = 'ALTER TABLE') THEN
+  BEGIN
+    fo = RDB$GET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_FOLLOWED');
+    dt = RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_FOLLOWED', NULL);
+  END
+  pay = '1,-1,' || OCTET_LENGTH(ev) || ';' || ev || '2,-1,' || OCTET_LENGTH(ot) || ';' || ot
+        || '3,-1,' || OCTET_LENGTH(nm) || ';' || nm;
+  IF (sq IS NOT NULL) THEN pay = pay || '4,-1,' || OCTET_LENGTH(sq) || ';' || sq;
+  IF (pr IS NOT NULL) THEN pay = pay || '5,-1,' || OCTET_LENGTH(pr) || ';' || pr;
+  IF (fo IS NOT NULL) THEN pay = pay || '6,-1,' || OCTET_LENGTH(fo) || ';' || fo;
+  SELECT FIRST 1 ID_TABLE FROM {{P}}LOG_INFO INTO dt;
+  IF (dt IS DISTINCT FROM 2) THEN dt = 1;
+  INSERT INTO {{P}}LOG_PACKET (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, DB_USER,
+                               CLIENT_ADDRESS, TRANSACTION_ID, PAYLOAD)
+  VALUES (GEN_ID({{P}}LOG_PACKET_ID, 1), LOCALTIMESTAMP, 8, 0, :dt, CAST(:nm AS VARCHAR(252) CHARACTER SET UTF8),
+          CURRENT_USER, CURRENT_USER, RDB$GET_CONTEXT('SYSTEM', 'CLIENT_ADDRESS'), CURRENT_TRANSACTION, :pay);
+  POST_EVENT '{{P}}NEW_PACKET';
+  WHEN ANY DO dt = 0;
+END
+^
+-- object: GRANT DDL_LOG
+GRANT SELECT ON {{P}}LOG_INFO TO TRIGGER {{P}}DDL_LOG
+^
+-- object: GRANT DDL_LOG
+GRANT INSERT ON {{P}}LOG_PACKET TO TRIGGER {{P}}DDL_LOG
+^
+-- object: GRANT DDL_LOG
+GRANT USAGE ON SEQUENCE {{P}}LOG_PACKET_ID TO TRIGGER {{P}}DDL_LOG
+^

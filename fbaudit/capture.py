@@ -72,30 +72,73 @@ def plan_trigger(entry: TableEntry, info: TableInfo, prefix: str, major: int) ->
         else:
             a_new, a_old = value_expr(ac, "NEW", major), value_expr(ac, "OLD", major)
         author = f"IIF(:op = 3, {a_old}, {a_new}), "
-    fields, inserted, deleted, big = [], [], [], []
+    slots: dict[str, list[tuple[str, str]]] = {slot: [] for slot in _SLOTS}
     for num, c in logged:
         q = quote_ident(c.name)
         # On a key change (kc = 1) every non-NULL field is logged: the new key's first version is whole.
         cond = f"(kc = 1 AND NEW.{q} IS NOT NULL) OR {changed_expr(c, major)}"
         o, n = packed_expr(c, "OLD", major), packed_expr(c, "NEW", major)
-        fields.append(f"      IF ({cond}) THEN " + pack_append(num, o, n))
+        slots["FIELDS"].append((c.name, f"      IF ({cond}) THEN " + pack_append(num, o, n)))
         # An insert logs the non-NULL new values, a delete the non-NULL old ones: one side, no comparison.
-        inserted.append(f"      IF (NEW.{q} IS NOT NULL) THEN " + pack_append(num, None, n))
-        deleted.append(f"      IF (OLD.{q} IS NOT NULL) THEN " + pack_append(num, o, None))
-        big.append(f"    IF ({cond}) THEN\n    "
-                   + pack_append_big(num, value_expr(c, "OLD", major), value_expr(c, "NEW", major)))
+        slots["INSERTED"].append((c.name, f"      IF (NEW.{q} IS NOT NULL) THEN " + pack_append(num, None, n)))
+        slots["DELETED"].append((c.name, f"      IF (OLD.{q} IS NOT NULL) THEN " + pack_append(num, o, None)))
+        slots["BIG_FIELDS"].append((c.name, f"    IF ({cond}) THEN\n    "
+                                    + pack_append_big(num, value_expr(c, "OLD", major), value_expr(c, "NEW", major))))
     trig = trigger_name(prefix, entry.number)
     check_length(trig, major_version=major, what="trigger")
-    return templates.render(
+    rendered = templates.render(
         "audit_trigger", P=prefix, TRIGGER=trig, TABLE=quote_ident(entry.name), NUM_TABLE=str(entry.number),
         # The cheap test first: only when a key column changed are the key texts compared.
         KEY_COLUMNS_CHANGED=" OR ".join(f"NEW.{quote_ident(c.name)} IS DISTINCT FROM OLD.{quote_ident(c.name)}"
                                         for c in key_cols),
         NEW_KEY=key_expr(key_cols, "NEW"), OLD_KEY=key_expr(key_cols, "OLD"),
-        AUTHOR=author, FIELDS="\n".join(fields), INSERTED="\n".join(inserted),
-        DELETED="\n".join(deleted), BIG_FIELDS="\n".join(big), DB_CHARSET_ID=str(info.db_charset[0]),
-        CHARSETS=charset_branches(info),
-    )
+        AUTHOR=author, DB_CHARSET_ID=str(info.db_charset[0]), CHARSETS=charset_branches(info),
+        **{slot: _SENTINEL.format(slot) for slot in _SLOTS})
+    parts = trigger_parts(rendered[0].sql, slots)
+    return ([Statement("".join(text for _, text in parts))] + rendered[1:]
+            + plan_parts(entry.number, entry.name, parts, prefix))
+
+
+# The audit trigger in parts (ddl/main_init.sql, LOG_TRIGGER_PARTS): the template's text around
+# the four lists of per-column lines, and each column's line in each list. The trigger IS their
+# concatenation, here and when DDL_FOLLOW re-creates it after an ALTER TABLE.
+_SLOTS = ("INSERTED", "DELETED", "FIELDS", "BIG_FIELDS")
+_SENTINEL = "\x00SLOT:{}\x00"         # no Firebird name holds a NUL, so no value can hold this
+
+
+def trigger_parts(sql: str, slots: dict[str, list[tuple[str, str]]]) -> list[tuple[str | None, str]]:
+    """[(column or None, text)]: the rendered trigger split at its slots. Each list line becomes
+    "\n" + line and the text before a slot loses its own line end, so the concatenation is the
+    trigger as the template reads, with any subset of the columns."""
+    pieces = re.split("\x00SLOT:(" + "|".join(_SLOTS) + ")\x00", sql)
+    parts: list[tuple[str | None, str]] = []
+    for i in range(0, len(pieces), 2):
+        text = pieces[i]
+        if i + 1 < len(pieces):
+            text = text[:-1] if text.endswith("\n") else text
+        parts.append((None, text))
+        if i + 1 < len(pieces):
+            parts += [(name, "\n" + line) for name, line in slots[pieces[i + 1]]]
+    return parts
+
+
+def plan_parts(number: int, table: str, parts: list[tuple[str | None, str]], prefix: str) -> list[Statement]:
+    """The statements storing a trigger's parts, each column's with its type as Firebird holds it now."""
+    p = prefix
+    out = [Statement(f"DELETE FROM {p}LOG_TRIGGER_PARTS WHERE NUM_TABLE = ?", (number,))]
+    for seq, (name, text) in enumerate(parts, 1):
+        if name is None:
+            out.append(Statement(f"INSERT INTO {p}LOG_TRIGGER_PARTS (NUM_TABLE, SEQ, PART) VALUES (?, ?, ?)",
+                                 (number, seq, text)))
+        else:
+            out.append(Statement(
+                f"INSERT INTO {p}LOG_TRIGGER_PARTS (NUM_TABLE, SEQ, FIELD_NAME, F_TYPE, F_SUB_TYPE, F_CHARSET, "
+                f"F_SCALE, F_LENGTH, PART) SELECT CAST(? AS INTEGER), CAST(? AS INTEGER), TRIM(TRAILING FROM rf.RDB$FIELD_NAME), "
+                "f.RDB$FIELD_TYPE, f.RDB$FIELD_SUB_TYPE, f.RDB$CHARACTER_SET_ID, f.RDB$FIELD_SCALE, f.RDB$FIELD_LENGTH, "
+                "CAST(? AS BLOB SUB_TYPE TEXT CHARACTER SET UTF8) FROM RDB$RELATION_FIELDS rf JOIN RDB$FIELDS f "
+                "ON f.RDB$FIELD_NAME = rf.RDB$FIELD_SOURCE WHERE rf.RDB$RELATION_NAME = ? AND rf.RDB$FIELD_NAME = ?",
+                (number, seq, text, table, name)))
+    return out
 
 
 # Decoded by TXT's own last line (UTF-8 is checked, ASCII a subset) or raw bytes (NONE, OCTETS).
@@ -149,6 +192,7 @@ class Drift:
     missing_trigger: bool = False
     trigger_inactive: bool = False
     trigger_outdated: bool = False
+    parts_missing: bool = False
     table_gone: bool = False
     regenerated: bool = False
     recovered: bool = False
@@ -156,12 +200,12 @@ class Drift:
     @property
     def any(self) -> bool:
         return bool(self.added or self.dropped or self.retyped or self.missing_trigger or self.trigger_inactive
-                    or self.trigger_outdated or self.table_gone or self.recovered)
+                    or self.trigger_outdated or self.parts_missing or self.table_gone or self.recovered)
 
     def as_dict(self) -> dict:
         return {"table": self.table, "added": self.added, "dropped": self.dropped, "retyped": self.retyped,
                 "missing_trigger": self.missing_trigger, "trigger_inactive": self.trigger_inactive,
-                "trigger_outdated": self.trigger_outdated,
+                "trigger_outdated": self.trigger_outdated, "parts_missing": self.parts_missing,
                 "table_gone": self.table_gone, "recovered": self.recovered}
 
     def describe(self) -> str:
@@ -182,6 +226,9 @@ class Drift:
             bits.append("trigger was missing: re-created")
         if self.trigger_outdated:
             bits.append("trigger differs from the registry (key/author/exclude edited, or a newer fbaudit): regenerated")
+        if self.parts_missing and not bits:
+            bits.append("trigger made by an fbaudit without schema-change support: regenerated, so ALTER TABLE "
+                        "can follow it")
         if self.regenerated and not bits:
             bits.append("trigger regenerated (--regenerate)")
         return "; ".join(bits)
@@ -568,6 +615,9 @@ def disable(config: Config, table: str, *, source: str | None = None, dry_run: b
                 plan.append(Statement(f"DROP TRIGGER {trigger_name(config.prefix, entry.number)}"))
             plan.append(Statement(f"UPDATE {config.prefix}LOG_TABLES SET ENABLED = 0 WHERE NUM_TABLE = ?",
                                   (entry.number,)))
+            if table_exists(db, config.prefix + "LOG_TRIGGER_PARTS"):
+                plan.append(Statement(f"DELETE FROM {config.prefix}LOG_TRIGGER_PARTS WHERE NUM_TABLE = ?",
+                                      (entry.number,)))
             if not dry_run:
                 apply_plan(db, plan)
                 entry.enabled = False
@@ -624,6 +674,8 @@ def sync(config: Config, *, source: str | None = None, dry_run: bool = False, re
                 d.trigger_outdated = (installed is not None and installed != trigger_body(trig)
                                       and not (d.added or d.dropped or d.retyped))
                 d.recovered = entry.name in recovered
+                d.parts_missing = not db.scalar(f"SELECT COUNT(*) FROM {config.prefix}LOG_TRIGGER_PARTS "
+                                                "WHERE NUM_TABLE = ?", (entry.number,))
                 if d.any or regenerate:
                     plan += trig + plan_dictionary(entry, config.prefix, _kinds(info))
                     changed_entries.append(entry)

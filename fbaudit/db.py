@@ -201,14 +201,23 @@ def apply_plan(db: Database, plan: list[Statement]) -> None:
     """
     con = db.con
     st = None
+    cursors: dict[str, object] = {}        # one prepared statement per text (a trigger's parts: hundreds)
     try:
+        # fbaudit's own DDL on its own objects (audit triggers) stays out of the DDL log (DDL_LOG).
+        own = con.cursor()
+        own.execute("SELECT RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_OWN_DDL', 1) FROM RDB$DATABASE")
+        own.fetchall()
+        own.close()
         for st in plan:
             if st.params:
-                cur = con.cursor()
+                cur = cursors.get(st.sql)
+                if cur is None:
+                    cur = cursors[st.sql] = con.cursor()
                 cur.execute(st.sql, st.params)
-                cur.close()
             else:
                 con.execute_immediate(st.sql)
+        for cur in cursors.values():
+            cur.close()
         db.commit()
     except (DriverDatabaseError, DriverInterfaceError) as exc:
         db.rollback()

@@ -23,7 +23,8 @@ MAIN_OBJECTS = ("LOG_INFO", "LOG_PACKET", "LOG_1", "LOG_2", "LOG_3", "V_LOG_1", 
                 "LOG_PACKET_FLAG", "LOG_PACKET_ID", "LOG_TABLES", "LOG_FIELDS", "LOG_PACKET_PK",
                 "LOG_1_PACKET", "LOG_2_PACKET", "LOG_TABLES_PK", "LOG_FIELDS_PK", "NEW_PACKET",
                 "LOG_PACKET_STATE", "DICT_VERSION", "LOG_TABLES_DV", "LOG_FIELDS_DV",
-                "LOG_ROTATION", "LOG_ROTATION_PK", "LOG_QUIET", "LOG_QUIET_PK")
+                "LOG_ROTATION", "LOG_ROTATION_PK", "LOG_QUIET", "LOG_QUIET_PK", "LOG_TRIGGER_PARTS",
+                "LOG_TRIGGER_PARTS_PK", "DDL_FOLLOW", "DDL_LOG")
 LOG_OBJECTS = ("SOURCES", "SOURCES_NAME", "LOG_PACKET_KEY", "LOG_PACKET_TIME", "DICT_TABLES_PK", "DICT_FIELDS_PK",
                "BLOB_INS", "PACKETS_INS", "TRANSFER_RUNS", "TRANSFER_RUNS_PK", "LOG_PACKET_DESC",
                "LOG_PACKET_LAST")
@@ -71,6 +72,9 @@ def plan_init(db: Database, prefix: str, template: str = "main_init") -> list[St
             plan.append(st)
         elif st.kind == "PROCEDURE" and procedure_source(db, prefix + st.object) != psql_body(st.sql):
             # fbaudit's procedures are CREATE OR ALTER: a newer version replaces an older one.
+            plan.append(dataclasses.replace(st, object=f"{st.object} (updated)"))
+        elif (st.kind == "TRIGGER" and st.sql.startswith("CREATE OR ALTER TRIGGER")
+              and psql_body(trigger_source(db, prefix + st.object) or "") != psql_body(st.sql)):
             plan.append(dataclasses.replace(st, object=f"{st.object} (updated)"))
     return plan
 
@@ -134,6 +138,13 @@ def procedure_source(db: Database, name: str) -> str | None:
     return rows[0][0].strip() if rows and rows[0][0] is not None else None
 
 
+def trigger_source(db: Database, name: str) -> str | None:
+    rows = db.query("SELECT RDB$TRIGGER_SOURCE FROM RDB$TRIGGERS WHERE RDB$TRIGGER_NAME = ?", (name,),
+                    whole_blobs=True)
+    db.commit()
+    return rows[0][0].strip() if rows and rows[0][0] is not None else None
+
+
 def is_initialized(db: Database, prefix: str) -> bool:
     return table_exists(db, prefix + "LOG_INFO") and table_exists(db, prefix + "LOG_PACKET")
 
@@ -162,7 +173,8 @@ def require_current(db: Database, prefix: str) -> None:
     """Before installing triggers: the staging objects they use exist (an older init lacks some)."""
     require_init(db, prefix)
     for name, have in ((f"{prefix}LOG_QUIET", lambda: table_exists(db, prefix + "LOG_QUIET")),
-                       (f"{prefix}LOG_PACKET.PAYLOAD", lambda: packed_staging(db, prefix))):
+                       (f"{prefix}LOG_PACKET.PAYLOAD", lambda: packed_staging(db, prefix)),
+                       (f"{prefix}LOG_TRIGGER_PARTS", lambda: table_exists(db, prefix + "LOG_TRIGGER_PARTS"))):
         if not have():
             raise FbauditError(f"Database {db.spec.describe()} has the staging objects of an older fbaudit "
                                f"({name} is missing). Run `fbaudit init` (it adds what is missing), "

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .db import Database
-from .forms import OPERATIONS, STATES, decode_key, decode_value, unpack
+from .forms import OPERATIONS, SCHEMA_FIELDS, SCHEMA_TABLE, STATES, decode_key, decode_value, unpack
 
 
 @dataclass
@@ -56,7 +56,10 @@ def read_packets(db: Database, prefix: str, *, table: str | None = None, after_i
     by_id = {pk.id: pk for pk in packets}
 
     def change(pk: Packet, num: int, old, new) -> None:
-        name, kind = fields.get((pk.num_table, num), (f"#{num}", "text"))
+        if pk.num_table == SCHEMA_TABLE:
+            name, kind = SCHEMA_FIELDS.get(num, f"#{num}"), "none"      # bytes as the client sent them
+        else:
+            name, kind = fields.get((pk.num_table, num), (f"#{num}", "text"))
         pk.changes[name] = {"old": decode_value(old, kind), "new": decode_value(new, kind)}
     for pk, r in zip(packets, rows):
         for num, old, new in unpack(r[13]):      # a packed change (no PAYLOAD: rows of LOG_n below)

@@ -14,9 +14,11 @@ from fbaudit.forms import unpack
 from fbaudit.staging import read_packets
 
 
-def packets(project, table: str | None = None):
+def packets(project, table: str | None = None, *, schema: bool = False):
+    """The staged packets: row changes, or with ``schema`` the DDL and control events only."""
     with project.connect() as db:
-        return read_packets(db, project.prefix, table=table)
+        return [pk for pk in read_packets(db, project.prefix, table=table)
+                if (pk.operation in ("ddl", "control")) == schema]
 
 
 def staged_fields(db, prefix: str = "FBA_") -> dict[int, int]:

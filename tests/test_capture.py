@@ -201,16 +201,20 @@ def test_sync_detects_added_and_retyped_columns(customer):
     assert capture.sync(customer.config).data["sources"][0]["drift"] == []
 
 
-def test_dropping_an_audited_column_needs_disable_then_enable(customer):
-    """Firebird refuses to drop a column a trigger uses; the documented way is
-    disable -> change the table -> enable, which retires the column's number."""
-    from firebird.driver import DatabaseError as DriverError
+def test_dropping_an_audited_column_commits_and_sync_retires_its_number(customer):
+    """Firebird refused to drop a column the audit trigger used ("there are 1 dependencies").
+    DDL_FOLLOW re-creates the trigger without it in the DDL's transaction: the drop commits, the
+    other columns stay logged, and sync retires the number, never to be used again."""
     note = Registry.load(customer.registry_path).tables["CUSTOMER"].fields["NOTE"].number
-    with pytest.raises(DriverError, match="dependencies"):
-        customer.sql("ALTER TABLE CUSTOMER DROP NOTE")
-    capture.disable(customer.config, "CUSTOMER")
     customer.sql("ALTER TABLE CUSTOMER DROP NOTE")
-    capture.enable(customer.config, "CUSTOMER")
+    run_sql(customer, ["INSERT INTO CUSTOMER (ID, NAME) VALUES (77, 'after the drop')"])
+    assert packets(customer)[-1].changes["NAME"]["new"] == "after the drop"
+    event = packets(customer, schema=True)[-1]
+    assert event.key == "CUSTOMER" and event.changes["event"]["new"] == "ALTER TABLE"
+    assert event.changes["sql"]["new"] == "ALTER TABLE CUSTOMER DROP NOTE"
+    assert event.changes["audit_trigger"]["new"] == "audit trigger followed"
+    synced = capture.sync(customer.config)
+    assert synced.data["sources"][0]["drift"][0]["dropped"] == ["NOTE"]
     entry = Registry.load(customer.registry_path).tables["CUSTOMER"]
     assert "NOTE" not in entry.fields and entry.retired["NOTE"].number == note
     assert note not in {f.number for f in entry.fields.values()}
@@ -468,6 +472,9 @@ def test_an_audit_trigger_switched_off_behind_fbaudits_back_is_critical_and_sync
     project.sql("ALTER TRIGGER FBA_AUDIT_1 INACTIVE")
     run_sql(project, ["INSERT INTO T VALUES (1, 1)"])
     assert packets(project) == []                                    # the gap the admin must hear about
+    [event] = packets(project, schema=True)                          # and who made it, in the log
+    assert (event.key, event.user, event.changes["sql"]["new"]) == ("FBA_AUDIT_1", "SYSDBA",
+                                                                   "ALTER TRIGGER FBA_AUDIT_1 INACTIVE")
     res = capture.status(project.config)
     assert res.data["health"] == "critical" and res.data["exit_code"] == 2
     assert any("FBA_AUDIT_1 is INACTIVE" in p["message"] and p["level"] == "critical"
