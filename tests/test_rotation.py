@@ -21,7 +21,7 @@ from fbaudit import capture, history, rotation, transfer
 from fbaudit.db import open_database
 
 from fbaudit.forms import unpack
-from helpers import run_sql
+from helpers import as_fbaudit, run_sql
 
 ROOT = Path(__file__).resolve().parent.parent
 # A day after init (LOG_INFO.DATA = init time), so the first rotation is due.
@@ -67,6 +67,7 @@ def old_style_trigger(db) -> None:
     """ITEM's trigger as fbaudit wrote it before capture 2.0 (still installed until `fbaudit sync`):
     the packet without PAYLOAD, then one row per field through the view V_LOG_1, which is what
     rotation's redirect of the view is for."""
+    as_fbaudit(db)
     db.con.execute_immediate(
         "CREATE OR ALTER TRIGGER FBA_AUDIT_1 FOR ITEM ACTIVE AFTER INSERT OR UPDATE OR DELETE POSITION 32000 AS "
         "DECLARE pk BIGINT; "
@@ -116,6 +117,7 @@ def test_firebird_behaviour_rotation_relies_on(audited):
             cur.stream_blob_threshold = -1
             cur.execute("SELECT RDB$TRIGGER_SOURCE FROM RDB$TRIGGERS WHERE RDB$TRIGGER_NAME = 'FBA_AUDIT_1'")
             src = cur.fetchone()[0]
+        as_fbaudit(admin)
         admin.con.execute_immediate("CREATE OR ALTER TRIGGER FBA_AUDIT_1 FOR ITEM ACTIVE AFTER INSERT OR UPDATE OR "
                                     "DELETE POSITION 32000 " + src)
         admin.commit()
@@ -307,12 +309,14 @@ def test_rows_that_reach_log3_are_shipped_and_then_cleaned(audited):
         admin.con.execute_immediate("CREATE OR ALTER VIEW FBA_V_LOG_1 (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) AS "
                                     "SELECT PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW FROM FBA_LOG_3")
         admin.commit()
+        as_fbaudit(admin)
         admin.con.execute_immediate(retrigger)
         admin.commit()
         run_sql(audited, ["INSERT INTO ITEM VALUES (7, 'stray', 70)", "INSERT INTO ITEM VALUES (8, 'b', 80)"])
         admin.con.execute_immediate("CREATE OR ALTER VIEW FBA_V_LOG_1 (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) AS "
                                     "SELECT PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW FROM FBA_LOG_1")
         admin.commit()
+        as_fbaudit(admin)
         admin.con.execute_immediate(retrigger)
         admin.commit()
     run_sql(audited, ["UPDATE ITEM SET QTY = 71 WHERE ID = 7"])

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -357,6 +358,16 @@ def kill_whole_engine_process(project):
     assert not res.errors, res.lines
     total = assert_exactly_once(project)
     assert total > 200      # changes were written and shipped between the kills
+    # Measured once in about 5 runs on 5.0.4: a SIGKILL during the engine's 8 KiB pwrite of a data page
+    # can leave only its first 4 KiB written (Linux checks for a fatal signal between page-cache pages).
+    # A killed, uncommitted insert then remains as a record of zero bytes: transaction 0 (always
+    # committed), format 0, every column NULL or its default, in no index. It is no packet (the checks
+    # above read by ID); it must be exactly that shell and nothing else, and it goes at the next rotation.
+    shells = main_rows(project, "SELECT RDB$RECORD_VERSION, STATE, CREATED_AT FROM FBA_LOG_PACKET WHERE ID + 0 IS NULL")
+    assert all(s == (0, 0, None) for s in shells), shells
+    if shells:
+        warnings.warn(f"{len(shells)} torn-page shell record(s) in the staging after 50 engine kills "
+                      "(docs/troubleshooting.md)")
 
 
 def start_fbaudit(project, *args: str):
@@ -603,8 +614,12 @@ def test_upgrade_from_field_rows_ships_waiting_packets_exactly_once(audited):
     and replaces the procedure; `fbaudit sync` re-creates the trigger; then the packets waiting in
     the old form and the new packed ones all ship, exactly once, and history rebuilds both."""
     p = audited.prefix
-    with audited.connect() as db:     # the old staging: no PAYLOAD, and the trigger of that time gone
-        db.con.execute_immediate(f"DROP TRIGGER {p}AUDIT_1")
+    with audited.connect() as db:     # the old staging: no PAYLOAD, no DDL triggers, the old trigger gone
+        for name in ("DDL_LOG", "DDL_FOLLOW", "AUDIT_1"):
+            db.con.execute_immediate(f"DROP TRIGGER {p}{name}")
+        db.con.execute_immediate(f"DROP TABLE {p}LOG_TRIGGER_PARTS")
+        db.commit()
+        db.execute(f"DELETE FROM {p}LOG_PACKET")             # the events of that DDL: not of the old staging
         db.commit()
         db.con.execute_immediate(f"ALTER TABLE {p}LOG_PACKET DROP PAYLOAD")
         db.commit()
