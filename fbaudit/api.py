@@ -43,6 +43,7 @@ from firebird.driver import Isolation
 
 from . import checkpoint as checkpoint_mod
 from . import history as history_mod
+from . import schema_log as schema_mod
 from . import versions as versions_mod
 from .config import Config
 from .db import open_database
@@ -247,6 +248,14 @@ def create_app(config: Config, *, token: str | None, hosts: tuple[str, ...] = LO
                                                     since=since, until=until, limit=limit, offset=offset, db=db))
         return _ok({"source": res["source"], "items": res["items"]}, limit=limit, offset=offset, total=res["total"],
                    total_exact=res["total_exact"])
+
+    @app.get("/api/schema-log", summary="DDL statements of a source, newest first (docs/schema-changes.md)")
+    def schema_log(source: str | None = None, object: str | None = None, since: datetime | None = None,
+                   until: datetime | None = None, limit: int = limit_q, offset: int = offset_q) -> dict:
+        res = reading(lambda db: schema_mod.events(config, source=source, object_name=object, since=since,
+                                                   until=until, limit=limit, offset=offset, db=db))
+        return _ok({"source": res["source"], "events": res["events"]}, limit=limit, offset=offset,
+                   total=res["total"], total_exact=res["total_exact"])
 
     @app.get("/api/records/{table}/{key:path}/versions", summary="One record's versions, with their changes")
     def record_versions(table: str, key: str, source: str | None = None, limit: int = limit_q,

@@ -22,6 +22,7 @@ from .forms import (changed_expr, key_expr, pack_append, pack_append_big, packed
                     value_expr)
 from .idents import check_length, ident_end, normalize_name, quote_ident
 from .logs import printable
+from .objects import trigger_body as objects_trigger_body
 from .objects import (installed_trigger_body, is_initialized, number_versions, plan_init, require_current,
                       require_init, trigger_exists, trigger_inactive, trigger_name, unnumbered)
 from .progress import Progress
@@ -271,11 +272,8 @@ def _kinds(info: TableInfo) -> dict[str, str]:
 
 
 def trigger_body(plan: list[Statement]) -> str:
-    """The body (from ``AS`` on) of the CREATE TRIGGER statement in ``plan``: the first line ``AS``
-    after the table's name (a quoted name may itself hold a line "AS")."""
-    sql = next(s.sql for s in plan if s.sql.startswith("CREATE OR ALTER TRIGGER"))
-    table_end = ident_end(sql, sql.index(" FOR ") + len(" FOR "))
-    return sql[sql.index("\nAS\n", table_end) + 1:].strip()
+    """The body (from ``AS`` on) of the CREATE TRIGGER statement in ``plan``."""
+    return objects_trigger_body(next(s.sql for s in plan if s.sql.startswith("CREATE OR ALTER TRIGGER")))
 
 
 def check_numbers(db: Database, prefix: str, registry: Registry) -> None:
@@ -736,6 +734,19 @@ def set_logging(config: Config, on: bool, *, source: str | None = None) -> Resul
         with open_source(config, spec) as db:
             require_init(db, config.prefix)
             db.execute(f"UPDATE {config.prefix}LOG_INFO SET ZAPIS = ?", (1 if on else 0,))
+            # The switch itself is on record: a control event beside the DDL (docs/schema-changes.md).
+            event = "RESUME LOGGING" if on else "PAUSE LOGGING"
+            text = (f"fbaudit {'resume' if on else 'pause'}: logging of row changes switched "
+                    f"{'on' if on else 'off'} in {spec.name}")
+            payload = b"".join(f"{num},-1,{len(v)};".encode() + v for num, v in
+                               ((1, event.encode()), (2, b"SOURCE"), (3, spec.name.encode()), (4, text.encode()),
+                                (5, b"fbaudit")))
+            db.execute(f"INSERT INTO {config.prefix}LOG_PACKET (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, "
+                       f"RECORD_KEY, AUTHOR, DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, PAYLOAD) "
+                       f"SELECT GEN_ID({config.prefix}LOG_PACKET_ID, 1), LOCALTIMESTAMP, 9, 0, "
+                       f"IIF(ID_TABLE = 2, 2, 1), ?, CURRENT_USER, CURRENT_USER, "
+                       f"RDB$GET_CONTEXT('SYSTEM', 'CLIENT_ADDRESS'), CURRENT_TRANSACTION, ? "
+                       f"FROM (SELECT FIRST 1 ID_TABLE FROM {config.prefix}LOG_INFO)", (spec.name, payload))
             db.commit()
         out.data["sources"].append({"source": spec.name, "logging": on})
         out.lines.append(f"{spec.name}: logging {'resumed' if on else 'paused'}")

@@ -622,6 +622,45 @@ def revert(ctx: Ctx, table: str, key: str, to_version: int, by: str | None, comm
     _print(ctx, {"success": True, **res}, [res["message"]])
 
 
+@cli.command("schema-log")
+@click.option("--object", "object_name", metavar="NAME", help="Only the events of this object (table, trigger, ...).")
+@click.option("--since", metavar="DATE|AGE", help="From this time: a date (2026-01-01, 2026-01-01T12:00) or an age (7d, 12h).")
+@click.option("--until", metavar="DATE|AGE", help="Before this time (same forms).")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 200), metavar="N", help="Events to show.")
+@click.option("--offset", default=0, show_default=True, type=click.IntRange(min=0), metavar="N",
+              help="Events to skip (newest first).")
+@_one_source_option
+@_json_option
+@pass_ctx
+def schema_log(ctx: Ctx, object_name: str | None, since: str | None, until: str | None, limit: int, offset: int,
+               source: str | None) -> None:
+    """DDL statements run in a source database, newest first: who, when, from where, the statement.
+
+    Every CREATE / ALTER / DROP (tables, procedures, triggers, views, ...)
+    is captured by fbaudit's DDL trigger and shipped with the row changes
+    by `fbaudit transfer`, so it is listed here once transferred. An ALTER
+    TABLE of an audited table also says what happened to its audit trigger.
+    JSON: {"events": [{"at", "user", "event", "object_type", "object", "sql", ...}], "pagination": ...}.
+
+    \b
+    Examples:
+      fbaudit schema-log --since 7d
+      fbaudit schema-log --object CUSTOMER --json
+    """
+    from datetime import datetime as _dt
+
+    from . import schema_log as schema_mod
+    from .prune import parse_before
+    now = _dt.now()
+    res = _run(ctx, lambda: schema_mod.events(
+        ctx.config, source=source, object_name=object_name,
+        since=parse_before(since, now) if since else None, until=parse_before(until, now) if until else None,
+        limit=limit, offset=offset))
+    data = {"success": True, "source": res["source"], "events": res["events"],
+            "pagination": {"limit": limit, "offset": offset, "total": res["total"], "total_exact": res["total_exact"]}}
+    _print(ctx, data, schema_mod.event_lines(res))
+
+
 @cli.command()
 @click.option("--before", required=True, metavar="DATE|AGE",
               help="Remove history created before this: a date (2026-01-01, 2026-01-01T12:00) or an age (90d, 12h).")

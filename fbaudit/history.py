@@ -531,6 +531,8 @@ def search(config: Config, *, source: str | None = None, table: str | None = Non
         sid, sname = _source_id(db, config, source)
         where, params = ["P.SOURCE_ID = ?"], [sid]
         ref = None
+        if table is None:
+            where.append("P.NUM_TABLE <> 0")         # schema events (table 0): `fbaudit schema-log`
         if table is not None:
             ref = resolve_table(db, config, table, sname)
             where.append("P.NUM_TABLE = ?")

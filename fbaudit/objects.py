@@ -15,7 +15,7 @@ from . import templates
 from .catalog import table_exists
 from .db import Database, guard
 from .errors import DatabaseError, FbauditError
-from .idents import check_length
+from .idents import check_length, ident_end
 from .templates import Statement
 
 # Object names init creates in the main database (without the prefix).
@@ -203,3 +203,51 @@ def installed_trigger_body(db: Database, prefix: str, number: int) -> str | None
         cur.close()
     src = row[0] if row else None
     return src.strip() if src is not None else None
+
+
+def trigger_body(sql: str) -> str:
+    """The body (from ``AS`` on) of a CREATE TRIGGER statement: the first line ``AS`` after the
+    table's name (a quoted name may itself hold a line "AS")."""
+    table_end = ident_end(sql, sql.index(" FOR ") + len(" FOR "))
+    return sql[sql.index("\nAS\n", table_end) + 1:].strip()
+
+
+# A part is in the trigger when its column exists with the type it had, or wider: the condition
+# DDL_FOLLOW (ddl/main_init.sql) re-creates the trigger with, kept the same here.
+_PART_KEPT = """(p.FIELD_NAME IS NULL OR EXISTS (
+  SELECT 1 FROM RDB$RELATION_FIELDS rf JOIN RDB$FIELDS f ON f.RDB$FIELD_NAME = rf.RDB$FIELD_SOURCE
+  WHERE rf.RDB$RELATION_NAME = ? AND rf.RDB$FIELD_NAME = p.FIELD_NAME
+    AND f.RDB$FIELD_TYPE = p.F_TYPE AND COALESCE(f.RDB$FIELD_SUB_TYPE, 0) = COALESCE(p.F_SUB_TYPE, 0)
+    AND COALESCE(f.RDB$CHARACTER_SET_ID, -1) = COALESCE(p.F_CHARSET, -1)
+    AND COALESCE(f.RDB$FIELD_SCALE, 0) = COALESCE(p.F_SCALE, 0)
+    AND COALESCE(f.RDB$FIELD_LENGTH, 0) >= COALESCE(p.F_LENGTH, 0)))"""
+
+
+@dataclasses.dataclass
+class Follow:
+    """How an audited table's trigger stands after schema changes (status): ``parts`` False when
+    the trigger predates LOG_TRIGGER_PARTS; ``not_logged``: columns the trigger does not log that
+    sync would (added, or retyped, since it was made); ``altered``: its source is not what fbaudit
+    made for the table as it is (edited outside fbaudit)."""
+
+    parts: bool
+    not_logged: list[str]
+    altered: bool
+
+
+def trigger_follow(db: Database, prefix: str, number: int, table: str, excluded: Iterable[str]) -> Follow:
+    p = prefix
+    rows = db.query(f"SELECT p.FIELD_NAME, p.PART, IIF({_PART_KEPT}, 1, 0) FROM {p}LOG_TRIGGER_PARTS p "
+                    f"WHERE p.NUM_TABLE = ? ORDER BY p.SEQ", (table, number), whole_blobs=True)
+    if not rows:
+        return Follow(False, [], False)
+    logged = {name for name, _, kept in rows if name is not None and kept}
+    columns = [name for (name,) in db.query(
+        "SELECT TRIM(TRAILING FROM rf.RDB$FIELD_NAME) FROM RDB$RELATION_FIELDS rf JOIN RDB$FIELDS f "
+        "ON f.RDB$FIELD_NAME = rf.RDB$FIELD_SOURCE WHERE rf.RDB$RELATION_NAME = ? AND f.RDB$COMPUTED_BLR IS NULL "
+        "AND f.RDB$DIMENSIONS IS NULL ORDER BY rf.RDB$FIELD_POSITION", (table,))]
+    skip = set(excluded)
+    not_logged = [c for c in columns if c not in logged and c not in skip]
+    expected = trigger_body("".join(part for _, part, kept in rows if kept))
+    installed = installed_trigger_body(db, prefix, number)
+    return Follow(True, not_logged, installed is not None and installed != expected)

@@ -21,15 +21,17 @@ configuration error already exits with).
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from .catalog import table_exists
 from .config import Config, SourceSpec
 from .db import crash_risk
 from .errors import FbauditError
-from .objects import is_initialized, trigger_exists, trigger_inactive, trigger_name
+from .logs import printable
+from .catalog import table_exists
+from .objects import is_initialized, trigger_exists, trigger_follow, trigger_inactive, trigger_name
 from .rotation import last_rotation
 from .sources import Result, open_source, worker_pool
 
@@ -92,10 +94,17 @@ def _read_source(config: Config, spec: SourceSpec) -> dict:
         age_sql = "DATEDIFF(MILLISECOND FROM MIN(CREATED_AT) TO LOCALTIMESTAMP) / 1000.0"
         oldest, oldest_age = db.query(f"SELECT MIN(CREATED_AT), {age_sql} FROM {p}LOG_PACKET WHERE STATE = 0")[0]
         first, first_age = db.query(f"SELECT MIN(CREATED_AT), {age_sql} FROM {p}LOG_PACKET")[0]
-        tables = [{"table": n, "number": num, "enabled": bool(en), "trigger": trigger_exists(db, p, num),
-                   "trigger_inactive": trigger_inactive(db, p, num)}
-                  for (num, n, en) in db.query(f"SELECT NUM_TABLE, TRIM(TRAILING FROM TABLE_NAME), ENABLED "
-                                               f"FROM {p}LOG_TABLES ORDER BY 1")]
+        tables = []
+        parts = table_exists(db, p + "LOG_TRIGGER_PARTS")
+        for num, n, en, excluded in db.query(f"SELECT NUM_TABLE, TRIM(TRAILING FROM TABLE_NAME), ENABLED, "
+                                             f"EXCLUDED_COLUMNS FROM {p}LOG_TABLES ORDER BY 1"):
+            t = {"table": n, "number": num, "enabled": bool(en), "trigger": trigger_exists(db, p, num),
+                 "trigger_inactive": trigger_inactive(db, p, num), "not_logged": [], "trigger_altered": False,
+                 "schema_follow": False}
+            if en and t["trigger"] and parts:
+                f = trigger_follow(db, p, num, n, json.loads(excluded or "[]"))
+                t.update(not_logged=f.not_logged, trigger_altered=f.altered, schema_follow=f.parts)
+            tables.append(t)
         failed_sample = [{"packet": pid, "attempts": att, "last_attempt": f"{at:%Y-%m-%d %H:%M:%S}" if at else None,
                           "error": (err or "").splitlines()[0] if err else None}
                          for pid, att, at, err in db.query(
@@ -107,7 +116,7 @@ def _read_source(config: Config, spec: SourceSpec) -> dict:
                     oldest_waiting_age_s=round(float(oldest_age), 1) if oldest else None,
                     oldest_packet=first.isoformat(sep=" ", timespec="seconds") if first else None,
                     oldest_packet_age_s=round(float(first_age), 1) if first else None,
-                    tables=tables,
+                    tables=tables, schema_support=parts,
                     # Packets stay in the main database until rotation deletes them (shipped ones too);
                     # their fields are packed inside them, or rows of LOG_n (packets of an older fbaudit).
                     staged_packets=sum(counts.values()),
@@ -158,6 +167,21 @@ def _judge(st: SourceStatus, config: Config, now: datetime, limits: Thresholds, 
             st.add(CRITICAL, f"{t['table']}: its audit trigger {trigger_name(config.prefix, t['number'])} is "
                              "INACTIVE (switched off outside fbaudit): changes are NOT logged; `fbaudit sync` "
                              "switches it on again")
+        elif t["enabled"] and t.get("trigger_altered"):
+            st.add(CRITICAL, f"{t['table']}: its audit trigger {trigger_name(config.prefix, t['number'])} is not "
+                             "the one fbaudit made (altered outside fbaudit): changes may not be logged as they "
+                             "should; `fbaudit sync` re-creates it")
+        if t["enabled"] and t["trigger"] and t.get("not_logged"):
+            st.add(CRITICAL, f"{t['table']}: column{'s' if len(t['not_logged']) > 1 else ''} "
+                             f"{', '.join(printable(c) for c in t['not_logged'])} added or retyped after the audit "
+                             "trigger was made: changes to "
+                             f"{'them' if len(t['not_logged']) > 1 else 'it'} are NOT logged until `fbaudit sync`")
+        elif t["enabled"] and t["trigger"] and not t.get("schema_follow") and item.get("schema_support"):
+            st.add(WARNING, f"{t['table']}: its audit trigger was made by an fbaudit before schema-change "
+                            "support, so ALTER TABLE ... DROP of its columns fails; `fbaudit sync` updates it")
+    if not item.get("schema_support"):
+        st.add(WARNING, "the staging objects predate schema-change support (DDL log, audit triggers that follow "
+                        "ALTER TABLE): run `fbaudit init`, then `fbaudit sync`")
     if item["failed"]:
         first = item["failed_first"][0] if item.get("failed_first") else None
         st.add(CRITICAL, f"{item['failed']} failed packet(s), changes not in the log database"

@@ -243,7 +243,8 @@ def test_status_reports_waiting_packets(customer):
     st = capture.status(customer.config).data["sources"][0]
     assert st["logging"] is True and st["waiting"] == 1
     assert st["tables"] == [{"table": "CUSTOMER", "number": 1, "enabled": True, "trigger": True,
-                             "trigger_inactive": False}]
+                             "trigger_inactive": False, "not_logged": [], "trigger_altered": False,
+                             "schema_follow": True}]
 
 
 @pytest.mark.parametrize("charset", ["WIN1252", "UTF8"])

@@ -1,0 +1,268 @@
+"""Schema changes with auditing on (docs/schema-changes.md): ALTER TABLE of an audited table commits
+and the audit trigger follows it in the same transaction (DDL_FOLLOW); every DDL statement is logged
+(DDL_LOG) and shipped with the row changes; tampering with an audit trigger is on record and CRITICAL."""
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from fbaudit import capture, schema_log, transfer
+from fbaudit.db import open_database
+from fbaudit.history import history
+
+from helpers import packets, run_sql
+
+
+def _shelf(project):
+    project.sql("CREATE TABLE SHELF (ID INTEGER NOT NULL PRIMARY KEY, NAME VARCHAR(10), QTY INTEGER, "
+                "OLD_FLAG SMALLINT, PRICE NUMERIC(9, 2))")
+    capture.init(project.config)
+    capture.enable(project.config, "SHELF")
+
+
+def _changes(project, key: str) -> list[dict]:
+    return [v["changes"] for v in history(project.config, "SHELF", key)["versions"]]
+
+
+def test_add_drop_widen_and_retype_commit_and_every_other_change_stays_logged(project):
+    _shelf(project)
+    run_sql(project, ["INSERT INTO SHELF VALUES (1, 'a', 1, 1, 1.50)"])
+    project.sql("ALTER TABLE SHELF ADD COLOR VARCHAR(20)",          # new: logged after sync
+                "ALTER TABLE SHELF DROP OLD_FLAG",                  # failed before ("1 dependencies")
+                "ALTER TABLE SHELF ALTER NAME TYPE VARCHAR(60)",    # widened: its lines pack any length
+                "ALTER TABLE SHELF ALTER PRICE TYPE NUMERIC(18, 2)")  # BIGINT now: logged after sync
+    long_name = "ж" * 50
+    run_sql(project, [f"UPDATE SHELF SET NAME = '{long_name}', QTY = 2, PRICE = 2.125, COLOR = 'red' WHERE ID = 1"])
+    st = capture.status(project.config)
+    table = st.data["sources"][0]["tables"][0]
+    assert sorted(table["not_logged"]) == ["COLOR", "PRICE"] and st.data["exit_code"] == 2
+    assert any("PRICE, COLOR added or retyped" in p["message"] for p in st.data["sources"][0]["problems"])
+    synced = capture.sync(project.config)
+    drift = synced.data["sources"][0]["drift"][0]
+    assert drift["added"] == ["COLOR"] and drift["dropped"] == ["OLD_FLAG"] and len(drift["retyped"]) == 2
+    run_sql(project, ["UPDATE SHELF SET PRICE = 3.5, COLOR = 'blue' WHERE ID = 1"])
+    assert capture.status(project.config).data["exit_code"] == 0
+    assert not transfer.transfer(project.config).errors
+    assert _changes(project, "1") == [
+        {"ID": {"old": None, "new": "1"}, "NAME": {"old": None, "new": "a"}, "QTY": {"old": None, "new": "1"},
+         "OLD_FLAG": {"old": None, "new": "1"}, "PRICE": {"old": None, "new": "1.50"}},
+        {"NAME": {"old": "a", "new": long_name}, "QTY": {"old": "1", "new": "2"}},
+        {"PRICE": {"old": "2.13", "new": "3.50"}, "COLOR": {"old": "red", "new": "blue"}}]
+    events = schema_log.events(project.config)["events"]
+    assert [e["sql"] for e in reversed(events)] == [
+        "ALTER TABLE SHELF ADD COLOR VARCHAR(20)", "ALTER TABLE SHELF DROP OLD_FLAG",
+        "ALTER TABLE SHELF ALTER NAME TYPE VARCHAR(60)", "ALTER TABLE SHELF ALTER PRICE TYPE NUMERIC(18, 2)"]
+    assert {e["audit_trigger"] for e in events} == {"audit trigger followed"}
+    assert {(e["event"], e["object_type"], e["object"], e["user"]) for e in events} == \
+        {("ALTER TABLE", "TABLE", "SHELF", "SYSDBA")}
+
+
+def test_dropping_an_audited_table_is_on_record_and_sync_marks_it(project):
+    _shelf(project)
+    project.sql("DROP TABLE SHELF")
+    synced = capture.sync(project.config)
+    assert synced.data["sources"][0]["drift"][0]["table_gone"] is True
+    assert not transfer.transfer(project.config).errors
+    [event] = schema_log.events(project.config, object_name="shelf")["events"]
+    assert (event["event"], event["sql"]) == ("DROP TABLE", "DROP TABLE SHELF")
+
+
+def test_a_failed_ddl_leaves_no_event_and_the_old_trigger(project):
+    """A DDL rolled back takes its event and the re-created trigger with it."""
+    _shelf(project)
+    with project.connect() as db:
+        db.con.execute_immediate("ALTER TABLE SHELF DROP OLD_FLAG")
+        db.rollback()
+    run_sql(project, ["INSERT INTO SHELF (ID, OLD_FLAG) VALUES (5, 7)"])
+    assert packets(project)[-1].changes["OLD_FLAG"]["new"] == "7"
+    assert packets(project, schema=True) == []
+
+
+def test_tampering_with_an_audit_trigger_is_logged_critical_and_repaired(project):
+    _shelf(project)
+    with project.connect() as db:
+        src = db.query("SELECT RDB$TRIGGER_SOURCE FROM RDB$TRIGGERS WHERE RDB$TRIGGER_NAME = 'FBA_AUDIT_1'",
+                       whole_blobs=True)[0][0]
+        db.commit()
+    altered = src.replace("IF (on_ = 0) THEN EXIT;", "IF (on_ = 0 OR CURRENT_USER = 'MALLORY') THEN EXIT;")
+    assert altered != src
+    project.sql("CREATE OR ALTER TRIGGER FBA_AUDIT_1 FOR SHELF ACTIVE AFTER INSERT OR UPDATE OR DELETE "
+                "POSITION 32000 " + altered)
+    st = capture.status(project.config)
+    assert st.data["exit_code"] == 2
+    assert any("not the one fbaudit made" in p["message"] for p in st.data["sources"][0]["problems"])
+    assert capture.sync(project.config).data["sources"][0]["drift"][0]["trigger_outdated"]
+    assert capture.status(project.config).data["exit_code"] == 0
+    project.sql("ALTER TRIGGER FBA_AUDIT_1 INACTIVE")
+    assert capture.status(project.config).data["exit_code"] == 2
+    capture.sync(project.config)
+    capture.set_logging(project.config, False)
+    capture.set_logging(project.config, True)
+    assert not transfer.transfer(project.config).errors
+    events = list(reversed(schema_log.events(project.config)["events"]))
+    assert [(e["kind"], e["event"], e["object"]) for e in events][-3:] == [
+        ("ddl", "ALTER TRIGGER", "FBA_AUDIT_1"), ("control", "PAUSE LOGGING", "main"),
+        ("control", "RESUME LOGGING", "main")]
+    assert "MALLORY" in events[0]["sql"]          # the altered body, whole, with who ran it
+    # fbaudit's own re-creation of the trigger (sync) is not a schema event: only the two by SYSDBA above
+    assert [e["object"] for e in events if e["kind"] == "ddl"] == ["FBA_AUDIT_1"] * len(
+        [e for e in events if e["kind"] == "ddl"])
+
+
+def test_schema_log_cli_json_shape(project):
+    _shelf(project)
+    project.sql("CREATE INDEX SHELF_NAME ON SHELF (NAME)")
+    transfer.transfer(project.config)
+    cfg = project.write_config()
+    out = subprocess.run([sys.executable, "-m", "fbaudit.cli", "--config", str(cfg), "schema-log", "--json"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["pagination"]["total"] == 1
+    [e] = data["events"]
+    assert {"at", "user", "event", "object_type", "object", "sql"} <= e.keys()
+    assert (e["event"], e["object_type"], e["object"]) == ("CREATE INDEX", "INDEX", "SHELF_NAME")
+
+
+# --------------------------------------------------------------------------------------------------
+# A vendor's upgrade script while the application keeps writing
+# --------------------------------------------------------------------------------------------------
+UPGRADE = [
+    "ALTER TABLE ORDERS ADD DISCOUNT NUMERIC(9, 2) DEFAULT 0",
+    "ALTER TABLE ORDERS DROP LEGACY_CODE",
+    "ALTER TABLE ORDERS ALTER NOTE TYPE VARCHAR(200)",
+    "ALTER TABLE LINES ALTER PRICE TYPE NUMERIC(18, 4)",
+    "CREATE TABLE MIGRATION_TMP (ID INTEGER, V VARCHAR(10))",
+    "CREATE OR ALTER PROCEDURE ORDER_TOTAL (OID INTEGER) RETURNS (TOTAL NUMERIC(18, 4)) AS\n"
+    "BEGIN\n  SELECT SUM(PRICE) FROM LINES WHERE ORDER_ID = :OID INTO :TOTAL;\n  SUSPEND;\nEND",
+    "CREATE OR ALTER TRIGGER ORDERS_BU FOR ORDERS ACTIVE BEFORE UPDATE POSITION 5 AS\n"
+    "BEGIN\n  IF (NEW.DISCOUNT IS NULL) THEN NEW.DISCOUNT = 0;\nEND",
+    "ALTER TABLE LINES ADD WAREHOUSE SMALLINT",
+    "CREATE INDEX LINES_WAREHOUSE ON LINES (WAREHOUSE)",
+    "DROP TABLE MIGRATION_TMP",
+    "ALTER TABLE ORDERS DROP OBSOLETE",
+]
+
+
+def _erp(project):
+    project.sql("CREATE TABLE ORDERS (ID INTEGER NOT NULL PRIMARY KEY, CUSTOMER VARCHAR(40), QTY INTEGER, "
+                "NOTE VARCHAR(20), LEGACY_CODE CHAR(3), OBSOLETE INTEGER)",
+                "CREATE TABLE LINES (ID INTEGER NOT NULL PRIMARY KEY, ORDER_ID INTEGER, PRICE NUMERIC(9, 2), "
+                "AMOUNT INTEGER)")
+    capture.init(project.config)
+    capture.enable(project.config, "ORDERS")
+    capture.enable(project.config, "LINES")
+
+
+class Writer(threading.Thread):
+    """The application: updates its own rows of ORDERS and LINES, one commit each, and remembers
+    every value it committed, in order."""
+
+    def __init__(self, project, n: int):
+        super().__init__(daemon=True)
+        self.project, self.n, self.stop, self.errors = project, n, threading.Event(), []
+        self.done: dict[tuple[str, int], list[str]] = {}
+
+    def run(self) -> None:
+        rng = random.Random(self.n)
+        db = open_database(self.project.main)
+        try:
+            keys = range(self.n * 100 + 1, self.n * 100 + 6)
+            for k in keys:
+                db.execute("INSERT INTO ORDERS (ID, CUSTOMER, QTY) VALUES (?, ?, 0)", (k, f"c{k}"))
+                db.execute("INSERT INTO LINES (ID, ORDER_ID, AMOUNT) VALUES (?, ?, 0)", (k, k))
+                db.commit()
+                self.done[("ORDERS", k)] = []
+                self.done[("LINES", k)] = []
+            i = 0
+            while not self.stop.is_set() or i < 40:
+                i += 1
+                k = rng.choice(keys)
+                table, col = rng.choice([("ORDERS", "QTY"), ("LINES", "AMOUNT")])
+                try:
+                    db.execute(f"UPDATE {table} SET {col} = ? WHERE ID = ?", (i, k))
+                    db.commit()
+                    self.done[(table, k)].append(str(i))
+                except Exception as exc:          # the application's write failed: the finding we look for
+                    self.errors.append(f"{table} {k}: {exc}")
+                    db.rollback()
+                time.sleep(0.003)
+        finally:
+            db.close()
+
+
+def _run_upgrade(project, run_script) -> None:
+    _erp(project)
+    writers = [Writer(project, n) for n in range(4)]
+    for w in writers:
+        w.start()
+    time.sleep(0.5)
+    run_script()
+    time.sleep(0.5)
+    for w in writers:
+        w.stop.set()
+    for w in writers:
+        w.join(timeout=120)
+    assert not any(w.is_alive() for w in writers)
+    assert [e for w in writers for e in w.errors] == []
+    res = transfer.transfer(project.config)
+    assert not res.errors, res.lines
+    # Every committed value is in the log exactly once, in order, under its own column's name.
+    for w in writers:
+        for (table, key), values in w.done.items():
+            col = "QTY" if table == "ORDERS" else "AMOUNT"
+            versions = history(project.config, table, str(key))["versions"]
+            assert versions[0]["operation"] == "insert"
+            logged = [v["changes"][col]["new"] for v in versions[1:]]
+            assert logged == values, (table, key)
+            assert all(set(v["changes"]) == {col} for v in versions[1:]), (table, key)
+    assert sum(len(v) for w in writers for v in w.done.values()) > 100
+    events = schema_log.events(project.config, limit=200)["events"]
+    logged_sql = {e["sql"] for e in events}
+    assert set(UPGRADE) <= logged_sql, set(UPGRADE) - logged_sql
+    follows = [e["audit_trigger"] for e in events if e["event"] == "ALTER TABLE"]
+    assert follows and set(follows) == {"audit trigger followed"}
+    # After the upgrade, sync picks up the new and retyped columns, and they are logged.
+    synced = capture.sync(project.config)
+    assert not synced.errors
+    run_sql(project, ["UPDATE ORDERS SET DISCOUNT = 1.25 WHERE ID = 1",
+                      "UPDATE LINES SET PRICE = 9.5, WAREHOUSE = 3 WHERE ID = 1"])
+    assert not transfer.transfer(project.config).errors
+    assert history(project.config, "ORDERS", "1")["versions"][-1]["changes"]["DISCOUNT"]["new"] == "1.25"
+    assert history(project.config, "LINES", "1")["versions"][-1]["changes"] == {
+        "PRICE": {"old": None, "new": "9.5000"}, "WAREHOUSE": {"old": None, "new": "3"}}
+    assert capture.status(project.config).data["exit_code"] == 0
+
+
+def test_an_upgrade_script_through_the_driver_while_four_writers_write(project):
+    """Statement by statement through firebird-driver, each committed (isql's autocommit DDL)."""
+    def script():
+        with project.connect() as db:
+            for s in UPGRADE:
+                db.con.execute_immediate(s)
+                db.commit()
+                time.sleep(0.05)
+    _run_upgrade(project, script)
+
+
+def test_an_upgrade_script_through_isql_while_four_writers_write(project):
+    isql = shutil.which("isql-fb") or shutil.which("isql")
+    if not (project.target.is_server and isql):
+        pytest.skip("isql runs against the server target (Debian's firebird3.0-utils)")
+
+    def script():
+        text = (f"CONNECT '{project.main.database}' USER '{project.main.user}' PASSWORD '{project.main.password()}';\n"
+                "SET AUTODDL ON;\nSET TERM ^ ;\n" + "".join(s + "^\n" for s in UPGRADE) + "SET TERM ; ^\nCOMMIT;\n")
+        path = project.tmp / "upgrade.sql"
+        path.write_text(text, encoding="utf-8")
+        path.chmod(0o600)
+        out = subprocess.run([isql, "-q", "-b", "-i", str(path)], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0 and not out.stderr.strip(), out.stderr
+    _run_upgrade(project, script)
