@@ -200,14 +200,18 @@ CREATE TABLE {{P}}LOG_TRIGGER_PARTS (
   CONSTRAINT {{P}}LOG_TRIGGER_PARTS_PK PRIMARY KEY (NUM_TABLE, SEQ)
 )
 ^
+-- object: EXCEPTION DDL_REFUSED
+-- Raised by DDL_FOLLOW when an audit trigger cannot follow an ALTER TABLE; the message says why.
+CREATE EXCEPTION {{P}}DDL_REFUSED 'fbaudit: the audit trigger cannot follow this change'
+^
 -- object: TRIGGER DDL_FOLLOW
 -- After an ALTER TABLE of an audited table, in the same transaction: the audit trigger is
 -- re-created from its parts without the columns that are gone or changed type (a widened column
 -- keeps its lines: they pack any length). A dropped column then has no dependency left and the
 -- DDL commits; logging of the other columns never pauses. Added and retyped columns are logged
--- after `fbaudit sync` (status says so until then). Nothing here may fail the user's DDL: if the
--- new trigger does not compile (a key column dropped), the old one stays and Firebird decides as
--- it would without fbaudit; DDL_LOG records which happened.
+-- after `fbaudit sync` (status says so until then). When the trigger cannot follow (a key or
+-- author column dropped or retyped), the DDL fails at once with DDL_REFUSED's message, where
+-- Firebird would refuse it at COMMIT without fbaudit.
 CREATE OR ALTER TRIGGER {{P}}DDL_FOLLOW ACTIVE AFTER ALTER TABLE POSITION 0
 AS
   DECLARE tbl VARCHAR(63) CHARACTER SET UTF8;
@@ -224,6 +228,18 @@ BEGIN
   IF (NOT EXISTS (SELECT 1 FROM RDB$TRIGGERS WHERE RDB$TRIGGER_NAME = :trg AND RDB$RELATION_NAME = :tbl
                   AND COALESCE(RDB$TRIGGER_INACTIVE, 0) = 0)) THEN EXIT;
   IF (NOT EXISTS (SELECT 1 FROM {{P}}LOG_TRIGGER_PARTS WHERE NUM_TABLE = :n)) THEN EXIT;
+  -- Parts below zero: the columns every version reads (key, author). One gone or retyped: the
+  -- trigger cannot follow; it stays, and Firebird refuses the DDL at COMMIT as without fbaudit.
+  IF (EXISTS (SELECT 1 FROM {{P}}LOG_TRIGGER_PARTS p WHERE p.NUM_TABLE = :n AND p.SEQ < 0 AND NOT EXISTS (
+        SELECT 1 FROM RDB$RELATION_FIELDS rf JOIN RDB$FIELDS f ON f.RDB$FIELD_NAME = rf.RDB$FIELD_SOURCE
+        WHERE rf.RDB$RELATION_NAME = :tbl AND rf.RDB$FIELD_NAME = p.FIELD_NAME
+          AND f.RDB$FIELD_TYPE = p.F_TYPE AND COALESCE(f.RDB$FIELD_SUB_TYPE, 0) = COALESCE(p.F_SUB_TYPE, 0)
+          AND COALESCE(f.RDB$CHARACTER_SET_ID, -1) = COALESCE(p.F_CHARSET, -1)
+          AND COALESCE(f.RDB$FIELD_SCALE, 0) = COALESCE(p.F_SCALE, 0)
+          AND COALESCE(f.RDB$FIELD_LENGTH, 0) >= COALESCE(p.F_LENGTH, 0)))) THEN
+    EXCEPTION {{P}}DDL_REFUSED 'fbaudit: ' || tbl || ' is audited and this change drops or retypes a column of its '
+      || 'audit key (or author column), which its audit trigger needs. Run `fbaudit disable ' || tbl
+      || '` first, and `fbaudit enable ' || tbl || ' --key ...` after (docs/schema-changes.md).';
   src = '';
   FOR SELECT p.PART FROM {{P}}LOG_TRIGGER_PARTS p WHERE p.NUM_TABLE = :n AND (p.FIELD_NAME IS NULL OR EXISTS (
         SELECT 1 FROM RDB$RELATION_FIELDS rf JOIN RDB$FIELDS f ON f.RDB$FIELD_NAME = rf.RDB$FIELD_SOURCE
@@ -240,13 +256,12 @@ BEGIN
     d = RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_FOLLOW', NULL);
     d = RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_FOLLOWED', 'audit trigger followed');
     WHEN ANY DO
-    BEGIN
-      d = RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_FOLLOW', NULL);
-      d = RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_FOLLOWED',
-                          'audit trigger kept as it was: the new one failed (SQLCODE ' || SQLCODE || ', ' || GDSCODE || ')');
-    END
+      -- Not swallowed: a trigger re-created earlier in this transaction would let a DROP commit past
+      -- Firebird's dependency check and leave a trigger that fails every write (measured).
+      EXCEPTION {{P}}DDL_REFUSED 'fbaudit: the audit trigger of ' || tbl || ' could not follow this change (SQLCODE '
+        || SQLCODE || ', GDSCODE ' || GDSCODE || '): nothing was changed. Run `fbaudit disable ' || tbl
+        || '` first and `fbaudit enable ' || tbl || '` after (docs/schema-changes.md).';
   END
-  WHEN ANY DO d = 0;
 END
 ^
 -- object: GRANT DDL_FOLLOW

@@ -96,8 +96,11 @@ def plan_trigger(entry: TableEntry, info: TableInfo, prefix: str, major: int) ->
         AUTHOR=author, DB_CHARSET_ID=str(info.db_charset[0]), CHARSETS=charset_branches(info),
         **{slot: _SENTINEL.format(slot) for slot in _SLOTS})
     parts = trigger_parts(rendered[0].sql, slots)
+    # The columns every version of the trigger reads (key, author): when one is gone or retyped,
+    # DDL_FOLLOW leaves the trigger alone and Firebird refuses the DDL as it would without fbaudit.
+    needs = list(dict.fromkeys([c.name for c in key_cols] + ([entry.author] if entry.author else [])))
     return ([Statement("".join(text for _, text in parts))] + rendered[1:]
-            + plan_parts(entry.number, entry.name, parts, prefix))
+            + plan_parts(entry.number, entry.name, parts, prefix, needs))
 
 
 # The audit trigger in parts (ddl/main_init.sql, LOG_TRIGGER_PARTS): the template's text around
@@ -123,11 +126,13 @@ def trigger_parts(sql: str, slots: dict[str, list[tuple[str, str]]]) -> list[tup
     return parts
 
 
-def plan_parts(number: int, table: str, parts: list[tuple[str | None, str]], prefix: str) -> list[Statement]:
-    """The statements storing a trigger's parts, each column's with its type as Firebird holds it now."""
+def plan_parts(number: int, table: str, parts: list[tuple[str | None, str]], prefix: str,
+               needs: list[str]) -> list[Statement]:
+    """The statements storing a trigger's parts, each column's with its type as Firebird holds it now;
+    ``needs``, the columns every version reads, as empty parts numbered below zero."""
     p = prefix
     out = [Statement(f"DELETE FROM {p}LOG_TRIGGER_PARTS WHERE NUM_TABLE = ?", (number,))]
-    for seq, (name, text) in enumerate(parts, 1):
+    for seq, (name, text) in [(-i, (c, "")) for i, c in enumerate(needs, 1)] + list(enumerate(parts, 1)):
         if name is None:
             out.append(Statement(f"INSERT INTO {p}LOG_TRIGGER_PARTS (NUM_TABLE, SEQ, PART) VALUES (?, ?, ?)",
                                  (number, seq, text)))

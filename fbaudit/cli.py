@@ -652,10 +652,17 @@ def schema_log(ctx: Ctx, object_name: str | None, since: str | None, until: str 
     from . import schema_log as schema_mod
     from .prune import parse_before
     now = _dt.now()
+
+    def when(option: str, text: str | None):
+        if text is None:
+            return None
+        try:
+            return parse_before(text, now)
+        except FbauditError as exc:
+            raise click.BadParameter(str(exc).replace("--before ", ""), param_hint=option) from None
     res = _run(ctx, lambda: schema_mod.events(
-        ctx.config, source=source, object_name=object_name,
-        since=parse_before(since, now) if since else None, until=parse_before(until, now) if until else None,
-        limit=limit, offset=offset))
+        ctx.config, source=source, object_name=object_name, since=when("--since", since),
+        until=when("--until", until), limit=limit, offset=offset))
     data = {"success": True, "source": res["source"], "events": res["events"],
             "pagination": {"limit": limit, "offset": offset, "total": res["total"], "total_exact": res["total_exact"]}}
     _print(ctx, data, schema_mod.event_lines(res))

@@ -266,3 +266,22 @@ def test_an_upgrade_script_through_isql_while_four_writers_write(project):
         out = subprocess.run([isql, "-q", "-b", "-i", str(path)], capture_output=True, text=True, timeout=300)
         assert out.returncode == 0 and not out.stderr.strip(), out.stderr
     _run_upgrade(project, script)
+
+
+def test_dropping_the_audit_key_is_refused_at_once_and_nothing_changes(project):
+    """The audit trigger needs its key: it cannot follow, so the DDL fails at once with a message that
+    says what to do (Firebird alone refuses at COMMIT). Measured before: with another ALTER TABLE
+    earlier in the same transaction (whose re-created trigger passes Firebird's dependency check at
+    COMMIT) the drop committed and left a trigger that failed every write of the table."""
+    from firebird.driver import DatabaseError as DriverError
+    project.sql("CREATE TABLE K (CODE INTEGER NOT NULL, V INTEGER, CONSTRAINT K_U UNIQUE (CODE))")
+    capture.init(project.config)
+    capture.enable(project.config, "K", key=["CODE"])
+    with project.connect() as db:
+        db.con.execute_immediate("ALTER TABLE K DROP CONSTRAINT K_U")
+        with pytest.raises(DriverError, match="fbaudit disable K"):
+            db.con.execute_immediate("ALTER TABLE K DROP CODE")
+        db.rollback()
+    run_sql(project, ["INSERT INTO K VALUES (1, 2)"])
+    assert packets(project)[-1].changes == {"CODE": {"old": None, "new": "1"}, "V": {"old": None, "new": "2"}}
+    assert capture.status(project.config).data["exit_code"] == 0
