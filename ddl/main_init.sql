@@ -181,13 +181,14 @@ CREATE TABLE {{P}}LOG_QUIET (
   CONSTRAINT {{P}}LOG_QUIET_PK PRIMARY KEY (TX)
 )
 ^
--- object: TABLE LOG_TRIGGER_PARTS
+-- object: TABLE LOG_PARTS
 -- Each audit trigger's source in parts (capture.trigger_parts): the text every version has
--- (FIELD_NAME NULL) and each logged column's lines, with the column's type when the trigger was
--- made. The trigger is exactly their concatenation; DDL_FOLLOW re-creates it from the parts of
--- the columns that still exist with that type (or wider), so ALTER TABLE never fails on the
--- audit trigger (docs/schema-changes.md).
-CREATE TABLE {{P}}LOG_TRIGGER_PARTS (
+-- (FIELD_NAME NULL), each logged column's lines with the column's type and collation when the
+-- trigger was made, and (SEQ below zero, empty) the columns every version reads: key, author.
+-- The trigger is exactly the concatenation; DDL_FOLLOW re-creates it from the parts of the
+-- columns that still exist with that type (or wider), so ALTER TABLE never fails on the audit
+-- trigger (docs/schema-changes.md).
+CREATE TABLE {{P}}LOG_PARTS (
   NUM_TABLE INTEGER NOT NULL,
   SEQ INTEGER NOT NULL,
   FIELD_NAME VARCHAR(63) CHARACTER SET UTF8,
@@ -196,71 +197,104 @@ CREATE TABLE {{P}}LOG_TRIGGER_PARTS (
   F_CHARSET SMALLINT,
   F_SCALE SMALLINT,
   F_LENGTH INTEGER,
+  F_COLLATION SMALLINT,
   PART BLOB SUB_TYPE TEXT CHARACTER SET UTF8 NOT NULL,
-  CONSTRAINT {{P}}LOG_TRIGGER_PARTS_PK PRIMARY KEY (NUM_TABLE, SEQ)
+  CONSTRAINT {{P}}LOG_PARTS_PK PRIMARY KEY (NUM_TABLE, SEQ)
 )
 ^
+-- object: VIEW LOG_PARTS_KEPT
+-- Per part: kept (1) when it belongs in the trigger for the table as it is now: text of every
+-- version, or a column that exists with the type it had (same type, character set, collation and
+-- scale; the same length or longer: a widened column's lines pack any length). GONE: the part's
+-- column no longer exists. DDL_FOLLOW builds the trigger from it; status checks against it.
+CREATE VIEW {{P}}LOG_PARTS_KEPT (NUM_TABLE, SEQ, FIELD_NAME, PART, KEPT, GONE) AS
+SELECT p.NUM_TABLE, p.SEQ, p.FIELD_NAME, p.PART,
+  IIF(p.FIELD_NAME IS NULL OR EXISTS (
+    SELECT 1 FROM {{P}}LOG_TABLES t JOIN RDB$RELATION_FIELDS rf ON rf.RDB$RELATION_NAME = t.TABLE_NAME
+      JOIN RDB$FIELDS f ON f.RDB$FIELD_NAME = rf.RDB$FIELD_SOURCE
+    WHERE t.NUM_TABLE = p.NUM_TABLE AND rf.RDB$FIELD_NAME = p.FIELD_NAME
+      AND f.RDB$FIELD_TYPE = p.F_TYPE AND COALESCE(f.RDB$FIELD_SUB_TYPE, 0) = COALESCE(p.F_SUB_TYPE, 0)
+      AND COALESCE(f.RDB$CHARACTER_SET_ID, -1) = COALESCE(p.F_CHARSET, -1)
+      AND COALESCE(rf.RDB$COLLATION_ID, f.RDB$COLLATION_ID, 0) = COALESCE(p.F_COLLATION, 0)
+      AND COALESCE(f.RDB$FIELD_SCALE, 0) = COALESCE(p.F_SCALE, 0)
+      AND COALESCE(f.RDB$FIELD_LENGTH, 0) >= COALESCE(p.F_LENGTH, 0)), 1, 0),
+  IIF(p.FIELD_NAME IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM {{P}}LOG_TABLES t JOIN RDB$RELATION_FIELDS rf ON rf.RDB$RELATION_NAME = t.TABLE_NAME
+    WHERE t.NUM_TABLE = p.NUM_TABLE AND rf.RDB$FIELD_NAME = p.FIELD_NAME), 1, 0)
+FROM {{P}}LOG_PARTS p
+^
 -- object: EXCEPTION DDL_REFUSED
--- Raised by DDL_FOLLOW when an audit trigger cannot follow an ALTER TABLE; the message says why.
+-- Raised by DDL_FOLLOW when an audit trigger cannot follow a dropped column; the message says why.
 CREATE EXCEPTION {{P}}DDL_REFUSED 'fbaudit: the audit trigger cannot follow this change'
 ^
 -- object: TRIGGER DDL_FOLLOW
--- After an ALTER TABLE of an audited table, in the same transaction: the audit trigger is
--- re-created from its parts without the columns that are gone or changed type (a widened column
--- keeps its lines: they pack any length). A dropped column then has no dependency left and the
--- DDL commits; logging of the other columns never pauses. Added and retyped columns are logged
--- after `fbaudit sync` (status says so until then). When the trigger cannot follow (a key or
--- author column dropped or retyped), the DDL fails at once with DDL_REFUSED's message, where
--- Firebird would refuse it at COMMIT without fbaudit.
-CREATE OR ALTER TRIGGER {{P}}DDL_FOLLOW ACTIVE AFTER ALTER TABLE POSITION 0
+-- After an ALTER TABLE of an audited table (or an ALTER DOMAIN of a column of one), in the same
+-- transaction: the audit trigger is re-created from its kept parts (LOG_PARTS_KEPT). A dropped
+-- column then has no dependency left and the DDL commits; logging of the other columns never
+-- pauses. Added and retyped columns are logged after `fbaudit sync` (status says so until then).
+-- When the new trigger cannot be made while a column it used is gone (a key or author column
+-- dropped, or any failure), the DDL fails at once with DDL_REFUSED's message, where Firebird
+-- would refuse it at COMMIT without fbaudit. Any other failure keeps the old trigger, which is
+-- still valid, and lets the DDL go on.
+CREATE OR ALTER TRIGGER {{P}}DDL_FOLLOW ACTIVE AFTER ALTER TABLE OR ALTER DOMAIN POSITION 0
 AS
+  DECLARE obj VARCHAR(63) CHARACTER SET UTF8;
   DECLARE tbl VARCHAR(63) CHARACTER SET UTF8;
   DECLARE n INTEGER;
   DECLARE trg VARCHAR(63) CHARACTER SET UTF8;
   DECLARE part BLOB SUB_TYPE TEXT CHARACTER SET UTF8;
   DECLARE src BLOB SUB_TYPE TEXT CHARACTER SET UTF8;
+  DECLARE gone SMALLINT;
   DECLARE d INTEGER;
 BEGIN
-  tbl = RDB$GET_CONTEXT('DDL_TRIGGER', 'OBJECT_NAME');
-  SELECT NUM_TABLE FROM {{P}}LOG_TABLES WHERE TABLE_NAME = :tbl AND ENABLED = 1 INTO n;
-  IF (n IS NULL) THEN EXIT;
-  trg = '{{P}}AUDIT_' || n;
-  IF (NOT EXISTS (SELECT 1 FROM RDB$TRIGGERS WHERE RDB$TRIGGER_NAME = :trg AND RDB$RELATION_NAME = :tbl
-                  AND COALESCE(RDB$TRIGGER_INACTIVE, 0) = 0)) THEN EXIT;
-  IF (NOT EXISTS (SELECT 1 FROM {{P}}LOG_TRIGGER_PARTS WHERE NUM_TABLE = :n)) THEN EXIT;
-  -- Parts below zero: the columns every version reads (key, author). One gone or retyped: the
-  -- trigger cannot follow; it stays, and Firebird refuses the DDL at COMMIT as without fbaudit.
-  IF (EXISTS (SELECT 1 FROM {{P}}LOG_TRIGGER_PARTS p WHERE p.NUM_TABLE = :n AND p.SEQ < 0 AND NOT EXISTS (
-        SELECT 1 FROM RDB$RELATION_FIELDS rf JOIN RDB$FIELDS f ON f.RDB$FIELD_NAME = rf.RDB$FIELD_SOURCE
-        WHERE rf.RDB$RELATION_NAME = :tbl AND rf.RDB$FIELD_NAME = p.FIELD_NAME
-          AND f.RDB$FIELD_TYPE = p.F_TYPE AND COALESCE(f.RDB$FIELD_SUB_TYPE, 0) = COALESCE(p.F_SUB_TYPE, 0)
-          AND COALESCE(f.RDB$CHARACTER_SET_ID, -1) = COALESCE(p.F_CHARSET, -1)
-          AND COALESCE(f.RDB$FIELD_SCALE, 0) = COALESCE(p.F_SCALE, 0)
-          AND COALESCE(f.RDB$FIELD_LENGTH, 0) >= COALESCE(p.F_LENGTH, 0)))) THEN
-    EXCEPTION {{P}}DDL_REFUSED 'fbaudit: ' || tbl || ' is audited and this change drops or retypes a column of its '
-      || 'audit key (or author column), which its audit trigger needs. Run `fbaudit disable ' || tbl
-      || '` first, and `fbaudit enable ' || tbl || ' --key ...` after (docs/schema-changes.md).';
-  src = '';
-  FOR SELECT p.PART FROM {{P}}LOG_TRIGGER_PARTS p WHERE p.NUM_TABLE = :n AND (p.FIELD_NAME IS NULL OR EXISTS (
-        SELECT 1 FROM RDB$RELATION_FIELDS rf JOIN RDB$FIELDS f ON f.RDB$FIELD_NAME = rf.RDB$FIELD_SOURCE
-        WHERE rf.RDB$RELATION_NAME = :tbl AND rf.RDB$FIELD_NAME = p.FIELD_NAME
-          AND f.RDB$FIELD_TYPE = p.F_TYPE AND COALESCE(f.RDB$FIELD_SUB_TYPE, 0) = COALESCE(p.F_SUB_TYPE, 0)
-          AND COALESCE(f.RDB$CHARACTER_SET_ID, -1) = COALESCE(p.F_CHARSET, -1)
-          AND COALESCE(f.RDB$FIELD_SCALE, 0) = COALESCE(p.F_SCALE, 0)
-          AND COALESCE(f.RDB$FIELD_LENGTH, 0) >= COALESCE(p.F_LENGTH, 0)))
-      ORDER BY p.SEQ INTO part DO src = src || part;
+  obj = RDB$GET_CONTEXT('DDL_TRIGGER', 'OBJECT_NAME');
+  FOR SELECT t.NUM_TABLE, t.TABLE_NAME FROM {{P}}LOG_TABLES t
+      WHERE t.ENABLED = 1 AND (t.TABLE_NAME = :obj OR (RDB$GET_CONTEXT('DDL_TRIGGER', 'OBJECT_TYPE') = 'DOMAIN'
+        AND EXISTS (SELECT 1 FROM RDB$RELATION_FIELDS rf WHERE rf.RDB$RELATION_NAME = t.TABLE_NAME
+                    AND rf.RDB$FIELD_SOURCE = :obj)))
+        AND EXISTS (SELECT 1 FROM RDB$TRIGGERS tr WHERE tr.RDB$TRIGGER_NAME = '{{P}}AUDIT_' || t.NUM_TABLE
+                    AND tr.RDB$RELATION_NAME = t.TABLE_NAME AND COALESCE(tr.RDB$TRIGGER_INACTIVE, 0) = 0)
+        AND EXISTS (SELECT 1 FROM {{P}}LOG_PARTS p WHERE p.NUM_TABLE = t.NUM_TABLE)
+      INTO n, tbl DO
   BEGIN
-    -- DDL_LOG leaves this nested CREATE OR ALTER TRIGGER out: the ALTER TABLE itself is logged.
-    d = RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_FOLLOW', trg);
-    EXECUTE STATEMENT src;
-    d = RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_FOLLOW', NULL);
-    d = RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_FOLLOWED', 'audit trigger followed');
-    WHEN ANY DO
-      -- Not swallowed: a trigger re-created earlier in this transaction would let a DROP commit past
-      -- Firebird's dependency check and leave a trigger that fails every write (measured).
-      EXCEPTION {{P}}DDL_REFUSED 'fbaudit: the audit trigger of ' || tbl || ' could not follow this change (SQLCODE '
-        || SQLCODE || ', GDSCODE ' || GDSCODE || '): nothing was changed. Run `fbaudit disable ' || tbl
-        || '` first and `fbaudit enable ' || tbl || '` after (docs/schema-changes.md).';
+    trg = '{{P}}AUDIT_' || n;
+    -- A column the trigger reads is gone: the old trigger cannot stay either.
+    gone = IIF(EXISTS (SELECT 1 FROM {{P}}LOG_PARTS_KEPT k WHERE k.NUM_TABLE = :n AND k.GONE = 1), 1, 0);
+    IF (EXISTS (SELECT 1 FROM {{P}}LOG_PARTS_KEPT k WHERE k.NUM_TABLE = :n AND k.SEQ < 0 AND k.KEPT = 0)) THEN
+    BEGIN
+      IF (gone = 1) THEN
+        EXCEPTION {{P}}DDL_REFUSED 'fbaudit: ' || tbl || ' is audited and this change drops a column of its audit '
+          || 'key (or its author column), which its audit trigger needs. Run `fbaudit disable ' || tbl
+          || '` first, and `fbaudit enable ' || tbl || ' --key ...` after (docs/schema-changes.md).';
+      d = RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_FOLLOWED',
+                          'audit trigger kept as it was: a key or author column changed type; run fbaudit sync');
+    END
+    ELSE
+    BEGIN
+      src = '';
+      FOR SELECT k.PART FROM {{P}}LOG_PARTS_KEPT k WHERE k.NUM_TABLE = :n AND k.KEPT = 1 ORDER BY k.SEQ
+        INTO part DO src = src || part;
+      BEGIN
+        -- DDL_LOG leaves this nested CREATE OR ALTER TRIGGER out: the ALTER itself is logged.
+        d = RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_FOLLOW', trg);
+        EXECUTE STATEMENT src;
+        d = RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_FOLLOW', NULL);
+        d = RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_FOLLOWED', 'audit trigger followed');
+        WHEN ANY DO
+        BEGIN
+          d = RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_FOLLOW', NULL);
+          -- With a column gone, not refusing would be worse than Firebird's own refusal: a trigger
+          -- re-created earlier in this transaction lets the drop commit past the dependency check
+          -- and leaves a trigger that fails every write of the table (measured).
+          IF (gone = 1) THEN
+            EXCEPTION {{P}}DDL_REFUSED 'fbaudit: the audit trigger of ' || tbl || ' could not follow this change '
+              || '(SQLCODE ' || SQLCODE || ', GDSCODE ' || GDSCODE || '): nothing was changed. Run `fbaudit disable '
+              || tbl || '` first and `fbaudit enable ' || tbl || '` after (docs/schema-changes.md).';
+          d = RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_FOLLOWED', 'audit trigger kept as it was: the new one '
+                              || 'failed (SQLCODE ' || SQLCODE || ', GDSCODE ' || GDSCODE || '); run fbaudit sync');
+        END
+      END
+    END
   END
 END
 ^
@@ -268,17 +302,25 @@ END
 GRANT SELECT ON {{P}}LOG_TABLES TO TRIGGER {{P}}DDL_FOLLOW
 ^
 -- object: GRANT DDL_FOLLOW
-GRANT SELECT ON {{P}}LOG_TRIGGER_PARTS TO TRIGGER {{P}}DDL_FOLLOW
+GRANT SELECT ON {{P}}LOG_PARTS TO TRIGGER {{P}}DDL_FOLLOW
+^
+-- object: GRANT DDL_FOLLOW
+GRANT SELECT ON {{P}}LOG_PARTS_KEPT TO TRIGGER {{P}}DDL_FOLLOW
+^
+-- object: GRANT LOG_PARTS_KEPT
+GRANT SELECT ON {{P}}LOG_PARTS TO VIEW {{P}}LOG_PARTS_KEPT
+^
+-- object: GRANT LOG_PARTS_KEPT
+GRANT SELECT ON {{P}}LOG_TABLES TO VIEW {{P}}LOG_PARTS_KEPT
 ^
 -- object: TRIGGER DDL_LOG
 -- Every DDL statement in the database, as a packet like a row change (OPERATION 8, NUM_TABLE 0,
 -- RECORD_KEY the object's name) that the transfer ships exactly once with the data changes;
 -- `fbaudit schema-log` lists them. Its fields (docs/schema-changes.md): 1 the event (ALTER
 -- TABLE), 2 the object type, 3 the object's name, 4 the statement's text, 5 the client process,
--- 6 what fbaudit did about the audit trigger. Left out: fbaudit's own staging objects (rotation
--- re-creates them) and the audit triggers fbaudit itself (re-)creates (its transactions set
--- FBAUDIT_OWN_DDL); an audit trigger altered, switched off or dropped by anyone else is logged.
--- Never fails the user's DDL.
+-- 6 what fbaudit did about the audit trigger. Left out: DDL on fbaudit's own objects in fbaudit's
+-- own transactions (they set FBAUDIT_OWN_DDL: rotation re-creates its tables daily, sync its
+-- triggers); the same objects changed by anyone else are logged. Never fails the user's DDL.
 CREATE OR ALTER TRIGGER {{P}}DDL_LOG ACTIVE AFTER ANY DDL STATEMENT POSITION 32000
 AS
   DECLARE ev VARCHAR(100) CHARACTER SET OCTETS;
@@ -292,13 +334,12 @@ AS
 BEGIN
   nm = RDB$GET_CONTEXT('DDL_TRIGGER', 'OBJECT_NAME');
   ot = RDB$GET_CONTEXT('DDL_TRIGGER', 'OBJECT_TYPE');
-  IF (nm STARTING WITH '{{P}}') THEN
-    IF (ot <> 'TRIGGER' OR RDB$GET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_OWN_DDL') IS NOT NULL
-        OR nm = RDB$GET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_FOLLOW')) THEN EXIT;
+  IF (nm STARTING WITH '{{P}}' AND (RDB$GET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_OWN_DDL') IS NOT NULL
+      OR nm = RDB$GET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_FOLLOW'))) THEN EXIT;
   ev = RDB$GET_CONTEXT('DDL_TRIGGER', 'DDL_EVENT');
   sq = RDB$GET_CONTEXT('DDL_TRIGGER', 'SQL_TEXT');
   pr = RDB$GET_CONTEXT('SYSTEM', 'CLIENT_PROCESS');
-  IF (ev = 'ALTER TABLE') THEN
+  IF (ev IN ('ALTER TABLE', 'ALTER DOMAIN')) THEN
   BEGIN
     fo = RDB$GET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_FOLLOWED');
     dt = RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_FOLLOWED', NULL);

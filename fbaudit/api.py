@@ -43,7 +43,6 @@ from firebird.driver import Isolation
 
 from . import checkpoint as checkpoint_mod
 from . import history as history_mod
-from . import schema_log as schema_mod
 from . import versions as versions_mod
 from .config import Config
 from .db import open_database
@@ -252,7 +251,7 @@ def create_app(config: Config, *, token: str | None, hosts: tuple[str, ...] = LO
     @app.get("/api/schema-log", summary="DDL statements of a source, newest first (docs/schema-changes.md)")
     def schema_log(source: str | None = None, object: str | None = None, since: datetime | None = None,
                    until: datetime | None = None, limit: int = limit_q, offset: int = offset_q) -> dict:
-        res = reading(lambda db: schema_mod.events(config, source=source, object_name=object, since=since,
+        res = reading(lambda db: history_mod.schema_events(config, source=source, object_name=object, since=since,
                                                    until=until, limit=limit, offset=offset, db=db))
         return _ok({"source": res["source"], "events": res["events"]}, limit=limit, offset=offset,
                    total=res["total"], total_exact=res["total_exact"])
@@ -264,8 +263,8 @@ def create_app(config: Config, *, token: str | None, hosts: tuple[str, ...] = LO
                                                    newest_first=order == "desc", db=db))
         if not h["total"]:
             raise NotFound(f"{h['table']} {key}: no versions in the log database")
-        return _ok({"source": h["source"], "table": h["table"], "key": h["key"], "items": h["versions"]},
-                   limit=limit, offset=offset, total=h["total"])
+        return _ok({"source": h["source"], "table": h["table"], "key": h["key"], "items": h["versions"],
+                    "schema_events": h["schema_events"]}, limit=limit, offset=offset, total=h["total"])
 
     @app.get("/api/records/{table}/{key:path}/versions/{version}",
              summary="One version: its changes (old | new) and the whole record after it")

@@ -20,7 +20,7 @@ from .db import Database, apply_plan, database_exists
 from .errors import CatalogError, ConfigError, FbauditError
 from .forms import (changed_expr, key_expr, pack_append, pack_append_big, packed_expr, short_text,
                     value_expr)
-from .idents import check_length, ident_end, normalize_name, quote_ident
+from .idents import check_length, normalize_name, quote_ident
 from .logs import printable
 from .objects import trigger_body as objects_trigger_body
 from .objects import (installed_trigger_body, is_initialized, number_versions, plan_init, require_current,
@@ -103,7 +103,7 @@ def plan_trigger(entry: TableEntry, info: TableInfo, prefix: str, major: int) ->
             + plan_parts(entry.number, entry.name, parts, prefix, needs))
 
 
-# The audit trigger in parts (ddl/main_init.sql, LOG_TRIGGER_PARTS): the template's text around
+# The audit trigger in parts (ddl/main_init.sql, LOG_PARTS): the template's text around
 # the four lists of per-column lines, and each column's line in each list. The trigger IS their
 # concatenation, here and when DDL_FOLLOW re-creates it after an ALTER TABLE.
 _SLOTS = ("INSERTED", "DELETED", "FIELDS", "BIG_FIELDS")
@@ -131,16 +131,17 @@ def plan_parts(number: int, table: str, parts: list[tuple[str | None, str]], pre
     """The statements storing a trigger's parts, each column's with its type as Firebird holds it now;
     ``needs``, the columns every version reads, as empty parts numbered below zero."""
     p = prefix
-    out = [Statement(f"DELETE FROM {p}LOG_TRIGGER_PARTS WHERE NUM_TABLE = ?", (number,))]
+    out = [Statement(f"DELETE FROM {p}LOG_PARTS WHERE NUM_TABLE = ?", (number,))]
     for seq, (name, text) in [(-i, (c, "")) for i, c in enumerate(needs, 1)] + list(enumerate(parts, 1)):
         if name is None:
-            out.append(Statement(f"INSERT INTO {p}LOG_TRIGGER_PARTS (NUM_TABLE, SEQ, PART) VALUES (?, ?, ?)",
+            out.append(Statement(f"INSERT INTO {p}LOG_PARTS (NUM_TABLE, SEQ, PART) VALUES (?, ?, ?)",
                                  (number, seq, text)))
         else:
             out.append(Statement(
-                f"INSERT INTO {p}LOG_TRIGGER_PARTS (NUM_TABLE, SEQ, FIELD_NAME, F_TYPE, F_SUB_TYPE, F_CHARSET, "
-                f"F_SCALE, F_LENGTH, PART) SELECT CAST(? AS INTEGER), CAST(? AS INTEGER), TRIM(TRAILING FROM rf.RDB$FIELD_NAME), "
-                "f.RDB$FIELD_TYPE, f.RDB$FIELD_SUB_TYPE, f.RDB$CHARACTER_SET_ID, f.RDB$FIELD_SCALE, f.RDB$FIELD_LENGTH, "
+                f"INSERT INTO {p}LOG_PARTS (NUM_TABLE, SEQ, FIELD_NAME, F_TYPE, F_SUB_TYPE, F_CHARSET, "
+                f"F_SCALE, F_LENGTH, F_COLLATION, PART) SELECT CAST(? AS INTEGER), CAST(? AS INTEGER), "
+                "TRIM(TRAILING FROM rf.RDB$FIELD_NAME), f.RDB$FIELD_TYPE, f.RDB$FIELD_SUB_TYPE, f.RDB$CHARACTER_SET_ID, "
+                "f.RDB$FIELD_SCALE, f.RDB$FIELD_LENGTH, COALESCE(rf.RDB$COLLATION_ID, f.RDB$COLLATION_ID), "
                 "CAST(? AS BLOB SUB_TYPE TEXT CHARACTER SET UTF8) FROM RDB$RELATION_FIELDS rf JOIN RDB$FIELDS f "
                 "ON f.RDB$FIELD_NAME = rf.RDB$FIELD_SOURCE WHERE rf.RDB$RELATION_NAME = ? AND rf.RDB$FIELD_NAME = ?",
                 (number, seq, text, table, name)))
@@ -618,8 +619,8 @@ def disable(config: Config, table: str, *, source: str | None = None, dry_run: b
                 plan.append(Statement(f"DROP TRIGGER {trigger_name(config.prefix, entry.number)}"))
             plan.append(Statement(f"UPDATE {config.prefix}LOG_TABLES SET ENABLED = 0 WHERE NUM_TABLE = ?",
                                   (entry.number,)))
-            if table_exists(db, config.prefix + "LOG_TRIGGER_PARTS"):
-                plan.append(Statement(f"DELETE FROM {config.prefix}LOG_TRIGGER_PARTS WHERE NUM_TABLE = ?",
+            if table_exists(db, config.prefix + "LOG_PARTS"):
+                plan.append(Statement(f"DELETE FROM {config.prefix}LOG_PARTS WHERE NUM_TABLE = ?",
                                       (entry.number,)))
             if not dry_run:
                 apply_plan(db, plan)
@@ -677,7 +678,7 @@ def sync(config: Config, *, source: str | None = None, dry_run: bool = False, re
                 d.trigger_outdated = (installed is not None and installed != trigger_body(trig)
                                       and not (d.added or d.dropped or d.retyped))
                 d.recovered = entry.name in recovered
-                d.parts_missing = not db.scalar(f"SELECT COUNT(*) FROM {config.prefix}LOG_TRIGGER_PARTS "
+                d.parts_missing = not db.scalar(f"SELECT COUNT(*) FROM {config.prefix}LOG_PARTS "
                                                 "WHERE NUM_TABLE = ?", (entry.number,))
                 if d.any or regenerate:
                     plan += trig + plan_dictionary(entry, config.prefix, _kinds(info))

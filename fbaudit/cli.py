@@ -649,7 +649,7 @@ def schema_log(ctx: Ctx, object_name: str | None, since: str | None, until: str 
     """
     from datetime import datetime as _dt
 
-    from . import schema_log as schema_mod
+    from . import history
     from .prune import parse_before
     now = _dt.now()
 
@@ -660,12 +660,12 @@ def schema_log(ctx: Ctx, object_name: str | None, since: str | None, until: str 
             return parse_before(text, now)
         except FbauditError as exc:
             raise click.BadParameter(str(exc).replace("--before ", ""), param_hint=option) from None
-    res = _run(ctx, lambda: schema_mod.events(
+    res = _run(ctx, lambda: history.schema_events(
         ctx.config, source=source, object_name=object_name, since=when("--since", since),
         until=when("--until", until), limit=limit, offset=offset))
     data = {"success": True, "source": res["source"], "events": res["events"],
             "pagination": {"limit": limit, "offset": offset, "total": res["total"], "total_exact": res["total_exact"]}}
-    _print(ctx, data, schema_mod.event_lines(res))
+    _print(ctx, data, history.schema_event_lines(res))
 
 
 @cli.command()

@@ -193,6 +193,17 @@ def timestamp_text(value) -> str:
     return (f"{value.year:04d}-{value.month:02d}-{value.day:02d} {value.hour:02d}:{value.minute:02d}:"
             f"{value.second:02d}.{value.microsecond // 100:04d}")
 
+# Marks a transaction's DDL on fbaudit's own objects as fbaudit's: the DDL log (DDL_LOG,
+# ddl/main_init.sql) leaves it out. Rotation's daily DROP / CREATE is no schema event.
+OWN_DDL = "SELECT RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_OWN_DDL', 1) FROM RDB$DATABASE"
+
+
+def own_ddl(cur) -> None:
+    """Run OWN_DDL on a cursor (in its transaction)."""
+    cur.execute(OWN_DDL)
+    cur.fetchall()
+
+
 def apply_plan(db: Database, plan: list[Statement]) -> None:
     """Run a plan in ONE transaction, DDL and parameterised DML alike: all or nothing.
 
@@ -204,10 +215,8 @@ def apply_plan(db: Database, plan: list[Statement]) -> None:
     cursors: dict[str, object] = {}        # one prepared statement per text (a trigger's parts: hundreds)
     try:
         # fbaudit's own DDL on its own objects (audit triggers) stays out of the DDL log (DDL_LOG).
-        own = con.cursor()
-        own.execute("SELECT RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_OWN_DDL', 1) FROM RDB$DATABASE")
-        own.fetchall()
-        own.close()
+        with con.cursor() as own:
+            own_ddl(own)
         for st in plan:
             if st.params:
                 cur = cursors.get(st.sql)

@@ -15,8 +15,8 @@ from firebird.driver import Isolation
 from .config import Config
 from .db import Database, guard, timestamp_text
 from .errors import FbauditError, NotFound
-from .forms import (KEY_PART_LENGTH, OPERATIONS, NoneText, decode_key, decode_value, encode_key, is_bytes_key,
-                    value_kind)
+from .forms import (KEY_PART_LENGTH, OPERATIONS, SCHEMA_FIELDS, SCHEMA_OPERATIONS, SCHEMA_TABLE, NoneText, decode_key, decode_value,
+                    encode_key, is_bytes_key, value_kind)
 from .idents import normalize_name
 from .logs import printable
 from .sources import one_source, open_source
@@ -315,10 +315,20 @@ def history(config: Config, table: str, key: str, *, source: str | None = None,
         changes = _changes_of(db, p, ref.source_id, [r[0] for r in rows], fields, ref.none)
         versions = [_version(r[:8], r[8], changes[r[0]]) for r in rows]
         _link_keys(db, p, ref, versions)
+        # The DDL of the table from the first version shown on (to the newest, when it is shown):
+        # "who altered this table, when" beside "who changed this row" (docs/schema-changes.md).
+        schema = []
+        if versions:
+            ids = [v["packet_id"] for v in versions]
+            newest_shown = max(v["version"] for v in versions) == last
+            schema = table_events(db, p, ref.source_id, ref.name, min(ids), None if newest_shown else max(ids),
+                                  ref.none)
         db.commit()
     return {"source": ref.source, "table": ref.name, "key": key_dict, "record_key": record_key,
             "versions": versions, "total": total, "first_version": first if bounds else None,
-            "limit": limit, "offset": offset}
+            "limit": limit, "offset": offset,
+            "schema_events": [{k: e[k] for k in ("packet_id", "at", "user", "event", "sql", "audit_trigger")}
+                              for e in schema]}
 
 
 def version_detail(config: Config, table: str, key: str, number: int | None, *, source: str | None = None,
@@ -430,7 +440,10 @@ def show(config: Config, packet_id: int, *, source: str | None = None) -> dict:
         number = db.scalar(f"SELECT VERSION_NO FROM {p}LOG_PACKET WHERE SOURCE_ID = ? AND PACKET_ID = ?",
                            (sid, packet_id))
         none = none_text(config, sname)
-        version = _version(row[:8], number, _changes(db, p, sid, packet_id, _fields(db, p, sid, num_table), none))
+        fields = _fields(db, p, sid, num_table)
+        if num_table == SCHEMA_TABLE:        # a DDL or control event: its fields are text as the client sent it
+            tname, fields = "(schema)", {n: (name, "none") for n, name in SCHEMA_FIELDS.items()}
+        version = _version(row[:8], number, _changes(db, p, sid, packet_id, fields, none))
         key = key_dict(record_key, keys, _key_bytes(db, p, sid, num_table, keys), none)
         db.commit()
     return {"source": sname, "table": tname, "key": key, "record_key": record_key,
@@ -460,9 +473,18 @@ def history_lines(h: dict) -> list[str]:
                 f"transferred are not here (`fbaudit transfer`)."]
     lines = [f"{h['table']} {key}: {h['total']} version{'s' if h['total'] != 1 else ''}"
              + (f" (showing {len(h['versions'])} from {h['offset'] + 1})" if len(h["versions"]) < h["total"] else "")]
-    for v in h["versions"]:
-        lines += version_lines(v)
+    # The table's DDL between the versions, in the versions' own order (packet ids order both).
+    desc = len(h["versions"]) > 1 and h["versions"][0]["packet_id"] > h["versions"][-1]["packet_id"]
+    items = [(v["packet_id"], version_lines(v)) for v in h["versions"]]
+    items += [(e["packet_id"], [_schema_line(e)]) for e in h.get("schema_events", [])]
+    for _, block in sorted(items, key=lambda item: item[0], reverse=desc):
+        lines += block
     return lines
+
+
+def _schema_line(e: dict) -> str:
+    sql = printable(" ".join((e["sql"] or "").split()))
+    return f"  --  {e['at']}  {e['event']} by {e['user']}: {sql[:200]}{'...' if len(sql) > 200 else ''}"
 
 
 def version_lines(v: dict) -> list[str]:
@@ -597,3 +619,106 @@ def search(config: Config, *, source: str | None = None, table: str | None = Non
         db.commit()
     return {"source": sname, "items": items, "total": total, "total_exact": exact, "limit": limit,
             "offset": offset}
+
+
+# --------------------------------------------------------------------------
+# The schema log: every DDL statement of a source, and fbaudit's control events
+# (docs/schema-changes.md). DDL_LOG (ddl/main_init.sql) stages each as a packet of
+# table number 0 whose RECORD_KEY is the object's name; the transfer ships it
+# exactly once with the row changes.
+# --------------------------------------------------------------------------
+def schema_events(config: Config, *, source: str | None = None, object_name: str | None = None,
+                  since: datetime | None = None, until: datetime | None = None, limit: int = DEFAULT_LIMIT,
+                  offset: int = 0, db: Database | None = None) -> dict:
+    """A source's schema events, newest first: {"source", "events": [{"at", "user", "event",
+    "object_type", "object", "sql", ...}], "total", "total_exact", "limit", "offset"}."""
+    if not 1 <= limit <= MAX_LIMIT:
+        raise FbauditError(f"limit must be 1 to {MAX_LIMIT}, not {limit}")
+    if offset < 0:
+        raise FbauditError(f"offset cannot be negative ({offset})")
+    p = config.prefix
+    with _reader(config, db) as db:
+        sid, sname = _source_id(db, config, source)
+        where = ["P.SOURCE_ID = ?", "P.NUM_TABLE = ?", f"P.OPERATION IN ({', '.join(map(str, sorted(SCHEMA_OPERATIONS)))})"]
+        params: list = [sid, SCHEMA_TABLE]
+        if object_name is not None:
+            names = sorted({object_name, normalize_name(object_name)})
+            where.append("(" + " OR ".join("(P.KEY_HASH = HASH(CAST(? AS VARCHAR(1000) CHARACTER SET UTF8)) "
+                                            "AND P.RECORD_KEY = ?)" for _ in names) + ")")
+            for n in names:
+                params += [n, n]
+        if since is not None:
+            where.append("P.CREATED_AT >= CAST(? AS TIMESTAMP)")
+            params.append(timestamp_text(since))
+        if until is not None:
+            where.append("P.CREATED_AT < CAST(? AS TIMESTAMP)")
+            params.append(timestamp_text(until))
+        cond = " AND ".join(where)
+        order = "P.SOURCE_ID DESC, P.NUM_TABLE DESC, P.PACKET_ID DESC"       # LOG_PACKET_DDL
+        cap = max(COUNT_CAP, offset + limit)
+        total = db.scalar(f"SELECT COUNT(*) FROM (SELECT FIRST {cap + 1} 1 X FROM {p}LOG_PACKET P "
+                          f"WHERE {cond} ORDER BY {order})", params)
+        exact = total <= cap
+        total = min(total, cap)
+        out = read_events(db, p, sid, f"{cond} ORDER BY {order} ROWS {offset + 1} TO {offset + limit}", params,
+                          none_text(config, sname))
+        db.commit()
+    return {"source": sname, "events": out, "total": total, "total_exact": exact, "limit": limit,
+            "offset": offset}
+
+
+def read_events(db: Database, p: str, sid: int, where: str, params, none) -> list[dict]:
+    """The schema events ``WHERE`` picks (alias P, with its ORDER BY / ROWS), with their fields."""
+    rows = db.query(f"SELECT P.PACKET_ID, P.CREATED_AT, P.OPERATION, P.DB_USER, P.CLIENT_ADDRESS, "
+                    f"P.TRANSACTION_ID, P.RECORD_KEY FROM {p}LOG_PACKET P WHERE {where}", params)
+    fields: dict[int, dict[str, str | None]] = {r[0]: {} for r in rows}
+    if rows:
+        for pid, num, raw in db.query(
+                f"SELECT PACKET_ID, NUM_POLE, BLOB_NEW FROM {p}LOG WHERE SOURCE_ID = ? AND PACKET_ID IN "
+                f"({', '.join('?' * len(rows))})", (sid, *[r[0] for r in rows]), whole_blobs=True):
+            fields[pid][SCHEMA_FIELDS.get(num, f"#{num}")] = decode_value(raw, "none", none)
+    out = []
+    for pid, at, op, user, address, tx, name in rows:
+        f = fields[pid]
+        out.append({"packet_id": pid, "at": at.isoformat() if at else None, "user": user,
+                    "client_address": address, "process": f.get("process"), "transaction_id": tx,
+                    "kind": OPERATIONS.get(op, str(op)), "event": f.get("event"),
+                    "object_type": f.get("object_type"), "object": f.get("object") or name,
+                    "sql": f.get("sql"), "audit_trigger": f.get("audit_trigger")})
+    return out
+
+
+def table_events(db: Database, p: str, sid: int, table: str, after: int, upto: int | None, none) -> list[dict]:
+    """The DDL of one table (its name as the event's object) with packet ids in (after, upto], oldest
+    first: what a record's history marks between its versions."""
+    where = ("P.SOURCE_ID = ? AND P.NUM_TABLE = ? AND P.KEY_HASH = HASH(CAST(? AS VARCHAR(1000) CHARACTER SET UTF8)) "
+             "AND P.RECORD_KEY = ? AND P.OPERATION = 8 AND P.PACKET_ID > ?")
+    params: list = [sid, SCHEMA_TABLE, table, table, after]
+    if upto is not None:
+        where += " AND P.PACKET_ID <= ?"
+        params.append(upto)
+    return read_events(db, p, sid, where + " ORDER BY P.SOURCE_ID, P.NUM_TABLE, P.KEY_HASH, P.PACKET_ID ROWS 1 TO 200",
+                       params, none)
+
+
+def schema_event_lines(res: dict) -> list[str]:
+    """The text `fbaudit schema-log` prints: one event a paragraph, its statement indented."""
+    if not res["events"]:
+        return [f"{res['source']}: no schema events" + (" in this range" if res["offset"] else "")]
+    more = "" if res["total_exact"] else "+"
+    lines = [f"{res['source']}: {len(res['events'])} of {res['total']}{more} schema events, newest first"]
+    for e in res["events"]:
+        who = e["user"] or "?"
+        if e["client_address"]:
+            who += f" from {e['client_address']}"
+        if e["process"]:
+            who += f" ({e['process']})"
+        lines.append(f"  {e['at']}  {e['event']}  {printable(e['object'] or '')}  by {printable(who)}"
+                     f"  [tx {e['transaction_id']}]")
+        for line in (e["sql"] or "").splitlines()[:20]:
+            lines.append("      " + printable(line))
+        if e["sql"] and len(e["sql"].splitlines()) > 20:
+            lines.append(f"      ... ({len(e['sql'].splitlines()) - 20} more lines; --json shows all)")
+        if e["audit_trigger"]:
+            lines.append(f"      fbaudit: {e['audit_trigger']}")
+    return lines

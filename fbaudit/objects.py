@@ -23,11 +23,11 @@ MAIN_OBJECTS = ("LOG_INFO", "LOG_PACKET", "LOG_1", "LOG_2", "LOG_3", "V_LOG_1", 
                 "LOG_PACKET_FLAG", "LOG_PACKET_ID", "LOG_TABLES", "LOG_FIELDS", "LOG_PACKET_PK",
                 "LOG_1_PACKET", "LOG_2_PACKET", "LOG_TABLES_PK", "LOG_FIELDS_PK", "NEW_PACKET",
                 "LOG_PACKET_STATE", "DICT_VERSION", "LOG_TABLES_DV", "LOG_FIELDS_DV",
-                "LOG_ROTATION", "LOG_ROTATION_PK", "LOG_QUIET", "LOG_QUIET_PK", "LOG_TRIGGER_PARTS",
-                "LOG_TRIGGER_PARTS_PK", "DDL_FOLLOW", "DDL_LOG", "DDL_REFUSED")
+                "LOG_ROTATION", "LOG_ROTATION_PK", "LOG_QUIET", "LOG_QUIET_PK", "LOG_PARTS",
+                "LOG_PARTS_PK", "LOG_PARTS_KEPT", "DDL_FOLLOW", "DDL_LOG", "DDL_REFUSED")
 LOG_OBJECTS = ("SOURCES", "SOURCES_NAME", "LOG_PACKET_KEY", "LOG_PACKET_TIME", "DICT_TABLES_PK", "DICT_FIELDS_PK",
                "BLOB_INS", "PACKETS_INS", "TRANSFER_RUNS", "TRANSFER_RUNS_PK", "LOG_PACKET_DESC",
-               "LOG_PACKET_LAST")
+               "LOG_PACKET_LAST", "LOG_PACKET_DDL")
 
 
 def trigger_name(prefix: str, number: int) -> str:
@@ -146,6 +146,11 @@ def trigger_source(db: Database, name: str) -> str | None:
     return rows[0][0].strip() if rows and rows[0][0] is not None else None
 
 
+def relation_exists(db: Database, name: str) -> bool:
+    """A table or view of that name (fbaudit's own: LOG_PARTS_KEPT is a view)."""
+    return bool(db.query("SELECT 1 FROM RDB$RELATIONS WHERE RDB$RELATION_NAME = ?", (name,)))
+
+
 def is_initialized(db: Database, prefix: str) -> bool:
     return table_exists(db, prefix + "LOG_INFO") and table_exists(db, prefix + "LOG_PACKET")
 
@@ -175,7 +180,7 @@ def require_current(db: Database, prefix: str) -> None:
     require_init(db, prefix)
     for name, have in ((f"{prefix}LOG_QUIET", lambda: table_exists(db, prefix + "LOG_QUIET")),
                        (f"{prefix}LOG_PACKET.PAYLOAD", lambda: packed_staging(db, prefix)),
-                       (f"{prefix}LOG_TRIGGER_PARTS", lambda: table_exists(db, prefix + "LOG_TRIGGER_PARTS"))):
+                       (f"{prefix}LOG_PARTS_KEPT", lambda: relation_exists(db, prefix + "LOG_PARTS_KEPT"))):
         if not have():
             raise FbauditError(f"Database {db.spec.describe()} has the staging objects of an older fbaudit "
                                f"({name} is missing). Run `fbaudit init` (it adds what is missing), "
@@ -213,21 +218,10 @@ def trigger_body(sql: str) -> str:
     return sql[sql.index("\nAS\n", table_end) + 1:].strip()
 
 
-# A part is in the trigger when its column exists with the type it had, or wider: the condition
-# DDL_FOLLOW (ddl/main_init.sql) re-creates the trigger with, kept the same here.
-_PART_KEPT = """(p.FIELD_NAME IS NULL OR EXISTS (
-  SELECT 1 FROM RDB$RELATION_FIELDS rf JOIN RDB$FIELDS f ON f.RDB$FIELD_NAME = rf.RDB$FIELD_SOURCE
-  WHERE rf.RDB$RELATION_NAME = ? AND rf.RDB$FIELD_NAME = p.FIELD_NAME
-    AND f.RDB$FIELD_TYPE = p.F_TYPE AND COALESCE(f.RDB$FIELD_SUB_TYPE, 0) = COALESCE(p.F_SUB_TYPE, 0)
-    AND COALESCE(f.RDB$CHARACTER_SET_ID, -1) = COALESCE(p.F_CHARSET, -1)
-    AND COALESCE(f.RDB$FIELD_SCALE, 0) = COALESCE(p.F_SCALE, 0)
-    AND COALESCE(f.RDB$FIELD_LENGTH, 0) >= COALESCE(p.F_LENGTH, 0)))"""
-
-
 @dataclasses.dataclass
 class Follow:
     """How an audited table's trigger stands after schema changes (status): ``parts`` False when
-    the trigger predates LOG_TRIGGER_PARTS; ``not_logged``: columns the trigger does not log that
+    the trigger predates LOG_PARTS; ``not_logged``: columns the trigger does not log that
     sync would (added, or retyped, since it was made); ``altered``: its source is not what fbaudit
     made for the table as it is (edited outside fbaudit)."""
 
@@ -238,10 +232,15 @@ class Follow:
 
 def trigger_follow(db: Database, prefix: str, number: int, table: str, excluded: Iterable[str]) -> Follow:
     p = prefix
-    rows = db.query(f"SELECT p.FIELD_NAME, p.PART, IIF({_PART_KEPT}, 1, 0) FROM {p}LOG_TRIGGER_PARTS p "
-                    f"WHERE p.NUM_TABLE = ? ORDER BY p.SEQ", (table, number), whole_blobs=True)
+    # LOG_PARTS_KEPT (ddl/main_init.sql): the parts DDL_FOLLOW would build the trigger from now.
+    rows = db.query(f"SELECT k.FIELD_NAME, k.PART, k.KEPT, k.SEQ FROM {p}LOG_PARTS_KEPT k WHERE k.NUM_TABLE = ? "
+                    f"ORDER BY k.SEQ", (number,), whole_blobs=True)
     if not rows:
         return Follow(False, [], False)
+    held = [name for name, _, kept, seq in rows if seq < 0 and not kept]
+    if held:      # a key or author column retyped: DDL_FOLLOW kept the old trigger, sync makes the new one
+        return Follow(True, held, False)
+    rows = [r[:3] for r in rows if r[3] > 0]
     logged = {name for name, _, kept in rows if name is not None and kept}
     columns = [name for (name,) in db.query(
         "SELECT TRIM(TRAILING FROM rf.RDB$FIELD_NAME) FROM RDB$RELATION_FIELDS rf JOIN RDB$FIELDS f "

@@ -68,10 +68,11 @@ BEGIN
     later = NULL;
     -- The record's next packet, walking LOG_PACKET_KEY from this one (FIRST 1 with its ORDER BY:
     -- a NOT EXISTS built a bitmap of all later packets first: 28.5 s instead of 2.3 s, scripts/bench_prune.py).
-    IF (keep = 1 AND k IS NOT NULL) THEN
+    -- Schema events (table 0, docs/schema-changes.md) are no record: none is kept as "the newest".
+    IF (keep = 1 AND k IS NOT NULL AND t <> 0) THEN
       SELECT FIRST 1 PACKET_ID FROM {p}LOG_PACKET WHERE SOURCE_ID = :s AND NUM_TABLE = :t AND KEY_HASH = :h
         AND PACKET_ID > :pid AND RECORD_KEY = :k ORDER BY SOURCE_ID, NUM_TABLE, KEY_HASH, PACKET_ID INTO :later;
-    IF (keep = 1 AND k IS NOT NULL AND later IS NULL) THEN
+    IF (keep = 1 AND k IS NOT NULL AND t <> 0 AND later IS NULL) THEN
       kept = kept + 1;
     ELSE IF (dry = 1) THEN
     BEGIN

@@ -38,7 +38,7 @@ from firebird.driver import Isolation, tpb
 from . import templates
 from .catalog import table_exists
 from .config import Config, SourceSpec
-from .db import LOCK_TIMEOUT, Database, crash_risk, describe_writers, wait_for_old_writers, wrap
+from .db import LOCK_TIMEOUT, Database, crash_risk, describe_writers, own_ddl, wait_for_old_writers, wrap
 from .errors import DatabaseError, FbauditError, RotationBusy
 from .idents import quote_ident
 from .objects import require_init
@@ -290,10 +290,15 @@ class _Rotation:
         """
         view = f"{self.p}V_LOG_{n}"
         trig = self.triggers_using(view)
+        with self.db.con.cursor() as cur:
+            own_ddl(cur)
         self.db.con.execute_immediate(
             f"CREATE OR ALTER VIEW {view} (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) AS "
             f"SELECT PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW FROM {self.table(target)}")
         self.db.commit()
+        if trig:
+            with self.db.con.cursor() as cur:
+                own_ddl(cur)
         for name, rel, inactive, pos, src in trig:
             self.db.con.execute_immediate(
                 f"CREATE OR ALTER TRIGGER {quote_ident(name)} FOR {quote_ident(rel)} "
@@ -375,6 +380,7 @@ class _Rotation:
                 cur = tr.cursor()
                 cur.execute(f"DELETE FROM {p}LOG_PACKET WHERE DATA_TABLE = ? AND STATE = 1", (old,))
                 deleted = cur.affected_rows
+                own_ddl(cur)
                 tr.execute_immediate(f"DROP TABLE {self.table(old)}")
                 for sql in create:
                     tr.execute_immediate(sql)

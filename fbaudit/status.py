@@ -26,12 +26,12 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from .catalog import table_exists
 from .config import Config, SourceSpec
 from .db import crash_risk
 from .errors import FbauditError
 from .logs import printable
-from .catalog import table_exists
-from .objects import is_initialized, trigger_exists, trigger_follow, trigger_inactive, trigger_name
+from .objects import is_initialized, relation_exists, trigger_exists, trigger_follow, trigger_inactive, trigger_name
 from .rotation import last_rotation
 from .sources import Result, open_source, worker_pool
 
@@ -95,7 +95,7 @@ def _read_source(config: Config, spec: SourceSpec) -> dict:
         oldest, oldest_age = db.query(f"SELECT MIN(CREATED_AT), {age_sql} FROM {p}LOG_PACKET WHERE STATE = 0")[0]
         first, first_age = db.query(f"SELECT MIN(CREATED_AT), {age_sql} FROM {p}LOG_PACKET")[0]
         tables = []
-        parts = table_exists(db, p + "LOG_TRIGGER_PARTS")
+        parts = relation_exists(db, p + "LOG_PARTS_KEPT")
         for num, n, en, excluded in db.query(f"SELECT NUM_TABLE, TRIM(TRAILING FROM TABLE_NAME), ENABLED, "
                                              f"EXCLUDED_COLUMNS FROM {p}LOG_TABLES ORDER BY 1"):
             t = {"table": n, "number": num, "enabled": bool(en), "trigger": trigger_exists(db, p, num),

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TARGET
+from helpers import run_sql
 from test_api import TOKEN, server  # noqa: F401  (the fixture: a served project with PRODUCT A-1, 25 versions)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,3 +94,16 @@ def test_find_a_record_open_a_version_and_read_it_side_by_side(server, browser, 
     wait.until(lambda d: d.find_element(By.ID, "list-title").text == "PRODUCT SKU=C-3 — 1 version(s)")
     browser.find_elements(By.CSS_SELECTOR, "#versions tbody tr")[0].click()
     wait.until(lambda d: "螺丝刀" in d.find_element(By.ID, "changes").text)
+    # The table's DDL shows between the versions it came between (docs/schema-changes.md).
+    project.sql("ALTER TABLE PRODUCT ADD STOCK INTEGER")
+    from fbaudit import capture, transfer
+    capture.sync(project.config)
+    run_sql(project, ["UPDATE PRODUCT SET STOCK = 5 WHERE SKU = 'C-3'"])
+    transfer.transfer(project.config)
+    browser.find_element(By.ID, "find").click()
+    wait.until(lambda d: d.find_element(By.ID, "list-title").text == "PRODUCT SKU=C-3 — 2 version(s)")
+    rows = [(tr.get_attribute("class"), [td.text for td in tr.find_elements(By.TAG_NAME, "td")])
+            for tr in browser.find_elements(By.CSS_SELECTOR, "#versions tbody tr")]
+    assert [(cls, cells[0], cells[3]) for cls, cells in rows] == [
+        ("version", "2", "update"), ("schema", "", "ALTER TABLE"), ("version", "1", "insert")], rows
+    assert rows[1][1][4] == "ALTER TABLE PRODUCT ADD STOCK INTEGER"

@@ -107,6 +107,7 @@ def test_firebird_behaviour_rotation_relies_on(audited):
         old_style_trigger(admin)                       # the trigger form that writes through the view
         s.con.begin()
         insert(s, 1)                                   # compiles the trigger; writes LOG_1
+        as_fbaudit(admin)
         admin.con.execute_immediate("CREATE OR ALTER VIEW FBA_V_LOG_1 (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) AS "
                                     "SELECT PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW FROM FBA_LOG_3")
         admin.commit()
@@ -306,6 +307,7 @@ def test_rows_that_reach_log3_are_shipped_and_then_cleaned(audited):
             src = cur.fetchone()[0]
         retrigger = ("CREATE OR ALTER TRIGGER FBA_AUDIT_1 FOR ITEM ACTIVE AFTER INSERT OR UPDATE OR DELETE "
                      "POSITION 32000 " + src)
+        as_fbaudit(admin)
         admin.con.execute_immediate("CREATE OR ALTER VIEW FBA_V_LOG_1 (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) AS "
                                     "SELECT PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW FROM FBA_LOG_3")
         admin.commit()
@@ -313,6 +315,7 @@ def test_rows_that_reach_log3_are_shipped_and_then_cleaned(audited):
         admin.con.execute_immediate(retrigger)
         admin.commit()
         run_sql(audited, ["INSERT INTO ITEM VALUES (7, 'stray', 70)", "INSERT INTO ITEM VALUES (8, 'b', 80)"])
+        as_fbaudit(admin)
         admin.con.execute_immediate("CREATE OR ALTER VIEW FBA_V_LOG_1 (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) AS "
                                     "SELECT PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW FROM FBA_LOG_1")
         admin.commit()

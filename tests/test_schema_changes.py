@@ -13,11 +13,12 @@ import time
 
 import pytest
 
-from fbaudit import capture, schema_log, transfer
+from fbaudit import capture, history as history_mod, transfer
 from fbaudit.db import open_database
 from fbaudit.history import history
 
 from helpers import packets, run_sql
+from test_api import server  # noqa: F401  (the fixture: a served project with PRODUCT)
 
 
 def _shelf(project):
@@ -55,7 +56,7 @@ def test_add_drop_widen_and_retype_commit_and_every_other_change_stays_logged(pr
          "OLD_FLAG": {"old": None, "new": "1"}, "PRICE": {"old": None, "new": "1.50"}},
         {"NAME": {"old": "a", "new": long_name}, "QTY": {"old": "1", "new": "2"}},
         {"PRICE": {"old": "2.13", "new": "3.50"}, "COLOR": {"old": "red", "new": "blue"}}]
-    events = schema_log.events(project.config)["events"]
+    events = history_mod.schema_events(project.config)["events"]
     assert [e["sql"] for e in reversed(events)] == [
         "ALTER TABLE SHELF ADD COLOR VARCHAR(20)", "ALTER TABLE SHELF DROP OLD_FLAG",
         "ALTER TABLE SHELF ALTER NAME TYPE VARCHAR(60)", "ALTER TABLE SHELF ALTER PRICE TYPE NUMERIC(18, 2)"]
@@ -70,7 +71,7 @@ def test_dropping_an_audited_table_is_on_record_and_sync_marks_it(project):
     synced = capture.sync(project.config)
     assert synced.data["sources"][0]["drift"][0]["table_gone"] is True
     assert not transfer.transfer(project.config).errors
-    [event] = schema_log.events(project.config, object_name="shelf")["events"]
+    [event] = history_mod.schema_events(project.config, object_name="shelf")["events"]
     assert (event["event"], event["sql"]) == ("DROP TABLE", "DROP TABLE SHELF")
 
 
@@ -106,7 +107,7 @@ def test_tampering_with_an_audit_trigger_is_logged_critical_and_repaired(project
     capture.set_logging(project.config, False)
     capture.set_logging(project.config, True)
     assert not transfer.transfer(project.config).errors
-    events = list(reversed(schema_log.events(project.config)["events"]))
+    events = list(reversed(history_mod.schema_events(project.config)["events"]))
     assert [(e["kind"], e["event"], e["object"]) for e in events][-3:] == [
         ("ddl", "ALTER TRIGGER", "FBA_AUDIT_1"), ("control", "PAUSE LOGGING", "main"),
         ("control", "RESUME LOGGING", "main")]
@@ -224,7 +225,7 @@ def _run_upgrade(project, run_script) -> None:
             assert logged == values, (table, key)
             assert all(set(v["changes"]) == {col} for v in versions[1:]), (table, key)
     assert sum(len(v) for w in writers for v in w.done.values()) > 100
-    events = schema_log.events(project.config, limit=200)["events"]
+    events = history_mod.schema_events(project.config, limit=200)["events"]
     logged_sql = {e["sql"] for e in events}
     assert set(UPGRADE) <= logged_sql, set(UPGRADE) - logged_sql
     follows = [e["audit_trigger"] for e in events if e["event"] == "ALTER TABLE"]
@@ -284,4 +285,67 @@ def test_dropping_the_audit_key_is_refused_at_once_and_nothing_changes(project):
         db.rollback()
     run_sql(project, ["INSERT INTO K VALUES (1, 2)"])
     assert packets(project)[-1].changes == {"CODE": {"old": None, "new": "1"}, "V": {"old": None, "new": "2"}}
+    assert capture.status(project.config).data["exit_code"] == 0
+
+
+def test_the_api_and_a_records_history_show_the_tables_ddl(server):  # noqa: F811
+    """/api/schema-log lists the DDL; a record's versions carry its table's DDL between them, in
+    the API, the CLI's text and the page (test_page); /api/versions without a table leaves it out."""
+    from test_api import call
+    project, base = server
+    project.sql("ALTER TABLE PRODUCT ADD STOCK INTEGER")
+    capture.sync(project.config)
+    run_sql(project, ["UPDATE PRODUCT SET STOCK = 5 WHERE SKU = 'C-3'"])
+    assert not transfer.transfer(project.config).errors
+    status, body = call(base, "/api/schema-log", object="PRODUCT")
+    assert status == 200 and body["data"]["pagination"]["total"] == 1
+    assert body["data"]["events"][0]["sql"] == "ALTER TABLE PRODUCT ADD STOCK INTEGER"
+    status, body = call(base, "/api/records/PRODUCT/C-3/versions")
+    assert [e["event"] for e in body["data"]["schema_events"]] == ["ALTER TABLE"]
+    ddl_id = body["data"]["schema_events"][0]["packet_id"]
+    assert body["data"]["items"][1]["packet_id"] < ddl_id < body["data"]["items"][0]["packet_id"]
+    status, body = call(base, "/api/versions", limit=200)
+    assert status == 200 and all(i["table"] != "#0" for i in body["data"]["items"])
+    status, body = call(base, "/api/schema-log", limit=0)
+    assert status == 400 and body["success"] is False and "limit" in body["error"]["message"]
+    status, body = call(base, "/api/schema-log", since="not a time")
+    assert status == 400 and body["success"] is False and "since" in body["error"]["message"]
+    from fbaudit.history import history_lines
+    lines = history_lines(history(project.config, "PRODUCT", "C-3"))
+    assert [line.split()[0] for line in lines if line.startswith(("  v", "  --"))] == ["v1", "--", "v2"], lines
+
+
+def test_alter_domain_is_followed_in_every_table_that_uses_it(project):
+    project.sql("CREATE DOMAIN D_NAME AS VARCHAR(10)", "CREATE DOMAIN D_QTY AS INTEGER",
+                "CREATE TABLE A1 (ID INTEGER NOT NULL PRIMARY KEY, N D_NAME, Q D_QTY)",
+                "CREATE TABLE A2 (ID INTEGER NOT NULL PRIMARY KEY, N D_NAME)")
+    capture.init(project.config)
+    capture.enable(project.config, "A1")
+    capture.enable(project.config, "A2")
+    project.sql("ALTER DOMAIN D_NAME TYPE VARCHAR(40)", "ALTER DOMAIN D_QTY TYPE BIGINT")
+    run_sql(project, ["INSERT INTO A1 VALUES (1, 'a name longer than ten', 5000000000)",
+                      "INSERT INTO A2 VALUES (1, 'also longer than ten')"])
+    a1, a2 = packets(project)
+    assert a1.changes == {"ID": {"old": None, "new": "1"}, "N": {"old": None, "new": "a name longer than ten"}}
+    assert a2.changes["N"]["new"] == "also longer than ten"
+    tables = {t["table"]: t for t in capture.status(project.config).data["sources"][0]["tables"]}
+    assert tables["A1"]["not_logged"] == ["Q"] and not tables["A1"]["trigger_altered"]
+    assert tables["A2"]["not_logged"] == [] and not tables["A2"]["trigger_altered"]
+    capture.sync(project.config)
+    run_sql(project, ["UPDATE A1 SET Q = 6000000000 WHERE ID = 1"])
+    assert packets(project)[-1].changes == {"Q": {"old": "5000000000", "new": "6000000000"}}
+    assert capture.status(project.config).data["exit_code"] == 0
+
+
+def test_a_retyped_key_keeps_the_old_trigger_until_sync(project):
+    # A key backed by a unique index (Firebird refuses to retype a column of a PRIMARY KEY constraint).
+    project.sql("CREATE TABLE RK (ID INTEGER NOT NULL, V INTEGER)", "CREATE UNIQUE INDEX RK_ID ON RK (ID)")
+    capture.init(project.config)
+    capture.enable(project.config, "RK", key=["ID"])
+    project.sql("ALTER TABLE RK ALTER ID TYPE BIGINT")
+    run_sql(project, ["INSERT INTO RK VALUES (7, 1)"])
+    assert packets(project)[-1].key == "7"
+    st = capture.status(project.config).data
+    assert st["exit_code"] == 2 and st["sources"][0]["tables"][0]["not_logged"] == ["ID"]
+    capture.sync(project.config)
     assert capture.status(project.config).data["exit_code"] == 0

@@ -24,7 +24,7 @@ from fbaudit import capture, history, transfer
 from fbaudit.db import open_database
 from fbaudit.errors import FbauditError
 
-from helpers import run_sql, staged_fields
+from helpers import as_fbaudit, run_sql, staged_fields
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -582,8 +582,12 @@ def test_restarted_packet_ids_stop_the_transfer_instead_of_dropping_changes(audi
     run_sql(audited, ["INSERT INTO ITEM VALUES (1, 'first', 1, NULL)"])
     assert transfer.transfer(audited.config).data["packets"] == 1
     # What dropping the staging objects and `fbaudit init` again does: a new sequence and flag row.
-    audited.sql("DELETE FROM FBA_LOG_PACKET", "DELETE FROM FBA_LOG_1", "SET GENERATOR FBA_LOG_PACKET_ID TO 0",
-                "UPDATE FBA_LOG_PACKET_FLAG SET SEEN_ID = 0")
+    with audited.connect() as db:          # as fbaudit's own DDL: no schema event takes an id first
+        as_fbaudit(db)
+        for sql in ("DELETE FROM FBA_LOG_PACKET", "DELETE FROM FBA_LOG_1", "SET GENERATOR FBA_LOG_PACKET_ID TO 0",
+                    "UPDATE FBA_LOG_PACKET_FLAG SET SEEN_ID = 0"):
+            db.con.execute_immediate(sql)
+        db.commit()
     run_sql(audited, ["INSERT INTO ITEM VALUES (2, 'second', 1, NULL)"])     # gets packet id 1 again
     res = transfer.transfer(audited.config)
     assert res.errors, res.lines
@@ -617,7 +621,8 @@ def test_upgrade_from_field_rows_ships_waiting_packets_exactly_once(audited):
     with audited.connect() as db:     # the old staging: no PAYLOAD, no DDL triggers, the old trigger gone
         for name in ("DDL_LOG", "DDL_FOLLOW", "AUDIT_1"):
             db.con.execute_immediate(f"DROP TRIGGER {p}{name}")
-        db.con.execute_immediate(f"DROP TABLE {p}LOG_TRIGGER_PARTS")
+        db.con.execute_immediate(f"DROP VIEW {p}LOG_PARTS_KEPT")
+        db.con.execute_immediate(f"DROP TABLE {p}LOG_PARTS")
         db.commit()
         db.execute(f"DELETE FROM {p}LOG_PACKET")             # the events of that DDL: not of the old staging
         db.commit()
