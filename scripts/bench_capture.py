@@ -6,6 +6,9 @@ each in its own fresh database (created for every run, dropped after it):
 
   none     no trigger
   fbaudit  `fbaudit init` + `fbaudit enable BENCH` (the generated trigger)
+  no-ddl   the same, then fbaudit's DDL triggers (FBA_DDL_LOG, FBA_DDL_FOLLOW,
+           docs/schema-changes.md) dropped: their cost on DML, side by side
+           (--variants none,fbaudit,no-ddl)
   article  the source article's design, written by hand below (article_ddl()):
            hot-row `UPDATE LOG_PACKET_FLAG SET ID = 1` in every trigger and
            `NEW.f <> OLD.f` for updates
@@ -53,7 +56,7 @@ from benchlib import PREFIX, fbaudit_revision, machine_info, say, server_pids
 
 NCOLS = 20
 COLS = [f"C{i}" for i in range(1, NCOLS + 1)]
-VARIANTS = ("none", "fbaudit", "article")
+VARIANTS = ("none", "fbaudit", "article", "no-ddl")
 OPS = ("insert", "update", "delete")
 VALUE_LEN = 32          # characters per VARCHAR(40) value written by the benchmark
 
@@ -262,11 +265,17 @@ def prepare_variant(target: Target, variant: str, tag: str, log_dsn: str, *, pre
                 con.execute_immediate(s)
         con.commit()
     con.close()
-    if variant == "fbaudit":
+    if variant in ("fbaudit", "no-ddl"):
         from fbaudit import capture
         cfg = target.config(dsn, log_dsn, tag)
         capture.init(cfg)
         capture.enable(cfg, "BENCH")
+        if variant == "no-ddl":
+            con = target.connect(dsn)
+            for name in ("DDL_LOG", "DDL_FOLLOW"):
+                con.execute_immediate(f"DROP TRIGGER {PREFIX}{name}")
+            con.commit()
+            con.close()
     return dsn
 
 
@@ -276,7 +285,7 @@ def log_counts(target: Target, dsn: str, variant: str) -> dict:
         return {}
     con = target.connect(dsn)
     cur = con.cursor()
-    p = PREFIX if variant == "fbaudit" else ""
+    p = PREFIX if variant in ("fbaudit", "no-ddl") else ""
     cur.execute(f"SELECT (SELECT COUNT(*) FROM {p}LOG_PACKET), (SELECT COUNT(*) FROM {p}LOG_1) "
                 f"+ (SELECT COUNT(*) FROM {p}LOG_2) FROM RDB$DATABASE")
     packets, fields = cur.fetchone()
@@ -851,7 +860,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--forced-writes", choices=("default", "on", "off"), default="default",
                     help="forced writes of the created databases [default: the engine's, on]")
     ap.add_argument("--repeat", type=int, default=3, help="timed repetitions (median) after one warm-up [3]")
-    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma list of none,fbaudit,article")
+    ap.add_argument("--variants", default="none,fbaudit,article",
+                    help="comma list of none,fbaudit,article,no-ddl [none,fbaudit,article]")
     ap.add_argument("--only", default="a,b,c", help="workloads to run: comma list of a,b,c [a,b,c]")
     ap.add_argument("--explore", action="store_true",
                     help="instead of a/b/c: time variants of the generated trigger to see where its cost is")

@@ -349,3 +349,26 @@ def test_a_retyped_key_keeps_the_old_trigger_until_sync(project):
     assert st["exit_code"] == 2 and st["sources"][0]["tables"][0]["not_logged"] == ["ID"]
     capture.sync(project.config)
     assert capture.status(project.config).data["exit_code"] == 0
+
+
+def test_renaming_an_audited_column_is_refused_and_the_documented_path_works(project):
+    """Firebird checks a rename against committed dependencies before any trigger can act (measured
+    on 3.0, 4.0 and 5.0): refused, nothing changed, logging goes on. disable -> rename -> enable
+    --baseline retires the old name's number and records the rows as they are after it."""
+    from firebird.driver import DatabaseError as DriverError
+    _shelf(project)
+    run_sql(project, ["INSERT INTO SHELF VALUES (1, 'a', 1, 0, 1.50)"])
+    with pytest.raises(DriverError, match="Column NAME from table SHELF is referenced in FBA_AUDIT_1"):
+        project.sql("ALTER TABLE SHELF ALTER NAME TO TITLE")
+    run_sql(project, ["UPDATE SHELF SET NAME = 'b' WHERE ID = 1"])
+    assert packets(project)[-1].changes == {"NAME": {"old": "a", "new": "b"}}
+    capture.disable(project.config, "SHELF")
+    project.sql("ALTER TABLE SHELF ALTER NAME TO TITLE")
+    capture.enable(project.config, "SHELF", baseline=True)
+    from fbaudit.registry import Registry
+    entry = Registry.load(project.registry_path).tables["SHELF"]
+    assert "NAME" in entry.retired and entry.fields["TITLE"].number > entry.retired["NAME"].number
+    assert packets(project)[-1].operation == "baseline" and packets(project)[-1].changes["TITLE"]["new"] == "b"
+    assert not transfer.transfer(project.config).errors
+    assert [e["event"] for e in history_mod.schema_events(project.config, object_name="SHELF")["events"]] == \
+        ["ALTER TABLE"]          # the rename by SYSDBA; the refused one left no event
