@@ -168,3 +168,47 @@ def test_pause_as_application_user_fails_with_a_clear_error(app):
     assert "hint" in str(err.value) and spec.user in str(err.value)
     run_sql(project, ["INSERT INTO CUSTOMER VALUES (1, 'Anna', 'Riga')"], user_spec=spec)
     assert len(packets(project)) == 1
+
+
+@pytest.fixture
+def erp_owner(project, target, monkeypatch):
+    """(project, spec of a non-admin user who owns ORDERS, as an ERP's schema owner does)."""
+    user = "ERPOWNER" if not target.is_server else f"ERPOWNER_{uuid.uuid4().hex[:8].upper()}"
+    if target.is_server:
+        password = secrets.token_hex(8)
+        monkeypatch.setenv(PASSWORD_ENV, password)
+        project.sql(f"CREATE USER {user} PASSWORD '{password}'")
+    spec = DatabaseSpec("erp", project.main.database, user=user,
+                        password_env=PASSWORD_ENV if target.is_server else None)
+    project.sql(f"GRANT CREATE TABLE TO USER {user}")
+    with project.connect(spec) as db:
+        db.con.execute_immediate("CREATE TABLE ORDERS (ID INTEGER NOT NULL PRIMARY KEY, QTY INTEGER, OLD_CODE CHAR(3))")
+        db.commit()
+    capture.init(project.config)
+    capture.enable(project.config, "ORDERS")
+    yield project, spec
+    if target.is_server:
+        project.sql(f"DROP USER {user}")
+
+
+def test_the_tables_owner_alters_it_and_auditing_follows(erp_owner):
+    """The ERP's own user (no admin rights, owner of the table) runs its upgrade DDL: the audit trigger
+    is re-created under that user's name, keeps its grants, and the DDL is logged with who ran it."""
+    project, spec = erp_owner
+    with project.connect(spec) as db:
+        for sql in ("ALTER TABLE ORDERS DROP OLD_CODE", "ALTER TABLE ORDERS ADD NOTE VARCHAR(20)"):
+            db.con.execute_immediate(sql)
+            db.commit()
+        db.execute("INSERT INTO ORDERS (ID, QTY, NOTE) VALUES (1, 5, 'x')")
+        db.commit()
+    row, = packets(project)
+    assert row.changes == {"ID": {"old": None, "new": "1"}, "QTY": {"old": None, "new": "5"}}
+    events = packets(project, schema=True)
+    assert [(e.user, e.changes["sql"]["new"], e.changes["audit_trigger"]["new"]) for e in events] == [
+        (spec.user, "ALTER TABLE ORDERS DROP OLD_CODE", "audit trigger followed"),
+        (spec.user, "ALTER TABLE ORDERS ADD NOTE VARCHAR(20)", "audit trigger followed")]
+    capture.sync(project.config)
+    with project.connect(spec) as db:
+        db.execute("UPDATE ORDERS SET NOTE = 'y' WHERE ID = 1")
+        db.commit()
+    assert packets(project)[-1].changes == {"NOTE": {"old": "x", "new": "y"}}
