@@ -360,6 +360,11 @@ def entry_from_dictionary(db: Database, prefix: str, name: str) -> TableEntry | 
 # --------------------------------------------------------------------------
 # Commands (library API; the CLI calls these)
 # --------------------------------------------------------------------------
+def planned_objects(plan: list[Statement]) -> list[str]:
+    """The objects a plan of init creates or updates, each once (its grants go with their object)."""
+    return list(dict.fromkeys(st.object for st in plan if st.kind != "GRANT"))
+
+
 def init(config: Config, *, source: str | None = None, dry_run: bool = False) -> Result:
     """Create the log database's objects, then the staging objects in each source.
 
@@ -374,8 +379,8 @@ def init(config: Config, *, source: str | None = None, dry_run: bool = False) ->
     if dry_run and not exists:
         plan = templates.render("log_init", P=p)
         res.add_plan(f"log database {config.log.describe()}", plan)
-        res.data["log"] = {"create_database": True, "created": [s.object for s in plan], "registered_sources": names}
-        res.lines.append(f"log: would create database {config.log.database} and {', '.join(s.object for s in plan)}; "
+        res.data["log"] = {"create_database": True, "created": planned_objects(plan), "registered_sources": names}
+        res.lines.append(f"log: would create database {config.log.database} and {', '.join(planned_objects(plan))}; "
                          f"would register {', '.join(names)}")
     else:
         with open_source(config, config.log, create=not dry_run) as db:
@@ -400,9 +405,9 @@ def init(config: Config, *, source: str | None = None, dry_run: bool = False) ->
                                    "VALUES (?, ?, ?, LOCALTIMESTAMP)", (nid, spec.name, spec.database))
                         registered.append(spec.name)
                 db.commit()
-            res.data["log"] = {"create_database": not exists, "created": [s.object for s in plan],
+            res.data["log"] = {"create_database": not exists, "created": planned_objects(plan),
                                "registered_sources": registered, "numbered_packets": numbered}
-            res.lines.append("log: " + (f"{would} {', '.join(s.object for s in plan)}" if plan else "already initialized")
+            res.lines.append("log: " + (f"{would} {', '.join(planned_objects(plan))}" if plan else "already initialized")
                              + (f"; {'would register' if dry_run else 'registered'} {', '.join(registered)}"
                                 if registered else "")
                              + (f"; {'would number' if dry_run else 'numbered'} {numbered} packets (record "
@@ -413,7 +418,7 @@ def init(config: Config, *, source: str | None = None, dry_run: bool = False) ->
         with open_source(config, spec) as db:
             plan = plan_init(db, p)
             res.add_plan(spec.describe(), plan)
-            created = [s.object for s in plan]
+            created = planned_objects(plan)
             if not dry_run:
                 if plan:
                     apply_plan(db, plan)

@@ -4,6 +4,7 @@ and the audit trigger follows it in the same transaction (DDL_FOLLOW); every DDL
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -199,7 +200,7 @@ class Writer(threading.Thread):
             db.close()
 
 
-def _run_upgrade(project, run_script) -> None:
+def _run_upgrade(project, run_script, process: str | None = None) -> None:
     _erp(project)
     writers = [Writer(project, n) for n in range(4)]
     for w in writers:
@@ -228,6 +229,8 @@ def _run_upgrade(project, run_script) -> None:
     events = history_mod.schema_events(project.config, limit=200)["events"]
     logged_sql = {e["sql"] for e in events}
     assert set(UPGRADE) <= logged_sql, set(UPGRADE) - logged_sql
+    if process:                   # the client program, as the client library sent it
+        assert {e["process"] for e in events if e["sql"] in UPGRADE} == {process}
     follows = [e["audit_trigger"] for e in events if e["event"] == "ALTER TABLE"]
     assert follows and set(follows) == {"audit trigger followed"}
     # After the upgrade, sync picks up the new and retyped columns, and they are logged.
@@ -266,7 +269,7 @@ def test_an_upgrade_script_through_isql_while_four_writers_write(project):
         path.chmod(0o600)
         out = subprocess.run([isql, "-q", "-b", "-i", str(path)], capture_output=True, text=True, timeout=300)
         assert out.returncode == 0 and not out.stderr.strip(), out.stderr
-    _run_upgrade(project, script)
+    _run_upgrade(project, script, process=os.path.realpath(isql))
 
 
 def test_dropping_the_audit_key_is_refused_at_once_and_nothing_changes(project):
