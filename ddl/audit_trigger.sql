@@ -3,6 +3,10 @@
 -- change, packed (docs/capture.md "The packed change"). The fields are packed into a VARCHAR
 -- (fast); a change that does not fit, or a value wider than its column was when the trigger was
 -- made, is packed again into a BLOB of any size, so no change ever fails the application's write.
+-- During an upgrade (`fbaudit upgrade begin`, docs/schema-changes.md) the same template is made
+-- with no column lines and KEYS_ONLY = 1: it reads only the key (and author) columns, so the
+-- upgrade may rename any other column, and logs who changed which row as operations 10-12
+-- (insert/update/delete, "values not recorded"); `upgrade end` logs those rows whole.
 -- TXT, a local function, turns a text the trigger logs as UTF-8 (author, comment)
 -- from whatever character set its bytes are in, and never fails: see
 -- docs/capture.md "Text in any character set".
@@ -25,6 +29,7 @@ AS
   DECLARE bo BLOB SUB_TYPE BINARY;
   DECLARE bn BLOB SUB_TYPE BINARY;
   DECLARE hd VARCHAR(40) CHARACTER SET OCTETS;
+  DECLARE keys_only SMALLINT = {{KEYS_ONLY}};
   DECLARE FUNCTION TXT (v VARCHAR(1020) CHARACTER SET NONE, cs INTEGER) RETURNS VARCHAR(255) CHARACTER SET UTF8
   AS
     DECLARE b VARCHAR(1020) CHARACTER SET OCTETS;
@@ -115,7 +120,7 @@ BEGIN
   ELSE
   BEGIN
     -- An update that changed no logged field (as the packing's tests tell): no packet at all.
-    IF (op = 2 AND kc = 0 AND OCTET_LENGTH(buf) = 0) THEN EXIT;
+    IF (op = 2 AND kc = 0 AND OCTET_LENGTH(buf) = 0 AND keys_only = 0) THEN EXIT;
     pay = buf;
   END
   -- Author and comment: decoded by TXT once per transaction and value (the decoded text is kept
@@ -161,10 +166,12 @@ BEGIN
   END
   ELSE
     pk = GEN_ID({{P}}LOG_PACKET_ID, 1);
+  -- Keys only: 10 insert (or a row arriving under a new key), 11 update, 12 delete.
+  IF (keys_only = 1) THEN op = IIF(op = 6, 10, op + 9);
   INSERT INTO {{P}}LOG_PACKET (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR,
                             DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT, PAYLOAD)
   VALUES (:pk, LOCALTIMESTAMP, :op, {{NUM_TABLE}}, :dt,
-          LEFT(IIF(:op = 3, {{OLD_KEY}}, {{NEW_KEY}}), 1000),
+          LEFT(IIF(:op IN (3, 12), {{OLD_KEY}}, {{NEW_KEY}}), 1000),
           LEFT(COALESCE({{AUTHOR}}:author, CURRENT_USER), 255),
           CURRENT_USER, RDB$GET_CONTEXT('SYSTEM', 'CLIENT_ADDRESS'), CURRENT_TRANSACTION, :note, :pay);
   POST_EVENT '{{P}}NEW_PACKET';

@@ -223,13 +223,48 @@ SELECT p.NUM_TABLE, p.SEQ, p.FIELD_NAME, p.PART,
     WHERE t.NUM_TABLE = p.NUM_TABLE AND rf.RDB$FIELD_NAME = p.FIELD_NAME), 1, 0)
 FROM {{P}}LOG_PARTS p
 ^
+-- object: TABLE LOG_UPGRADE
+-- The audited tables in an upgrade (`fbaudit upgrade begin` .. `upgrade end`,
+-- docs/schema-changes.md). Their audit triggers read only the key (and author) columns, so any
+-- other column can be renamed, dropped or retyped; they log who changed which row, not the
+-- values (operations 10-12, "values not recorded"). DDL_FOLLOW leaves them alone. COLUMNS holds
+-- each logged column's RDB$FIELD_ID when the upgrade began (JSON {"NAME": id}): a renamed or
+-- retyped column keeps its id, a dropped and re-added one gets a new one (Firebird never reuses
+-- it), so `upgrade end` gives a renamed column its old number. FROM_ID: the packet id then.
+-- ENDED_AT: `upgrade end` made the whole trigger again; the row goes once the rows changed during
+-- the upgrade are logged whole (in that snapshot's transaction), so an end that stopped there is
+-- finished by running it again.
+CREATE TABLE {{P}}LOG_UPGRADE (
+  NUM_TABLE INTEGER NOT NULL,
+  STARTED_AT TIMESTAMP NOT NULL,
+  STARTED_BY VARCHAR(63) CHARACTER SET UTF8,
+  FROM_ID BIGINT NOT NULL,
+  COLUMNS BLOB SUB_TYPE TEXT CHARACTER SET UTF8,
+  ENDED_AT TIMESTAMP,
+  CONSTRAINT {{P}}LOG_UPGRADE_PK PRIMARY KEY (NUM_TABLE)
+)
+^
+-- object: TABLE LOG_TOUCHED
+-- `upgrade end`: the keys of one table changed during the upgrade, in the snapshot transaction
+-- that logs those rows whole (one index probe per row of the table instead of a search of the
+-- packets; the key's hash is indexed, as in the log database).
+CREATE GLOBAL TEMPORARY TABLE {{P}}LOG_TOUCHED (
+  KEY_HASH BIGINT NOT NULL,
+  RECORD_KEY VARCHAR(1000) CHARACTER SET UTF8 NOT NULL
+) ON COMMIT DELETE ROWS
+^
+-- object: INDEX LOG_TOUCHED_HASH
+-- A key of up to 4,000 bytes is too long for an index: its hash is indexed.
+CREATE INDEX {{P}}LOG_TOUCHED_HASH ON {{P}}LOG_TOUCHED (KEY_HASH)
+^
 -- object: EXCEPTION DDL_REFUSED
 -- Raised by DDL_FOLLOW when an audit trigger cannot follow a dropped column; the message says why.
 CREATE EXCEPTION {{P}}DDL_REFUSED 'fbaudit: the audit trigger cannot follow this change'
 ^
 -- object: TRIGGER DDL_FOLLOW
 -- After an ALTER TABLE of an audited table (or an ALTER DOMAIN of a column of one), in the same
--- transaction: the audit trigger is re-created from its kept parts (LOG_PARTS_KEPT). A dropped
+-- transaction: the audit trigger is re-created from its kept parts (LOG_PARTS_KEPT) unless the
+-- table is in an upgrade (LOG_UPGRADE: its trigger reads only the key then). A dropped
 -- column then has no dependency left and the DDL commits; logging of the other columns never
 -- pauses. Added and retyped columns are logged after `fbaudit sync` (status says so until then).
 -- When the new trigger cannot be made while a column it used is gone (a key or author column
@@ -255,6 +290,7 @@ BEGIN
         AND EXISTS (SELECT 1 FROM RDB$TRIGGERS tr WHERE tr.RDB$TRIGGER_NAME = '{{P}}AUDIT_' || t.NUM_TABLE
                     AND tr.RDB$RELATION_NAME = t.TABLE_NAME AND COALESCE(tr.RDB$TRIGGER_INACTIVE, 0) = 0)
         AND EXISTS (SELECT 1 FROM {{P}}LOG_PARTS p WHERE p.NUM_TABLE = t.NUM_TABLE)
+        AND NOT EXISTS (SELECT 1 FROM {{P}}LOG_UPGRADE u WHERE u.NUM_TABLE = t.NUM_TABLE AND u.ENDED_AT IS NULL)
       INTO n, tbl DO
   BEGIN
     trg = '{{P}}AUDIT_' || n;
@@ -306,6 +342,10 @@ GRANT SELECT ON {{P}}LOG_PARTS TO TRIGGER {{P}}DDL_FOLLOW
 ^
 -- object: GRANT DDL_FOLLOW
 GRANT SELECT ON {{P}}LOG_PARTS_KEPT TO TRIGGER {{P}}DDL_FOLLOW
+^
+-- object: GRANT LOG_UPGRADE
+-- Given with LOG_UPGRADE (init adds both to an older database whose DDL_FOLLOW exists).
+GRANT SELECT ON {{P}}LOG_UPGRADE TO TRIGGER {{P}}DDL_FOLLOW
 ^
 -- object: GRANT LOG_PARTS_KEPT
 GRANT SELECT ON {{P}}LOG_PARTS TO VIEW {{P}}LOG_PARTS_KEPT

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 from firebird.driver import Isolation
 
@@ -104,11 +105,24 @@ def wait_for_older_writers(open_db, table: str, max_wait: float) -> float:
     return round(time.monotonic() - t0, 3)
 
 
+@dataclass
+class Touched:
+    """Only the rows changed during an upgrade (fbaudit.upgrade): the keys of the table's packets of
+    operations 10 and 11 with ids above ``from_id``, read in the snapshot; ``then`` runs in the
+    snapshot's transaction after the packets are written (LOG_UPGRADE's row goes with them)."""
+
+    from_id: int
+    then: list
+    comment: str
+
+
 def take(open_db, spec: SourceSpec, config: Config, entry: TableEntry, info: TableInfo, block: tuple,
-         *, expected: int, author: str | None = None, progress=None, max_wait: float = MAX_WAIT) -> dict:
+         *, expected: int, author: str | None = None, progress=None, max_wait: float = MAX_WAIT,
+         touched: Touched | None = None) -> dict:
     """Steps 3 and 4: wait for older writers, then, in ONE snapshot transaction, one EXECUTE BLOCK
     reads the table and writes a baseline packet per row, packed by the same PSQL as the trigger's
-    (the rows never pass through Python: docs/performance.md "Baseline")."""
+    (the rows never pass through Python: docs/performance.md "Baseline"). ``touched``: only the
+    rows an upgrade changed."""
     p = config.prefix
     first, last, started = block
     waited = wait_for_older_writers(open_db, entry.name, max_wait)
@@ -118,12 +132,17 @@ def take(open_db, spec: SourceSpec, config: Config, entry: TableEntry, info: Tab
     t0 = time.perf_counter()
     done = fields = 0
     try:
-        sql = baseline_block(p, entry, info, db.major)
+        sql = baseline_block(p, entry, info, db.major, touched=touched is not None)
         with guard(spec):
             db.con.begin()
             cur = db.con.cursor()
             cur.execute("SELECT CURRENT_TRANSACTION FROM RDB$DATABASE")      # the snapshot starts here
             tx = cur.fetchone()[0]
+            if touched:
+                cur.execute(f"INSERT INTO {p}LOG_TOUCHED (KEY_HASH, RECORD_KEY) SELECT HASH(RECORD_KEY), RECORD_KEY "
+                            f"FROM (SELECT DISTINCT RECORD_KEY FROM {p}LOG_PACKET "
+                            f"WHERE ID > ? AND NUM_TABLE = ? AND OPERATION IN (10, 11) AND RECORD_KEY IS NOT NULL)",
+                            (touched.from_id, entry.number))
             # The transfer's fast check may have settled on a sequence value above the reserved ids.
             # Reset it now that this transaction is alive, to a value no earlier read can hold (a check
             # that read the flag before would otherwise still set its value with its compare-and-set);
@@ -131,7 +150,7 @@ def take(open_db, spec: SourceSpec, config: Config, entry: TableEntry, info: Tab
             # it has committed, and then finds its packets waiting.
             flag.execute(f"UPDATE {p}LOG_PACKET_FLAG SET SEEN_ID = ?", (-1 - tx,))
             flag.commit()
-            cur.execute(sql, (first, last, started, author, COMMENT))
+            cur.execute(sql, (first, last, started, author, touched.comment if touched else COMMENT))
             for rows, nfields in cur:
                 if rows < 0:
                     raise FbauditError(
@@ -144,6 +163,8 @@ def take(open_db, spec: SourceSpec, config: Config, entry: TableEntry, info: Tab
                 if rows // (BATCH * 50) > done // (BATCH * 50):
                     log.info("[CAPTURE] %s: baseline %d of about %d rows", entry.name, rows, expected)
                 done, fields = rows, nfields
+            for st in (touched.then if touched else ()):
+                cur.execute(st.sql, st.params)
             cur.close()
         db.commit()
     except Exception as exc:          # a database error (a lost connection, a lock), a value the driver cannot read
@@ -169,15 +190,17 @@ def take(open_db, spec: SourceSpec, config: Config, entry: TableEntry, info: Tab
             "waited_seconds": waited}
 
 
-def baseline_block(p: str, entry: TableEntry, info: TableInfo, major: int) -> str:
+def baseline_block(p: str, entry: TableEntry, info: TableInfo, major: int, *, touched: bool = False) -> str:
     """The EXECUTE BLOCK of a baseline: every row of the table as a packet of operation "baseline",
     its non-NULL fields packed as the trigger packs an insert (forms.pack_append; the BLOB path for
     a row that does not fit). Returns (rows, field rows) every BATCH rows and at the end; rows -1:
-    the reserved ids ran out (the caller rolls back)."""
+    the reserved ids ran out (the caller rolls back). ``touched``: only the rows whose key is in
+    LOG_TOUCHED (its key text made by the trigger's own expression, so the two match exactly)."""
     cols = {c.name: c for c in info.columns}
     logged = [(entry.fields[c.name].number, c) for c in info.columns if c.name in entry.fields and c.auditable]
     key_cols = [cols[k] for k in entry.key]
     names = list(dict.fromkeys([c.name for c in key_cols] + [c.name for _, c in logged]))
+    touched_key = key_expr(key_cols, "T_")
     fast, big = [], []
     for num, c in logged:
         ref = f"C.{quote_ident(c.name)}"
@@ -197,7 +220,10 @@ def baseline_block(p: str, entry: TableEntry, info: TableInfo, major: int) -> st
             "  rows_ = 0;\n  fields_ = 0;\n  id_ = first_;\n"
             f"  SELECT FIRST 1 ID_TABLE FROM {p}LOG_INFO INTO dt;\n"
             "  IF (dt IS DISTINCT FROM 2) THEN dt = 1;\n"
-            f"  FOR SELECT {', '.join(quote_ident(n) for n in names)} FROM {quote_ident(entry.name)} AS CURSOR C DO\n"
+            f"  FOR SELECT {', '.join(quote_ident(n) for n in names)} FROM {quote_ident(entry.name)} T_"
+            + (f" WHERE EXISTS (SELECT 1 FROM {p}LOG_TOUCHED G WHERE G.KEY_HASH = HASH(LEFT(" + touched_key
+               + ", 1000)) AND G.RECORD_KEY = LEFT(" + touched_key + ", 1000))" if touched else "")
+            + " AS CURSOR C DO\n"
             "  BEGIN\n"
             "    IF (id_ > last_) THEN\n    BEGIN\n      rows_ = -1;\n      SUSPEND;\n      EXIT;\n    END\n"
             "    buf = '';\n    big = 0;\n    n_ = 0;\n"

@@ -23,8 +23,8 @@ from .forms import (changed_expr, key_expr, pack_append, pack_append_big, packed
 from .idents import check_length, normalize_name, quote_ident
 from .logs import printable
 from .objects import trigger_body as objects_trigger_body
-from .objects import (installed_trigger_body, is_initialized, number_versions, plan_init, require_current,
-                      require_init, trigger_exists, trigger_inactive, trigger_name, unnumbered)
+from .objects import (control_event, installed_trigger_body, is_initialized, number_versions, plan_init, require_current,
+                      require_init, trigger_exists, trigger_inactive, trigger_name, unnumbered, upgrades)
 from .progress import Progress
 from .registry import FieldEntry, Registry, TableEntry
 from .sources import Result, for_each_source, one_source, open_source
@@ -46,12 +46,17 @@ def logged_columns(info: TableInfo, exclude: Iterable[str]) -> tuple[list[Column
     return logged, skipped
 
 
-def plan_trigger(entry: TableEntry, info: TableInfo, prefix: str, major: int) -> list[Statement]:
-    """CREATE OR ALTER TRIGGER for one table plus its grants."""
+def plan_trigger(entry: TableEntry, info: TableInfo, prefix: str, major: int, *,
+                 keys_only: bool = False) -> list[Statement]:
+    """CREATE OR ALTER TRIGGER for one table plus its grants (and its parts, LOG_PARTS).
+
+    ``keys_only``: the trigger of a table in an upgrade (fbaudit.upgrade): no column lines, so it
+    reads only the key and author columns and logs who changed which row; its parts are not
+    stored (the parts kept are those of the trigger `upgrade end` replaces)."""
     cols = {c.name: c for c in info.columns}
     logged = [(entry.fields[c.name].number, c) for c in info.columns
-              if c.name in entry.fields and c.auditable]
-    if not logged:
+              if c.name in entry.fields and c.auditable and not keys_only]
+    if not logged and not keys_only:
         raise CatalogError(f"Table {entry.name!r} has no column to log.")
     key_cols = []
     for k in entry.key:
@@ -72,7 +77,7 @@ def plan_trigger(entry: TableEntry, info: TableInfo, prefix: str, major: int) ->
                             f"{info.charset_id(ac.charset)})" for c in ("NEW", "OLD"))
         else:
             a_new, a_old = value_expr(ac, "NEW", major), value_expr(ac, "OLD", major)
-        author = f"IIF(:op = 3, {a_old}, {a_new}), "
+        author = f"IIF(:op IN (3, 12), {a_old}, {a_new}), "
     slots: dict[str, list[tuple[str, str]]] = {slot: [] for slot in _SLOTS}
     for num, c in logged:
         q = quote_ident(c.name)
@@ -94,8 +99,10 @@ def plan_trigger(entry: TableEntry, info: TableInfo, prefix: str, major: int) ->
                                         for c in key_cols),
         NEW_KEY=key_expr(key_cols, "NEW"), OLD_KEY=key_expr(key_cols, "OLD"),
         AUTHOR=author, DB_CHARSET_ID=str(info.db_charset[0]), CHARSETS=charset_branches(info),
-        **{slot: _SENTINEL.format(slot) for slot in _SLOTS})
+        KEYS_ONLY="1" if keys_only else "0", **{slot: _SENTINEL.format(slot) for slot in _SLOTS})
     parts = trigger_parts(rendered[0].sql, slots)
+    if keys_only:
+        return [Statement("".join(text for _, text in parts))] + rendered[1:]
     # The columns every version of the trigger reads (key, author): when one is gone or retyped,
     # DDL_FOLLOW leaves the trigger alone and Firebird refuses the DDL as it would without fbaudit.
     needs = list(dict.fromkeys([c.name for c in key_cols] + ([entry.author] if entry.author else [])))
@@ -182,7 +189,7 @@ def plan_dictionary(entry: TableEntry, prefix: str, kinds: dict[str, str]) -> li
     return out
 
 
-def _dictionary_max(db: Database, prefix: str, num_table: int | None = None) -> int:
+def dictionary_max(db: Database, prefix: str, num_table: int | None = None) -> int:
     if num_table is None:
         return db.scalar(f"SELECT MAX(NUM_TABLE) FROM {prefix}LOG_TABLES") or 0
     return db.scalar(f"SELECT MAX(NUM_POLE) FROM {prefix}LOG_FIELDS WHERE NUM_TABLE = ?", (num_table,)) or 0
@@ -269,11 +276,17 @@ def reconcile(entry: TableEntry, info: TableInfo, *, first_free: int) -> Drift:
     return drift
 
 
+def retire_field(entry: TableEntry, name: str) -> None:
+    """Retire a field's number (its column is gone): it stays in the dictionary, never given again."""
+    f = entry.fields.pop(name)
+    entry.retired[_retired_name(entry, name, f.number)] = f
+
+
 def _retired_name(entry: TableEntry, name: str, number: int) -> str:
     return name if name not in entry.retired else f"{name}#{number}"
 
 
-def _kinds(info: TableInfo) -> dict[str, str]:
+def column_kinds(info: TableInfo) -> dict[str, str]:
     return {f"{c.name}:{c.type}": c.kind for c in info.columns}
 
 
@@ -465,7 +478,7 @@ def _plan_enable(db: Database, config: Config, registry: Registry, table: str, *
         if excl:
             entry.exclude = sorted(set(entry.exclude) | set(excl))
     else:
-        number = registry.next_table_number(_dictionary_max(db, config.prefix))
+        number = registry.next_table_number(dictionary_max(db, config.prefix))
         entry = TableEntry(name=name, number=number, key=key_cols or list(info.primary_key),
                            author=normalize_name(author) if author else None, exclude=excl)
     if not entry.key:
@@ -487,8 +500,8 @@ def _plan_enable(db: Database, config: Config, registry: Registry, table: str, *
     logged, skipped = logged_columns(info, entry.exclude)
     for c in skipped:
         res.warnings.append(f"{name}.{c.name} ({c.type}) is not audited: {c.skip_reason}.")
-    reconcile(entry, info, first_free=_dictionary_max(db, config.prefix, entry.number) + 1)
-    plan = plan_trigger(entry, info, config.prefix, db.major) + plan_dictionary(entry, config.prefix, _kinds(info))
+    reconcile(entry, info, first_free=dictionary_max(db, config.prefix, entry.number) + 1)
+    plan = plan_trigger(entry, info, config.prefix, db.major) + plan_dictionary(entry, config.prefix, column_kinds(info))
     res.data.update(number=entry.number, key=entry.key, author=entry.author, exclude=entry.exclude,
                     fields={n: f.number for n, f in entry.fields.items()},
                     skipped=[c.name for c in skipped], trigger=trigger_name(config.prefix, entry.number))
@@ -627,6 +640,9 @@ def disable(config: Config, table: str, *, source: str | None = None, dry_run: b
             if table_exists(db, config.prefix + "LOG_PARTS"):
                 plan.append(Statement(f"DELETE FROM {config.prefix}LOG_PARTS WHERE NUM_TABLE = ?",
                                       (entry.number,)))
+            if entry.number in upgrades(db, config.prefix):
+                plan.append(Statement(f"DELETE FROM {config.prefix}LOG_UPGRADE WHERE NUM_TABLE = ?",
+                                      (entry.number,)))
             if not dry_run:
                 apply_plan(db, plan)
                 entry.enabled = False
@@ -657,6 +673,16 @@ def sync(config: Config, *, source: str | None = None, dry_run: bool = False, re
         with open_source(config, spec) as db:
             require_current(db, config.prefix)
             check_numbers(db, config.prefix, registry)
+            in_upgrade = [u for u in upgrades(db, config.prefix).values() if u.ended_at is None]
+            if in_upgrade:
+                names = {e.number: e.name for e in registry.tables.values()}
+                raise FbauditError(
+                    f"{spec.name}: an upgrade is in progress (begun {in_upgrade[0].started_at:%Y-%m-%d %H:%M:%S} "
+                    f"by {in_upgrade[0].started_by}; tables "
+                    f"{', '.join(names.get(u.number, f'#{u.number}') for u in in_upgrade)}): their audit "
+                    "triggers log keys only. `fbaudit upgrade end` ends it, gives renamed columns their "
+                    "numbers and logs the changed rows whole; sync now would end it without that. Nothing "
+                    "was changed.")
             changed_entries = []
             recovered = set()
             for (name,) in db.query(f"SELECT TRIM(TRAILING FROM TABLE_NAME) FROM {config.prefix}LOG_TABLES "
@@ -675,7 +701,7 @@ def sync(config: Config, *, source: str | None = None, dry_run: bool = False, re
                     changed_entries.append(entry)
                     continue
                 info = read_table(db, entry.name)
-                d = reconcile(entry, info, first_free=_dictionary_max(db, config.prefix, entry.number) + 1)
+                d = reconcile(entry, info, first_free=dictionary_max(db, config.prefix, entry.number) + 1)
                 trig = plan_trigger(entry, info, config.prefix, db.major)
                 installed = installed_trigger_body(db, config.prefix, entry.number)
                 d.missing_trigger = installed is None
@@ -686,7 +712,7 @@ def sync(config: Config, *, source: str | None = None, dry_run: bool = False, re
                 d.parts_missing = not db.scalar(f"SELECT COUNT(*) FROM {config.prefix}LOG_PARTS "
                                                 "WHERE NUM_TABLE = ?", (entry.number,))
                 if d.any or regenerate:
-                    plan += trig + plan_dictionary(entry, config.prefix, _kinds(info))
+                    plan += trig + plan_dictionary(entry, config.prefix, column_kinds(info))
                     changed_entries.append(entry)
                 if d.any:
                     drifts.append(d)
@@ -727,9 +753,9 @@ def ddl(config: Config, table: str | None = None, *, source: str | None = None) 
             entry = registry.tables.get(name) or entry_from_dictionary(db, config.prefix, name)
             if entry is not None:
                 info = read_table(db, name)
-                reconcile(entry, info, first_free=_dictionary_max(db, config.prefix, entry.number) + 1)
+                reconcile(entry, info, first_free=dictionary_max(db, config.prefix, entry.number) + 1)
                 stmts = plan_trigger(entry, info, config.prefix, db.major) + \
-                    plan_dictionary(entry, config.prefix, _kinds(info))
+                    plan_dictionary(entry, config.prefix, column_kinds(info))
             else:
                 _, stmts, _ = _plan_enable(db, config, registry, table, key=None, author=None, exclude=[])
             header = (f"fbaudit: audit trigger for {printable(name)} on {spec.describe()} (Firebird {db.version})\n"
@@ -746,18 +772,10 @@ def set_logging(config: Config, on: bool, *, source: str | None = None) -> Resul
             require_init(db, config.prefix)
             db.execute(f"UPDATE {config.prefix}LOG_INFO SET ZAPIS = ?", (1 if on else 0,))
             # The switch itself is on record: a control event beside the DDL (docs/schema-changes.md).
-            event = "RESUME LOGGING" if on else "PAUSE LOGGING"
-            text = (f"fbaudit {'resume' if on else 'pause'}: logging of row changes switched "
-                    f"{'on' if on else 'off'} in {spec.name}")
-            payload = b"".join(f"{num},-1,{len(v)};".encode() + v for num, v in
-                               ((1, event.encode()), (2, b"SOURCE"), (3, spec.name.encode()), (4, text.encode()),
-                                (5, b"fbaudit")))
-            db.execute(f"INSERT INTO {config.prefix}LOG_PACKET (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, "
-                       f"RECORD_KEY, AUTHOR, DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, PAYLOAD) "
-                       f"SELECT GEN_ID({config.prefix}LOG_PACKET_ID, 1), LOCALTIMESTAMP, 9, 0, "
-                       f"IIF(ID_TABLE = 2, 2, 1), ?, CURRENT_USER, CURRENT_USER, "
-                       f"RDB$GET_CONTEXT('SYSTEM', 'CLIENT_ADDRESS'), CURRENT_TRANSACTION, ? "
-                       f"FROM (SELECT FIRST 1 ID_TABLE FROM {config.prefix}LOG_INFO)", (spec.name, payload))
+            st = control_event(config.prefix, "RESUME LOGGING" if on else "PAUSE LOGGING", "SOURCE", spec.name,
+                               f"fbaudit {'resume' if on else 'pause'}: logging of row changes switched "
+                               f"{'on' if on else 'off'} in {spec.name}")
+            db.execute(st.sql, st.params)
             db.commit()
         out.data["sources"].append({"source": spec.name, "logging": on})
         out.lines.append(f"{spec.name}: logging {'resumed' if on else 'paused'}")

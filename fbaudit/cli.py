@@ -16,6 +16,7 @@ from typing import Any, Callable
 import click
 
 from . import capture, logs
+from . import upgrade as upgrade_mod
 from .config import load_config
 from .history import DEFAULT_LIMIT
 from .sources import Result, shown_names
@@ -292,6 +293,76 @@ def sync(ctx: Ctx, source: str | None, all_sources: bool, dry_run: bool, regener
     source = _pick_sources(ctx, source, all_sources)
     _report(ctx, _run(ctx, lambda: capture.sync(ctx.config, source=source, dry_run=dry_run, regenerate=regenerate)),
             sql=dry_run)
+
+
+@cli.group()
+def upgrade() -> None:
+    """Run a schema upgrade that renames columns of audited tables, with auditing on.
+
+    Firebird refuses to rename a column a trigger reads. Every other ALTER
+    TABLE needs nothing (the audit trigger follows it in the same
+    transaction); for renames, one command before the upgrade and one after.
+    Between them the audit triggers log who changed which row and how, but
+    not the values; `upgrade end` then logs each of those rows whole.
+    docs/schema-changes.md has a whole session.
+
+    \b
+    Example:
+      fbaudit upgrade begin
+      isql-fb -i vendor_upgrade.sql erp.fdb
+      fbaudit upgrade end
+    """
+
+
+@upgrade.command("begin")
+@click.argument("tables", nargs=-1, metavar="[TABLE]...")
+@_sources_option
+@_dry_run_option
+@_json_option
+@pass_ctx
+def upgrade_begin(ctx: Ctx, tables: tuple[str, ...], source: str | None, all_sources: bool, dry_run: bool) -> None:
+    """Before the upgrade: audit triggers of TABLEs (default: all) log keys only.
+
+    Columns of those tables other than the audit key and the author column
+    may then be renamed, dropped and retyped. Changes go on being logged:
+    who changed which row, when, and how (insert, update, delete), without
+    the values.
+
+    \b
+    Examples:
+      fbaudit upgrade begin
+      fbaudit upgrade begin CUSTOMER ORDERS --dry-run
+    """
+    source = _pick_sources(ctx, source, all_sources)
+    _report(ctx, _run(ctx, lambda: upgrade_mod.begin(ctx.config, tables=list(tables), source=source,
+                                                     dry_run=dry_run)), sql=dry_run)
+
+
+@upgrade.command("end")
+@click.option("--by", metavar="USER", help="Author recorded for the rows logged whole (default: the database user).")
+@click.option("--max-wait", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="How long to wait for transactions that started before the whole trigger [default: 60].")
+@_sources_option
+@_dry_run_option
+@_json_option
+@pass_ctx
+def upgrade_end(ctx: Ctx, by: str | None, max_wait: float | None, source: str | None, all_sources: bool,
+                dry_run: bool) -> None:
+    """After the upgrade: log every column again; renamed columns keep their numbers.
+
+    A renamed column keeps its field number (Firebird keeps the column's
+    id on a rename), so its history goes on under the new name; dropped
+    columns' numbers are retired, added and retyped columns get new ones.
+    Then each row changed during the upgrade is logged whole. If that step
+    stops, run the command again.
+
+    \b
+    Example:
+      fbaudit upgrade end --by "vendor upgrade 7.2"
+    """
+    source = _pick_sources(ctx, source, all_sources)
+    _report(ctx, _run(ctx, lambda: upgrade_mod.end(ctx.config, source=source, dry_run=dry_run, by=by,
+                                                   max_wait=max_wait)), sql=dry_run)
 
 
 @cli.command()

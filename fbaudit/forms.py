@@ -16,7 +16,12 @@ from .errors import CatalogError, FbauditError
 from .idents import quote_ident
 
 OPERATIONS = {1: "insert", 2: "update", 3: "delete", 4: "restore", 5: "baseline",
-              6: "key_change", 7: "key_change_away", 8: "ddl", 9: "control"}
+              6: "key_change", 7: "key_change_away", 8: "ddl", 9: "control",
+              10: "insert_unrecorded", 11: "update_unrecorded", 12: "delete_unrecorded"}
+# A change during an upgrade (`fbaudit upgrade begin` .. `end`, docs/schema-changes.md): who changed
+# which row and how, without its values; the record's values are unknown from it until a version
+# that holds the whole row (`upgrade end` logs one for each such row that still exists).
+UNRECORDED = {10, 11, 12}
 # Schema events (DDL_LOG, ddl/main_init.sql) and control events (pause, resume) are packets of
 # table number 0 whose RECORD_KEY is the object's name; their fields, all text (docs/schema-changes.md):
 SCHEMA_TABLE = 0
@@ -24,7 +29,8 @@ SCHEMA_OPERATIONS = {8, 9}
 SCHEMA_FIELDS = {1: "event", 2: "object_type", 3: "object", 4: "sql", 5: "process", 6: "audit_trigger"}
 # Operations after which a version holds the whole record (with "key_change_away": it is gone
 # from this key, like a delete; "key_change": it arrived with every field, like an insert).
-ANCHORS = {1, 3, 5, 6, 7}
+# An unrecorded change ends a record's state too: what came before it is no longer known to hold.
+ANCHORS = {1, 3, 5, 6, 7} | UNRECORDED
 STATES = {0: "new", 1: "done", 2: "failed"}
 
 

@@ -15,7 +15,7 @@ from firebird.driver import Isolation
 from .config import Config
 from .db import Database, guard, timestamp_text
 from .errors import FbauditError, NotFound
-from .forms import (KEY_PART_LENGTH, OPERATIONS, SCHEMA_FIELDS, SCHEMA_OPERATIONS, SCHEMA_TABLE, NoneText, decode_key, decode_value,
+from .forms import (ANCHORS, KEY_PART_LENGTH, OPERATIONS, UNRECORDED, SCHEMA_FIELDS, SCHEMA_OPERATIONS, SCHEMA_TABLE, NoneText, decode_key, decode_value,
                     encode_key, is_bytes_key, value_kind)
 from .idents import normalize_name
 from .logs import printable
@@ -231,7 +231,7 @@ def _version(row: tuple, number: int, changes: dict) -> dict:
 
 
 # After these a record does not exist under its key.
-GONE = ("delete", "key_change_away")
+GONE = ("delete", "key_change_away", "delete_unrecorded")
 
 
 def typed_key(record_key: str, ref: TableRef) -> str:
@@ -365,10 +365,12 @@ def version_detail(config: Config, table: str, key: str, number: int | None, *, 
         anchor = None
         with guard(db.spec):
             cur = db.con.cursor()
-            cur.execute(_FOLD.format(p=p, order=newest_order("P.")), (ref.source_id, ref.num_table, record_key, number))
+            cur.execute(_FOLD.format(p=p, order=newest_order("P."), anchors=", ".join(map(str, sorted(ANCHORS)))),
+                        (ref.source_id, ref.num_table, record_key, number))
+            anchor_op = None
             for num, pid, op in cur.fetchall():
                 if num is None:
-                    anchor = pid
+                    anchor, anchor_op = pid, op
                 else:
                     last_set[num] = (pid, op)
             state_fields: dict[str, str | None] = {}
@@ -383,8 +385,11 @@ def version_detail(config: Config, table: str, key: str, number: int | None, *, 
             cur.close()
         _link_keys(db, p, ref, [version])
         db.commit()
+    # After a change made during an upgrade the values are not known (UNRECORDED): the fold ends
+    # there, and only the fields changed since are.
+    unrecorded = anchor_op in UNRECORDED
     state = {"version": number, "exists": version["operation"] not in GONE, "fields": state_fields,
-             "complete": anchor is not None}
+             "complete": anchor is not None and not unrecorded, "unrecorded": unrecorded}
     return {"source": ref.source, "table": ref.name, "key": key_dict, "record_key": record_key,
             "total": last - first + 1, "first_version": first, "newest": last, "version": version, "state": state}
 
@@ -396,7 +401,7 @@ def version_detail(config: Config, table: str, key: str, number: int | None, *, 
 _FOLD = """EXECUTE BLOCK (SID INTEGER = ?, NT INTEGER = ?, K VARCHAR(1000) CHARACTER SET UTF8 = ?, HI BIGINT = ?)
 RETURNS (NUM_POLE INTEGER, PACKET_ID BIGINT, OP SMALLINT) AS
   DECLARE seen VARCHAR(32000) CHARACTER SET ASCII = ',';
-  DECLARE pole INTEGER; DECLARE pid BIGINT; DECLARE o SMALLINT; DECLARE anchor BIGINT;
+  DECLARE pole INTEGER; DECLARE pid BIGINT; DECLARE o SMALLINT; DECLARE anchor BIGINT; DECLARE anchor_op SMALLINT;
 BEGIN
   FOR SELECT P.PACKET_ID, P.OPERATION, L.NUM_POLE FROM {p}LOG_PACKET P
       LEFT JOIN {p}LOG L ON L.SOURCE_ID = P.SOURCE_ID AND L.PACKET_ID = P.PACKET_ID
@@ -406,7 +411,7 @@ BEGIN
       INTO :pid, :o, :pole DO
   BEGIN
     IF (anchor IS NOT NULL AND pid <> anchor) THEN LEAVE;
-    IF (o IN (1, 3, 5, 6, 7)) THEN anchor = pid;
+    IF (o IN ({anchors})) THEN BEGIN anchor = pid; anchor_op = o; END
     IF (pole IS NOT NULL AND POSITION(',' || pole || ',' IN seen) = 0) THEN
     BEGIN
       seen = seen || pole || ',';
@@ -416,7 +421,7 @@ BEGIN
   END
   IF (anchor IS NOT NULL) THEN
   BEGIN
-    NUM_POLE = NULL; PACKET_ID = anchor; OP = NULL;
+    NUM_POLE = NULL; PACKET_ID = anchor; OP = anchor_op;
     SUSPEND;
   END
 END"""
@@ -496,6 +501,9 @@ def version_lines(v: dict) -> list[str]:
         out.append(f"      key changed to {v.get('key_to') or '(pruned)'}: the record goes on under that key")
     elif v["operation"] == "key_change":
         out.append(f"      key changed from {v.get('key_from') or '(pruned)'}")
+    elif v["operation"].endswith("_unrecorded"):
+        out.append("      changed during a schema upgrade: values not recorded (`fbaudit upgrade end` logs the "
+                   "row whole)")
     for name, ch in v["changes"].items():
         if v["operation"] == "insert":
             out.append(f"      {name}: {format_value(ch['new'])}")
@@ -510,7 +518,8 @@ def state_lines(st: dict) -> list[str]:
     """``history --at N``: the whole record after a version (versions.record_state), a field a line."""
     head = (f"{st['table']} {', '.join(f'{k}={v}' for k, v in st['key'].items())} after version "
             f"{st['version']} of {st['newest']}: " + ("" if st["exists"] else "DELETED")
-            + ("" if st["complete"] else " (partial: the history starts with an update, or its start was pruned)"))
+            + ("" if st["complete"] else " (partial: values not recorded during a schema upgrade)"
+               if st.get("unrecorded") else " (partial: the history starts with an update, or its start was pruned)"))
     w = max([len(n) for n in st["fields"]] + [1])
     return [head] + [f"  {n:<{w}}  {format_value(v, 80)}" for n, v in st["fields"].items()]
 

@@ -5,8 +5,10 @@ numbering of an older log database. Features build on these; nothing here knows 
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import time
+from dataclasses import dataclass
 from typing import Iterable
 
 from firebird.driver import Isolation, tpb
@@ -24,7 +26,8 @@ MAIN_OBJECTS = ("LOG_INFO", "LOG_PACKET", "LOG_1", "LOG_2", "LOG_3", "V_LOG_1", 
                 "LOG_1_PACKET", "LOG_2_PACKET", "LOG_TABLES_PK", "LOG_FIELDS_PK", "NEW_PACKET",
                 "LOG_PACKET_STATE", "DICT_VERSION", "LOG_TABLES_DV", "LOG_FIELDS_DV",
                 "LOG_ROTATION", "LOG_ROTATION_PK", "LOG_QUIET", "LOG_QUIET_PK", "LOG_PARTS",
-                "LOG_PARTS_PK", "LOG_PARTS_KEPT", "DDL_FOLLOW", "DDL_LOG", "DDL_REFUSED")
+                "LOG_PARTS_PK", "LOG_PARTS_KEPT", "DDL_FOLLOW", "DDL_LOG", "DDL_REFUSED", "LOG_UPGRADE",
+                "LOG_UPGRADE_PK", "LOG_TOUCHED", "LOG_TOUCHED_HASH")
 LOG_OBJECTS = ("SOURCES", "SOURCES_NAME", "LOG_PACKET_KEY", "LOG_PACKET_TIME", "DICT_TABLES_PK", "DICT_FIELDS_PK",
                "BLOB_INS", "PACKETS_INS", "TRANSFER_RUNS", "TRANSFER_RUNS_PK", "LOG_PACKET_DESC",
                "LOG_PACKET_LAST", "LOG_PACKET_DDL")
@@ -180,7 +183,8 @@ def require_current(db: Database, prefix: str) -> None:
     require_init(db, prefix)
     for name, have in ((f"{prefix}LOG_QUIET", lambda: table_exists(db, prefix + "LOG_QUIET")),
                        (f"{prefix}LOG_PACKET.PAYLOAD", lambda: packed_staging(db, prefix)),
-                       (f"{prefix}LOG_PARTS_KEPT", lambda: relation_exists(db, prefix + "LOG_PARTS_KEPT"))):
+                       (f"{prefix}LOG_PARTS_KEPT", lambda: relation_exists(db, prefix + "LOG_PARTS_KEPT")),
+                       (f"{prefix}LOG_UPGRADE", lambda: table_exists(db, prefix + "LOG_UPGRADE"))):
         if not have():
             raise FbauditError(f"Database {db.spec.describe()} has the staging objects of an older fbaudit "
                                f"({name} is missing). Run `fbaudit init` (it adds what is missing), "
@@ -251,3 +255,39 @@ def trigger_follow(db: Database, prefix: str, number: int, table: str, excluded:
     expected = trigger_body("".join(part for _, part, kept in rows if kept))
     installed = installed_trigger_body(db, prefix, number)
     return Follow(True, not_logged, installed is not None and installed != expected)
+
+
+@dataclass
+class Upgrade:
+    """A table in an upgrade (LOG_UPGRADE, fbaudit.upgrade): its audit trigger logs keys only until
+    ``ended``; the row stays until the rows changed meanwhile are logged whole."""
+
+    number: int
+    started_at: object
+    started_by: str | None
+    from_id: int
+    columns: dict[str, int]
+    ended_at: object
+
+
+def upgrades(db: Database, prefix: str) -> dict[int, Upgrade]:
+    """The tables in an upgrade, by table number ({} when LOG_UPGRADE does not exist yet)."""
+    if not table_exists(db, prefix + "LOG_UPGRADE"):
+        return {}
+    rows = db.query(f"SELECT NUM_TABLE, STARTED_AT, TRIM(TRAILING FROM STARTED_BY), FROM_ID, COLUMNS, ENDED_AT "
+                    f"FROM {prefix}LOG_UPGRADE ORDER BY NUM_TABLE", whole_blobs=True)
+    return {r[0]: Upgrade(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), r[5]) for r in rows}
+
+
+def control_event(prefix: str, event: str, object_type: str, obj: str, text: str) -> Statement:
+    """A control event (operation 9, table 0, docs/schema-changes.md) written in the statement's
+    transaction: pause, resume, upgrade begin and end are on record beside the DDL."""
+    payload = b"".join(f"{num},-1,{len(v)};".encode() + v for num, v in
+                       ((1, event.encode()), (2, object_type.encode()), (3, obj.encode()), (4, text.encode()),
+                        (5, b"fbaudit")))
+    return Statement(f"INSERT INTO {prefix}LOG_PACKET (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, "
+                     f"RECORD_KEY, AUTHOR, DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, PAYLOAD) "
+                     f"SELECT GEN_ID({prefix}LOG_PACKET_ID, 1), LOCALTIMESTAMP, 9, 0, "
+                     f"IIF(ID_TABLE = 2, 2, 1), ?, CURRENT_USER, CURRENT_USER, "
+                     f"RDB$GET_CONTEXT('SYSTEM', 'CLIENT_ADDRESS'), CURRENT_TRANSACTION, ? "
+                     f"FROM (SELECT FIRST 1 ID_TABLE FROM {prefix}LOG_INFO)", (obj, payload))

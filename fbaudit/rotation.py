@@ -41,7 +41,7 @@ from .config import Config, SourceSpec
 from .db import LOCK_TIMEOUT, Database, crash_risk, describe_writers, own_ddl, wait_for_old_writers, wrap
 from .errors import DatabaseError, FbauditError, RotationBusy
 from .idents import quote_ident
-from .objects import require_init
+from .objects import require_init, upgrades
 from .sources import Result, open_source, worker_pool
 
 log = logging.getLogger("fbaudit.rotate")
@@ -59,7 +59,7 @@ GDS_LOCK_CONFLICT = (335544345, 335544336, 335544510)   # lock conflict / deadlo
 @dataclass
 class RotationReport:
     source: str
-    outcome: str = "not_due"            # not_due, done, postponed, busy, failed
+    outcome: str = "not_due"            # not_due, waiting (an upgrade), done, postponed, busy, failed
     rotation_id: int | None = None
     phase: str | None = None
     old_table: int | None = None
@@ -214,6 +214,18 @@ class _Rotation:
             r.message = (f"not due: LOG_{old} is in use since {since:%Y-%m-%d %H:%M:%S}, the next rotation is due "
                          f"at {since + period:%Y-%m-%d %H:%M:%S} (a run from {since + period - early:%H:%M:%S} "
                          "counts; --force rotates now)")
+            db.commit()
+            log.info("[ROTATE] %s: %s", self.spec.name, r.message)
+            return False
+        ups = upgrades(db, p)
+        if ups:
+            # `upgrade end` reads the keys of the changes made during the upgrade from LOG_PACKET:
+            # rotation, which deletes shipped packets, waits for it (docs/schema-changes.md).
+            u = min(ups.values(), key=lambda u: u.started_at)
+            r.outcome = "waiting"
+            r.message = (f"waits for the upgrade begun {u.started_at:%Y-%m-%d %H:%M:%S} by {u.started_by}: "
+                         "`fbaudit upgrade end` first (it reads the changes made during the upgrade from the "
+                         "staged packets, which rotation deletes)")
             db.commit()
             log.info("[ROTATE] %s: %s", self.spec.name, r.message)
             return False
@@ -487,7 +499,7 @@ def rotate_source(config: Config, spec: SourceSpec, *, force: bool = False, now:
         rep2 = nxt.run()
     except RotationBusy:
         return rep
-    if rep2.outcome == "not_due":
+    if rep2.outcome in ("not_due", "waiting"):
         return rep
     rep2.completed = [rep.rotation_id] + rep2.completed
     rep2.steps = rep.steps + rep2.steps

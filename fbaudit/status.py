@@ -31,7 +31,8 @@ from .config import Config, SourceSpec
 from .db import crash_risk
 from .errors import FbauditError
 from .logs import printable
-from .objects import is_initialized, relation_exists, trigger_exists, trigger_follow, trigger_inactive, trigger_name
+from .objects import (is_initialized, relation_exists, trigger_exists, trigger_follow, trigger_inactive,
+                      trigger_name, upgrades)
 from .rotation import last_rotation
 from .sources import Result, open_source, worker_pool
 
@@ -96,12 +97,17 @@ def _read_source(config: Config, spec: SourceSpec) -> dict:
         first, first_age = db.query(f"SELECT MIN(CREATED_AT), {age_sql} FROM {p}LOG_PACKET")[0]
         tables = []
         parts = relation_exists(db, p + "LOG_PARTS_KEPT")
+        in_upgrade = upgrades(db, p)
         for num, n, en, excluded in db.query(f"SELECT NUM_TABLE, TRIM(TRAILING FROM TABLE_NAME), ENABLED, "
                                              f"EXCLUDED_COLUMNS FROM {p}LOG_TABLES ORDER BY 1"):
             t = {"table": n, "number": num, "enabled": bool(en), "trigger": trigger_exists(db, p, num),
                  "trigger_inactive": trigger_inactive(db, p, num), "not_logged": [], "trigger_altered": False,
                  "schema_follow": False}
-            if en and t["trigger"] and parts:
+            u = in_upgrade.get(num)
+            if u is not None:
+                t["upgrade"] = {"since": u.started_at.isoformat(sep=" ", timespec="seconds"), "by": u.started_by,
+                                "ended": u.ended_at is not None}
+            if en and t["trigger"] and parts and (u is None or u.ended_at is not None):
                 f = trigger_follow(db, p, num, n, json.loads(excluded or "[]"))
                 t.update(not_logged=f.not_logged, trigger_altered=f.altered, schema_follow=f.parts)
             tables.append(t)
@@ -160,6 +166,13 @@ def _judge(st: SourceStatus, config: Config, now: datetime, limits: Thresholds, 
         st.add(CRITICAL, "not initialized: run `fbaudit init --source " + name + "`")
         return
     for t in item["tables"]:
+        up = t.get("upgrade") if t["enabled"] else None
+        if up and not up["ended"]:
+            st.add(WARNING, f"{t['table']}: upgrade in progress since {up['since']} (by {up['by']}): its audit "
+                            "trigger logs who changed which row, not the values, until `fbaudit upgrade end`")
+        elif up:
+            st.add(WARNING, f"{t['table']}: `fbaudit upgrade end` stopped before the rows changed during the "
+                            "upgrade were logged whole (their values after it are unknown in history): run it again")
         if t["enabled"] and not t["trigger"]:
             st.add(CRITICAL, f"{t['table']} is enabled but its trigger is missing: changes are NOT logged; "
                              "run `fbaudit sync`")
@@ -167,7 +180,7 @@ def _judge(st: SourceStatus, config: Config, now: datetime, limits: Thresholds, 
             st.add(CRITICAL, f"{t['table']}: its audit trigger {trigger_name(config.prefix, t['number'])} is "
                              "INACTIVE (switched off outside fbaudit): changes are NOT logged; `fbaudit sync` "
                              "switches it on again")
-        elif t["enabled"] and t.get("trigger_altered"):
+        elif t["enabled"] and t.get("trigger_altered") and not (up and not up["ended"]):
             st.add(CRITICAL, f"{t['table']}: its audit trigger {trigger_name(config.prefix, t['number'])} is not "
                              "the one fbaudit made (altered outside fbaudit): changes may not be logged as they "
                              "should; `fbaudit sync` re-creates it")

@@ -97,6 +97,8 @@ def state_at(versions: list[dict], number: int) -> dict:
         elif op == "delete":
             fields = {k: c["old"] for k, c in v["changes"].items()}
             exists, complete = False, True
+        elif op.endswith("_unrecorded"):         # changed during an upgrade: values unknown from here
+            fields, exists, complete = {}, op != "delete_unrecorded", False
         else:                                    # update (or a restore event: the row as logged)
             if not exists:
                 exists = True
@@ -154,6 +156,12 @@ def revert(config: Config, table: str, key: str, *, to_version: int, by: str | N
     author = by or "fbaudit revert"
     note = comment or f"revert to version {to_version}"
     what = f"{h['table']} {', '.join(f'{k}={v}' for k, v in h['key'].items())}"
+    for state, which in ((target, f"version {to_version}"), (latest, f"its newest version, {newest},")):
+        if state.get("unrecorded"):
+            raise FbauditError(f"{what}: {which} comes after a change made during a schema upgrade, whose values "
+                               "were not recorded, so the record's values there are not known; nothing was "
+                               "changed. `fbaudit upgrade end` logs each such row whole; revert to a version "
+                               "before the upgrade or after that (docs/schema-changes.md).")
     db = open_source(config, spec, isolation=Isolation.READ_COMMITTED, lock_timeout=0)
     try:
         info = read_table(db, h["table"], commit=False)

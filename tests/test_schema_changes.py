@@ -375,3 +375,61 @@ def test_renaming_an_audited_column_is_refused_and_the_documented_path_works(pro
     assert not transfer.transfer(project.config).errors
     assert [e["event"] for e in history_mod.schema_events(project.config, object_name="SHELF")["events"]] == \
         ["ALTER TABLE"]          # the rename by SYSDBA; the refused one left no event
+
+
+# --------------------------------------------------------------------------------------------------
+# Renames: `fbaudit upgrade begin` .. `upgrade end`
+# --------------------------------------------------------------------------------------------------
+def test_upgrade_begin_end_lets_a_rename_pass_and_the_renamed_column_keeps_its_number(project):
+    """Between begin and end the audit trigger reads only the key: the rename passes, every change
+    is on record (who, which row, how; values not recorded), and end logs the changed rows whole,
+    gives the renamed column its old number and logs it under the new name from then on."""
+    from fbaudit import upgrade, versions
+    from fbaudit.errors import FbauditError
+    from fbaudit.registry import Registry
+    _shelf(project)
+    run_sql(project, ["INSERT INTO SHELF VALUES (1, 'a', 1, 0, 1.50)", "INSERT INTO SHELF VALUES (3, 'c', 3, 0, 3)"])
+    number = Registry.load(project.registry_path).tables["SHELF"].fields["NAME"].number
+    res = upgrade.begin(project.config)
+    assert res.data["sources"][0]["started"] == ["SHELF"]
+    st = capture.status(project.config)
+    assert st.data["exit_code"] == 1
+    assert any("upgrade in progress" in p["message"] for p in st.data["sources"][0]["problems"])
+    project.sql("ALTER TABLE SHELF ALTER NAME TO TITLE", "ALTER TABLE SHELF DROP OLD_FLAG",
+                "ALTER TABLE SHELF ADD COLOR VARCHAR(10)")
+    run_sql(project, ["UPDATE SHELF SET TITLE = 'b', QTY = 2, COLOR = 'red' WHERE ID = 1",
+                      "INSERT INTO SHELF (ID, TITLE) VALUES (2, 'new')", "DELETE FROM SHELF WHERE ID = 3"])
+    assert [p.operation for p in packets(project)][-3:] == ["update_unrecorded", "insert_unrecorded",
+                                                            "delete_unrecorded"]
+    assert all(p.changes == {} for p in packets(project)[-3:])
+    # Sync would end the upgrade without logging the rows: refused.
+    with pytest.raises(FbauditError, match="upgrade is in progress"):
+        capture.sync(project.config)
+    ended = upgrade.end(project.config, by="vendor 7.2")
+    [item] = ended.data["sources"][0]["tables"]
+    assert item["renamed"] == {"NAME": "TITLE"} and item["dropped"] == ["OLD_FLAG"] and item["added"] == ["COLOR"]
+    assert item["rows"] == 2                                   # 1 and 2; 3 is gone
+    entry = Registry.load(project.registry_path).tables["SHELF"]
+    assert entry.fields["TITLE"].number == number and "NAME" not in entry.fields and "OLD_FLAG" in entry.retired
+    run_sql(project, ["UPDATE SHELF SET TITLE = 'z', COLOR = 'blue' WHERE ID = 1"])
+    assert capture.status(project.config).data["exit_code"] == 0
+    assert not transfer.transfer(project.config).errors
+    h = history(project.config, "SHELF", "1")
+    ops = [v["operation"] for v in h["versions"]]
+    assert ops == ["insert", "update_unrecorded", "baseline", "update"]
+    assert h["versions"][0]["changes"]["TITLE"] == {"old": None, "new": "a"}     # the number's name now
+    assert h["versions"][2]["author"] == "vendor 7.2" and h["versions"][2]["comment"] == upgrade.COMMENT
+    assert h["versions"][2]["changes"]["TITLE"]["new"] == "b" and h["versions"][2]["changes"]["COLOR"]["new"] == "red"
+    assert h["versions"][3]["changes"] == {"TITLE": {"old": "b", "new": "z"}, "COLOR": {"old": "red", "new": "blue"}}
+    assert [v["operation"] for v in history(project.config, "SHELF", "3")["versions"]] == ["insert", "delete_unrecorded"]
+    assert [v["operation"] for v in history(project.config, "SHELF", "2")["versions"]] == ["insert_unrecorded",
+                                                                                        "baseline"]
+    # The values after an unrecorded change are unknown: revert there is refused; before it, it works.
+    assert versions.record_state(project.config, "SHELF", "1", 2)["unrecorded"] is True
+    with pytest.raises(FbauditError, match="not recorded"):
+        versions.revert(project.config, "SHELF", "1", to_version=2)
+    done = versions.revert(project.config, "SHELF", "1", to_version=3)
+    assert done["action"] == "update" and done["fields"] == {"TITLE": "b", "COLOR": "red"}
+    controls = [(e["event"], e["object"]) for e in history_mod.schema_events(project.config, object_name="SHELF")["events"]]
+    assert ("UPGRADE BEGIN", "SHELF") in controls and ("UPGRADE END", "SHELF") in controls
+    assert sum(1 for e, _ in controls if e == "ALTER TABLE") == 3

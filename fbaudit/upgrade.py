@@ -1,0 +1,260 @@
+"""`fbaudit upgrade begin|end`: a schema upgrade that renames columns of audited tables, with
+auditing on and no change lost (docs/schema-changes.md "Renaming columns").
+
+Firebird refuses to rename a column a trigger reads, and checks that in the DDL's own transaction
+against dependencies that change only when a transaction commits (measured on 3.0, 4.0 and 5.0),
+so no trigger fired by the ALTER itself can make a rename pass. Every other ALTER TABLE is
+followed in its own transaction (DDL_FOLLOW). For renames, one command before the upgrade and
+one after:
+
+``begin`` (one transaction per source): each chosen audited table's trigger is replaced by one made
+from the same template with no column lines (capture.plan_trigger ``keys_only``). It reads only
+the key and author columns, so the upgrade may rename, drop or retype any other column. It logs
+every change as who changed which row and how: operations 10-12, "values not recorded"
+(forms.UNRECORDED). LOG_UPGRADE keeps, per table, each column's RDB$FIELD_ID at the start (a
+rename keeps it, a drop and add gets a new one, never reused: measured) and the packet id then.
+A control event "UPGRADE BEGIN" per table goes in the same transaction.
+
+``end``:
+1. per table: the columns renamed since ``begin`` keep their field numbers (matched by
+   RDB$FIELD_ID); dropped ones are retired; added and retyped ones get new numbers (as sync); the
+   whole trigger is made again; "UPGRADE END" is logged; LOG_UPGRADE.ENDED_AT is set. One
+   transaction, after a block of packet ids was reserved (baseline.reserve).
+2. per table with changes during the upgrade: the baseline's wait and ONE snapshot transaction,
+   which logs each row changed during the upgrade that still exists whole (operation
+   "baseline", comment COMMENT), with ids from the reserved block, and deletes the table's
+   LOG_UPGRADE row. So in each record's history: the versions of the upgrade (values not
+   recorded), then the row as it was after it, then the changes captured by the new trigger.
+   An end that stops in step 2 (a writer older than the trigger kept open) is finished by
+   running it again; meanwhile status says so.
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+from . import baseline as baseline_mod
+from .capture import (column_kinds, dictionary_max, entry_from_dictionary, plan_dictionary, plan_trigger,
+                      reconcile, retire_field)
+from .catalog import read_table, table_exists
+from .config import Config, SourceSpec
+from .db import apply_plan
+from .errors import CatalogError, FbauditError
+from .idents import normalize_name
+from .objects import Upgrade, control_event, require_current, upgrades
+from .progress import Progress
+from .registry import Registry, TableEntry
+from .sources import Result, for_each_source, open_source
+from .templates import Statement
+
+log = logging.getLogger("fbaudit.upgrade")
+
+COMMENT = "upgrade end: the row after the upgrade"
+
+
+def _column_ids(db, table: str) -> dict[str, int]:
+    return {name: fid for name, fid in db.query(
+        "SELECT TRIM(TRAILING FROM RDB$FIELD_NAME), RDB$FIELD_ID FROM RDB$RELATION_FIELDS "
+        "WHERE RDB$RELATION_NAME = ?", (table,))}
+
+
+def _audited(db, prefix: str, registry: Registry) -> dict[str, TableEntry]:
+    out = {}
+    for (name,) in db.query(f"SELECT TRIM(TRAILING FROM TABLE_NAME) FROM {prefix}LOG_TABLES WHERE ENABLED = 1 "
+                            "ORDER BY NUM_TABLE"):
+        entry = registry.tables.get(name) or entry_from_dictionary(db, prefix, name)
+        if entry is not None:
+            out[name] = entry
+    return out
+
+
+def begin(config: Config, *, tables: list[str] | tuple = (), source: str | None = None,
+          dry_run: bool = False) -> Result:
+    """Switch the audit triggers of ``tables`` (default: every audited table) to keys only."""
+    out = Result({"sources": [], "dry_run": dry_run})
+    p = config.prefix
+
+    def one(spec: SourceSpec) -> None:
+        registry = Registry.load(spec.registry)
+        data = {"source": spec.name, "started": [], "already": []}
+        with open_source(config, spec) as db:
+            require_current(db, p)
+            audited = _audited(db, p, registry)
+            wanted = list(dict.fromkeys(normalize_name(t) for t in tables)) or list(audited)
+            unknown = [t for t in wanted if t not in audited]
+            if unknown:
+                raise CatalogError(f"{spec.name}: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not "
+                                   f"audited (audited: {', '.join(audited) or 'none'}); nothing was changed.")
+            current = upgrades(db, p)
+            plan: list[Statement] = []
+            for name in wanted:
+                entry = audited[name]
+                u = current.get(entry.number)
+                if u is not None and u.ended_at is None:
+                    data["already"].append(name)
+                    continue
+                if u is not None:
+                    raise FbauditError(f"{spec.name}: the last upgrade of {name} has not finished: the rows changed "
+                                       "during it are not logged whole yet. Run `fbaudit upgrade end` first; "
+                                       "nothing was changed.")
+                if not table_exists(db, name):
+                    raise CatalogError(f"{spec.name}: table {name} no longer exists; `fbaudit sync` marks it "
+                                       "disabled. Nothing was changed.")
+                info = read_table(db, name)
+                plan += plan_trigger(entry, info, p, db.major, keys_only=True)
+                plan.append(Statement(
+                    f"INSERT INTO {p}LOG_UPGRADE (NUM_TABLE, STARTED_AT, STARTED_BY, FROM_ID, COLUMNS) "
+                    f"SELECT ?, LOCALTIMESTAMP, CURRENT_USER, GEN_ID({p}LOG_PACKET_ID, 0), ? FROM RDB$DATABASE",
+                    (entry.number, json.dumps(_column_ids(db, name), ensure_ascii=False))))
+                plan.append(control_event(p, "UPGRADE BEGIN", "TABLE", name,
+                                          f"fbaudit upgrade begin: the audit trigger of {name} logs keys only "
+                                          "(who changed which row, values not recorded) until `fbaudit upgrade end`"))
+                data["started"].append(name)
+            if plan and not dry_run:
+                apply_plan(db, plan)
+            db.commit()
+        out.add_plan(spec.describe(), plan)
+        out.data["sources"].append(data)
+        tail = " (dry run: nothing changed)" if dry_run else ""
+        if data["started"]:
+            out.lines.append(f"{spec.name}: upgrade {'would begin' if dry_run else 'begun'} for "
+                             f"{', '.join(data['started'])}: their audit triggers log keys only, so columns may be "
+                             f"renamed; run `fbaudit upgrade end` after the upgrade{tail}")
+        if data["already"]:
+            out.lines.append(f"{spec.name}: already in an upgrade: {', '.join(data['already'])}")
+        log.info("[UPGRADE] %s", out.lines[-1] if out.lines else f"{spec.name}: nothing to do")
+    return for_each_source(config, source, out, one, log=log, tag="UPGRADE")
+
+
+def follow_renames(entry: TableEntry, began: dict[str, int],
+                   now: dict[str, int]) -> tuple[list[tuple[str, str]], list[str]]:
+    """Give renamed columns (same RDB$FIELD_ID as at ``begin``, another name) their numbers under the
+    new name; retire the numbers of columns whose id is gone (dropped, even if a column of that name
+    was added again: that is a new column). Returns ([(old, new)], [dropped])."""
+    by_id = {fid: name for name, fid in now.items()}
+    dropped = [old for old, fid in began.items() if fid not in by_id and old in entry.fields]
+    for old in dropped:
+        retire_field(entry, old)
+    moves = {old: by_id[fid] for old, fid in began.items() if fid in by_id and by_id[fid] != old}
+    if not moves:
+        return [], dropped
+    entry.fields = {moves.get(name, name): f for name, f in entry.fields.items()}
+    entry.exclude = sorted({moves.get(name, name) for name in entry.exclude})
+    entry.key = [moves.get(name, name) for name in entry.key]
+    if entry.author:
+        entry.author = moves.get(entry.author, entry.author)
+    return sorted(moves.items()), dropped
+
+
+def end(config: Config, *, source: str | None = None, dry_run: bool = False, by: str | None = None,
+        max_wait: float | None = None) -> Result:
+    """End the upgrade: whole triggers again, renamed columns keep their numbers, and each row
+    changed during the upgrade is logged whole (see the module docstring)."""
+    out = Result({"sources": [], "dry_run": dry_run})
+    p = config.prefix
+
+    def one(spec: SourceSpec) -> None:
+        registry = Registry.load(spec.registry)
+        data: dict = {"source": spec.name, "tables": []}
+        todo: list[tuple[TableEntry, object, Upgrade, int, dict]] = []
+        plan: list[Statement] = []
+        blocks: dict[int, tuple] = {}
+        with open_source(config, spec) as db:
+            require_current(db, p)
+            ups = upgrades(db, p)
+            names = dict(db.query(f"SELECT NUM_TABLE, TRIM(TRAILING FROM TABLE_NAME) FROM {p}LOG_TABLES"))
+            changed: list[TableEntry] = []
+            for u in ups.values():
+                name = names.get(u.number, f"#{u.number}")
+                entry = registry.tables.get(name) or entry_from_dictionary(db, p, name)
+                item = {"table": name, "renamed": {}, "added": [], "dropped": [], "retyped": [], "rows": 0}
+                data["tables"].append(item)
+                gone = entry is None or not table_exists(db, name)
+                if gone or not entry.enabled:
+                    # Dropped during the upgrade (or disabled): nothing to make again, no row to log.
+                    if entry is not None and gone and entry.enabled:
+                        entry.enabled = False
+                        changed.append(entry)
+                        plan += [Statement(f"UPDATE {p}LOG_TABLES SET ENABLED = 0 WHERE NUM_TABLE = ?", (u.number,)),
+                                 Statement(f"DELETE FROM {p}LOG_PARTS WHERE NUM_TABLE = ?", (u.number,))]
+                    plan.append(Statement(f"DELETE FROM {p}LOG_UPGRADE WHERE NUM_TABLE = ?", (u.number,)))
+                    item["table_gone"] = gone
+                    continue
+                info = read_table(db, name)
+                if u.ended_at is None:
+                    renamed, dropped = follow_renames(entry, u.columns, _column_ids(db, name))
+                    d = reconcile(entry, info, first_free=dictionary_max(db, p, entry.number) + 1)
+                    item.update(renamed=dict(renamed), added=d.added, dropped=dropped + d.dropped, retyped=d.retyped)
+                    plan += plan_trigger(entry, info, p, db.major) + plan_dictionary(entry, p, column_kinds(info))
+                    plan.append(Statement(f"UPDATE {p}LOG_UPGRADE SET ENDED_AT = LOCALTIMESTAMP WHERE NUM_TABLE = ?",
+                                          (u.number,)))
+                    plan.append(control_event(p, "UPGRADE END", "TABLE", name, _end_text(name, item)))
+                    changed.append(entry)
+                touched = db.scalar(f"SELECT COUNT(*) FROM {p}LOG_PACKET WHERE ID > ? AND NUM_TABLE = ? "
+                                    "AND OPERATION IN (10, 11)", (u.from_id, u.number))
+                item["changes"] = touched
+                todo.append((entry, info, u, touched, item))
+            db.commit()
+            if dry_run or not ups:
+                pass
+            else:
+                # Ids for the rows logged whole, taken before the whole trigger goes live: every
+                # change it captures sorts after them (the baseline's order, fbaudit.baseline).
+                blocks = {entry.number: baseline_mod.reserve(db, p, n) for entry, _, _, n, _ in todo if n}
+                apply_plan(db, plan)
+                for entry in changed:
+                    registry.put(entry)
+                registry.save()
+        out.add_plan(spec.describe(), plan)
+        out.data["sources"].append(data)
+        if not ups:
+            out.lines.append(f"{spec.name}: no upgrade in progress; nothing to do")
+            return
+        for item in data["tables"]:
+            out.lines.append(f"{spec.name}: {item['table']}: " + _end_text(item["table"], item, short=True)
+                             + (" (dry run: nothing changed)" if dry_run else ""))
+        if dry_run:
+            return
+        for entry, info, u, n, item in todo:
+            delete = Statement(f"DELETE FROM {p}LOG_UPGRADE WHERE NUM_TABLE = ?", (u.number,))
+            if not n:
+                with open_source(config, spec) as db:
+                    apply_plan(db, [delete])
+                continue
+            try:
+                with Progress(n) as bar:
+                    taken = baseline_mod.take(
+                        lambda **kw: open_source(config, spec, **kw), spec, config, entry, info, blocks[entry.number],
+                        expected=n, author=by, progress=bar.advance,
+                        max_wait=baseline_mod.MAX_WAIT if max_wait is None else max_wait,
+                        touched=baseline_mod.Touched(u.from_id, [delete], COMMENT))
+            except FbauditError as exc:
+                raise FbauditError(
+                    f"{spec.name}: {entry.name}: its audit trigger logs every column again, but the rows changed "
+                    f"during the upgrade are NOT logged whole yet, so their values after it stay unknown in "
+                    f"history. Run `fbaudit upgrade end` again to log them.\n  {exc}") from None
+            item["rows"] = taken["rows"]
+            out.lines.append(f"{spec.name}: {entry.name}: {taken['rows']} row{'s' if taken['rows'] != 1 else ''} "
+                             f"changed during the upgrade logged whole ({n} change{'s' if n != 1 else ''}, "
+                             f"{taken['seconds']:.1f} s)")
+        log.info("[UPGRADE] %s: upgrade ended for %s", spec.name, ", ".join(i["table"] for i in data["tables"]))
+    return for_each_source(config, source, out, one, log=log, tag="UPGRADE")
+
+
+def _end_text(name: str, item: dict, *, short: bool = False) -> str:
+    if item.get("table_gone"):
+        return "dropped during the upgrade: no longer audited"
+    bits = []
+    if item["renamed"]:
+        bits.append("renamed " + ", ".join(f"{a} -> {b}" for a, b in item["renamed"].items())
+                    + " (same field numbers)")
+    if item["added"]:
+        bits.append("added " + ", ".join(item["added"]))
+    if item["dropped"]:
+        bits.append("dropped " + ", ".join(item["dropped"]))
+    if item["retyped"]:
+        bits.append("retyped " + "; ".join(item["retyped"]))
+    what = "; ".join(bits) or "no column changed"
+    if short:
+        return f"audit trigger logs every column again; {what}"
+    return f"fbaudit upgrade end: the audit trigger of {name} logs every column again; {what}"
