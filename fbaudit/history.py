@@ -698,10 +698,11 @@ def read_events(db: Database, p: str, sid: int, where: str, params, none) -> lis
 
 
 def table_events(db: Database, p: str, sid: int, table: str, after: int, upto: int | None, none) -> list[dict]:
-    """The DDL of one table (its name as the event's object) with packet ids in (after, upto], oldest
-    first: what a record's history marks between its versions."""
+    """The DDL of one table (its name as the event's object) and its control events (`upgrade begin`
+    / `end`) with packet ids in (after, upto], oldest first: what a record's history marks between
+    its versions."""
     where = ("P.SOURCE_ID = ? AND P.NUM_TABLE = ? AND P.KEY_HASH = HASH(CAST(? AS VARCHAR(1000) CHARACTER SET UTF8)) "
-             "AND P.RECORD_KEY = ? AND P.OPERATION = 8 AND P.PACKET_ID > ?")
+             "AND P.RECORD_KEY = ? AND P.OPERATION IN (8, 9) AND P.PACKET_ID > ?")
     params: list = [sid, SCHEMA_TABLE, table, table, after]
     if upto is not None:
         where += " AND P.PACKET_ID <= ?"

@@ -167,7 +167,8 @@ def _judge(st: SourceStatus, config: Config, now: datetime, limits: Thresholds, 
         return
     for t in item["tables"]:
         up = t.get("upgrade") if t["enabled"] else None
-        if up and not up["ended"]:
+        upgrading = bool(up and not up["ended"])       # its trigger logs keys only, on purpose
+        if upgrading:
             st.add(WARNING, f"{t['table']}: upgrade in progress since {up['since']} (by {up['by']}): its audit "
                             "trigger logs who changed which row, not the values, until `fbaudit upgrade end`")
         elif up:
@@ -180,7 +181,7 @@ def _judge(st: SourceStatus, config: Config, now: datetime, limits: Thresholds, 
             st.add(CRITICAL, f"{t['table']}: its audit trigger {trigger_name(config.prefix, t['number'])} is "
                              "INACTIVE (switched off outside fbaudit): changes are NOT logged; `fbaudit sync` "
                              "switches it on again")
-        elif t["enabled"] and t.get("trigger_altered") and not (up and not up["ended"]):
+        elif t["enabled"] and t.get("trigger_altered") and not upgrading:
             st.add(CRITICAL, f"{t['table']}: its audit trigger {trigger_name(config.prefix, t['number'])} is not "
                              "the one fbaudit made (altered outside fbaudit): changes may not be logged as they "
                              "should; `fbaudit sync` re-creates it")
@@ -189,7 +190,8 @@ def _judge(st: SourceStatus, config: Config, now: datetime, limits: Thresholds, 
                              f"{', '.join(printable(c) for c in t['not_logged'])} added or retyped after the audit "
                              "trigger was made: changes to "
                              f"{'them' if len(t['not_logged']) > 1 else 'it'} are NOT logged until `fbaudit sync`")
-        elif t["enabled"] and t["trigger"] and not t.get("schema_follow") and item.get("schema_support"):
+        elif t["enabled"] and t["trigger"] and not t.get("schema_follow") and item.get("schema_support") \
+                and not upgrading:
             st.add(WARNING, f"{t['table']}: its audit trigger was made by an fbaudit before schema-change "
                             "support, so ALTER TABLE ... DROP of its columns fails; `fbaudit sync` updates it")
     if not item.get("schema_support"):

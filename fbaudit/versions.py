@@ -84,27 +84,27 @@ def state_at(versions: list[dict], number: int) -> dict:
         raise NotFound(f"No version {number}: the record has versions {first} to {last}"
                        + (" (older ones were pruned)." if first > 1 else "."))
     fields: dict[str, str | None] = {}
-    exists, complete = True, False
+    exists, complete, unrecorded = True, False, False
     for v in versions:
         if v["version"] > number:
             break
         op = v["operation"]
         if op in ("insert", "baseline", "key_change"):   # the whole row (its non-NULL fields)
             fields = {k: c["new"] for k, c in v["changes"].items() if c["new"] is not None}
-            exists, complete = True, True
+            exists, complete, unrecorded = True, True, False
         elif op == "key_change_away":            # gone from this key (it lives on under the new one)
-            fields, exists, complete = {}, False, True
+            fields, exists, complete, unrecorded = {}, False, True, False
         elif op == "delete":
             fields = {k: c["old"] for k, c in v["changes"].items()}
-            exists, complete = False, True
+            exists, complete, unrecorded = False, True, False
         elif op.endswith("_unrecorded"):         # changed during an upgrade: values unknown from here
-            fields, exists, complete = {}, op != "delete_unrecorded", False
+            fields, exists, complete, unrecorded = {}, op != "delete_unrecorded", False, True
         else:                                    # update (or a restore event: the row as logged)
             if not exists:
                 exists = True
             for k, c in v["changes"].items():
                 fields[k] = c["new"]
-    return {"version": number, "exists": exists, "fields": fields, "complete": complete}
+    return {"version": number, "exists": exists, "fields": fields, "complete": complete, "unrecorded": unrecorded}
 
 
 def diff(versions: list[dict], a: int, b: int) -> dict:

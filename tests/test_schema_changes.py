@@ -220,7 +220,7 @@ def _run_upgrade(project, run_script, process: str | None = None) -> None:
     for w in writers:
         for (table, key), values in w.done.items():
             col = "QTY" if table == "ORDERS" else "AMOUNT"
-            versions = history(project.config, table, str(key))["versions"]
+            versions = history(project.config, table, str(key), limit=None)["versions"]
             assert versions[0]["operation"] == "insert"
             logged = [v["changes"][col]["new"] for v in versions[1:]]
             assert logged == values, (table, key)
@@ -239,8 +239,8 @@ def _run_upgrade(project, run_script, process: str | None = None) -> None:
     run_sql(project, ["UPDATE ORDERS SET DISCOUNT = 1.25 WHERE ID = 1",
                       "UPDATE LINES SET PRICE = 9.5, WAREHOUSE = 3 WHERE ID = 1"])
     assert not transfer.transfer(project.config).errors
-    assert history(project.config, "ORDERS", "1")["versions"][-1]["changes"]["DISCOUNT"]["new"] == "1.25"
-    assert history(project.config, "LINES", "1")["versions"][-1]["changes"] == {
+    assert history(project.config, "ORDERS", "1", limit=None)["versions"][-1]["changes"]["DISCOUNT"]["new"] == "1.25"
+    assert history(project.config, "LINES", "1", limit=None)["versions"][-1]["changes"] == {
         "PRICE": {"old": None, "new": "9.5000"}, "WAREHOUSE": {"old": None, "new": "3"}}
     assert capture.status(project.config).data["exit_code"] == 0
 
@@ -433,3 +433,114 @@ def test_upgrade_begin_end_lets_a_rename_pass_and_the_renamed_column_keeps_its_n
     controls = [(e["event"], e["object"]) for e in history_mod.schema_events(project.config, object_name="SHELF")["events"]]
     assert ("UPGRADE BEGIN", "SHELF") in controls and ("UPGRADE END", "SHELF") in controls
     assert sum(1 for e, _ in controls if e == "ALTER TABLE") == 3
+
+
+UPGRADE_WITH_RENAMES = [
+    "ALTER TABLE ORDERS ALTER CUSTOMER TO CUSTOMER_NAME",
+    "ALTER TABLE LINES ALTER ORDER_ID TO ORDER_NO",
+] + [s.replace("WHERE ORDER_ID", "WHERE ORDER_NO") for s in UPGRADE] + ["ALTER TABLE ORDERS ALTER COLUMN NOTE TO REMARK"]
+
+
+def _run_upgrade_with_renames(project, run_script, process: str | None = None) -> None:
+    """begin, the vendor's script (renames, drops, retypes, procedures, triggers, a table made and
+    dropped), end, while four writers update the audited tables: 0 writer errors, every committed
+    change on record exactly once, the values before begin and after end exactly, the renamed
+    columns under their new names with their old numbers."""
+    from fbaudit import upgrade
+    from fbaudit.registry import Registry
+    _erp(project)
+    numbers = {t: {n: f.number for n, f in e.fields.items()}
+               for t, e in Registry.load(project.registry_path).tables.items()}
+    writers = [Writer(project, n) for n in range(4)]
+    for w in writers:
+        w.start()
+    time.sleep(0.5)
+    assert upgrade.begin(project.config).data["sources"][0]["started"] == ["ORDERS", "LINES"]
+    time.sleep(0.2)
+    run_script()
+    time.sleep(0.2)
+    ended = upgrade.end(project.config, by="vendor 7.2")
+    time.sleep(0.5)
+    for w in writers:
+        w.stop.set()
+    for w in writers:
+        w.join(timeout=120)
+    assert not any(w.is_alive() for w in writers)
+    assert [e for w in writers for e in w.errors] == []
+    renamed = {i["table"]: i["renamed"] for i in ended.data["sources"][0]["tables"]}
+    assert renamed == {"ORDERS": {"CUSTOMER": "CUSTOMER_NAME", "NOTE": "REMARK"}, "LINES": {"ORDER_ID": "ORDER_NO"}}
+    after = Registry.load(project.registry_path).tables
+    assert after["ORDERS"].fields["CUSTOMER_NAME"].number == numbers["ORDERS"]["CUSTOMER"]
+    # NOTE was widened too: a retyped column gets a new number (as with sync), the old one retired.
+    assert numbers["ORDERS"]["NOTE"] in {f.number for f in after["ORDERS"].retired.values()}
+    assert after["LINES"].fields["ORDER_NO"].number == numbers["LINES"]["ORDER_ID"]
+    res = transfer.transfer(project.config)
+    assert not res.errors, res.lines
+    unrecorded = whole = 0
+    for w in writers:
+        for (table, key), values in w.done.items():
+            col = "QTY" if table == "ORDERS" else "AMOUNT"
+            versions = history(project.config, table, str(key), limit=None)["versions"]
+            assert versions[0]["operation"] == "insert"
+            named = "CUSTOMER_NAME" if table == "ORDERS" else "ORDER_NO"     # the number's name now
+            assert versions[0]["changes"][named]["new"] == (f"c{key}" if table == "ORDERS" else str(key))
+            i = 0                      # committed values consumed, each by exactly one version
+            for v in versions[1:]:
+                if v["operation"] == "update":
+                    assert set(v["changes"]) == {col} and v["changes"][col]["new"] == values[i], (table, key, i)
+                    i += 1
+                elif v["operation"] == "update_unrecorded":
+                    assert v["changes"] == {}
+                    i += 1
+                    unrecorded += 1
+                else:                  # upgrade end: the row as it was then, whole
+                    assert v["operation"] == "baseline" and v["comment"] == upgrade.COMMENT, v
+                    assert v["changes"][col]["new"] in (["0"] + values)[i:], (table, key, i)
+                    assert v["changes"][named]["new"] == versions[0]["changes"][named]["new"]
+                    whole += 1
+            assert i == len(values), (table, key)
+    assert unrecorded > 10 and whole > 0
+    events = history_mod.schema_events(project.config, limit=200)["events"]
+    logged_sql = {e["sql"] for e in events}
+    assert set(UPGRADE_WITH_RENAMES) <= logged_sql, set(UPGRADE_WITH_RENAMES) - logged_sql
+    if process:
+        assert {e["process"] for e in events if e["sql"] in UPGRADE_WITH_RENAMES} == {process}
+    assert sorted((e["event"], e["object"]) for e in events if e["kind"] == "control") == [
+        ("UPGRADE BEGIN", "LINES"), ("UPGRADE BEGIN", "ORDERS"), ("UPGRADE END", "LINES"), ("UPGRADE END", "ORDERS")]
+    # end numbered the new and retyped columns: logged at once, no sync needed.
+    assert capture.status(project.config).data["exit_code"] == 0
+    run_sql(project, ["UPDATE ORDERS SET DISCOUNT = 1.25, REMARK = 'x' WHERE ID = 1",
+                      "UPDATE LINES SET PRICE = 9.5, WAREHOUSE = 3, ORDER_NO = 7 WHERE ID = 1"])
+    assert not transfer.transfer(project.config).errors
+    assert history(project.config, "ORDERS", "1", limit=None)["versions"][-1]["changes"] == {
+        "DISCOUNT": {"old": "0.00", "new": "1.25"}, "REMARK": {"old": None, "new": "x"}}
+    assert history(project.config, "LINES", "1", limit=None)["versions"][-1]["changes"] == {
+        "PRICE": {"old": None, "new": "9.5000"}, "WAREHOUSE": {"old": None, "new": "3"},
+        "ORDER_NO": {"old": "1", "new": "7"}}
+
+
+def test_an_upgrade_with_renames_through_the_driver_while_four_writers_write(project):
+    def script():
+        with project.connect() as db:
+            for s in UPGRADE_WITH_RENAMES:
+                db.con.execute_immediate(s)
+                db.commit()
+                time.sleep(0.05)
+    _run_upgrade_with_renames(project, script)
+
+
+def test_an_upgrade_with_renames_through_isql_while_four_writers_write(project):
+    isql = shutil.which("isql-fb") or shutil.which("isql")
+    if not (project.target.is_server and isql):
+        pytest.skip("isql runs against the server target (Debian's firebird3.0-utils)")
+
+    def script():
+        text = (f"CONNECT '{project.main.database}' USER '{project.main.user}' PASSWORD '{project.main.password()}';\n"
+                "SET AUTODDL ON;\nSET TERM ^ ;\n" + "".join(s + "^\n" for s in UPGRADE_WITH_RENAMES)
+                + "SET TERM ; ^\nCOMMIT;\n")
+        path = project.tmp / "upgrade.sql"
+        path.write_text(text, encoding="utf-8")
+        path.chmod(0o600)
+        out = subprocess.run([isql, "-q", "-b", "-i", str(path)], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0 and not out.stderr.strip(), out.stderr
+    _run_upgrade_with_renames(project, script, process=os.path.realpath(isql))
