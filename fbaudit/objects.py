@@ -279,15 +279,17 @@ def upgrades(db: Database, prefix: str) -> dict[int, Upgrade]:
     return {r[0]: Upgrade(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), r[5]) for r in rows}
 
 
-def control_event(prefix: str, event: str, object_type: str, obj: str, text: str) -> Statement:
+def control_event(prefix: str, event: str, object_type: str, obj: str, text: str,
+                  packet_id: int | None = None) -> Statement:
     """A control event (operation 9, table 0, docs/schema-changes.md) written in the statement's
-    transaction: pause, resume, upgrade begin and end are on record beside the DDL."""
+    transaction: pause, resume, upgrade begin and end are on record beside the DDL. ``packet_id``:
+    an id taken before (the event sorts before packets whose ids were reserved after it)."""
     payload = b"".join(f"{num},-1,{len(v)};".encode() + v for num, v in
                        ((1, event.encode()), (2, object_type.encode()), (3, obj.encode()), (4, text.encode()),
                         (5, b"fbaudit")))
     return Statement(f"INSERT INTO {prefix}LOG_PACKET (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, "
                      f"RECORD_KEY, AUTHOR, DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, PAYLOAD) "
-                     f"SELECT GEN_ID({prefix}LOG_PACKET_ID, 1), LOCALTIMESTAMP, 9, 0, "
+                     f"SELECT COALESCE(CAST(? AS BIGINT), GEN_ID({prefix}LOG_PACKET_ID, 1)), LOCALTIMESTAMP, 9, 0, "
                      f"IIF(ID_TABLE = 2, 2, 1), ?, CURRENT_USER, CURRENT_USER, "
                      f"RDB$GET_CONTEXT('SYSTEM', 'CLIENT_ADDRESS'), CURRENT_TRANSACTION, ? "
-                     f"FROM (SELECT FIRST 1 ID_TABLE FROM {prefix}LOG_INFO)", (obj, payload))
+                     f"FROM (SELECT FIRST 1 ID_TABLE FROM {prefix}LOG_INFO)", (packet_id, obj, payload))
