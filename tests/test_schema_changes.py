@@ -556,3 +556,78 @@ def test_an_upgrade_with_renames_through_isql_while_four_writers_write(project):
         out = subprocess.run([isql, "-q", "-b", "-i", str(path)], capture_output=True, text=True, timeout=300)
         assert out.returncode == 0 and not out.stderr.strip(), out.stderr
     _run_upgrade_with_renames(project, script, process=os.path.realpath(isql))
+
+
+def test_rotation_waits_for_an_upgrade_and_runs_after_its_end(project):
+    """upgrade end reads the keys of the changes made during the upgrade from the staged packets,
+    which rotation deletes: rotation waits (nothing changed), then runs after end."""
+    from fbaudit import rotation, upgrade
+    _shelf(project)
+    run_sql(project, ["INSERT INTO SHELF VALUES (1, 'a', 1, 0, 1.50)"])
+    upgrade.begin(project.config)
+    run_sql(project, ["UPDATE SHELF SET QTY = 2 WHERE ID = 1"])
+    assert not transfer.transfer(project.config).errors
+    res = rotation.rotate(project.config, force=True)
+    assert res.data["sources"][0]["outcome"] == "waiting" and "upgrade end" in res.lines[0]
+    assert [p.operation for p in packets(project)][-1] == "update_unrecorded"      # still there
+    ended = upgrade.end(project.config)
+    assert ended.data["sources"][0]["tables"][0]["rows"] == 1
+    assert not transfer.transfer(project.config).errors
+    assert rotation.rotate(project.config, force=True).data["sources"][0]["outcome"] == "done"
+    assert [v["operation"] for v in history(project.config, "SHELF", "1")["versions"]] == [
+        "insert", "update_unrecorded", "baseline"]
+
+
+def test_upgrade_cli_json_bad_input_and_dry_run(project):
+    """An unknown table: exit 5, nothing changed. --dry-run shows the SQL and changes nothing. --json
+    gives what began and, at the end, per table what was renamed, added, dropped and logged whole."""
+    _shelf(project)
+    cfg = project.write_config()
+    cmd = [sys.executable, "-m", "fbaudit.cli", "--config", str(cfg)]
+    run = lambda *a: subprocess.run(cmd + list(a), capture_output=True, text=True, timeout=120)  # noqa: E731
+    r = run("upgrade", "begin", "NOPE", "--json")
+    assert r.returncode == 5 and json.loads(r.stdout)["error"]["message"] == \
+        "main: NOPE is not audited (audited: SHELF); nothing was changed."
+    r = run("upgrade", "begin", "NOPE")
+    assert r.returncode == 5 and "NOPE is not audited" in r.stderr and "Traceback" not in r.stderr
+    r = run("upgrade", "begin", "--dry-run")
+    assert r.returncode == 0 and "would begin" in r.stdout and "CREATE OR ALTER TRIGGER FBA_AUDIT_1" in r.stdout
+    assert capture.status(project.config).data["exit_code"] == 0          # nothing began
+    r = run("upgrade", "begin", "shelf", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["sources"][0] == {"source": "main", "started": ["SHELF"], "already": []}
+    assert "already in an upgrade: SHELF" in run("upgrade", "begin").stdout
+    project.sql("ALTER TABLE SHELF ALTER QTY TO QUANTITY")
+    run_sql(project, ["INSERT INTO SHELF (ID, QUANTITY) VALUES (5, 1)"])
+    r = run("upgrade", "end", "--json", "--by", "it")
+    assert r.returncode == 0, r.stderr
+    [t] = json.loads(r.stdout)["sources"][0]["tables"]
+    assert (t["table"], t["renamed"], t["rows"], t["changes"]) == ("SHELF", {"QTY": "QUANTITY"}, 1, 1)
+    assert "no upgrade in progress" in run("upgrade", "end").stdout
+    r = run("upgrade", "--help")
+    assert r.returncode == 0 and "fbaudit upgrade begin" in r.stdout and "fbaudit upgrade end" in r.stdout
+
+
+def test_init_brings_an_older_staging_up_to_upgrade_support(project):
+    """A source initialized before `upgrade` existed (no LOG_UPGRADE, DDL_FOLLOW without it): upgrade
+    begin refuses with "run fbaudit init"; init adds the tables, updates DDL_FOLLOW and its grant."""
+    from fbaudit import templates, upgrade
+    from fbaudit.errors import FbauditError
+    _shelf(project)
+    p = project.prefix
+    follow = next(st for st in templates.render("main_init", P=p) if st.object == "DDL_FOLLOW")
+    old = "\n".join(line for line in follow.sql.splitlines() if "LOG_UPGRADE" not in line)
+    with project.connect() as db:
+        db.con.execute_immediate(old)
+        db.commit()
+        for name in ("LOG_TOUCHED", "LOG_UPGRADE"):
+            db.con.execute_immediate(f"DROP TABLE {p}{name}")
+            db.commit()
+    with pytest.raises(FbauditError, match="LOG_UPGRADE is missing.*fbaudit init"):
+        upgrade.begin(project.config)
+    res = capture.init(project.config)
+    assert "LOG_UPGRADE" in res.lines[-1] and "LOG_TOUCHED" in res.lines[-1] and "DDL_FOLLOW (updated)" in res.lines[-1]
+    upgrade.begin(project.config)
+    project.sql("ALTER TABLE SHELF ALTER NAME TO TITLE")
+    assert upgrade.end(project.config).data["sources"][0]["tables"][0]["renamed"] == {"NAME": "TITLE"}
+    assert capture.status(project.config).data["exit_code"] == 0
