@@ -231,9 +231,11 @@ FROM {{P}}LOG_PARTS p
 -- each logged column's RDB$FIELD_ID when the upgrade began (JSON {"NAME": id}): a renamed or
 -- retyped column keeps its id, a dropped and re-added one gets a new one (Firebird never reuses
 -- it), so `upgrade end` gives a renamed column its old number. FROM_ID: the packet id then.
--- ENDED_AT: `upgrade end` made the whole trigger again; the row goes once the rows changed during
--- the upgrade are logged whole (in that snapshot's transaction), so an end that stopped there is
--- finished by running it again.
+-- ENDED_AT: `upgrade end` made the whole trigger again. LOGGED_AT: the rows changed during the
+-- upgrade are logged whole; FROM_ID is then the packet id before the last snapshot's, and a change
+-- through the keys-only trigger after it (a connection still running that trigger) is reported by
+-- status and logged whole by the next `upgrade end`. An end that stopped before LOGGED_AT is
+-- finished by running it again. The row stays until the table's next `upgrade begin`.
 CREATE TABLE {{P}}LOG_UPGRADE (
   NUM_TABLE INTEGER NOT NULL,
   STARTED_AT TIMESTAMP NOT NULL,
@@ -241,6 +243,7 @@ CREATE TABLE {{P}}LOG_UPGRADE (
   FROM_ID BIGINT NOT NULL,
   COLUMNS BLOB SUB_TYPE TEXT CHARACTER SET UTF8,
   ENDED_AT TIMESTAMP,
+  LOGGED_AT TIMESTAMP,
   CONSTRAINT {{P}}LOG_UPGRADE_PK PRIMARY KEY (NUM_TABLE)
 )
 ^

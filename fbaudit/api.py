@@ -256,6 +256,28 @@ def create_app(config: Config, *, token: str | None, hosts: tuple[str, ...] = LO
         return _ok({"source": res["source"], "events": res["events"]}, limit=limit, offset=offset,
                    total=res["total"], total_exact=res["total_exact"])
 
+    @app.get("/api/transactions", summary="Source transactions with row changes, newest first, filtered")
+    def list_transactions(source: str | None = None, table: str | None = None, author: str | None = None,
+                          since: datetime | None = None, until: datetime | None = None, limit: int = limit_q,
+                          offset: int = offset_q) -> dict:
+        res = reading(lambda db: history_mod.transactions(config, source=source, table=table, author=author,
+                                                          since=since, until=until, limit=limit, offset=offset,
+                                                          db=db))
+        return _ok({"source": res["source"], "transactions": res["transactions"]}, limit=limit, offset=offset,
+                   total=res["total"], total_exact=res["total_exact"])
+
+    @app.get("/api/transactions/{source}/{transaction_id}",
+             summary="Every change of one source transaction, across tables, in order")
+    def one_transaction(source: str, transaction_id: int = FPath(ge=0, le=2**63 - 1),
+                        limit: int = Query(200, ge=1, le=1000),
+                        offset: int = offset_q) -> dict:
+        res = reading(lambda db: history_mod.transaction(config, transaction_id, source=source, limit=limit,
+                                                         offset=offset, db=db))
+        total = res.pop("total")
+        for k in ("limit", "offset"):
+            res.pop(k)
+        return _ok(res, limit=limit, offset=offset, total=total)
+
     @app.get("/api/records/{table}/{key:path}/versions", summary="One record's versions, with their changes")
     def record_versions(table: str, key: str, source: str | None = None, limit: int = limit_q,
                         offset: int = offset_q, order: str = Query("desc", pattern="^(asc|desc)$")) -> dict:

@@ -80,13 +80,14 @@ def _before_snapshot() -> None:
     """Called after the wait for older writers, right before the baseline's snapshot (tests race it)."""
 
 
-def wait_for_older_writers(open_db, table: str, max_wait: float) -> float:
+def wait_for_older_writers(open_db, table: str, max_wait: float, *, upgrade: bool = False) -> float:
     """Step 3: return once no read-write transaction started before now is alive; seconds waited.
 
     Called right after the trigger's commit. A transaction older than it may
     have written a row before the trigger existed; it commits later, after a
     snapshot started now, so neither the trigger nor the baseline would see
     that change. Waiting for it closes the gap (rotation waits the same way).
+    ``upgrade``: for `upgrade end` (its caller says what to do), a shorter message.
     """
     t0 = time.monotonic()
     with open_db() as db:
@@ -95,6 +96,9 @@ def wait_for_older_writers(open_db, table: str, max_wait: float) -> float:
             db, before, t0 + max_wait,
             on_wait=lambda alive: log.info("[CAPTURE] %s: baseline waits for %d transaction(s) started before "
                                            "the trigger: %s", table, len(alive), describe_writers(alive)))
+    if alive and upgrade:
+        raise FbauditError(f"{len(alive)} transaction(s) that started before the whole trigger are still open "
+                           f"after {max_wait:g} s: {describe_writers(alive)}")
     if alive:
         raise FbauditError(
             f"{table}: auditing is on, but the baseline was NOT taken: {len(alive)} transaction(s) that "
@@ -125,7 +129,7 @@ def take(open_db, spec: SourceSpec, config: Config, entry: TableEntry, info: Tab
     rows an upgrade changed."""
     p = config.prefix
     first, last, started = block
-    waited = wait_for_older_writers(open_db, entry.name, max_wait)
+    waited = wait_for_older_writers(open_db, entry.name, max_wait, upgrade=touched is not None)
     _before_snapshot()
     db = open_db(isolation=Isolation.SNAPSHOT, lock_timeout=WRITE_LOCK_TIMEOUT)
     flag = open_db(isolation=Isolation.READ_COMMITTED, lock_timeout=WRITE_LOCK_TIMEOUT)
@@ -152,6 +156,8 @@ def take(open_db, spec: SourceSpec, config: Config, entry: TableEntry, info: Tab
             flag.commit()
             cur.execute(sql, (first, last, started, author, touched.comment if touched else COMMENT))
             for rows, nfields in cur:
+                if rows < 0 and touched:
+                    raise FbauditError(f"more rows than the ids reserved for them ({last - first + 1})")
                 if rows < 0:
                     raise FbauditError(
                         f"{entry.name}: the table grew past the ids reserved for its baseline ({last - first + 1}) "
@@ -175,6 +181,8 @@ def take(open_db, spec: SourceSpec, config: Config, entry: TableEntry, info: Tab
         if isinstance(exc, FbauditError) and not isinstance(exc, DatabaseError):
             raise                         # ours, with its own message (the ids ran out)
         why = str(exc) if isinstance(exc, DatabaseError) else f"{type(exc).__name__}: {exc}"
+        if touched:
+            raise FbauditError(f"the snapshot stopped and was rolled back: {why}") from exc
         raise FbauditError(
             f"{entry.name}: auditing is on, but the baseline stopped after {done} of about {expected} rows and "
             f"was rolled back (one transaction): no row got its baseline. To take it again: "

@@ -673,7 +673,7 @@ def sync(config: Config, *, source: str | None = None, dry_run: bool = False, re
         with open_source(config, spec) as db:
             require_current(db, config.prefix)
             check_numbers(db, config.prefix, registry)
-            in_upgrade = [u for u in upgrades(db, config.prefix).values() if u.ended_at is None]
+            in_upgrade = [u for u in upgrades(db, config.prefix).values() if u.open]
             if in_upgrade:
                 names = {e.number: e.name for e in registry.tables.values()}
                 raise FbauditError(

@@ -693,6 +693,84 @@ def revert(ctx: Ctx, table: str, key: str, to_version: int, by: str | None, comm
     _print(ctx, {"success": True, **res}, [res["message"]])
 
 
+def _when(option: str, text: str | None):
+    """--since / --until: a date or an age (7d, 12h), as prune's --before reads it."""
+    from datetime import datetime as _dt
+
+    from .prune import parse_before
+    if text is None:
+        return None
+    try:
+        return parse_before(text, _dt.now())
+    except FbauditError as exc:
+        raise click.BadParameter(str(exc).replace("--before ", ""), param_hint=option) from None
+
+
+@cli.command()
+@click.option("--table", metavar="TABLE", help="Only transactions that changed this table.")
+@click.option("--author", metavar="NAME", help="Only transactions with a change by this author.")
+@click.option("--since", metavar="DATE|AGE", help="Only changes from this time: a date (2026-01-01, 2026-01-01T12:00) "
+                                                  "or an age (7d, 12h).")
+@click.option("--until", metavar="DATE|AGE", help="Only changes before this time (same forms).")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 200), metavar="N",
+              help="Transactions to show.")
+@click.option("--offset", default=0, show_default=True, type=click.IntRange(min=0), metavar="N",
+              help="Transactions to skip (newest first).")
+@_one_source_option
+@_json_option
+@pass_ctx
+def transactions(ctx: Ctx, table: str | None, author: str | None, since: str | None, until: str | None,
+                 limit: int, offset: int, source: str | None) -> None:
+    """Source transactions with row changes in the log, newest first.
+
+    Each with the time and author of its first change, how many changes it
+    made and in which tables. `fbaudit transaction TX` shows one whole.
+    JSON: {"transactions": [{"transaction_id", "source", "at", "author",
+    "user", "changes", "tables": {"NAME": count}, ...}], "pagination": ...}.
+
+    \b
+    Examples:
+      fbaudit transactions --since 1d
+      fbaudit transactions --table PRODUCT --author support.anna --json
+    """
+    from . import history
+    res = _run(ctx, lambda: history.transactions(
+        ctx.config, source=source, table=table, author=author, since=_when("--since", since),
+        until=_when("--until", until), limit=limit, offset=offset))
+    data = {"success": True, "source": res["source"], "transactions": res["transactions"],
+            "pagination": {"limit": limit, "offset": offset, "total": res["total"], "total_exact": res["total_exact"]}}
+    _print(ctx, data, history.transactions_lines(res))
+
+
+@cli.command()
+@click.argument("transaction_id", metavar="TX", type=click.IntRange(min=0))
+@click.option("--limit", default=200, show_default=True, type=click.IntRange(1, 1000), metavar="N",
+              help="Changes to show.")
+@click.option("--offset", default=0, show_default=True, type=click.IntRange(min=0), metavar="N",
+              help="Changes to skip (in the order they were made).")
+@_one_source_option
+@_json_option
+@pass_ctx
+def transaction(ctx: Ctx, transaction_id: int, limit: int, offset: int, source: str | None) -> None:
+    """Every change source transaction TX made, across tables, in order.
+
+    Each change is shown as the version of its record it is (table, key,
+    version number, operation, fields old -> new), with any DDL the
+    transaction ran. TX is the number `fbaudit transactions` and
+    `history --json` ("transaction_id") give.
+
+    \b
+    Example:
+      fbaudit transaction 48211 --source erp
+    """
+    from . import history
+    res = _run(ctx, lambda: history.transaction(ctx.config, transaction_id, source=source, limit=limit,
+                                                offset=offset))
+    data = {"success": True, **{k: v for k, v in res.items() if k not in ("total", "limit", "offset")},
+            "pagination": {"limit": limit, "offset": offset, "total": res["total"]}}
+    _print(ctx, data, history.transaction_lines(res))
+
+
 @cli.command("schema-log")
 @click.option("--object", "object_name", metavar="NAME", help="Only the events of this object (table, trigger, ...).")
 @click.option("--since", metavar="DATE|AGE", help="From this time: a date (2026-01-01, 2026-01-01T12:00) or an age (7d, 12h).")
@@ -718,22 +796,10 @@ def schema_log(ctx: Ctx, object_name: str | None, since: str | None, until: str 
       fbaudit schema-log --since 7d
       fbaudit schema-log --object CUSTOMER --json
     """
-    from datetime import datetime as _dt
-
     from . import history
-    from .prune import parse_before
-    now = _dt.now()
-
-    def when(option: str, text: str | None):
-        if text is None:
-            return None
-        try:
-            return parse_before(text, now)
-        except FbauditError as exc:
-            raise click.BadParameter(str(exc).replace("--before ", ""), param_hint=option) from None
     res = _run(ctx, lambda: history.schema_events(
-        ctx.config, source=source, object_name=object_name, since=when("--since", since),
-        until=when("--until", until), limit=limit, offset=offset))
+        ctx.config, source=source, object_name=object_name, since=_when("--since", since),
+        until=_when("--until", until), limit=limit, offset=offset))
     data = {"success": True, "source": res["source"], "events": res["events"],
             "pagination": {"limit": limit, "offset": offset, "total": res["total"], "total_exact": res["total_exact"]}}
     _print(ctx, data, history.schema_event_lines(res))

@@ -19,9 +19,11 @@ OPERATIONS = {1: "insert", 2: "update", 3: "delete", 4: "restore", 5: "baseline"
               6: "key_change", 7: "key_change_away", 8: "ddl", 9: "control",
               10: "insert_unrecorded", 11: "update_unrecorded", 12: "delete_unrecorded"}
 # A change during an upgrade (`fbaudit upgrade begin` .. `end`, docs/schema-changes.md): who changed
-# which row and how, without its values; the record's values are unknown from it until a version
-# that holds the whole row (`upgrade end` logs one for each such row that still exists).
+# which row and how, without its values. After an insert or update of them the record's values are
+# unknown until a version that holds the whole row (`upgrade end` logs one for each such row that
+# still exists); after a delete the record is known: gone (its values before, the version before's).
 UNRECORDED = {10, 11, 12}
+UNKNOWN_AFTER = {10, 11}
 # Schema events (DDL_LOG, ddl/main_init.sql) and control events (pause, resume) are packets of
 # table number 0 whose RECORD_KEY is the object's name; their fields, all text (docs/schema-changes.md):
 SCHEMA_TABLE = 0

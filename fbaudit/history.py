@@ -15,7 +15,7 @@ from firebird.driver import Isolation
 from .config import Config
 from .db import Database, guard, timestamp_text
 from .errors import FbauditError, NotFound
-from .forms import (ANCHORS, KEY_PART_LENGTH, OPERATIONS, UNRECORDED, SCHEMA_FIELDS, SCHEMA_OPERATIONS, SCHEMA_TABLE, NoneText, decode_key, decode_value,
+from .forms import (ANCHORS, KEY_PART_LENGTH, OPERATIONS, UNKNOWN_AFTER, SCHEMA_FIELDS, SCHEMA_OPERATIONS, SCHEMA_TABLE, NoneText, decode_key, decode_value,
                     encode_key, is_bytes_key, value_kind)
 from .idents import normalize_name
 from .logs import printable
@@ -387,7 +387,7 @@ def version_detail(config: Config, table: str, key: str, number: int | None, *, 
         db.commit()
     # After a change made during an upgrade the values are not known (UNRECORDED): the fold ends
     # there, and only the fields changed since are.
-    unrecorded = anchor_op in UNRECORDED
+    unrecorded = anchor_op in UNKNOWN_AFTER
     state = {"version": number, "exists": version["operation"] not in GONE, "fields": state_fields,
              "complete": anchor is not None and not unrecorded, "unrecorded": unrecorded}
     return {"source": ref.source, "table": ref.name, "key": key_dict, "record_key": record_key,
@@ -501,6 +501,8 @@ def version_lines(v: dict) -> list[str]:
         out.append(f"      key changed to {v.get('key_to') or '(pruned)'}: the record goes on under that key")
     elif v["operation"] == "key_change":
         out.append(f"      key changed from {v.get('key_from') or '(pruned)'}")
+    elif v["operation"] == "delete_unrecorded":
+        out.append("      deleted during a schema upgrade: its values were those of the version before")
     elif v["operation"].endswith("_unrecorded"):
         out.append("      changed during a schema upgrade: values not recorded (`fbaudit upgrade end` logs the "
                    "row whole)")
@@ -540,6 +542,7 @@ def diff_lines(d: dict) -> list[str]:
 
 MAX_LIMIT = 200
 COUNT_CAP = 10_000      # search(): matching packets counted up to this (or to offset + limit)
+TX_COUNT_CAP = 1_000    # transactions(): counted up to this (1M packets: 10,000 took 44 ms, 1,000 take 4)
 
 
 def search(config: Config, *, source: str | None = None, table: str | None = None, key: str | None = None,
@@ -596,9 +599,9 @@ def search(config: Config, *, source: str | None = None, table: str | None = Non
                               f"WHERE {cond} ORDER BY {order})", params)
             if total > cap:
                 total, exact = cap, False
-        rows = db.query(f"SELECT {', '.join('P.' + c for c in _PACKET_COLS.split(', '))}, P.NUM_TABLE, P.RECORD_KEY "
-                        f"FROM {p}LOG_PACKET P WHERE {cond} ORDER BY {order} ROWS {offset + 1} TO {offset + limit}",
-                        params)
+        rows = db.query(f"SELECT {', '.join('P.' + c for c in _PACKET_COLS.split(', '))}, P.NUM_TABLE, P.RECORD_KEY, "
+                        f"P.VERSION_NO FROM {p}LOG_PACKET P WHERE {cond} ORDER BY {order} "
+                        f"ROWS {offset + 1} TO {offset + limit}", params)
         tables = {num: (name, json.loads(keys) if keys else []) for num, name, keys in db.query(
             f"SELECT NUM_TABLE, TABLE_NAME, KEY_COLUMNS FROM {p}DICT_TABLES WHERE SOURCE_ID = ?", (sid,))}
         names, types = {}, {}
@@ -623,7 +626,7 @@ def search(config: Config, *, source: str | None = None, table: str | None = Non
             items.append({"packet_id": r[0], "at": r[1].isoformat() if r[1] else None,
                           "operation": OPERATIONS.get(r[2], str(r[2])), "author": r[3], "user": r[4],
                           "comment": r[7], "table": tname,
-                          "key": key,
+                          "key": key, "version": r[10], "transaction_id": r[6],
                           "fields_changed": fields})
         db.commit()
     return {"source": sname, "items": items, "total": total, "total_exact": exact, "limit": limit,
@@ -731,4 +734,176 @@ def schema_event_lines(res: dict) -> list[str]:
             lines.append(f"      ... ({len(e['sql'].splitlines()) - 20} more lines; --json shows all)")
         if e["audit_trigger"]:
             lines.append(f"      fbaudit: {e['audit_trigger']}")
+    return lines
+
+
+# --------------------------------------------------------------------------
+# Transactions: every packet carries the source transaction that made the change
+# (TRANSACTION_ID, the trigger's CURRENT_TRANSACTION); the log database indexes it
+# (LOG_PACKET_TX, descending), so a page of transactions, newest first, walks the
+# index and stops (1M packets: 2-3 ms, docs/versions.md "Transactions").
+# A restore of a source database (gbak) starts its transaction numbers again, so
+# after one, a number can name two transactions; their packets are listed together.
+# --------------------------------------------------------------------------
+def _row_filters(config: Config, db: Database, sname: str, table: str | None, author: str | None,
+                 since: datetime | None, until: datetime | None) -> tuple[list[str], list]:
+    where, params = [], []
+    if table is not None:
+        where.append("P.NUM_TABLE = ?")
+        params.append(resolve_table(db, config, table, sname).num_table)
+    if author is not None:
+        where.append("P.AUTHOR = ?")
+        params.append(author)
+    if since is not None:
+        where.append("P.CREATED_AT >= CAST(? AS TIMESTAMP)")
+        params.append(timestamp_text(since))
+    if until is not None:
+        where.append("P.CREATED_AT < CAST(? AS TIMESTAMP)")
+        params.append(timestamp_text(until))
+    return where, params
+
+
+def transactions(config: Config, *, source: str | None = None, table: str | None = None,
+                 author: str | None = None, since: datetime | None = None, until: datetime | None = None,
+                 limit: int = 20, offset: int = 0, db: Database | None = None) -> dict:
+    """The source transactions with row changes in the log, newest (highest number) first: those that
+    changed ``table``, had a change by ``author``, or a change in [since, until). Each with its first
+    change's time, author and user, its number of changes and their tables and operations (all of the
+    transaction's changes, not only the matching ones). ``total`` as in :func:`search`."""
+    if not 1 <= limit <= MAX_LIMIT:
+        raise FbauditError(f"limit must be 1 to {MAX_LIMIT}, not {limit}")
+    if offset < 0:
+        raise FbauditError(f"offset cannot be negative ({offset})")
+    p = config.prefix
+    with _reader(config, db) as db:
+        sid, sname = _source_id(db, config, source)
+        extra, extra_params = _row_filters(config, db, sname, table, author, since, until)
+        cond = " AND ".join(["P.SOURCE_ID = ?", "P.TRANSACTION_ID IS NOT NULL", "P.NUM_TABLE <> 0"] + extra)
+        params = [sid, *extra_params]
+        grouped = (f"SELECT P.TRANSACTION_ID FROM {p}LOG_PACKET P WHERE {cond} GROUP BY P.TRANSACTION_ID "
+                   "ORDER BY P.TRANSACTION_ID DESC")                    # LOG_PACKET_TX, walked and stopped
+        cap = max(TX_COUNT_CAP, offset + limit)
+        total = db.scalar(f"SELECT COUNT(*) FROM ({grouped} ROWS {cap + 1})", params)
+        exact = total <= cap
+        total = min(total, cap)
+        ids = [r[0] for r in db.query(f"{grouped} ROWS {offset + 1} TO {offset + limit}", params)]
+        items = _transaction_summaries(db, p, sid, sname, ids)
+        db.commit()
+    return {"source": sname, "transactions": items, "total": total, "total_exact": exact, "limit": limit,
+            "offset": offset}
+
+
+def _transaction_summaries(db: Database, p: str, sid: int, sname: str, ids: list[int]) -> list[dict]:
+    if not ids:
+        return []
+    marks = ", ".join("?" * len(ids))
+    names = {num: name for num, name in db.query(
+        f"SELECT NUM_TABLE, TABLE_NAME FROM {p}DICT_TABLES WHERE SOURCE_ID = ?", (sid,))}
+    per: dict[int, dict] = {tx: {"transaction_id": tx, "source": sname, "changes": 0, "tables": {},
+                                 "operations": {}} for tx in ids}
+    first: dict[int, int] = {}
+    for tx, num, op, n, pid, at, last in db.query(
+            f"SELECT P.TRANSACTION_ID, P.NUM_TABLE, P.OPERATION, COUNT(*), MIN(P.PACKET_ID), MIN(P.CREATED_AT), "
+            f"MAX(P.CREATED_AT) FROM {p}LOG_PACKET P WHERE P.SOURCE_ID = ? AND P.TRANSACTION_ID IN ({marks}) "
+            f"AND P.NUM_TABLE <> 0 GROUP BY 1, 2, 3", (sid, *ids)):
+        t = per[tx]
+        t["changes"] += n
+        name = names.get(num, f"#{num}")
+        t["tables"][name] = t["tables"].get(name, 0) + n
+        opname = OPERATIONS.get(op, str(op))
+        t["operations"][opname] = t["operations"].get(opname, 0) + n
+        first[tx] = min(first.get(tx, pid), pid)
+        t["until"] = max(t.get("until") or last, last)
+    heads = {r[0]: r[1:] for r in db.query(
+        f"SELECT P.PACKET_ID, P.CREATED_AT, P.AUTHOR, P.DB_USER, P.CLIENT_ADDRESS, P.CHANGE_COMMENT FROM "
+        f"{p}LOG_PACKET P WHERE P.SOURCE_ID = ? AND P.PACKET_ID IN ({', '.join('?' * len(first))})",
+        (sid, *first.values()))} if first else {}
+    out = []
+    for tx in ids:
+        t = per[tx]
+        at, author, user, address, comment = heads.get(first.get(tx), (None,) * 5)
+        t.update(at=at.isoformat() if at else None, author=author, user=user, client_address=address,
+                 comment=comment, until=t["until"].isoformat() if t.get("until") else None)
+        out.append({k: t[k] for k in ("transaction_id", "source", "at", "until", "author", "user", "client_address",
+                                      "comment", "changes", "tables", "operations")})
+    return out
+
+
+def transaction(config: Config, transaction_id: int, *, source: str | None = None, limit: int = MAX_LIMIT,
+                offset: int = 0, db: Database | None = None) -> dict:
+    """Every change one source transaction made, across tables, in the order it made them (packet
+    order), with its fields old -> new, each as the version of its record it is; and the DDL it ran."""
+    if not 1 <= limit <= 1000:
+        raise FbauditError(f"limit must be 1 to 1000, not {limit}")
+    if offset < 0:
+        raise FbauditError(f"offset cannot be negative ({offset})")
+    p = config.prefix
+    with _reader(config, db) as db:
+        sid, sname = _source_id(db, config, source)
+        [summary] = _transaction_summaries(db, p, sid, sname, [transaction_id])
+        events = read_events(db, p, sid, "P.SOURCE_ID = ? AND P.TRANSACTION_ID = ? AND P.NUM_TABLE = 0 "
+                             "ORDER BY P.PACKET_ID", (sid, transaction_id), none_text(config, sname))
+        if not summary["changes"] and not events:
+            raise NotFound(f"Transaction {transaction_id} of source {sname!r} has no changes in the log database "
+                           "(not transferred yet, pruned, or no such transaction).")
+        # "+ 0": the transaction's packets through LOG_PACKET_TX, then sorted; ordered by PACKET_ID itself,
+        # Firebird walks the primary key over every packet of the source (1M packets: 200 ms, not 1).
+        rows = db.query(f"SELECT {_PACKET_COLS}, NUM_TABLE, RECORD_KEY, VERSION_NO FROM {p}LOG_PACKET "
+                        f"WHERE SOURCE_ID = ? AND TRANSACTION_ID = ? AND NUM_TABLE <> 0 ORDER BY PACKET_ID + 0 "
+                        f"ROWS {offset + 1} TO {offset + limit}", (sid, transaction_id))
+        none = none_text(config, sname)
+        tables = {num: (name, json.loads(keys) if keys else []) for num, name, keys in db.query(
+            f"SELECT NUM_TABLE, TABLE_NAME, KEY_COLUMNS FROM {p}DICT_TABLES WHERE SOURCE_ID = ?", (sid,))}
+        by_table: dict[int, list[int]] = {}
+        for r in rows:
+            by_table.setdefault(r[8], []).append(r[0])
+        changes: dict[int, dict] = {}
+        key_bytes: dict[int, tuple[bool, ...]] = {}
+        for num, pids in by_table.items():
+            changes.update(_changes_of(db, p, sid, pids, _fields(db, p, sid, num), none))
+            key_bytes[num] = _key_bytes(db, p, sid, num, tables.get(num, ("", []))[1])
+        items = []
+        for r in rows:
+            num, record_key, number = r[8], r[9], r[10]
+            name, kcols = tables.get(num, (f"#{num}", []))
+            items.append({"table": name, "key": key_dict(record_key, kcols, key_bytes[num], none),
+                          **_version(r[:8], number, changes.get(r[0], {}))})
+        db.commit()
+    summary.update(items=items, schema_events=events, total=summary["changes"], limit=limit, offset=offset)
+    return summary
+
+
+def transactions_lines(res: dict) -> list[str]:
+    """The text `fbaudit transactions` prints: a transaction a line."""
+    if not res["transactions"]:
+        return [f"{res['source']}: no transactions" + (" in this range" if res["offset"] else "")]
+    more = "" if res["total_exact"] else "+"
+    lines = [f"{res['source']}: {len(res['transactions'])} of {res['total']}{more} transactions, newest first"]
+    for t in res["transactions"]:
+        who = t["author"] or "?"
+        if t["user"] and t["user"] != t["author"]:
+            who += f" (db user {t['user']})"
+        tables = ", ".join(f"{printable(n)} {c}" for n, c in t["tables"].items())
+        lines.append(f"  tx {t['transaction_id']}  {t['at']}  by {printable(who)}  {t['changes']} change"
+                     f"{'s' if t['changes'] != 1 else ''}: {tables}")
+    return lines
+
+
+def transaction_lines(res: dict) -> list[str]:
+    """The text `fbaudit transaction TX` prints: the summary, then each change as a version of its record."""
+    who = res["author"] or "?"
+    if res["user"] and res["user"] != res["author"]:
+        who += f" (db user {res['user']})"
+    tables = ", ".join(f"{printable(n)} ({c})" for n, c in res["tables"].items())
+    lines = [f"{res['source']}: transaction {res['transaction_id']}, {res['at']}, by {printable(who)}: "
+             f"{res['changes']} change{'s' if res['changes'] != 1 else ''}" + (f" in {tables}" if tables else "")]
+    for e in res["schema_events"]:
+        lines.append(_schema_line(e))
+    for v in res["items"]:
+        key = ", ".join(f"{k}={v_}" for k, v_ in v["key"].items())
+        lines.append(f"  {printable(v['table'])} {printable(key)}")
+        lines += ["  " + line for line in version_lines(v)]
+    shown = res["offset"] + len(res["items"])
+    if shown < res["total"]:
+        lines.append(f"  ... {res['total'] - shown} more: --offset {shown}")
     return lines

@@ -30,7 +30,7 @@ MAIN_OBJECTS = ("LOG_INFO", "LOG_PACKET", "LOG_1", "LOG_2", "LOG_3", "V_LOG_1", 
                 "LOG_UPGRADE_PK", "LOG_TOUCHED", "LOG_TOUCHED_HASH")
 LOG_OBJECTS = ("SOURCES", "SOURCES_NAME", "LOG_PACKET_KEY", "LOG_PACKET_TIME", "DICT_TABLES_PK", "DICT_FIELDS_PK",
                "BLOB_INS", "PACKETS_INS", "TRANSFER_RUNS", "TRANSFER_RUNS_PK", "LOG_PACKET_DESC",
-               "LOG_PACKET_LAST", "LOG_PACKET_DDL")
+               "LOG_PACKET_LAST", "LOG_PACKET_DDL", "LOG_PACKET_TX")
 
 
 def trigger_name(prefix: str, number: int) -> str:
@@ -267,16 +267,33 @@ class Upgrade:
     started_by: str | None
     from_id: int
     columns: dict[str, int]
-    ended_at: object
+    ended_at: object          # the whole trigger made again
+    logged_at: object         # the rows changed during the upgrade logged whole: done
+
+    @property
+    def open(self) -> bool:
+        """Between begin and end: the trigger logs keys only."""
+        return self.ended_at is None
+
+    @property
+    def pending(self) -> bool:
+        """Not done: open, or ended before its rows were logged whole (rotation waits, status warns)."""
+        return self.logged_at is None
 
 
 def upgrades(db: Database, prefix: str) -> dict[int, Upgrade]:
-    """The tables in an upgrade, by table number ({} when LOG_UPGRADE does not exist yet)."""
+    """Each table's last upgrade (done ones too), by table number ({} before LOG_UPGRADE exists)."""
     if not table_exists(db, prefix + "LOG_UPGRADE"):
         return {}
-    rows = db.query(f"SELECT NUM_TABLE, STARTED_AT, TRIM(TRAILING FROM STARTED_BY), FROM_ID, COLUMNS, ENDED_AT "
-                    f"FROM {prefix}LOG_UPGRADE ORDER BY NUM_TABLE", whole_blobs=True)
-    return {r[0]: Upgrade(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), r[5]) for r in rows}
+    rows = db.query(f"SELECT NUM_TABLE, STARTED_AT, TRIM(TRAILING FROM STARTED_BY), FROM_ID, COLUMNS, ENDED_AT, "
+                    f"LOGGED_AT FROM {prefix}LOG_UPGRADE ORDER BY NUM_TABLE", whole_blobs=True)
+    return {r[0]: Upgrade(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), r[5], r[6]) for r in rows}
+
+
+def keys_only_since(db: Database, prefix: str, number: int, after: int) -> int:
+    """Changes of a table through a keys-only trigger (operations 10, 11) with ids above ``after``."""
+    return db.scalar(f"SELECT COUNT(*) FROM {prefix}LOG_PACKET WHERE ID > ? AND NUM_TABLE = ? "
+                     "AND OPERATION IN (10, 11)", (after, number))
 
 
 def control_event(prefix: str, event: str, object_type: str, obj: str, text: str,

@@ -217,7 +217,7 @@ class _Rotation:
             db.commit()
             log.info("[ROTATE] %s: %s", self.spec.name, r.message)
             return False
-        ups = upgrades(db, p)
+        ups = {n: u for n, u in upgrades(db, p).items() if u.pending}
         if ups:
             # `upgrade end` reads the keys of the changes made during the upgrade from LOG_PACKET:
             # rotation, which deletes shipped packets, waits for it (docs/schema-changes.md).

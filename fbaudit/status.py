@@ -31,14 +31,15 @@ from .config import Config, SourceSpec
 from .db import crash_risk
 from .errors import FbauditError
 from .logs import printable
-from .objects import (is_initialized, relation_exists, trigger_exists, trigger_follow, trigger_inactive,
-                      trigger_name, upgrades)
+from .objects import (is_initialized, keys_only_since, relation_exists, trigger_exists, trigger_follow,
+                      trigger_inactive, trigger_name, upgrades)
 from .rotation import last_rotation
 from .sources import Result, open_source, worker_pool
 
 log = logging.getLogger("fbaudit.status")
 
 OK, WARNING, CRITICAL = "ok", "warning", "critical"
+UPGRADE_WATCH = 86_400      # seconds after `upgrade end` status still looks for changes through its keys-only trigger
 LEVELS = {OK: 0, WARNING: 1, CRITICAL: 2}
 DEFAULT_WARN_AGE = timedelta(minutes=10)
 DEFAULT_CRIT_AGE = timedelta(hours=1)
@@ -104,9 +105,17 @@ def _read_source(config: Config, spec: SourceSpec) -> dict:
                  "trigger_inactive": trigger_inactive(db, p, num), "not_logged": [], "trigger_altered": False,
                  "schema_follow": False}
             u = in_upgrade.get(num)
-            if u is not None:
+            if u is not None and u.logged_at is not None:
+                # A finished upgrade matters for a day: a connection may still run its keys-only trigger.
+                age = db.scalar("SELECT DATEDIFF(SECOND FROM CAST(? AS TIMESTAMP) TO LOCALTIMESTAMP) "
+                                "FROM RDB$DATABASE", (u.logged_at,))
+                late = keys_only_since(db, p, num, u.from_id) if age < UPGRADE_WATCH else 0
+                if late:
+                    t["upgrade"] = {"since": u.started_at.isoformat(sep=" ", timespec="seconds"),
+                                    "by": u.started_by, "ended": True, "logged": True, "keys_only_after": late}
+            elif u is not None:
                 t["upgrade"] = {"since": u.started_at.isoformat(sep=" ", timespec="seconds"), "by": u.started_by,
-                                "ended": u.ended_at is not None}
+                                "ended": u.ended_at is not None, "logged": False}
             if en and t["trigger"] and parts and (u is None or u.ended_at is not None):
                 f = trigger_follow(db, p, num, n, json.loads(excluded or "[]"))
                 t.update(not_logged=f.not_logged, trigger_altered=f.altered, schema_follow=f.parts)
@@ -171,6 +180,10 @@ def _judge(st: SourceStatus, config: Config, now: datetime, limits: Thresholds, 
         if upgrading:
             st.add(WARNING, f"{t['table']}: upgrade in progress since {up['since']} (by {up['by']}): its audit "
                             "trigger logs who changed which row, not the values, until `fbaudit upgrade end`")
+        elif up and up.get("keys_only_after"):
+            st.add(WARNING, f"{t['table']}: {up['keys_only_after']} change(s) came through the keys-only trigger of "
+                            "the upgrade after `fbaudit upgrade end` (values not recorded): connections still run "
+                            "it; reconnect the applications, then run `fbaudit upgrade end` again")
         elif up:
             st.add(WARNING, f"{t['table']}: `fbaudit upgrade end` stopped before the rows changed during the "
                             "upgrade were logged whole (their values after it are unknown in history): run it again")

@@ -41,7 +41,8 @@ from .config import Config, SourceSpec
 from .db import apply_plan
 from .errors import CatalogError, FbauditError
 from .idents import normalize_name
-from .objects import Upgrade, control_event, require_current, upgrades
+from .objects import Upgrade, control_event, keys_only_since, require_current, upgrades
+from .rotation import last_rotation
 from .progress import Progress
 from .registry import Registry, TableEntry
 from .sources import Result, for_each_source, open_source
@@ -87,14 +88,23 @@ def begin(config: Config, *, tables: list[str] | tuple = (), source: str | None 
                 raise CatalogError(f"{spec.name}: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not "
                                    f"audited (audited: {', '.join(audited) or 'none'}); nothing was changed.")
             current = upgrades(db, p)
-            plan: list[Statement] = []
+            rot = last_rotation(db, p)
+            if rot and rot["phase"] != "done":
+                # Its drop deletes shipped packets of the old data table, which `upgrade end` reads.
+                raise FbauditError(f"{spec.name}: rotation #{rot['id']} has not finished (phase {rot['phase']}); "
+                                   "run `fbaudit rotate` to finish it, then `fbaudit upgrade begin`. Nothing was "
+                                   "changed.")
+            plan: list[Statement] = [
+                # The row rotation's switch updates too: a rotation starting now and this begin cannot
+                # both commit (one gets an update conflict and changes nothing).
+                Statement(f"UPDATE {p}LOG_INFO SET ZAPIS = ZAPIS")]
             for name in wanted:
                 entry = audited[name]
                 u = current.get(entry.number)
-                if u is not None and u.ended_at is None:
+                if u is not None and u.open:
                     data["already"].append(name)
                     continue
-                if u is not None:
+                if u is not None and u.pending:
                     raise FbauditError(f"{spec.name}: the last upgrade of {name} has not finished: the rows changed "
                                        "during it are not logged whole yet. Run `fbaudit upgrade end` first; "
                                        "nothing was changed.")
@@ -103,6 +113,7 @@ def begin(config: Config, *, tables: list[str] | tuple = (), source: str | None 
                                        "disabled. Nothing was changed.")
                 info = read_table(db, name)
                 plan += plan_trigger(entry, info, p, db.major, keys_only=True)
+                plan.append(Statement(f"DELETE FROM {p}LOG_UPGRADE WHERE NUM_TABLE = ?", (entry.number,)))
                 plan.append(Statement(
                     f"INSERT INTO {p}LOG_UPGRADE (NUM_TABLE, STARTED_AT, STARTED_BY, FROM_ID, COLUMNS) "
                     f"SELECT ?, LOCALTIMESTAMP, CURRENT_USER, GEN_ID({p}LOG_PACKET_ID, 0), ? FROM RDB$DATABASE",
@@ -111,6 +122,8 @@ def begin(config: Config, *, tables: list[str] | tuple = (), source: str | None 
                                           f"fbaudit upgrade begin: the audit trigger of {name} logs keys only "
                                           "(who changed which row, values not recorded) until `fbaudit upgrade end`"))
                 data["started"].append(name)
+            if not data["started"]:
+                plan = []
             if plan and not dry_run:
                 apply_plan(db, plan)
             db.commit()
@@ -127,48 +140,72 @@ def begin(config: Config, *, tables: list[str] | tuple = (), source: str | None 
     return for_each_source(config, source, out, one, log=log, tag="UPGRADE")
 
 
-def follow_renames(entry: TableEntry, began: dict[str, int],
-                   now: dict[str, int]) -> tuple[list[tuple[str, str]], list[str]]:
-    """Give renamed columns (same RDB$FIELD_ID as at ``begin``, another name) their numbers under the
-    new name; retire the numbers of columns whose id is gone (dropped, even if a column of that name
-    was added again: that is a new column). Returns ([(old, new)], [dropped])."""
+def follow_renames(entry: TableEntry, began: dict[str, int], now: dict[str, int],
+                   types: dict[str, str]) -> tuple[dict[str, str], list[str], list[str]]:
+    """Match the columns of ``entry`` as at `begin` (``began``: name -> RDB$FIELD_ID) with the table
+    now (``now``; ``types``: name -> type as the registry writes it), in place:
+
+    - renamed (same id, another name, same type): the field keeps its number under the new name;
+    - renamed and retyped: the number is retired under the old name (the new name gets a new one
+      from reconcile, as any retyped column);
+    - dropped (the id is gone, even if a column of that name was added again: a new column): the
+      number is retired, and the name leaves ``exclude``.
+
+    Returns ({old: new} renamed, [old -> new renamed and retyped], [dropped])."""
     by_id = {fid: name for name, fid in now.items()}
-    dropped = [old for old, fid in began.items() if fid not in by_id and old in entry.fields]
+    gone = [old for old, fid in began.items() if fid not in by_id]
+    dropped = [old for old in gone if old in entry.fields]
     for old in dropped:
         retire_field(entry, old)
+    entry.exclude = [name for name in entry.exclude if name not in gone]
     moves = {old: by_id[fid] for old, fid in began.items() if fid in by_id and by_id[fid] != old}
-    if not moves:
-        return [], dropped
-    entry.fields = {moves.get(name, name): f for name, f in entry.fields.items()}
-    entry.exclude = sorted({moves.get(name, name) for name in entry.exclude})
-    entry.key = [moves.get(name, name) for name in entry.key]
-    if entry.author:
-        entry.author = moves.get(entry.author, entry.author)
-    return sorted(moves.items()), dropped
+    retyped = []
+    for old, new in list(moves.items()):
+        f = entry.fields.get(old)
+        if f is not None and f.type and types.get(new) and f.type != types[new]:
+            retire_field(entry, old)
+            retyped.append(f"{old} -> {new}")
+            del moves[old]
+    if moves:
+        entry.fields = {moves.get(name, name): f for name, f in entry.fields.items()}
+        entry.exclude = sorted({moves.get(name, name) for name in entry.exclude})
+        entry.key = [moves.get(name, name) for name in entry.key]
+        if entry.author:
+            entry.author = moves.get(entry.author, entry.author)
+    return dict(sorted(moves.items())), retyped, dropped
 
 
 def end(config: Config, *, source: str | None = None, dry_run: bool = False, by: str | None = None,
         max_wait: float | None = None) -> Result:
     """End the upgrade: whole triggers again, renamed columns keep their numbers, and each row
-    changed during the upgrade is logged whole (see the module docstring)."""
+    changed during the upgrade is logged whole (see the module docstring). Run again, it finishes
+    an end that stopped, rewrites a registry file it could not write, and logs whole the rows a
+    connection still changed through the keys-only trigger after a finished end."""
     out = Result({"sources": [], "dry_run": dry_run})
     p = config.prefix
+    wait = baseline_mod.MAX_WAIT if max_wait is None else max_wait
 
     def one(spec: SourceSpec) -> None:
         registry = Registry.load(spec.registry)
         data: dict = {"source": spec.name, "tables": []}
         todo: list[tuple[TableEntry, object, Upgrade, int, dict]] = []
         plan: list[Statement] = []
-        blocks: dict[int, tuple] = {}
         with open_source(config, spec) as db:
             require_current(db, p)
-            ups = upgrades(db, p)
             names = dict(db.query(f"SELECT NUM_TABLE, TRIM(TRAILING FROM TABLE_NAME) FROM {p}LOG_TABLES"))
+            # Done upgrades come back only when a connection changed their table through the
+            # keys-only trigger after them (step 4 of the module docstring).
+            ups = [u for u in upgrades(db, p).values()
+                   if u.pending or keys_only_since(db, p, u.number, u.from_id)]
             changed: list[TableEntry] = []
-            for u in ups.values():
+            for u in ups:
                 name = names.get(u.number, f"#{u.number}")
-                entry = registry.tables.get(name) or entry_from_dictionary(db, p, name)
-                item = {"table": name, "renamed": {}, "added": [], "dropped": [], "retyped": [], "rows": 0}
+                # After the whole trigger was made (an end run before), the database's dictionary is
+                # the truth: it was written in that transaction, the registry file only after it.
+                entry = (entry_from_dictionary(db, p, name) if not u.open else
+                         registry.tables.get(name) or entry_from_dictionary(db, p, name))
+                item = {"table": name, "renamed": {}, "renamed_retyped": [], "added": [], "dropped": [],
+                        "retyped": [], "changes": 0, "rows": 0}
                 data["tables"].append(item)
                 gone = entry is None or not table_exists(db, name)
                 if gone or not entry.enabled:
@@ -182,10 +219,13 @@ def end(config: Config, *, source: str | None = None, dry_run: bool = False, by:
                     item["table_gone"] = gone
                     continue
                 info = read_table(db, name)
-                if u.ended_at is None:
-                    renamed, dropped = follow_renames(entry, u.columns, _column_ids(db, name))
+                item["ended_before"] = not u.open
+                if u.open:
+                    renamed, renamed_retyped, dropped = follow_renames(
+                        entry, u.columns, _column_ids(db, name), {c.name: c.type for c in info.columns})
                     d = reconcile(entry, info, first_free=dictionary_max(db, p, entry.number) + 1)
-                    item.update(renamed=dict(renamed), added=d.added, dropped=dropped + d.dropped, retyped=d.retyped)
+                    item.update(renamed=renamed, renamed_retyped=renamed_retyped, added=d.added,
+                                dropped=dropped + d.dropped, retyped=d.retyped)
                     plan += plan_trigger(entry, info, p, db.major) + plan_dictionary(entry, p, column_kinds(info))
                     plan.append(Statement(f"UPDATE {p}LOG_UPGRADE SET ENDED_AT = LOCALTIMESTAMP WHERE NUM_TABLE = ?",
                                           (u.number,)))
@@ -193,22 +233,26 @@ def end(config: Config, *, source: str | None = None, dry_run: bool = False, by:
                     plan.append(control_event(p, "UPGRADE END", "TABLE", name, _end_text(name, item),
                                               packet_id=None if dry_run else db.scalar(
                                                   f"SELECT GEN_ID({p}LOG_PACKET_ID, 1) FROM RDB$DATABASE")))
-                    changed.append(entry)
-                touched = db.scalar(f"SELECT COUNT(*) FROM {p}LOG_PACKET WHERE ID > ? AND NUM_TABLE = ? "
-                                    "AND OPERATION IN (10, 11)", (u.from_id, u.number))
-                item["changes"] = touched
-                todo.append((entry, info, u, touched, item))
+                changed.append(entry)
+                item["changes"] = keys_only_since(db, p, u.number, u.from_id)
+                todo.append((entry, info, u, item["changes"], item))
             db.commit()
-            if dry_run or not ups:
-                pass
-            else:
-                # Ids for the rows logged whole, taken before the whole trigger goes live: every
-                # change it captures sorts after them (the baseline's order, fbaudit.baseline).
-                blocks = {entry.number: baseline_mod.reserve(db, p, n) for entry, _, _, n, _ in todo if n}
+            blocks: dict[int, tuple] = {}
+            if ups and not dry_run:
+                # Ids for the rows logged whole, taken before the whole trigger goes live (and for every
+                # table, whatever was counted: a change still uncommitted now is not in the count): every
+                # change the whole trigger captures sorts after them (the baseline's order).
+                blocks = {entry.number: baseline_mod.reserve(db, p, n) for entry, _, _, n, _ in todo}
                 apply_plan(db, plan)
                 for entry in changed:
                     registry.put(entry)
-                registry.save()
+                try:
+                    registry.save()
+                except OSError as exc:
+                    raise FbauditError(f"{spec.name}: the audit triggers log every column again, but the registry "
+                                       f"file {spec.registry} could not be written ({exc}); run `fbaudit upgrade "
+                                       "end` again: it rewrites it from the database's dictionary and logs the "
+                                       "rows changed during the upgrade.") from None
         out.add_plan(spec.describe(), plan)
         out.data["sources"].append(data)
         if not ups:
@@ -219,64 +263,61 @@ def end(config: Config, *, source: str | None = None, dry_run: bool = False, by:
                              + (" (dry run: nothing changed)" if dry_run else ""))
         if dry_run:
             return
+        open_db = lambda **kw: open_source(config, spec, **kw)  # noqa: E731
         for entry, info, u, n, item in todo:
-            delete = Statement(f"DELETE FROM {p}LOG_UPGRADE WHERE NUM_TABLE = ?", (u.number,))
-            if not n:
-                with open_source(config, spec) as db:
-                    apply_plan(db, [delete])
-                continue
             block, from_id, rows, seconds = blocks[entry.number], u.from_id, 0, 0.0
+            who: list = []
             for round_ in range(ROUNDS):
                 # The snapshot moves FROM_ID past the changes it covered: a later `upgrade end` starts there.
                 then = [Statement(f"UPDATE {p}LOG_UPGRADE SET FROM_ID = ? WHERE NUM_TABLE = ?",
                                   (block[0] - 1, u.number))]
                 try:
                     with Progress(n) as bar:
-                        taken = baseline_mod.take(
-                            lambda **kw: open_source(config, spec, **kw), spec, config, entry, info, block,
-                            expected=n, author=by, progress=bar.advance,
-                            max_wait=baseline_mod.MAX_WAIT if max_wait is None else max_wait,
-                            touched=baseline_mod.Touched(from_id, then, COMMENT))
+                        taken = baseline_mod.take(open_db, spec, config, entry, info, block, expected=n, author=by,
+                                                  progress=bar.advance, max_wait=wait,
+                                                  touched=baseline_mod.Touched(from_id, then, COMMENT))
+                    rows, seconds = rows + taken["rows"], seconds + taken["seconds"]
+                    from_id = block[0] - 1
+                    # A change under the keys-only trigger with an id above the block sorts after the rows
+                    # just logged: those rows again, with ids reserved now. It comes from a statement that
+                    # began under the keys-only trigger, or a connection still running it (Firebird 5.0,
+                    # measured: docs/schema-changes.md). Wait for the transactions alive now first: one of
+                    # them may hold such a change not committed yet.
+                    baseline_mod.wait_for_older_writers(open_db, entry.name, wait, upgrade=True)
                 except FbauditError as exc:
                     raise FbauditError(
                         f"{spec.name}: {entry.name}: its audit trigger logs every column again, but the rows "
-                        f"changed during the upgrade are NOT logged whole yet, so their values after it stay "
-                        f"unknown in history. Run `fbaudit upgrade end` again to log them.\n  {exc}") from None
-                rows, seconds = rows + taken["rows"], seconds + taken["seconds"]
-                # A change under the keys-only trigger with an id above the ones reserved sorts after the
-                # rows just logged: those rows again, with ids reserved now (everything older than them
-                # has ended by the next snapshot: the baseline's order). Such a change comes from a
-                # statement that began before the whole trigger, or from a connection that still runs
-                # the keys-only one (Firebird 5.0, measured: docs/schema-changes.md).
-                from_id = block[0] - 1
+                        f"changed during the upgrade are NOT all logged whole yet ({rows} so far), so their "
+                        f"values after it stay unknown in history. Run `fbaudit upgrade end` again to log them: "
+                        f"{exc}") from None
                 with open_source(config, spec) as db:
-                    n = db.scalar(f"SELECT COUNT(*) FROM {p}LOG_PACKET WHERE ID > ? AND NUM_TABLE = ? "
-                                  "AND OPERATION IN (10, 11)", (from_id, entry.number))
+                    n = keys_only_since(db, p, u.number, from_id)
                     if not n:
-                        apply_plan(db, [delete])
+                        apply_plan(db, [Statement(f"UPDATE {p}LOG_UPGRADE SET LOGGED_AT = LOCALTIMESTAMP "
+                                                  "WHERE NUM_TABLE = ?", (u.number,))])
                         break
                     if round_ == ROUNDS - 1:
                         who = db.query(f"SELECT DISTINCT TRIM(DB_USER), CLIENT_ADDRESS FROM {p}LOG_PACKET "
                                        "WHERE ID > ? AND NUM_TABLE = ? AND OPERATION IN (10, 11)",
-                                       (from_id, entry.number))
+                                       (from_id, u.number))
                         db.commit()
                         break
                     block = baseline_mod.reserve(db, p, n)
                 log.info("[UPGRADE] %s: %s: %d change(s) under the keys-only trigger sort after the rows logged "
                          "whole: those rows again", spec.name, entry.name, n)
-            if n:
-                item["still_keys_only"] = n
-                names = ", ".join(f"{user}" + (f" from {addr}" if addr else "") for user, addr in who[:5])
-                out.warnings.append(
-                    f"{spec.name}: {entry.name}: {n} change(s) made after the upgrade ended still came through the "
-                    f"keys-only trigger (values not recorded), by {names}: those connections still run the "
-                    "upgrade's trigger (Firebird 5.0 can keep a statement it has cached with the trigger it was "
-                    "compiled with). Reconnect those applications, then run `fbaudit upgrade end` again; "
-                    "`fbaudit status` warns until then.")
             item["rows"] = rows
             out.lines.append(f"{spec.name}: {entry.name}: {rows} row{'s' if rows != 1 else ''} changed during the "
                              f"upgrade logged whole ({item['changes']} change{'s' if item['changes'] != 1 else ''}, "
                              f"{seconds:.1f} s)")
+            if n:
+                item["still_keys_only"] = n
+                users = ", ".join(f"{user}" + (f" from {addr}" if addr else "") for user, addr in who[:5])
+                out.warnings.append(
+                    f"{spec.name}: {entry.name}: after {ROUNDS} snapshots, {n} more change(s) came through the "
+                    f"keys-only trigger (values not recorded), by {users}: statements that began before the "
+                    "whole trigger, or connections that still run the keys-only one (Firebird 5.0 can keep a "
+                    "statement it cached with the trigger it was compiled with). Reconnect those applications, "
+                    "then run `fbaudit upgrade end` again; `fbaudit status` warns until then.")
         log.info("[UPGRADE] %s: upgrade ended for %s", spec.name, ", ".join(i["table"] for i in data["tables"]))
     return for_each_source(config, source, out, one, log=log, tag="UPGRADE")
 
@@ -284,10 +325,14 @@ def end(config: Config, *, source: str | None = None, dry_run: bool = False, by:
 def _end_text(name: str, item: dict, *, short: bool = False) -> str:
     if item.get("table_gone"):
         return "dropped during the upgrade: no longer audited"
+    if item.get("ended_before"):
+        return "its whole audit trigger was made by an earlier `upgrade end`; rows to log whole follow"
     bits = []
     if item["renamed"]:
         bits.append("renamed " + ", ".join(f"{a} -> {b}" for a, b in item["renamed"].items())
                     + " (same field numbers)")
+    if item.get("renamed_retyped"):
+        bits.append("renamed and retyped " + ", ".join(item["renamed_retyped"]) + " (new field numbers)")
     if item["added"]:
         bits.append("added " + ", ".join(item["added"]))
     if item["dropped"]:

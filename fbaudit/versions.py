@@ -97,8 +97,10 @@ def state_at(versions: list[dict], number: int) -> dict:
         elif op == "delete":
             fields = {k: c["old"] for k, c in v["changes"].items()}
             exists, complete, unrecorded = False, True, False
+        elif op == "delete_unrecorded":          # deleted during an upgrade: gone, as after a delete
+            fields, exists, complete, unrecorded = {}, False, True, False
         elif op.endswith("_unrecorded"):         # changed during an upgrade: values unknown from here
-            fields, exists, complete, unrecorded = {}, op != "delete_unrecorded", False, True
+            fields, exists, complete, unrecorded = {}, True, False, True
         else:                                    # update (or a restore event: the row as logged)
             if not exists:
                 exists = True

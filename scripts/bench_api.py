@@ -18,6 +18,9 @@ Timed, each --requests times after 5 warm-up calls:
   search    GET /api/versions?table=ITEM&limit=20 (newest packets of the table)
   version_newest  GET /api/records/ITEM/HOT/versions/10000 (its changes and the record after it:
             no insert in its history, so the fold reads all 10,000 versions' field rows)
+  transactions    GET /api/transactions?limit=20 (the newest transactions, PER_TX packets each)
+  transactions_author  GET /api/transactions?author=user7&limit=20 (a filter: walks until 20 match)
+  transaction     GET /api/transactions/bench/{tx} (one transaction whole: its changes and field rows)
 
 Usage:
   .venvs/fb5/bin/python scripts/bench_api.py                       # 5M field rows, ~5 min to build
@@ -41,6 +44,7 @@ from pathlib import Path
 from benchlib import machine_info, say, write_results
 
 FIELDS = 5
+PER_TX = 4              # packets per source transaction (consecutive packet ids)
 TOKEN = "bench-token-0123456789"
 
 
@@ -78,7 +82,7 @@ def build(log_path: Path, packets: int, records: int, versions: int) -> None:
                 "INSERT INTO FBA_LOG_PACKET (SOURCE_ID, PACKET_ID, CREATED_AT, OPERATION, NUM_TABLE, RECORD_KEY, "
                 "KEY_HASH, AUTHOR, DB_USER, TRANSACTION_ID, TRANSFERRED_AT, LOAD_TX) VALUES (1, :i, "
                 "DATEADD(:i / 10 SECOND TO TIMESTAMP '2026-01-01 00:00:00'), 2, 1, :k, HASH(:k), "
-                "'user' || MOD(:i, 50), 'SYSDBA', :i, LOCALTIMESTAMP, 1); "
+                f"'user' || MOD(:i, 50), 'SYSDBA', :i / {PER_TX}, LOCALTIMESTAMP, 1); "
                 f"f = 0; WHILE (f < {FIELDS}) DO BEGIN f = f + 1; "
                 "INSERT INTO FBA_LOG (SOURCE_ID, PACKET_ID, NUM_POLE, BLOB_OLD, BLOB_NEW) VALUES (1, :i, :f, "
                 "'old value ' || :i, 'new value ' || :i); END END END")
@@ -167,6 +171,12 @@ def main() -> int:
         timed("search", lambda: get("/api/versions?table=ITEM&limit=20"))
         newest = results["hot_versions"]
         timed("version_newest", lambda: get(f"/api/records/ITEM/HOT/versions/{newest}"))
+        page = get("/api/transactions?limit=20")["data"]
+        assert len(page["transactions"]) == 20 and page["transactions"][0]["changes"] >= 1
+        timed("transactions", lambda: get("/api/transactions?limit=20"))
+        timed("transactions_author", lambda: get("/api/transactions?author=user7&limit=20"))
+        tx = page["transactions"][5]["transaction_id"]
+        timed("transaction", lambda: get(f"/api/transactions/bench/{tx}"))
         srv.should_exit = True
         from fbaudit.db import open_database
         with open_database(config.log) as db:

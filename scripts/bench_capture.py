@@ -9,6 +9,10 @@ each in its own fresh database (created for every run, dropped after it):
   no-ddl   the same, then fbaudit's DDL triggers (FBA_DDL_LOG, FBA_DDL_FOLLOW,
            docs/schema-changes.md) dropped: their cost on DML, side by side
            (--variants none,fbaudit,no-ddl)
+  upgrade  the same, then `fbaudit upgrade begin`: the keys-only trigger of an
+           open upgrade (docs/schema-changes.md "Renaming a column"): what
+           the application pays during an upgrade window
+           (--variants none,fbaudit,upgrade)
   article  the source article's design, written by hand below (article_ddl()):
            hot-row `UPDATE LOG_PACKET_FLAG SET ID = 1` in every trigger and
            `NEW.f <> OLD.f` for updates
@@ -56,7 +60,7 @@ from benchlib import PREFIX, fbaudit_revision, machine_info, say, server_pids
 
 NCOLS = 20
 COLS = [f"C{i}" for i in range(1, NCOLS + 1)]
-VARIANTS = ("none", "fbaudit", "article", "no-ddl")
+VARIANTS = ("none", "fbaudit", "article", "no-ddl", "upgrade")
 OPS = ("insert", "update", "delete")
 VALUE_LEN = 32          # characters per VARCHAR(40) value written by the benchmark
 
@@ -265,11 +269,14 @@ def prepare_variant(target: Target, variant: str, tag: str, log_dsn: str, *, pre
                 con.execute_immediate(s)
         con.commit()
     con.close()
-    if variant in ("fbaudit", "no-ddl"):
+    if variant in ("fbaudit", "no-ddl", "upgrade"):
         from fbaudit import capture
         cfg = target.config(dsn, log_dsn, tag)
         capture.init(cfg)
         capture.enable(cfg, "BENCH")
+        if variant == "upgrade":
+            from fbaudit import upgrade
+            upgrade.begin(cfg)
         if variant == "no-ddl":
             con = target.connect(dsn)
             for name in ("DDL_LOG", "DDL_FOLLOW"):
@@ -285,7 +292,7 @@ def log_counts(target: Target, dsn: str, variant: str) -> dict:
         return {}
     con = target.connect(dsn)
     cur = con.cursor()
-    p = PREFIX if variant in ("fbaudit", "no-ddl") else ""
+    p = PREFIX if variant in ("fbaudit", "no-ddl", "upgrade") else ""
     cur.execute(f"SELECT (SELECT COUNT(*) FROM {p}LOG_PACKET), (SELECT COUNT(*) FROM {p}LOG_1) "
                 f"+ (SELECT COUNT(*) FROM {p}LOG_2) FROM RDB$DATABASE")
     packets, fields = cur.fetchone()
