@@ -634,3 +634,130 @@ def test_init_brings_an_older_staging_up_to_upgrade_support(project):
     project.sql("ALTER TABLE SHELF ALTER NAME TO TITLE")
     assert upgrade.end(project.config).data["sources"][0]["tables"][0]["renamed"] == {"NAME": "TITLE"}
     assert capture.status(project.config).data["exit_code"] == 0
+
+
+def test_a_change_still_uncommitted_when_end_runs_is_logged_whole_after_it_commits(project):
+    """A writer changed a row under the keys-only trigger and has not committed when `upgrade end`
+    runs: end waits for it (its count could not see it), then logs the row whole; nothing is left
+    unrecorded, status is OK."""
+    from fbaudit import upgrade
+    _shelf(project)
+    run_sql(project, ["INSERT INTO SHELF VALUES (1, 'a', 1, 0, 1.50)"])
+    upgrade.begin(project.config)
+    writer = project.connect()
+    writer.execute("UPDATE SHELF SET QTY = 7 WHERE ID = 1")          # keys-only packet, not committed
+    threading.Timer(1.0, writer.commit).start()
+    try:
+        ended = upgrade.end(project.config)
+    finally:
+        time.sleep(1.2)
+        writer.close()
+    assert ended.data["sources"][0]["tables"][0]["rows"] == 1 and not ended.warnings
+    assert not transfer.transfer(project.config).errors
+    versions = history(project.config, "SHELF", "1")["versions"]
+    assert [v["operation"] for v in versions] == ["insert", "update_unrecorded", "baseline"]
+    assert versions[-1]["changes"]["QTY"]["new"] == "7"
+    assert capture.status(project.config).data["exit_code"] == 0
+
+
+def test_a_row_deleted_during_the_upgrade_can_be_reverted(project):
+    from fbaudit import upgrade, versions
+    _shelf(project)
+    run_sql(project, ["INSERT INTO SHELF VALUES (3, 'c', 3, 0, 3)"])
+    upgrade.begin(project.config)
+    run_sql(project, ["DELETE FROM SHELF WHERE ID = 3"])
+    upgrade.end(project.config)
+    assert not transfer.transfer(project.config).errors
+    state = versions.record_state(project.config, "SHELF", "3")
+    assert (state["exists"], state["complete"], state["unrecorded"]) == (False, True, False)
+    done = versions.revert(project.config, "SHELF", "3", to_version=1)
+    assert done["action"] == "insert"
+    with project.connect() as db:
+        assert db.query("SELECT NAME, QTY FROM SHELF WHERE ID = 3") == [("c", 3)]
+
+
+def test_a_column_renamed_onto_a_dropped_excluded_columns_name_is_logged(project):
+    from fbaudit import upgrade
+    from fbaudit.registry import Registry
+    project.sql("CREATE TABLE SHELF (ID INTEGER NOT NULL PRIMARY KEY, NAME VARCHAR(10), OLD_FLAG SMALLINT)")
+    capture.init(project.config)
+    capture.enable(project.config, "SHELF", exclude=["OLD_FLAG"])
+    upgrade.begin(project.config)
+    project.sql("ALTER TABLE SHELF DROP OLD_FLAG", "ALTER TABLE SHELF ALTER NAME TO OLD_FLAG")
+    [item] = upgrade.end(project.config).data["sources"][0]["tables"]
+    assert item["renamed"] == {"NAME": "OLD_FLAG"}
+    entry = Registry.load(project.registry_path).tables["SHELF"]
+    assert entry.exclude == [] and "OLD_FLAG" in entry.fields
+    run_sql(project, ["INSERT INTO SHELF VALUES (1, 'x')"])
+    assert packets(project)[-1].changes["OLD_FLAG"] == {"old": None, "new": "x"}
+    assert capture.status(project.config).data["exit_code"] == 0
+
+
+def test_an_end_whose_registry_could_not_be_written_is_repaired_by_running_it_again(project, monkeypatch):
+    from fbaudit import upgrade
+    from fbaudit.errors import FbauditError
+    from fbaudit.registry import Registry
+    _shelf(project)
+    run_sql(project, ["INSERT INTO SHELF VALUES (1, 'a', 1, 0, 1.50)"])
+    upgrade.begin(project.config)
+    project.sql("ALTER TABLE SHELF ALTER NAME TO TITLE")
+    run_sql(project, ["UPDATE SHELF SET TITLE = 'b' WHERE ID = 1"])
+
+    def refuse(self):
+        raise PermissionError(13, "Permission denied", str(self.path))
+    with monkeypatch.context() as m:
+        m.setattr(Registry, "save", refuse)
+        with pytest.raises(FbauditError, match="registry file .* could not be written.*upgrade end` again"):
+            upgrade.end(project.config)
+    assert "NAME" in Registry.load(project.registry_path).tables["SHELF"].fields       # the file as it was
+    again = upgrade.end(project.config)
+    assert again.data["sources"][0]["tables"][0]["rows"] == 1
+    assert "TITLE" in Registry.load(project.registry_path).tables["SHELF"].fields
+    assert capture.sync(project.config).lines == ["main: registry and database agree"]
+    assert not transfer.transfer(project.config).errors
+    last = history(project.config, "SHELF", "1")["versions"][-1]
+    assert last["operation"] == "baseline" and last["changes"]["TITLE"]["new"] == "b"
+
+
+def test_begin_waits_for_an_unfinished_rotation(project):
+    from fbaudit import upgrade
+    from fbaudit.errors import FbauditError
+    _shelf(project)
+    with project.connect() as db:                  # a rotation that stopped after its switch
+        db.execute("INSERT INTO FBA_LOG_ROTATION (ID, STARTED_AT, OLD_TABLE, NEW_TABLE, PHASE, OUTCOME, UPDATED_AT) "
+                   "VALUES (1, LOCALTIMESTAMP, 1, 2, 'switched', 'postponed', LOCALTIMESTAMP)")
+        db.commit()
+    with pytest.raises(FbauditError, match="rotation #1 has not finished .*fbaudit rotate"):
+        upgrade.begin(project.config)
+    from fbaudit.objects import upgrades
+    with project.connect() as db:
+        assert upgrades(db, "FBA_") == {}                       # nothing changed
+        db.execute("UPDATE FBA_LOG_ROTATION SET PHASE = 'done', OUTCOME = 'done' WHERE ID = 1")
+        db.commit()
+    assert upgrade.begin(project.config).data["sources"][0]["started"] == ["SHELF"]
+
+
+def test_status_and_end_catch_a_change_through_the_keys_only_trigger_after_the_end(project):
+    """A connection that still runs the keys-only trigger after `upgrade end` (Firebird 5.0's statement
+    cache, docs/schema-changes.md) writes a keys-only packet: status warns, end logs the row whole."""
+    from fbaudit import upgrade
+    _shelf(project)
+    run_sql(project, ["INSERT INTO SHELF VALUES (1, 'a', 1, 0, 1.50)"])
+    upgrade.begin(project.config)
+    upgrade.end(project.config)
+    run_sql(project, ["UPDATE SHELF SET QTY = 9 WHERE ID = 1"])
+    with project.connect() as db:                  # what the stale trigger writes, as it writes it
+        db.execute("INSERT INTO FBA_LOG_PACKET (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, "
+                   "DB_USER, TRANSACTION_ID, PAYLOAD) VALUES (GEN_ID(FBA_LOG_PACKET_ID, 1), LOCALTIMESTAMP, 11, 1, 1, "
+                   "'1', 'erp', 'ERP', CURRENT_TRANSACTION, '')")
+        db.commit()
+    st = capture.status(project.config)
+    assert st.data["exit_code"] == 1
+    assert any("came through the keys-only trigger of the upgrade after" in p["message"]
+               for p in st.data["sources"][0]["problems"])
+    again = upgrade.end(project.config)
+    assert again.data["sources"][0]["tables"][0]["rows"] == 1
+    assert capture.status(project.config).data["exit_code"] == 0
+    assert not transfer.transfer(project.config).errors
+    assert [v["operation"] for v in history(project.config, "SHELF", "1")["versions"]][-2:] == [
+        "update_unrecorded", "baseline"]
