@@ -296,6 +296,11 @@ def create_app(config: Config, *, token: str | None, hosts: tuple[str, ...] = LO
         return _ok({k: d[k] for k in ("source", "table", "key", "total", "first_version", "newest", "version",
                                       "state")})
 
+    @app.get("/api/records/{table}/{key:path}/as-of",
+             summary="The whole record as it was at a time (the state after its newest version made by then)")
+    def record_as_of(table: str, key: str, at: datetime, source: str | None = None) -> dict:
+        return _ok(reading(lambda db: versions_mod.record_as_of(config, table, key, at, source=source, db=db)))
+
     @app.post("/api/records/{table}/{key:path}/revert", summary="Put the record back to a version (one transaction)")
     def revert(table: str, key: str, body: RevertBody) -> dict:
         res = versions_mod.revert(config, table, key, to_version=body.to_version, by=body.by,

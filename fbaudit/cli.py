@@ -627,10 +627,12 @@ def _print(ctx: Ctx, data: dict, lines: list[str]) -> None:
               help="The whole record as it was after version N (rebuilt from the log).")
 @click.option("--diff", "diff_versions", type=click.IntRange(min=1), nargs=2, metavar="A B",
               help="The fields that differ between versions A and B.")
+@click.option("--as-of", "as_of", metavar="TIME",
+              help="The whole record as it was at a time: a date (2026-12-01, 2026-12-01T17:30) or an age (2h, 7d).")
 @_json_option
 @pass_ctx
 def history(ctx: Ctx, table: str, key: str, limit: int, offset: int, source: str | None,
-            at_version: int | None, diff_versions: tuple[int, int] | None) -> None:
+            at_version: int | None, diff_versions: tuple[int, int] | None, as_of: str | None) -> None:
     """A record's versions (1 = oldest) from the log database: who, when, old -> new.
 
     KEY is the key value, or COL=VALUE,COL=VALUE for a composite key.
@@ -641,10 +643,17 @@ def history(ctx: Ctx, table: str, key: str, limit: int, offset: int, source: str
       fbaudit history ORDER_LINE ORDER_ID=7,LINE_NO=2 --json
       fbaudit history CUSTOMER 42 --at 3          # the record after version 3
       fbaudit history CUSTOMER 42 --diff 1 5      # what differs between versions 1 and 5
+      fbaudit history CUSTOMER 42 --as-of 2026-12-01T17:30 --json
     """
     from . import history as h
-    if at_version and diff_versions:
-        raise click.UsageError("give --at or --diff, not both")
+    if sum(1 for o in (at_version, diff_versions, as_of) if o) > 1:
+        raise click.UsageError("give one of --at, --diff and --as-of")
+    if as_of:
+        from . import versions
+        when = _when("--as-of", as_of)
+        st = _run(ctx, lambda: versions.record_as_of(ctx.config, table, key, when, source=source))
+        _print(ctx, {"success": True, **st}, h.state_lines(st))
+        return
     if at_version or diff_versions:
         from . import versions
         if at_version:

@@ -394,6 +394,28 @@ def version_detail(config: Config, table: str, key: str, number: int | None, *, 
             "total": last - first + 1, "first_version": first, "newest": last, "version": version, "state": state}
 
 
+def version_at(config: Config, table: str, key: str, at: datetime, *, source: str | None = None,
+               db=None) -> dict:
+    """The record's newest version made at or before ``at`` (the change's time, CREATED_AT on the
+    source's clock; a baseline's is when it was taken): {"version": N or None, "first": (its first
+    version, its time)} — None when every version kept is later. One walk down the record's
+    descending index."""
+    p = config.prefix
+    with _reader(config, db) as db:
+        ref, record_key, key_dict, params, bounds = _record(db, config, table, key, source)
+        if bounds is None:
+            raise NotFound(f"{ref.name} {', '.join(f'{k}={v}' for k, v in key_dict.items())}: no versions in the "
+                           "log database")
+        number = db.scalar(f"SELECT FIRST 1 VERSION_NO FROM {p}LOG_PACKET WHERE {_RECORD} "
+                           f"AND CREATED_AT <= CAST(? AS TIMESTAMP) ORDER BY {NEWEST_FIRST}",
+                           (*params, timestamp_text(at)))
+        first_at = db.scalar(f"SELECT FIRST 1 CREATED_AT FROM {p}LOG_PACKET WHERE {_RECORD} "
+                             f"ORDER BY SOURCE_ID, NUM_TABLE, KEY_HASH, PACKET_ID", params)
+        db.commit()
+    return {"source": ref.source, "table": ref.name, "key": key_dict, "version": number,
+            "first": (bounds[0], first_at.isoformat() if first_at else None)}
+
+
 # The fold's walk (version_detail): newest first from the version down the descending
 # index, each packet's field numbers (LEFT JOIN: nested loops; an inner join is hashed over all of
 # LOG on Firebird 5, 2 s for 10,000 versions), the first packet seen per field, until the packet
@@ -517,9 +539,14 @@ def version_lines(v: dict) -> list[str]:
 
 
 def state_lines(st: dict) -> list[str]:
-    """``history --at N``: the whole record after a version (versions.record_state), a field a line."""
-    head = (f"{st['table']} {', '.join(f'{k}={v}' for k, v in st['key'].items())} after version "
-            f"{st['version']} of {st['newest']}: " + ("" if st["exists"] else "DELETED")
+    """``history --at N`` / ``--as-of T``: the whole record after a version (versions.record_state,
+    record_as_of), a field a line."""
+    what = f"{st['table']} {', '.join(f'{k}={v}' for k, v in st['key'].items())}"
+    if "as_of" in st and st["version"] is None:
+        return [f"{what} as of {st['as_of']}: no version yet (its first kept version, {st['first_version']}, is "
+                f"from {st['first_at']})"]
+    head = (what + (f" as of {st['as_of']}: version {st['version']} ({st['at']})" if "as_of" in st else
+                    f" after version {st['version']}") + f" of {st['newest']}: " + ("" if st["exists"] else "DELETED")
             + ("" if st["complete"] else " (partial: values not recorded during a schema upgrade)"
                if st.get("unrecorded") else " (partial: the history starts with an update, or its start was pruned)"))
     w = max([len(n) for n in st["fields"]] + [1])

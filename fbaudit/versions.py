@@ -33,7 +33,7 @@ from .config import Config
 from .db import guard
 from .errors import DatabaseError, FbauditError, NotFound, RevertConflict
 from .forms import NoneText, decode_value, read_expr, value_kind
-from .history import none_text, version_detail
+from .history import none_text, version_at, version_detail
 from .idents import quote_ident
 from .registry import Registry
 from .sources import open_source
@@ -120,6 +120,24 @@ def record_state(config: Config, table: str, key: str, version: int | None = Non
     d = version_detail(config, table, key, version, source=source)
     return {"source": d["source"], "table": d["table"], "key": d["key"], "total": d["total"],
             "newest": d["newest"], **d["state"]}
+
+
+def record_as_of(config: Config, table: str, key: str, at, *, source: str | None = None, db=None) -> dict:
+    """The record as it was at time ``at``: the state after its newest version made at or before it
+    (history.version_at), with that version's number and time; ``version`` None when every version
+    kept is later (the record is not known then: not audited yet, not created yet, or pruned).
+    ``db``: a log connection the caller keeps (the API's)."""
+    from contextlib import nullcontext
+    with (nullcontext(db) if db is not None else
+          open_source(config, config.log, isolation=Isolation.SNAPSHOT, read_only=True)) as db:
+        found = version_at(config, table, key, at, source=source, db=db)
+        base = {"source": found["source"], "table": found["table"], "key": found["key"],
+                "as_of": at.isoformat(sep=" ")}
+        if found["version"] is None:
+            return {**base, "version": None, "at": None, "exists": None, "fields": {}, "complete": False,
+                    "unrecorded": False, "first_version": found["first"][0], "first_at": found["first"][1]}
+        d = version_detail(config, table, key, found["version"], source=source, db=db)
+    return {**base, "at": d["version"]["at"], "total": d["total"], "newest": d["newest"], **d["state"]}
 
 
 def _diff_states(sa: dict, sb: dict) -> dict:
@@ -299,4 +317,5 @@ def _always_identity(db, table: str, fields: dict) -> bool:
     return any(r[0] in fields for r in rows)
 
 
-__all__ = ["state_at", "diff", "record_state", "version_detail", "record_diff", "revert", "RevertConflict"]
+__all__ = ["state_at", "diff", "record_state", "record_as_of", "version_detail", "record_diff", "revert",
+           "RevertConflict"]

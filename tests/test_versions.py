@@ -224,3 +224,52 @@ def test_a_key_change_keeps_one_history(project, key_type, old, new):
     versions.revert(project.config, "ITEM", new_key, to_version=1)
     with project.connect() as db:
         assert db.query("SELECT CAST(ID AS VARCHAR(20)), NAME, QTY, NOTE FROM ITEM") == [(new, "bolt", 6, None)]
+
+
+def test_a_record_as_of_a_time_cli_json_and_http(project):
+    """history --as-of: the state after the newest version made at or before the time; before the
+    first version: none yet; after the delete: deleted. The same over HTTP."""
+    import json
+    import subprocess
+    import sys
+    import time
+    from datetime import datetime
+    project.sql("CREATE TABLE ITEM (ID INTEGER NOT NULL PRIMARY KEY, NAME VARCHAR(20) CHARACTER SET UTF8, QTY INTEGER)")
+    capture.init(project.config)
+    capture.enable(project.config, "ITEM")
+    stamps = [datetime.now()]
+    for sql in ("INSERT INTO ITEM VALUES (1, 'Ёж', 1)", "UPDATE ITEM SET QTY = 2 WHERE ID = 1",
+                "DELETE FROM ITEM WHERE ID = 1"):
+        time.sleep(1.1)
+        run_sql(project, [sql])
+        time.sleep(1.1)
+        stamps.append(datetime.now())
+    transfer.transfer(project.config)
+    states = [versions.record_as_of(project.config, "ITEM", "1", t) for t in stamps]
+    assert [s["version"] for s in states] == [None, 1, 2, 3]
+    assert states[0]["first_version"] == 1 and states[0]["fields"] == {}
+    assert states[1]["fields"] == {"ID": "1", "NAME": "Ёж", "QTY": "1"} and states[1]["exists"] is True
+    assert states[2]["fields"]["QTY"] == "2" and states[2]["complete"] is True
+    assert states[3]["exists"] is False
+    cfg = project.write_config()
+    cmd = [sys.executable, "-m", "fbaudit.cli", "--config", str(cfg), "history", "ITEM", "1"]
+    r = subprocess.run(cmd + ["--as-of", stamps[2].isoformat(timespec="seconds"), "--json"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert (data["version"], data["fields"]["QTY"]) == (2, "2") and data["at"] and data["as_of"]
+    r = subprocess.run(cmd + ["--as-of", stamps[0].isoformat(timespec="seconds")], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0 and "no version yet (its first kept version, 1, is from" in r.stdout
+    r = subprocess.run(cmd + ["--as-of", "soon"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "--as-of" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run(cmd + ["--as-of", "1d", "--at", "1"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "one of --at, --diff and --as-of" in r.stderr
+    from fbaudit import api
+    from helpers import running_server
+    from test_api import TOKEN, call
+    with running_server(api.create_app(project.config, token=TOKEN)) as base:
+        status, body = call(base, "/api/records/ITEM/1/as-of", at=stamps[1].isoformat())
+        assert status == 200 and body["data"]["version"] == 1 and body["data"]["fields"]["NAME"] == "Ёж"
+        status, body = call(base, "/api/records/ITEM/1/as-of", at="not a time")
+        assert status in (400, 422) and body["success"] is False
