@@ -744,7 +744,10 @@ def export(ctx: Ctx, table: str, as_of: str, fmt: str, output: str | None, sourc
     from . import history
     from .progress import Progress
     when = _when("--as-of", as_of)
-    stream = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout
+    try:
+        stream = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout
+    except OSError as exc:
+        raise click.BadParameter(f"cannot write {output}: {exc.strerror}", param_hint="--output") from None
     state = {"writer": None, "first": True}
 
     def write(row: dict) -> None:

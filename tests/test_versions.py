@@ -322,5 +322,8 @@ def test_export_a_whole_table_as_of_a_time(project):
     out = project.tmp / "items.json"
     r = subprocess.run(cmd + ["--format", "json", "-o", str(out)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and len(json.loads(out.read_text(encoding="utf-8"))) == 3
+    r = subprocess.run(cmd + ["-o", str(project.tmp / "no" / "such" / "dir.csv")], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2 and "cannot write" in r.stderr and "Traceback" not in r.stderr
     r = subprocess.run(cmd[:-4] + ["export", "NOPE", "--as-of", "1d"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 5 and "No history for table 'NOPE'" in r.stderr and "Traceback" not in r.stderr
