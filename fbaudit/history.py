@@ -602,15 +602,9 @@ def search(config: Config, *, source: str | None = None, table: str | None = Non
                 record_key, _ = ref.parse_key(key)
                 where.append("P.KEY_HASH = HASH(CAST(? AS VARCHAR(1000) CHARACTER SET UTF8)) AND P.RECORD_KEY = ?")
                 params += [record_key, record_key]
-        if author is not None:
-            where.append("P.AUTHOR = ?")
-            params.append(author)
-        if since is not None:
-            where.append("P.CREATED_AT >= CAST(? AS TIMESTAMP)")
-            params.append(timestamp_text(since))
-        if until is not None:
-            where.append("P.CREATED_AT < CAST(? AS TIMESTAMP)")
-            params.append(timestamp_text(until))
+        extra, extra_params = _row_filters(config, db, sname, None, author, since, until)
+        where += extra
+        params += extra_params
         cond = " AND ".join(where)
         # Newest first along a descending index (LOG_PACKET_DESC for one record, LOG_PACKET_LAST
         # otherwise), so a page reads its rows and no sort of all matching packets happens.

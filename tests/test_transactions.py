@@ -5,17 +5,15 @@ version."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import threading
-import time
 
 import pytest
 
 from fbaudit import api, capture, history, transfer
 from fbaudit.errors import NotFound
 
+from helpers import running_server
 from test_api import TOKEN, call
 
 
@@ -132,22 +130,9 @@ def test_transactions_cli_json_text_and_bad_input(project):
 
 @pytest.fixture
 def shop_server(project):
-    import uvicorn
     txs = _shop(project)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(api.create_app(project.config, token=TOKEN), host="127.0.0.1", port=port,
-                                        log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    t0 = time.monotonic()
-    while not srv.started:
-        assert time.monotonic() - t0 < 20, "the server did not start"
-        time.sleep(0.05)
-    yield txs, f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+    with running_server(api.create_app(project.config, token=TOKEN)) as base:
+        yield txs, base
 
 
 def test_transactions_over_http(shop_server):
