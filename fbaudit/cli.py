@@ -60,9 +60,10 @@ def _run(ctx: Ctx, fn: Callable[[], Any]) -> Any:
             traceback.print_exc()
             sys.exit(exc.exit_code)
         if ctx.as_json:
-            click.echo(json.dumps({"success": False, "error": {"type": type(exc).__name__, "message": str(exc),
-                                                                "exit_code": exc.exit_code}},
-                                  ensure_ascii=False), err=False)
+            err = {"type": type(exc).__name__, "message": str(exc), "exit_code": exc.exit_code}
+            if getattr(exc, "conflicts", None):
+                err["conflicts"] = exc.conflicts          # a revert of many: every record in the way
+            click.echo(json.dumps({"success": False, "error": err}, ensure_ascii=False), err=False)
         else:
             _echo_error(f"FAILED: {exc}")
         sys.exit(exc.exit_code)
@@ -671,32 +672,75 @@ def history(ctx: Ctx, table: str, key: str, limit: int, offset: int, source: str
 
 
 @cli.command()
-@click.argument("table")
-@click.argument("key")
-@click.option("--to-version", "to_version", type=click.IntRange(min=1), required=True, metavar="N",
-              help="The version to go back to (1 = oldest; `fbaudit history TABLE KEY` lists them).")
+@click.argument("table", required=False)
+@click.argument("key", required=False)
+@click.option("--to-version", "to_version", type=click.IntRange(min=1), metavar="N",
+              help="One record: the version to go back to (1 = oldest; `fbaudit history TABLE KEY` lists them).")
+@click.option("--transaction", "transaction_id", type=click.IntRange(min=0), metavar="TX",
+              help="Revert every change of this source transaction (`fbaudit transactions` lists them).")
+@click.option("--author", metavar="NAME", help="Revert this author's changes from --since until --until.")
+@click.option("--since", metavar="TIME", help="With --author: from this time (a date, or an age: 2h, 7d).")
+@click.option("--until", metavar="TIME", help="With --author: until this time (not included).")
+@click.option("--table", "only_table", metavar="TABLE", help="With --author: only this table's changes.")
+@click.option("--skip-conflicts", is_flag=True,
+              help="Revert the other records and leave out those changed since (they are listed).")
 @click.option("--by", "by", metavar="USER", help="Author recorded for the revert [default: fbaudit revert].")
-@click.option("--comment", metavar="TEXT", help="Comment recorded with it [default: revert to version N].")
+@click.option("--comment", metavar="TEXT", help="Comment recorded with it [default: what was reverted].")
 @click.option("--source", metavar="NAME", help="Source database (needed when several are configured).")
-@_dry_run_option
+@click.option("--dry-run", is_flag=True,
+              help="Change nothing; with --transaction/--author print the compensating SQL as an isql script.")
 @_json_option
 @pass_ctx
-def revert(ctx: Ctx, table: str, key: str, to_version: int, by: str | None, comment: str | None,
-           source: str | None, dry_run: bool) -> None:
-    """Put one record back to how it was at version N, in one transaction.
+def revert(ctx: Ctx, table: str | None, key: str | None, to_version: int | None, transaction_id: int | None,
+           author: str | None, since: str | None, until: str | None, only_table: str | None, skip_conflicts: bool,
+           by: str | None, comment: str | None, source: str | None, dry_run: bool) -> None:
+    """Put one record back to a version, or undo a whole transaction or an
+    author's changes over a time, in one transaction.
 
-    Locks the row without waiting: refuses (exit 7, nothing changed) when
-    someone is editing it, when a change of it still waits for the transfer,
-    or when the row differs from its last logged version. Sets back only the
-    fields that differ, re-inserts a deleted row, or deletes it again; the
-    audit trigger logs the revert with --by as author and --comment.
+    One record (TABLE KEY --to-version N): locks the row without waiting;
+    refuses (exit 7, nothing changed) when someone is editing it, when a
+    change of it still waits for the transfer, or when the row differs from
+    its last logged version. Sets back only the fields that differ,
+    re-inserts a deleted row, or deletes it again.
+
+    Many records (--transaction TX, or --author A --since T1 --until T2):
+    updates back the changed fields, re-inserts deleted rows (parents first)
+    and deletes inserted ones (children first). When any record was changed
+    after the selection it refuses with the list (exit 7, nothing changed);
+    --skip-conflicts leaves those out. --dry-run prints the isql script.
+
+    The audit trigger logs the revert with --by as author and --comment.
 
     \b
     Examples:
       fbaudit revert PRODUCT A-200 --to-version 3 --by support.anna --comment "ticket 4711"
-      fbaudit revert ORDER_LINE ORDER_ID=7,LINE_NO=2 --to-version 1 --dry-run
+      fbaudit revert --transaction 48121 --dry-run > undo.sql
+      fbaudit revert --transaction 48121 --by support.anna --comment "ticket 4711"
+      fbaudit revert --author batch.job --since "2026-12-07 02:00" --until "2026-12-07 03:00" --skip-conflicts
     """
-    from . import versions
+    from . import undo, versions
+    many = transaction_id is not None or author is not None
+    if many:
+        if table or key or to_version:
+            raise click.UsageError("TABLE KEY --to-version revert one record; --transaction / --author revert "
+                                   "many: use one or the other")
+        if transaction_id is None and (since is None or until is None):
+            raise click.UsageError("--author needs --since and --until (the time range of the changes to revert)")
+        t1, t2 = _when("--since", since), _when("--until", until)
+        res = _run(ctx, lambda: undo.revert_selection(
+            ctx.config, source=source, transaction_id=transaction_id, author=author, since=t1, until=t2,
+            table=only_table, by=by, comment=comment, skip_conflicts=skip_conflicts, dry_run=dry_run))
+        if dry_run and not ctx.as_json:
+            click.echo(res["script"], nl=False)          # exact: the script is SQL
+            _echo_error("-- " + res["message"])
+            return
+        _print(ctx, {"success": True, **res}, undo.revert_lines(res))
+        return
+    if not (table and key and to_version):
+        raise click.UsageError("give TABLE KEY --to-version N (one record), or --transaction TX, or --author NAME "
+                               "--since T1 --until T2")
+    if since or until or only_table or skip_conflicts:
+        raise click.UsageError("--since, --until, --table and --skip-conflicts go with --transaction / --author")
     res = _run(ctx, lambda: versions.revert(ctx.config, table, key, to_version=to_version, by=by, comment=comment,
                                             source=source, dry_run=dry_run))
     _print(ctx, {"success": True, **res}, [res["message"]])

@@ -60,9 +60,14 @@ class CheckpointNotFound(CheckpointError):
 
 
 class RevertConflict(FbauditError):
-    """The row changed since its last logged version, or is being changed: nothing was done."""
+    """The row changed since its last logged version, or is being changed: nothing was done.
+    ``conflicts``: the records in the way, each {"table", "key", "reason"} (a revert of many)."""
 
     exit_code = 7
+
+    def __init__(self, message: str, conflicts: list[dict] | None = None):
+        super().__init__(message)
+        self.conflicts = conflicts or []
 
 
 class ConnectionLost(FbauditError):

@@ -44,11 +44,11 @@ GDS_LOCK_CONFLICT = (335544345, 335544336, 335544510, 335544878)   # lock confli
 GDS_REFUSED = (335544665, 335544466, 335544349, 335544558)   # unique / foreign key / duplicate / check constraint
 
 
-def _param(col) -> str:
+def param_sql(col) -> str:
     """A parameter carrying the canonical text of a value of ``col``: Firebird converts the text to
     the column's type on assignment or comparison (the driver itself refuses text for numbers)."""
     if col.kind == "binary":
-        # Bytes (_bind), typed as bytes: a plain ? for a NONE column takes the connection's UTF-8
+        # Bytes (bind_value), typed as bytes: a plain ? for a NONE column takes the connection's UTF-8
         # and refuses an 8-bit byte ("Malformed string").
         if col.is_blob:
             return "CAST(? AS BLOB SUB_TYPE BINARY)"
@@ -56,12 +56,12 @@ def _param(col) -> str:
     if col.is_blob:
         return "CAST(? AS BLOB SUB_TYPE TEXT CHARACTER SET UTF8)"
     if col.kind == "float":
-        return "?"          # bound as a Python float (_bind): Firebird's text -> DOUBLE is not always exact
+        return "?"          # bound as a Python float (bind_value): Firebird's text -> DOUBLE is not always exact
     return "CAST(? AS VARCHAR(8191) CHARACTER SET UTF8)"
 
 
-def _bind(col, value: str | None, none: NoneText):
-    """The parameter value for :func:`_param`: a float's logged text (17 or 34 significant digits)
+def bind_value(col, value: str | None, none: NoneText):
+    """The parameter value for :func:`param_sql`: a float's logged text (17 or 34 significant digits)
     parsed by Python, which rounds correctly (1e300 stays 1e300, not 9.999999999999999e+299); NONE
     text the bytes it was shown for (``none``, forms.decode_value), other binary values their hex."""
     if value is not None and col.kind == "float":
@@ -204,10 +204,10 @@ def revert(config: Config, table: str, key: str, *, to_version: int, by: str | N
         target_fields, latest_fields = whole(target), whole(latest)
         skipped = sorted(n for n in target_fields if n not in logged_names)
         none = none_text(config, h["source"])
-        where = " AND ".join(f"{quote_ident(k)} = {_param(cols[k])}" for k in key_cols)
+        where = " AND ".join(f"{quote_ident(k)} = {param_sql(cols[k])}" for k in key_cols)
         # A NONE or OCTETS key part is typed as its text (``none``) or as x'...' (history.parse_key).
         params = [none.to_bytes(h["key"][k]) if cols[k].kind == "binary" and h["key"][k] is not None
-                  else _bind(cols[k], h["key"][k], none) for k in key_cols]
+                  else bind_value(cols[k], h["key"][k], none) for k in key_cols]
         select = ", ".join(read_expr(c, "T", db.major) for c in logged) or "1"
         try:
             with guard(spec):
@@ -269,14 +269,14 @@ def revert(config: Config, table: str, key: str, *, to_version: int, by: str | N
                             (author[:255], note[:255]))
                 cur.fetchall()
                 if action == "update":
-                    sets = ", ".join(f"{quote_ident(n)} = {_param(cols[n])}" for n in fields)
+                    sets = ", ".join(f"{quote_ident(n)} = {param_sql(cols[n])}" for n in fields)
                     cur.execute(f"UPDATE {quote_ident(h['table'])} SET {sets} WHERE {where}",
-                                [*(_bind(cols[n], v, none) for n, v in fields.items()), *params])
+                                [*(bind_value(cols[n], v, none) for n, v in fields.items()), *params])
                 elif action == "insert":
                     names = ", ".join(quote_ident(n) for n in fields)
-                    override = " OVERRIDING SYSTEM VALUE" if _always_identity(db, h["table"], fields) else ""
+                    override = " OVERRIDING SYSTEM VALUE" if always_identity(db, h["table"], fields) else ""
                     cur.execute(f"INSERT INTO {quote_ident(h['table'])} ({names}){override} VALUES "
-                                f"({', '.join(_param(cols[n]) for n in fields)})", [_bind(cols[n], v, none) for n, v in fields.items()])
+                                f"({', '.join(param_sql(cols[n]) for n in fields)})", [bind_value(cols[n], v, none) for n, v in fields.items()])
                 else:
                     cur.execute(f"DELETE FROM {quote_ident(h['table'])} WHERE {where}", params)
                 cur.close()
@@ -308,7 +308,7 @@ def revert(config: Config, table: str, key: str, *, to_version: int, by: str | N
             "dry_run": dry_run, "message": line}
 
 
-def _always_identity(db, table: str, fields: dict) -> bool:
+def always_identity(db, table: str, fields: dict) -> bool:
     """Firebird 4+: is one of ``fields`` a GENERATED ALWAYS identity column (needs OVERRIDING SYSTEM VALUE)?"""
     if db.major < 4:
         return False
@@ -318,4 +318,5 @@ def _always_identity(db, table: str, fields: dict) -> bool:
 
 
 __all__ = ["state_at", "diff", "record_state", "record_as_of", "version_detail", "record_diff", "revert",
+           "param_sql", "bind_value", "always_identity",
            "RevertConflict"]

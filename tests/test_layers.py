@@ -33,7 +33,7 @@ LAYERS = {
     "templates": 0, "catalog": 0, "logs": 0, "progress": 0, "joblock": 0, "bulk": 0,
     "objects": 1, "forms": 1, "sources": 1, "staging": 1,
     "capture": 2, "baseline": 2, "transfer": 2, "rotation": 2, "status": 2, "history": 2,
-    "versions": 2, "prune": 2, "checkpoint": 2, "schedule": 2, "upgrade": 2,
+    "versions": 2, "prune": 2, "checkpoint": 2, "schedule": 2, "upgrade": 2, "undo": 2,
     "cli": 3, "api": 3, "demo": 3, "__main__": 3, "__init__": 3,
 }
 

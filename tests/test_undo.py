@@ -1,0 +1,191 @@
+"""Undo a transaction or an author's changes (docs/versions.md "Revert a transaction"): the
+compensating changes in foreign-key order, in one transaction, refused with the list of conflicts
+(nothing changed) unless --skip-conflicts, a dry run that prints an isql script, on every target."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from datetime import datetime, timedelta
+
+import pytest
+from click.testing import CliRunner
+
+from fbaudit import capture, history, transfer, undo
+from fbaudit.cli import cli
+from fbaudit.errors import RevertConflict
+
+TABLES = ("ORDERS", "LINES")
+
+
+def _setup(project) -> None:
+    """ORDERS and LINES (LINES.ORDER_ID references ORDERS, no cascade), a unique customer code, audited."""
+    project.sql("CREATE TABLE ORDERS (ID INTEGER NOT NULL PRIMARY KEY, CODE VARCHAR(10) NOT NULL UNIQUE, "
+                "CUSTOMER VARCHAR(40) CHARACTER SET UTF8, TOTAL NUMERIC(12,2), NOTE BLOB SUB_TYPE TEXT)",
+                "CREATE TABLE LINES (ID INTEGER NOT NULL PRIMARY KEY, ORDER_ID INTEGER NOT NULL REFERENCES ORDERS (ID), "
+                "QTY INTEGER, ITEM VARCHAR(20))")
+    capture.init(project.config)
+    for t in TABLES:
+        capture.enable(project.config, t)
+
+
+def _tx(project, author: str | None, statements: list[str]) -> int:
+    """Run statements as one transaction by ``author``; its number."""
+    with project.connect() as db:
+        cur = db.con.cursor()
+        if author:
+            cur.execute("SELECT RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_AUTHOR', ?) FROM RDB$DATABASE", (author,))
+            cur.fetchall()
+        for s in statements:
+            cur.execute(s)
+        number = db.scalar("SELECT CURRENT_TRANSACTION FROM RDB$DATABASE")
+        db.commit()
+    return number
+
+
+def _rows(project) -> dict[str, list[tuple]]:
+    with project.connect() as db:
+        out = {t: [tuple(v.read() if hasattr(v, "read") else v for v in r)
+                   for r in db.query(f"SELECT * FROM {t} ORDER BY ID")] for t in TABLES}
+        db.commit()
+    return out
+
+
+def _shipped(project) -> None:
+    assert not transfer.transfer(project.config).errors
+
+
+def _orders(project) -> dict[str, int]:
+    _setup(project)
+    txs = {"setup": _tx(project, "anna", [
+        "INSERT INTO ORDERS VALUES (1, 'A1', 'Ёлка', 10.50, 'first')",
+        "INSERT INTO ORDERS VALUES (2, 'A2', 'Берёза', 20.00, NULL)",
+        "INSERT INTO LINES VALUES (10, 1, 1, 'pen')", "INSERT INTO LINES VALUES (11, 1, 2, 'ink')",
+        "INSERT INTO LINES VALUES (20, 2, 5, 'cup')"])}
+    return txs
+
+
+MISTAKE = [
+    "UPDATE ORDERS SET CUSTOMER = 'Дуб', TOTAL = 0 WHERE ID = 2",
+    "UPDATE LINES SET QTY = 0 WHERE ID = 20",
+    "DELETE FROM LINES WHERE ORDER_ID = 1",          # the parent deleted with its children
+    "DELETE FROM ORDERS WHERE ID = 1",
+    "INSERT INTO ORDERS VALUES (3, 'A1', 'new', 1, 'takes the freed code')",
+    "INSERT INTO LINES VALUES (30, 3, 9, 'new line')",
+    "UPDATE LINES SET ID = 21 WHERE ID = 20",         # a key change
+]
+
+
+def test_revert_a_transaction_across_two_tables_brings_both_back_exactly(project):
+    txs = _orders(project)
+    before = _rows(project)
+    txs["mistake"] = _tx(project, "boris", MISTAKE)
+    _shipped(project)
+    assert _rows(project) != before
+    # The dry run: an isql script in foreign-key order, nothing changed.
+    plan = undo.revert_selection(project.config, transaction_id=txs["mistake"], dry_run=True)
+    assert _rows(project)["ORDERS"] != before["ORDERS"]
+    assert plan["counts"] == {"insert": 3, "update": 1, "key_back": 1, "delete": 2} and not plan["conflicts"]
+    script = plan["script"]
+    order = [line.split(" WHERE ")[0].split(" VALUES ")[0] for line in script.splitlines()
+             if line.startswith(("INSERT", "UPDATE", "DELETE"))]
+    # Parents re-inserted before their children, children deleted before their parents; order 1 goes
+    # back with code A1 only after order 3, which took that code, is gone (a unique constraint).
+    assert order == [
+        "UPDATE LINES SET ID = '20', QTY = '5'",                        # the key change, back
+        "UPDATE ORDERS SET CUSTOMER = 'Берёза', TOTAL = '20.00'",
+        "DELETE FROM LINES", "DELETE FROM ORDERS",
+        "INSERT INTO ORDERS (ID, CODE, CUSTOMER, TOTAL, NOTE)",
+        "INSERT INTO LINES (ID, ORDER_ID, QTY, ITEM)", "INSERT INTO LINES (ID, ORDER_ID, QTY, ITEM)"], order
+    # The revert itself: one transaction, logged as one revert by its author.
+    res = undo.revert_selection(project.config, transaction_id=txs["mistake"], by="support.anna",
+                                comment="ticket 4711")
+    assert _rows(project) == before
+    assert res["revert_transaction_id"] and res["plan_id"] == plan["plan_id"]
+    _shipped(project)
+    t = history.transaction(project.config, res["revert_transaction_id"])
+    assert t["author"] == "support.anna" and t["comment"] == "ticket 4711"
+    assert t["changes"] == 8 and set(t["tables"]) == {"ORDERS", "LINES"}   # a key change is two packets
+    [event] = t["schema_events"]
+    assert event["event"] == "REVERT" and event["object"] == str(txs["mistake"])
+    # Reverting the revert redoes the mistake; and back again: still exact.
+    undo.revert_selection(project.config, transaction_id=res["revert_transaction_id"])
+    _shipped(project)
+    assert _rows(project)["LINES"] != before["LINES"]
+    again = history.transactions(project.config, limit=1)["transactions"][0]["transaction_id"]
+    undo.revert_selection(project.config, transaction_id=again)
+    assert _rows(project) == before
+
+
+def test_a_conflicting_revert_changes_nothing_and_skip_conflicts_leaves_those_out(project):
+    txs = _orders(project)
+    txs["mistake"] = _tx(project, "boris", ["UPDATE ORDERS SET TOTAL = 0", "UPDATE LINES SET QTY = 0"])
+    _tx(project, "carla", ["UPDATE LINES SET QTY = 7 WHERE ID = 11"])       # a later change of one record
+    _shipped(project)
+    now = _rows(project)
+    with pytest.raises(RevertConflict) as exc:
+        undo.revert_selection(project.config, transaction_id=txs["mistake"])
+    assert _rows(project) == now
+    assert [(c["table"], c["key"]) for c in exc.value.conflicts] == [("LINES", {"ID": "11"})]
+    assert "by carla" in str(exc.value) and "nothing was reverted" in str(exc.value)
+    # A row being edited right now is a conflict too, found without waiting.
+    with project.connect() as other:
+        other.con.cursor().execute("UPDATE ORDERS SET NOTE = 'editing' WHERE ID = 1")
+        with pytest.raises(RevertConflict) as exc:
+            undo.revert_selection(project.config, transaction_id=txs["mistake"])
+        other.rollback()
+    assert {c["reason"] for c in exc.value.conflicts} >= {"being changed by another transaction right now"}
+    assert _rows(project) == now
+    res = undo.revert_selection(project.config, transaction_id=txs["mistake"], skip_conflicts=True)
+    assert res["skipped_conflicts"] and len(res["conflicts"]) == 1
+    rows = _rows(project)
+    assert [r[3] for r in rows["ORDERS"]] == [pytest.approx(10.5), 20]          # set back
+    assert {r[0]: r[2] for r in rows["LINES"]} == {10: 1, 11: 7, 20: 5}        # 11 left as carla set it
+
+
+def test_revert_an_authors_changes_in_a_time_range(project):
+    _orders(project)
+    start = datetime.now() - timedelta(seconds=1)
+    before = _rows(project)
+    _tx(project, "batch", ["UPDATE ORDERS SET TOTAL = TOTAL * 100"])
+    _tx(project, "batch", ["DELETE FROM LINES WHERE ID = 20"])
+    _tx(project, "dora", ["UPDATE LINES SET ITEM = 'pencil' WHERE ID = 10"])    # someone else: kept
+    _shipped(project)
+    res = undo.revert_selection(project.config, author="batch", since=start, until=datetime.now() + timedelta(1))
+    assert res["counts"]["update"] == 2 and res["counts"]["insert"] == 1 and len(res["transactions"]) == 2
+    rows = _rows(project)
+    assert rows["ORDERS"] == before["ORDERS"]
+    assert {r[0]: r[3] for r in rows["LINES"]} == {10: "pencil", 11: "ink", 20: "cup"}
+
+
+def test_cli_dry_run_script_runs_in_isql_and_json_lists_conflicts(project):
+    txs = _orders(project)
+    before = _rows(project)
+    txs["mistake"] = _tx(project, "boris", MISTAKE)
+    _shipped(project)
+    cfg = project.write_config()
+    run = lambda *a: CliRunner().invoke(cli, ["--config", str(cfg), *a], catch_exceptions=False)
+    out = run("revert", "--transaction", str(txs["mistake"]), "--dry-run")
+    assert out.exit_code == 0 and out.stdout.startswith("-- fbaudit revert: transaction") and "COMMIT;" in out.stdout
+    assert _rows(project) != before
+    isql = shutil.which("isql-fb") or shutil.which("isql")
+    if project.target.is_server and isql:       # the script is valid SQL that puts the rows back
+        path = project.tmp / "undo.sql"
+        path.write_text(out.stdout.replace("SET NAMES UTF8;\n", f"SET NAMES UTF8;\nCONNECT '{project.main.database}' "
+                                           f"USER '{project.main.user}' PASSWORD '{project.main.password()}';\n"),
+                        encoding="utf-8")
+        done = subprocess.run([isql, "-q", "-b", "-i", str(path)], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and not done.stderr.strip(), done.stderr
+        assert _rows(project) == before
+        return
+    _tx(project, "carla", ["UPDATE ORDERS SET TOTAL = 2 WHERE ID = 3"])
+    _shipped(project)
+    out = run("revert", "--transaction", str(txs["mistake"]), "--json")
+    assert out.exit_code == 7
+    err = json.loads(out.stdout)["error"]
+    assert err["conflicts"] == [{"table": "ORDERS", "key": {"ID": "3"}, "reason": err["conflicts"][0]["reason"]}]
+    assert "carla" in err["conflicts"][0]["reason"]
+    bad = run("revert", "--author", "boris")
+    assert bad.exit_code == 2 and "--since and --until" in bad.output
+    bad = run("revert", "ORDERS", "1", "--transaction", "5")
+    assert bad.exit_code == 2 and "one or the other" in bad.output
