@@ -43,6 +43,7 @@ from firebird.driver import Isolation
 
 from . import checkpoint as checkpoint_mod
 from . import history as history_mod
+from . import undo as undo_mod
 from . import versions as versions_mod
 from .config import Config
 from .db import open_database
@@ -61,8 +62,9 @@ class ApiError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def _fail(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"success": False, "error": {"code": code, "message": message}}, status_code=status)
+def _fail(status: int, code: str, message: str, **extra) -> JSONResponse:
+    return JSONResponse({"success": False, "error": {"code": code, "message": message, **extra}},
+                        status_code=status)
 
 
 def _ok(data: dict, *, limit: int | None = None, offset: int | None = None, total: int | None = None,
@@ -122,6 +124,28 @@ class RevertBody(BaseModel):
     comment: str | None = Field(default=None, max_length=255, description="comment recorded with it")
     source: str | None = Field(default=None, max_length=255,
                                description="the source database (needed when several are configured)")
+
+
+class UndoBody(BaseModel):
+    """POST .../revert: run the revert a preview showed (its ``plan_id``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    plan_id: str = Field(min_length=1, max_length=64, description="the plan_id of the preview (GET): when the "
+                                                                  "changes to revert are no longer those, 409")
+    by: str | None = Field(default=None, max_length=255, description="author recorded for the revert")
+    comment: str | None = Field(default=None, max_length=255, description="comment recorded with it")
+    skip_conflicts: bool = Field(default=False, description="revert the others, leave conflicting records out")
+
+
+class SelectionBody(UndoBody):
+    """POST /api/revert: an author's changes in a time range."""
+
+    author: str = Field(min_length=1, max_length=255)
+    since: datetime
+    until: datetime
+    table: str | None = Field(default=None, max_length=255)
+    source: str | None = Field(default=None, max_length=255)
 
 
 class RestoreBody(BaseModel):
@@ -221,7 +245,8 @@ def create_app(config: Config, *, token: str | None, hosts: tuple[str, ...] = LO
     @app.exception_handler(FbauditError)
     async def fbaudit_error(_request: Request, exc: FbauditError):
         status, code = _status_of(exc)
-        return _fail(status, code, str(exc))
+        extra = {"conflicts": exc.conflicts} if getattr(exc, "conflicts", None) else {}
+        return _fail(status, code, str(exc), **extra)
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception):
@@ -306,6 +331,44 @@ def create_app(config: Config, *, token: str | None, hosts: tuple[str, ...] = LO
         res = versions_mod.revert(config, table, key, to_version=body.to_version, by=body.by,
                                   comment=body.comment, source=body.source)
         return _ok(res)
+
+    # ------------------------------------------------------------ undo many records (docs/versions.md)
+    # A preview (GET: the plan, conflicts, nothing locked or written) and a confirm (POST with the
+    # preview's plan_id: the revert runs only if its plan is still that one). fbaudit.undo does both.
+    actions_q = Query(200, ge=0, le=10_000, description="actions listed (the counts are always complete)")
+
+    def previewed(res: dict, actions: int) -> dict:
+        res.pop("script", None)
+        res["actions_total"] = len(res["actions"])
+        res["actions"] = res["actions"][:actions]
+        return _ok(res)
+
+    @app.get("/api/transactions/{source}/{transaction_id}/revert",
+             summary="Preview the revert of a transaction: what would change, and the conflicts")
+    def preview_transaction(source: str, transaction_id: int = FPath(ge=0, le=2**63 - 1),
+                            skip_conflicts: bool = False, actions: int = actions_q) -> dict:
+        return previewed(undo_mod.revert_selection(config, source=source, transaction_id=transaction_id,
+                                                   skip_conflicts=skip_conflicts, preview=True), actions)
+
+    @app.post("/api/transactions/{source}/{transaction_id}/revert",
+              summary="Revert a transaction as its preview showed (one transaction)")
+    def revert_transaction(body: UndoBody, source: str, transaction_id: int = FPath(ge=0, le=2**63 - 1)) -> dict:
+        return previewed(undo_mod.revert_selection(config, source=source, transaction_id=transaction_id, by=body.by,
+                                                   comment=body.comment, skip_conflicts=body.skip_conflicts,
+                                                   expect=body.plan_id), 10_000)
+
+    @app.get("/api/revert", summary="Preview the revert of an author's changes in a time range")
+    def preview_selection(author: str, since: datetime, until: datetime, table: str | None = None,
+                          source: str | None = None, skip_conflicts: bool = False, actions: int = actions_q) -> dict:
+        return previewed(undo_mod.revert_selection(config, source=source, author=author, since=since, until=until,
+                                                   table=table, skip_conflicts=skip_conflicts, preview=True), actions)
+
+    @app.post("/api/revert", summary="Revert an author's changes in a time range as the preview showed")
+    def revert_selection(body: SelectionBody) -> dict:
+        return previewed(undo_mod.revert_selection(config, source=body.source, author=body.author, since=body.since,
+                                                   until=body.until, table=body.table, by=body.by,
+                                                   comment=body.comment, skip_conflicts=body.skip_conflicts,
+                                                   expect=body.plan_id), 10_000)
 
     # ------------------------------------------------------------ checkpoints (docs/checkpoints.md)
     # The CLI's `fbaudit checkpoint list|show|restore`, through fbaudit.checkpoint's own functions.

@@ -312,11 +312,11 @@ def revert_selection(config: Config, *, source: str | None = None, transaction_i
             [[it.table, it.record_key, it.action, {n: f["to"] for n, f in it.fields.items()}] for it in todo]
             + [[it.table, it.record_key, "conflict"] for it in conflicts], ensure_ascii=False,
             sort_keys=True).encode()).hexdigest()[:16]
+        if conflicts and not skip_conflicts and not preview:
+            raise RevertConflict(_conflict_message(what, conflicts), conflicts=[_conflict(it) for it in conflicts])
         if expect is not None and expect != plan_id:
             raise RevertConflict(f"{what}: the changes to revert are no longer those the preview showed (rows "
                                  "changed since); nothing was reverted. Preview again.")
-        if conflicts and not skip_conflicts and not preview:
-            raise RevertConflict(_conflict_message(what, conflicts), conflicts=[_conflict(it) for it in conflicts])
         # Order: re-inserts parents first, updates, deletes children first; each table's rows in the
         # reverse of the order the selection made them.
         names = list(dict.fromkeys(it.table for it in todo))

@@ -189,3 +189,41 @@ def test_cli_dry_run_script_runs_in_isql_and_json_lists_conflicts(project):
     assert bad.exit_code == 2 and "--since and --until" in bad.output
     bad = run("revert", "ORDERS", "1", "--transaction", "5")
     assert bad.exit_code == 2 and "one or the other" in bad.output
+
+
+def test_http_preview_then_confirm_and_a_stale_preview_changes_nothing(project):
+    from fbaudit import api
+    from helpers import running_server
+    from test_api import TOKEN, call
+    txs = _orders(project)
+    before = _rows(project)
+    txs["mistake"] = _tx(project, "boris", MISTAKE)
+    _shipped(project)
+    with running_server(api.create_app(project.config, token=TOKEN)) as base:
+        path = f"/api/transactions/main/{txs['mistake']}/revert"
+        status, body = call(base, path, actions=2)
+        assert status == 200, body
+        pre = body["data"]
+        assert pre["dry_run"] and pre["actions_total"] == 7 and len(pre["actions"]) == 2 and not pre["conflicts"]
+        assert pre["counts"] == {"insert": 3, "update": 1, "key_back": 1, "delete": 2}
+        assert _rows(project) != before                                   # a preview writes nothing
+        # A GET cannot revert; a POST needs JSON and the preview's plan.
+        assert call(base, path, method="POST", body={"by": "x"})[0] == 400
+        # The rows change after the preview: its plan no longer holds, nothing is reverted.
+        _tx(project, "carla", ["UPDATE ORDERS SET CUSTOMER = 'Липа' WHERE ID = 2"])
+        _shipped(project)
+        status, body = call(base, path, method="POST", body={"plan_id": pre["plan_id"]})
+        assert status == 409 and body["error"]["conflicts"][0]["key"] == {"ID": "2"}, body
+        status, body = call(base, path, method="POST", body={"plan_id": pre["plan_id"], "skip_conflicts": True})
+        assert status == 409 and "no longer those the preview showed" in body["error"]["message"]
+        _tx(project, "carla", ["UPDATE ORDERS SET CUSTOMER = 'Дуб' WHERE ID = 2"])   # carla undoes her edit
+        _shipped(project)
+        status, body = call(base, path)                                   # preview again
+        assert status == 200 and body["data"]["conflicts"][0]["key"] == {"ID": "2"}   # still changed after
+        status, body = call(base, path, method="POST", body={"plan_id": body["data"]["plan_id"], "by": "support",
+                                                            "skip_conflicts": True})
+        assert status == 200 and body["data"]["revert_transaction_id"], body
+    rows = _rows(project)
+    assert rows["LINES"] == before["LINES"]
+    assert [r[:2] for r in rows["ORDERS"]] == [r[:2] for r in before["ORDERS"]]
+    assert rows["ORDERS"][1][2] == "Дуб"                                  # left out: changed after the mistake
