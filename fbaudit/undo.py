@@ -39,7 +39,7 @@ from .config import Config
 from .db import guard
 from .errors import CheckpointError, DatabaseError, FbauditError, RevertConflict
 from .forms import decode_value, read_expr, value_kind
-from .history import selection
+from .history import format_value, selection
 from .idents import quote_ident
 from .logs import printable
 from .objects import control_event
@@ -377,7 +377,8 @@ def revert_selection(config: Config, *, source: str | None = None, transaction_i
             else:
                 ev = control_event(p, "REVERT", "TRANSACTION" if transaction_id is not None else "CHANGES",
                                    str(transaction_id) if transaction_id is not None else (author or "")[:255],
-                                   json.dumps({"reverted": sel, "source": sname, "by": author_name, "comment": note,
+                                   json.dumps({"reverted": {k: v for k, v in sel.items() if v is not None},
+                                               "source": sname, "by": author_name, "comment": note,
                                                "records": len(statements), "left_out": len(conflicts)},
                                               ensure_ascii=False))
                 run(ev.sql, ev.params)
@@ -399,7 +400,7 @@ def revert_selection(config: Config, *, source: str | None = None, transaction_i
     counts = {a: sum(1 for it in todo if it.action == a) for a in ("insert", "update", "key_back", "delete")}
     res = {"source": sname, "selection": sel, "what": what, "records": len(items), "changes": len(data["packets"]),
            "transactions": sorted({v["transaction_id"] for v in data["packets"] if v["transaction_id"] is not None}),
-           "actions": [_action(it) for it in todo], "counts": counts,
+           "actions": [_action(st[0]) for st in statements], "counts": counts,
            "unchanged": sum(1 for it in items if it.conflict is None and it.action == "none"),
            "conflicts": [_conflict(it) for it in conflicts], "skipped_conflicts": bool(conflicts) and skip_conflicts,
            "author": author_name, "comment": note, "dry_run": dry_run or preview, "plan_id": plan_id,
@@ -506,17 +507,26 @@ def _quote(text: str) -> str:
 
 
 def revert_lines(res: dict) -> list[str]:
-    """The text `fbaudit revert --transaction|--author` prints."""
+    """The text `fbaudit revert --transaction|--author` prints: the summary, then each record in the
+    order the statements ran (or would run), then the records left out."""
     lines = [res["message"]]
     for a in res["actions"][:SHOWN]:
         key = _key_text(a["key_now"] if a.get("key_now") else a["key"])
-        lines.append(f"  {a['table']} {key}: {a['action'].replace('_', ' ')}")
-        for n, f in list(a["fields"].items())[:8]:
-            lines.append(f"      {n}: {f['from']!r} -> {f['to']!r}")
+        head = {"insert": "re-inserted", "update": "updated back", "key_back": "key changed back",
+                "delete": "deleted"}[a["action"]]
+        if a["action"] == "key_back":
+            head += f" to {_key_text(a['key'])}"
+        lines.append(f"  {a['table']} {key}: {head}")
+        if a["action"] == "insert":
+            lines.append("      " + ", ".join(f"{n}={format_value(f['to'], 24)}" for n, f in a["fields"].items()))
+        else:
+            lines += [f"      {n}: {format_value(f['from'])} -> {format_value(f['to'])}" for n, f in a["fields"].items()]
     if len(res["actions"]) > SHOWN:
         lines.append(f"  ... and {len(res['actions']) - SHOWN} more (--json lists them all)")
     for c in res["conflicts"][:SHOWN]:
         lines.append(f"  left out: {c['table']} {_key_text(c['key'])}: {c['reason']}")
+    if len(res["conflicts"]) > SHOWN:
+        lines.append(f"  ... and {len(res['conflicts']) - SHOWN} more left out (--json lists them all)")
     return lines
 
 
