@@ -402,10 +402,13 @@ def _age(_ctx, param, value):
               help="Warning when the oldest waiting packet is older than this (90s, 10m, 1h, 2d).")
 @click.option("--crit-age", default="1h", show_default=True, callback=_age, metavar="AGE",
               help="Critical when the oldest waiting packet is older than this.")
+@click.option("--mass-change", type=click.IntRange(min=0), metavar="N",
+              help="Warning when one transaction changed more than N rows of a table in the last day "
+                   "[default: the config's status: mass_change, else 1000; 0: off].")
 @click.option("--workers", default=4, show_default=True, metavar="N", help="Sources read at the same time.")
 @_json_option
 @pass_ctx
-def status(ctx: Ctx, source: str | None, warn_age, crit_age, workers: int) -> None:
+def status(ctx: Ctx, source: str | None, warn_age, crit_age, mass_change: int | None, workers: int) -> None:
     """Every source at a glance, worst first: health, logging, audited tables,
     backlog and its oldest packet's age, failed packets, last transfer, last
     rotation, staging table rows; then each problem and what to do about it.
@@ -415,7 +418,8 @@ def status(ctx: Ctx, source: str | None, warn_age, crit_age, workers: int) -> No
     error. Critical: a source or the log database cannot be read, an audited
     table lost its trigger, failed packets, the last transfer failed, the
     backlog is older than --crit-age. Warning: logging paused, backlog older
-    than --warn-age, rotation failed or overdue.
+    than --warn-age, rotation failed or overdue, a mass change (one
+    transaction changed more than --mass-change rows of a table).
 
     \b
     Examples:
@@ -426,7 +430,8 @@ def status(ctx: Ctx, source: str | None, warn_age, crit_age, workers: int) -> No
     from . import status as status_mod
     try:
         res = _run(ctx, lambda: status_mod.status(ctx.config, source=source, workers=workers,
-                                                  thresholds=status_mod.Thresholds(warn_age, crit_age)))
+                                                  thresholds=status_mod.Thresholds(warn_age, crit_age,
+                                                                                   mass_change)))
     except SystemExit as exc:      # the check itself could not run: UNKNOWN (3) to a monitoring plugin
         sys.exit(3 if exc.code else 0)
     except Exception as exc:

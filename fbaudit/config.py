@@ -98,6 +98,8 @@ class Config:
     client_library: str | None = None
     rotation: "Rotation" = field(default_factory=lambda: Rotation())
     checkpoints_dir: Path | None = None      # ``checkpoints: {dir: ...}``; None: data/checkpoints
+    mass_change: int = 1000                  # ``status: {mass_change: N}``: warn when a transaction changed more
+                                             # than N rows of a table (0: never)
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -187,7 +189,7 @@ def _rotation(path: Path, data: Any) -> Rotation:
 
 _DB_KEYS = {"database", "user", "password_env", "password_file", "role"}
 _SOURCE_KEYS = _DB_KEYS | {"name", "registry", "external_database", "none_charset"}
-_TOP_KEYS = {"prefix", "log", "sources", "client_library", "rotation", "checkpoints"}
+_TOP_KEYS = {"prefix", "log", "sources", "client_library", "rotation", "checkpoints", "status"}
 
 
 def _resolve_path(base: Path, value: str) -> str:
@@ -442,7 +444,26 @@ def load_config(path: str | Path | None = None) -> Config:
         client_library=_resolve_path(path.parent, client) if client else None,
         rotation=_rotation(path, data),
         checkpoints_dir=cp_dir,
+        mass_change=_mass_change(path, data),
     )
+
+
+def _mass_change(path: Path, data: Any) -> int:
+    """``status: {mass_change: N}`` (docs/configuration.md): rows of one table one transaction may change
+    before `fbaudit status` warns; 0 switches the warning off."""
+    node = data.get("status")
+    if node is None:
+        return Config.mass_change
+    if not isinstance(node, dict):
+        raise ConfigError(f"{yamlio.where(path, data, 'status')}: 'status' must be a mapping (mass_change)")
+    for key in node:
+        if key != "mass_change":
+            raise ConfigError(f"{yamlio.where(path, node, key)}: unknown key {key!r} in 'status'; allowed: mass_change")
+    v = node.get("mass_change", Config.mass_change)
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ConfigError(f"{yamlio.where(path, node, 'mass_change')}: mass_change must be a number of rows "
+                          f"(0 switches the warning off), not {v!r}")
+    return v
 
 
 def single_source_config(database: str, *, registry: str | Path, log_database: str,

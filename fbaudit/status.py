@@ -13,7 +13,9 @@ in the staging tables. Each source gets a health, the worst of its problems:
   warning   logging paused; the oldest waiting packet is older than
             ``warn_age``; the last rotation failed or was postponed longer than
             two rotation periods, or no rotation for two periods while the
-            staging tables hold rows
+            staging tables hold rows; a transaction changed more than
+            ``mass_change`` rows of one table in the last day (a mass change:
+            the warning names the command that would revert it)
 
 The command's exit code is the overall health as monitoring plugins report it
 (Nagios, Icinga, Zabbix): 0 OK, 1 WARNING, 2 CRITICAL (3, UNKNOWN, is what a
@@ -43,12 +45,15 @@ UPGRADE_WATCH = 86_400      # seconds after `upgrade end` status still looks for
 LEVELS = {OK: 0, WARNING: 1, CRITICAL: 2}
 DEFAULT_WARN_AGE = timedelta(minutes=10)
 DEFAULT_CRIT_AGE = timedelta(hours=1)
+MASS_WINDOW = timedelta(days=1)   # mass changes are looked for among the changes logged this long ago or later,
+MASS_SCAN = 200_000               # ... in the newest this many packets of each source (200,000: 60 ms, FB 5.0.4)
 
 
 @dataclass
 class Thresholds:
     warn_age: timedelta = DEFAULT_WARN_AGE     # oldest waiting packet older than this: warning
     crit_age: timedelta = DEFAULT_CRIT_AGE     # ... older than this: critical
+    mass_change: int | None = None             # rows of a table one transaction may change; None: the config's
 
 
 @dataclass
@@ -141,8 +146,27 @@ def _read_source(config: Config, spec: SourceSpec) -> dict:
     return item
 
 
-def _read_log(config: Config) -> dict[str, dict]:
-    """The last transfer run of every source, from the log database, by source name."""
+def _mass_changes(ldb, p: str, sid: int, sname: str, rows: int, since: datetime) -> list[dict]:
+    """Transactions of source ``sid`` that changed more than ``rows`` rows of one table (baselines and
+    restores are fbaudit's own and left out), among its newest MASS_SCAN packets logged since ``since``:
+    a walk down LOG_PACKET_LAST that stops, whatever the log's size."""
+    found: dict[int, dict] = {}
+    names = dict(ldb.query(f"SELECT NUM_TABLE, TABLE_NAME FROM {p}DICT_TABLES WHERE SOURCE_ID = ?", (sid,)))
+    for tx, num, n, first, last, author in ldb.query(
+            f"SELECT TRANSACTION_ID, NUM_TABLE, COUNT(*), MIN(CREATED_AT), MAX(CREATED_AT), MAX(AUTHOR) FROM "
+            f"(SELECT FIRST {MASS_SCAN} TRANSACTION_ID, NUM_TABLE, CREATED_AT, AUTHOR, OPERATION FROM {p}LOG_PACKET "
+            f"WHERE SOURCE_ID = ? ORDER BY SOURCE_ID DESC, PACKET_ID DESC) "
+            f"WHERE CREATED_AT >= ? AND NUM_TABLE <> 0 AND TRANSACTION_ID IS NOT NULL AND OPERATION NOT IN (4, 5) "
+            f"GROUP BY 1, 2 HAVING COUNT(*) > ? ORDER BY 1 DESC, 3 DESC", (sid, since, rows)):
+        t = found.setdefault(tx, {"source": sname, "transaction_id": tx, "at": f"{first:%Y-%m-%d %H:%M:%S}",
+                                  "author": author, "tables": {}})
+        t["tables"][names.get(num, f"#{num}")] = n
+    return list(found.values())
+
+
+def _read_log(config: Config, mass_change: int = 0, now: datetime | None = None) -> dict[str, dict]:
+    """The last transfer run of every source, from the log database, by source name; with
+    ``mass_change``, the transactions of the last day that changed more rows of a table (``mass``)."""
     p = config.prefix
     with open_source(config, config.log) as ldb:
         runs: dict[str, dict] = {}
@@ -155,12 +179,20 @@ def _read_log(config: Config) -> dict[str, dict]:
                               "last_ok_at": f"{ok_at:%Y-%m-%d %H:%M:%S}" if ok_at else None}
         registered = {r[0]: r[1] for r in ldb.query(f"SELECT NAME, LAST_TRANSFER_AT FROM {p}SOURCES")} \
             if table_exists(ldb, f"{p}SOURCES") else None
+        mass: dict[str, list[dict]] = {}
+        if registered is not None and mass_change:
+            since = (now or datetime.now()) - MASS_WINDOW
+            wanted = {s.name for s in config.sources}
+            for sid, sname in ldb.query(f"SELECT ID, NAME FROM {p}SOURCES"):
+                if sname in wanted:
+                    mass[sname] = _mass_changes(ldb, p, sid, sname, mass_change, since)
         ldb.commit()
     if registered is None:
         raise FbauditError(f"The log database {config.log.describe()} is not initialized: run `fbaudit init`.")
     for name, shipped_at in registered.items():
         runs.setdefault(name, {})["registered"] = True
         runs[name]["last_shipped_at"] = f"{shipped_at:%Y-%m-%d %H:%M:%S}" if shipped_at else None
+        runs[name]["mass"] = mass.get(name, [])
     return runs
 
 
@@ -281,7 +313,10 @@ def status(config: Config, *, source: str | None = None, workers: int = 4,
             return {"source": spec.name, "database": spec.database, "error": text}
 
     with worker_pool(min(workers, len(specs)) + 1, "status") as pool:
-        log_future = pool.submit(_read_log, config)
+        mass_change = config.mass_change if limits.mass_change is None else limits.mass_change
+        if mass_change < 0:
+            raise FbauditError(f"--mass-change must be 0 (off) or more rows, not {mass_change}")
+        log_future = pool.submit(_read_log, config, mass_change, now)
         items = list(pool.map(one, specs))
         log_error = None
         try:
@@ -292,7 +327,13 @@ def status(config: Config, *, source: str | None = None, workers: int = 4,
     for item in items:
         st = SourceStatus(item)
         run = runs.get(item["source"])
-        run_info = {k: v for k, v in (run or {}).items() if k not in ("registered", "last_shipped_at")}
+        run_info = {k: v for k, v in (run or {}).items() if k not in ("registered", "last_shipped_at", "mass")}
+        item["mass_changes"] = (run or {}).get("mass", [])
+        for m in item["mass_changes"]:
+            tables = ", ".join(f"{n} rows of {t}" for t, n in m["tables"].items())
+            st.add(WARNING, f"mass change: transaction {m['transaction_id']} by {m['author'] or '?'} at {m['at']} "
+                            f"changed {tables} (more than {mass_change}); to undo it: `fbaudit revert --transaction "
+                            f"{m['transaction_id']} --source {item['source']} --dry-run`, then without --dry-run")
         item["last_transfer"] = run_info if run_info.get("at") else None
         item["last_shipped_at"] = (run or {}).get("last_shipped_at")
         _judge(st, config, now, limits, run, log_error)
@@ -309,7 +350,7 @@ def status(config: Config, *, source: str | None = None, workers: int = 4,
                   "counts": counts,
                   "log": {"database": config.log.database, "error": log_error},
                   "thresholds": {"warn_age_s": limits.warn_age.total_seconds(),
-                                 "crit_age_s": limits.crit_age.total_seconds()},
+                                 "crit_age_s": limits.crit_age.total_seconds(), "mass_change": mass_change},
                   "sources": [s.item for s in statuses]})
     out.lines = screen(out.data, detail=len(statuses) <= 3)
     log.info("[STATUS] %d source(s): %s", len(statuses), ", ".join(f"{v} {k}" for k, v in counts.items()))

@@ -83,6 +83,9 @@ def test_server_dsn_or_embedded_path(tmp_path, dsn, server):
     (GOOD + "rotation:\n  max_wait: -1\n", 15, "max_wait must be seconds"),
     (GOOD + "rotation:\n  clock: yesterday\n", 15, "clock must be a date and time"),
     (GOOD + "rotation: 1d\n", 14, "'rotation' must be a mapping"),
+    (GOOD + "status:\n  mass_changes: 10\n", 15, "unknown key 'mass_changes' in 'status'"),
+    (GOOD + "status:\n  mass_change: many\n", 15, "mass_change must be a number of rows"),
+    (GOOD + "status:\n  mass_change: -5\n", 15, "mass_change must be a number of rows"),
 ])
 def test_bad_config_names_file_and_line(tmp_path, text, line, words):
     path = write(tmp_path, text)
@@ -213,3 +216,9 @@ def test_list_file_lines_name_their_line_and_windows_stems(tmp_path):
         load_config(path)
     (tmp_path / "more.txt").write_text("srv/3050:D:\\db\\cust1.fdb\n", encoding="utf-8")
     assert [s.name for s in load_config(path).sources] == ["cust1"]
+
+
+def test_status_mass_change_from_the_config(tmp_path):
+    assert load_config(write(tmp_path, GOOD)).mass_change == 1000
+    assert load_config(write(tmp_path, GOOD + "status:\n  mass_change: 0\n")).mass_change == 0
+

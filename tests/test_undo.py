@@ -227,3 +227,29 @@ def test_http_preview_then_confirm_and_a_stale_preview_changes_nothing(project):
     assert rows["LINES"] == before["LINES"]
     assert [r[:2] for r in rows["ORDERS"]] == [r[:2] for r in before["ORDERS"]]
     assert rows["ORDERS"][1][2] == "Дуб"                                  # left out: changed after the mistake
+
+
+def test_status_warns_of_a_mass_change_and_names_the_revert(project):
+    from fbaudit import status
+    _setup(project)
+    filled = _tx(project, "anna", [f"INSERT INTO ORDERS VALUES ({i}, 'C{i}', 'x', {i}, NULL)" for i in range(1, 31)])
+    big = _tx(project, "batch", ["UPDATE ORDERS SET TOTAL = 0"])                 # 30 rows of one table
+    _tx(project, "dora", ["UPDATE ORDERS SET TOTAL = 1 WHERE ID <= 5"])          # 5: below the threshold
+    _shipped(project)
+    res = status.status(project.config, thresholds=status.Thresholds(mass_change=10))
+    [src] = res.data["sources"]
+    # The insert of 30 rows is a mass change too; the 5-row update is not.
+    assert [m["transaction_id"] for m in src["mass_changes"]] == [big, filled]          # newest first
+    m = next(m for m in src["mass_changes"] if m["transaction_id"] == big)
+    assert m["author"] == "batch" and m["tables"] == {"ORDERS": 30}
+    warning = next(p["message"] for p in src["problems"] if f"transaction {big} " in p["message"])
+    assert f"fbaudit revert --transaction {big} --source main --dry-run" in warning and res.data["exit_code"] == 1
+    # The default threshold (1000 rows) and 0 (off): no warning.
+    assert status.status(project.config).data["sources"][0]["mass_changes"] == []
+    assert status.status(project.config, thresholds=status.Thresholds(mass_change=0)).data["exit_code"] == 0
+    # A baseline is fbaudit's own: never a mass change.
+    capture.disable(project.config, "ORDERS")
+    capture.enable(project.config, "ORDERS", baseline=True)
+    _shipped(project)
+    after = status.status(project.config, thresholds=status.Thresholds(mass_change=10)).data["sources"][0]
+    assert {m["transaction_id"] for m in after["mass_changes"]} == {m["transaction_id"] for m in src["mass_changes"]}
