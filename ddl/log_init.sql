@@ -91,6 +91,16 @@ CREATE TABLE {{P}}LOG (
   CONSTRAINT {{P}}LOG_PK PRIMARY KEY (SOURCE_ID, PACKET_ID, NUM_POLE)
 )
 ^
+-- object: INDEX LOG_NEW_VALUE
+-- "Who set PRICE to 0?": `fbaudit search --field F --value V` (and /api/versions?field=&value=) finds
+-- the field rows by the first 64 bytes of their new value, then checks the whole value. An expression
+-- index: the LOG table and the transfer's INSERT stay as they are (docs/versions.md "Search").
+CREATE INDEX {{P}}LOG_NEW_VALUE ON {{P}}LOG COMPUTED BY (CAST(SUBSTRING(BLOB_NEW FROM 1 FOR 64) AS VARCHAR(64) CHARACTER SET OCTETS))
+^
+-- object: INDEX LOG_OLD_VALUE
+-- The same for the value before (`--old`, `--either`).
+CREATE INDEX {{P}}LOG_OLD_VALUE ON {{P}}LOG COMPUTED BY (CAST(SUBSTRING(BLOB_OLD FROM 1 FOR 64) AS VARCHAR(64) CHARACTER SET OCTETS))
+^
 -- object: TABLE DICT_TABLES
 -- Per-source name dictionary, copied from the source's LOG_TABLES. Rows are
 -- only added or updated, never deleted: old history keeps its names.

@@ -864,6 +864,52 @@ def transactions(ctx: Ctx, table: str | None, author: str | None, since: str | N
 
 
 @cli.command()
+@click.option("--table", metavar="TABLE", help="Only changes of this table.")
+@click.option("--field", metavar="NAME", help="With --value: the field (of --table, or of any table).")
+@click.option("--value", metavar="TEXT", help="With --field: the value it was set to (typed as shown in history; "
+                                              "numbers and dates in any form: 0 finds 0.00).")
+@click.option("--new", "side", flag_value="new", default=True, help="Changes that set the field to it [default].")
+@click.option("--old", "side", flag_value="old", help="Changes that changed the field away from it.")
+@click.option("--either", "side", flag_value="either", help="Either.")
+@click.option("--prefix", is_flag=True, help="Values that start with --value.")
+@click.option("--author", metavar="NAME", help="Only changes by this author.")
+@click.option("--since", metavar="DATE|AGE", help="Only changes from this time: a date or an age (7d, 12h).")
+@click.option("--until", metavar="DATE|AGE", help="Only changes before this time (same forms).")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 200), metavar="N",
+              help="Changes to show.")
+@click.option("--offset", default=0, show_default=True, type=click.IntRange(min=0), metavar="N",
+              help="Changes to skip (newest first).")
+@_one_source_option
+@_json_option
+@pass_ctx
+def search(ctx: Ctx, table: str | None, field: str | None, value: str | None, side: str, prefix: bool,
+           author: str | None, since: str | None, until: str | None, limit: int, offset: int,
+           source: str | None) -> None:
+    """Find changes across the log, newest first: who set a field to a value.
+
+    Each change is a version of its record (table, key, version, operation,
+    author, time, transaction, the fields it changed); `fbaudit history
+    TABLE KEY` shows the record, `fbaudit transaction TX` what else its
+    transaction did. JSON: {"versions": [...], "pagination": ...}, the items
+    of /api/versions.
+
+    \b
+    Examples:
+      fbaudit search --field PRICE --value 0                  # who set PRICE to 0?
+      fbaudit search --table PRODUCT --field TITLE --value Ёлка --prefix --since 7d
+      fbaudit search --field STATUS --value CLOSED --old --author batch.job --json
+    """
+    from . import history
+    res = _run(ctx, lambda: history.search(
+        ctx.config, source=source, table=table, author=author, since=_when("--since", since),
+        until=_when("--until", until), field=field, value=value, side=side, prefix=prefix, limit=limit,
+        offset=offset))
+    data = {"success": True, "source": res["source"], "versions": res["items"],
+            "pagination": {"limit": limit, "offset": offset, "total": res["total"], "total_exact": res["total_exact"]}}
+    _print(ctx, data, history.search_lines(res))
+
+
+@cli.command()
 @click.argument("transaction_id", metavar="TX", type=click.IntRange(min=0))
 @click.option("--limit", default=200, show_default=True, type=click.IntRange(1, 1000), metavar="N",
               help="Changes to show.")

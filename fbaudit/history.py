@@ -572,15 +572,108 @@ COUNT_CAP = 10_000      # search(): matching packets counted up to this (or to o
 TX_COUNT_CAP = 1_000    # transactions(): counted up to this (1M packets: 10,000 took 44 ms, 1,000 take 4)
 
 
+# `--field F --value V`: a logged value is found by its first VALUE_PREFIX bytes through the expression
+# indexes LOG_NEW_VALUE / LOG_OLD_VALUE (ddl/log_init.sql; the SQL text below must stay the index's),
+# then compared whole.
+VALUE_PREFIX = 64
+SIDES = ("new", "old", "either")
+_SIDE_COLUMN = {"new": "BLOB_NEW", "old": "BLOB_OLD"}
+# The source's types whose logged form is CAST(value AS VARCHAR) (forms.value_expr): a value typed for
+# them is put in that form by the log database (12 -> 12.00 for NUMERIC(9,2), 2026-1-5 -> 2026-01-05).
+_CANONICAL_TYPE = re.compile(r"(SMALLINT|INTEGER|BIGINT|INT128|(NUMERIC|DECIMAL)\(\d{1,2}, ?\d{1,2}\)|DATE|TIME|"
+                             r"TIMESTAMP|TIME WITH TIME ZONE|TIMESTAMP WITH TIME ZONE|BOOLEAN)")
+
+
+def value_index_expr(column: str) -> str:
+    return f"CAST(SUBSTRING(L.{column} FROM 1 FOR {VALUE_PREFIX}) AS VARCHAR({VALUE_PREFIX}) CHARACTER SET OCTETS)"
+
+
+def _logged_form(db: Database, value: str, kind: str, ftype: str, none: NoneText, prefix: bool) -> bytes | None:
+    """The bytes the trigger logs for ``value`` typed for a field of this kind and type (None: no value
+    of this type can be that text, e.g. 'abc' for an INTEGER)."""
+    if kind == "binary":
+        if value_kind(kind, ftype) == "none":
+            return none.to_bytes(value)
+        text = value[2:-1] if value[:2].lower() == "x'" and value.endswith("'") else value
+        try:
+            return bytes.fromhex(text)
+        except ValueError:
+            return None
+    if kind in ("number", "temporal", "boolean") and not prefix and _CANONICAL_TYPE.fullmatch(ftype):
+        try:            # the type text is checked above: only these fixed forms reach the SQL
+            form = db.scalar(f"SELECT CAST(CAST(CAST(? AS VARCHAR(100)) AS {ftype}) AS VARCHAR(80)) FROM RDB$DATABASE",
+                             (value,))
+        except FbauditError:
+            return None
+        return form.encode("utf-8") if form is not None else None
+    return value.encode("utf-8")
+
+
+def _value_filter(db: Database, p: str, sid: int, sname: str, config: Config, table_num: int | None, field: str,
+                  value: str, side: str, prefix: bool) -> tuple[str, list]:
+    """The WHERE part (over LOG L and LOG_PACKET P) matching field rows of ``field`` whose value on
+    ``side`` is ``value`` (or starts with it)."""
+    if side not in SIDES:
+        raise FbauditError(f"side must be one of {', '.join(SIDES)}, not {side!r}")
+    if value == "":
+        raise FbauditError("--value cannot be empty (to find NULLs, look at the record's history)")
+    name = normalize_name(field)
+    rows = db.query(f"SELECT NUM_TABLE, NUM_POLE, TRIM(FIELD_KIND), TRIM(FIELD_TYPE) FROM {p}DICT_FIELDS "
+                    f"WHERE SOURCE_ID = ? AND (FIELD_NAME = ? OR FIELD_NAME = ?)"
+                    + (" AND NUM_TABLE = ?" if table_num is not None else ""),
+                    (sid, field, name, *([table_num] if table_num is not None else [])))
+    if not rows:
+        raise NotFound(f"No logged field {field!r} in source {sname!r}" + (" in that table" if table_num else "")
+                       + ": `fbaudit history TABLE KEY` shows a record's field names.")
+    none = none_text(config, sname)
+    by_form: dict[bytes, list[tuple[int, int]]] = {}
+    for num, pole, kind, ftype in rows:
+        form = _logged_form(db, value, kind, ftype, none, prefix)
+        if form is not None:
+            by_form.setdefault(form, []).append((num, pole))
+    if not by_form:
+        return "1 = 0", []
+    parts, params = [], []
+    for form, fields in by_form.items():
+        head = form[:VALUE_PREFIX]
+        sides = ("new", "old") if side == "either" else (side,)
+        matches = []
+        for sd in sides:
+            col = f"L.{_SIDE_COLUMN[sd]}"
+            if prefix:
+                m = f"{value_index_expr(_SIDE_COLUMN[sd])} STARTING WITH CAST(? AS VARCHAR({VALUE_PREFIX}) CHARACTER SET OCTETS)"
+                params.append(head)
+                if len(form) > VALUE_PREFIX:
+                    m += f" AND SUBSTRING({col} FROM 1 FOR {len(form)}) = CAST(? AS BLOB SUB_TYPE BINARY)"
+                    params.append(form)
+            else:
+                m = (f"{value_index_expr(_SIDE_COLUMN[sd])} = CAST(? AS VARCHAR({VALUE_PREFIX}) CHARACTER SET OCTETS) "
+                     f"AND OCTET_LENGTH({col}) = {len(form)}")
+                params.append(head)
+                if len(form) > VALUE_PREFIX:
+                    m += f" AND {col} = CAST(? AS BLOB SUB_TYPE BINARY)"
+                    params.append(form)
+            matches.append(f"({m})")
+        pairs = " OR ".join("(P.NUM_TABLE = ? AND L.NUM_POLE = ?)" for _ in fields)
+        params += [x for pair in fields for x in pair]
+        parts.append(f"(({' OR '.join(matches)}) AND ({pairs}))")
+    return "(" + " OR ".join(parts) + ")", params
+
+
 def search(config: Config, *, source: str | None = None, table: str | None = None, key: str | None = None,
            author: str | None = None, since: datetime | None = None, until: datetime | None = None,
+           field: str | None = None, value: str | None = None, side: str = "new", prefix: bool = False,
            limit: int = 20, offset: int = 0, db: Database | None = None) -> dict:
     """Packets (versions of any record), newest first, filtered; with the names of the fields each changed.
 
-    ``key`` needs ``table``. Reads the log database only, in one snapshot. ``total`` is exact for
+    ``key`` needs ``table``. ``field`` and ``value``: only changes that set ``field`` to ``value``
+    (``side`` "new"), changed it from ``value`` ("old"), or either; ``prefix``: values that start
+    with it. Reads the log database only, in one snapshot. ``total`` is exact for
     one record's versions; otherwise matching packets are counted up to COUNT_CAP (or offset +
     limit, if more): when there are more, ``total`` is that cap and ``total_exact`` is False.
     """
+    if (field is None) != (value is None):
+        raise FbauditError("--field and --value go together: the field, and the value it was set to")
     if not 1 <= limit <= MAX_LIMIT:
         raise FbauditError(f"limit must be 1 to {MAX_LIMIT}, not {limit}")
     if offset < 0:
@@ -605,23 +698,38 @@ def search(config: Config, *, source: str | None = None, table: str | None = Non
         extra, extra_params = _row_filters(config, db, sname, None, author, since, until)
         where += extra
         params += extra_params
+        source_rows = f"{p}LOG_PACKET P"
+        if field is not None:
+            # Driven by the value index: the field rows first, then their packets by primary key. A LEFT
+            # JOIN fixes that order (Firebird joins an outer join's left side first; the WHERE on P makes
+            # it inner), and "+ 0" keeps L's primary key (SOURCE_ID, ...) from being chosen instead.
+            vcond, vparams = _value_filter(db, p, sid, sname, config, ref.num_table if ref else None, field,
+                                           value, side, prefix)
+            source_rows = (f"{p}LOG L LEFT JOIN {p}LOG_PACKET P ON P.SOURCE_ID = L.SOURCE_ID AND "
+                           f"P.PACKET_ID = L.PACKET_ID")
+            where = ["L.SOURCE_ID + 0 = ?", vcond] + where
+            params = [sid, *vparams, *params]
         cond = " AND ".join(where)
         # Newest first along a descending index (LOG_PACKET_DESC for one record, LOG_PACKET_LAST
-        # otherwise), so a page reads its rows and no sort of all matching packets happens.
+        # otherwise), so a page reads its rows and no sort of all matching packets happens. With a
+        # value, the matching rows come from the value index and are sorted ("+ 0": not along
+        # LOG_PACKET_LAST, which would walk every packet of the source).
         order = newest_order("P.") if key is not None else "P.SOURCE_ID DESC, P.PACKET_ID DESC"
+        if field is not None:
+            order = "P.PACKET_ID + 0 DESC"
         exact = True
-        if key is not None and author is None and since is None and until is None:
+        if key is not None and author is None and since is None and until is None and field is None:
             bounds = _bounds(db, p, tuple(params))           # the record's version numbers: exact, 2 probes
             total = bounds[1] - bounds[0] + 1 if bounds else 0
         else:
             # Counted along the same index up to a cap: a count of 1M packets took 0.6 s, 10,001 take 10 ms.
             cap = max(COUNT_CAP, offset + limit)
-            total = db.scalar(f"SELECT COUNT(*) FROM (SELECT FIRST {cap + 1} 1 X FROM {p}LOG_PACKET P "
-                              f"WHERE {cond} ORDER BY {order})", params)
+            total = db.scalar(f"SELECT COUNT(*) FROM (SELECT FIRST {cap + 1} 1 X FROM {source_rows} "
+                              f"WHERE {cond}" + (f" ORDER BY {order})" if field is None else ")"), params)
             if total > cap:
                 total, exact = cap, False
         rows = db.query(f"SELECT {', '.join('P.' + c for c in _PACKET_COLS.split(', '))}, P.NUM_TABLE, P.RECORD_KEY, "
-                        f"P.VERSION_NO FROM {p}LOG_PACKET P WHERE {cond} ORDER BY {order} "
+                        f"P.VERSION_NO FROM {source_rows} WHERE {cond} ORDER BY {order} "
                         f"ROWS {offset + 1} TO {offset + limit}", params)
         tables = {num: (name, json.loads(keys) if keys else []) for num, name, keys in db.query(
             f"SELECT NUM_TABLE, TABLE_NAME, KEY_COLUMNS FROM {p}DICT_TABLES WHERE SOURCE_ID = ?", (sid,))}
@@ -892,6 +1000,23 @@ def transaction(config: Config, transaction_id: int, *, source: str | None = Non
         db.commit()
     summary.update(items=items, schema_events=events, total=summary["changes"], limit=limit, offset=offset)
     return summary
+
+
+def search_lines(res: dict) -> list[str]:
+    """The text `fbaudit search` prints: a change a line, newest first."""
+    if not res["items"]:
+        return [f"{res['source']}: no changes found" + (" in this range" if res["offset"] else "")]
+    more = "" if res["total_exact"] else "+"
+    lines = [f"{res['source']}: {len(res['items'])} of {res['total']}{more} changes, newest first"]
+    for v in res["items"]:
+        key = ", ".join(f"{k}={x}" for k, x in v["key"].items())
+        lines.append(f"  {v['at']}  {printable(v['table'])} {printable(key)}  version {v['version']} "
+                     f"{v['operation']} by {printable(v['author'] or '?')}  tx {v['transaction_id']}: "
+                     + printable(", ".join(v["fields_changed"])))
+    shown = res["offset"] + len(res["items"])
+    if shown < res["total"]:
+        lines.append(f"  ... more: --offset {shown}")
+    return lines
 
 
 def transactions_lines(res: dict) -> list[str]:

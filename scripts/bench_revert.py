@@ -21,7 +21,8 @@ For each size of --changes (in the same databases, one after the other):
      timed while --writers writers (threads of this process by default, each its own
      connection, READ COMMITTED, lock timeout --lock-timeout s) commit one UPDATE of 2
      columns of a row above the largest size (rows the mistake never touched; each
-     writer its own rows) per transaction, as fast as they can. Checked after it:
+     writer its own rows) per transaction, as fast as they can (--rate: so many per
+     second each). Checked after it:
      counts["update"] == N, no conflicts, NAME and PRICE of rows 1..N equal to what
      they were before the mistake, and (after a transfer) the log holds N row changes
      of the revert's transaction.
@@ -92,10 +93,11 @@ def fill_sql(first: int, last: int) -> str:
 # --------------------------------------------------------------------------
 # Writers of other rows
 # --------------------------------------------------------------------------
-def writer(w: int, ids: list[int], dsn: str, user: str, password: str | None, lock_timeout: int,
+def writer(w: int, ids: list[int], dsn: str, user: str, password: str | None, lock_timeout: int, rate: float,
            ready, stop, results) -> None:
     """One writer: one UPDATE (NAME, PRICE) of a random row of ``ids`` + commit per transaction, until
-    ``stop``. Reports the start (time.monotonic) and duration of each committed transaction, and errors."""
+    ``stop``, ``rate`` transactions per second (0: as fast as it can). Reports the start (time.monotonic)
+    and duration of each committed transaction, and errors."""
     res = {"writer": w, "starts": [], "lat": [], "errors": [], "setup_error": None}
     con = None
     try:
@@ -113,8 +115,15 @@ def writer(w: int, ids: list[int], dsn: str, user: str, password: str | None, lo
         results.put(res)
         return
     ready.wait()
+    interval = 1.0 / rate if rate > 0 else 0.0
+    nxt = time.monotonic()
     k = 0
     while not stop.is_set():
+        if interval:
+            now = time.monotonic()
+            if nxt > now:
+                time.sleep(nxt - now)
+            nxt = max(nxt + interval, time.monotonic() - interval)
         k += 1
         row = rnd.choice(ids)
         t0 = time.monotonic()
@@ -143,7 +152,7 @@ class Writers:
     """``n`` writers (threads or processes) on rows ``lo..hi``, each its own rows (id modulo n)."""
 
     def __init__(self, target: benchlib.Target, dsn: str, n: int, lo: int, hi: int, lock_timeout: int,
-                 workers: str):
+                 rate: float, workers: str):
         self.n = n
         if workers == "process":
             import multiprocessing as mp
@@ -153,7 +162,8 @@ class Writers:
             self.ready, self.stop, self.results = threading.Barrier(n + 1), threading.Event(), queue.Queue()
             make = threading.Thread
         self.workers = [make(target=writer, args=(w, [i for i in range(lo, hi + 1) if i % n == w], dsn, target.user,
-                                                  target.password, lock_timeout, self.ready, self.stop, self.results))
+                                                  target.password, lock_timeout, rate, self.ready, self.stop,
+                                                  self.results))
                         for w in range(n)]
 
     def start(self) -> float:
@@ -293,7 +303,8 @@ def run_size(target: Target, cfg, dsn: str, log_dsn: str, n: int, args: argparse
     tres = tr.transfer(cfg, workers=1)          # nothing waiting in the source before the timed parts
     ws = None
     if args.writers:
-        ws = Writers(target, dsn, args.writers, args.max_changes + 1, args.rows, args.lock_timeout, args.workers)
+        ws = Writers(target, dsn, args.writers, args.max_changes + 1, args.rows, args.lock_timeout, args.rate,
+                     args.workers)
         t_start = ws.start()
         time.sleep(args.warmup)
     try:
@@ -391,9 +402,11 @@ def render(result: dict) -> str:
                      f"changes, writer errors {c['writer_errors']}")
     if any("writers" in r for r in result["runs"]):
         w0 = m["writers"]
+        pace = f"{m['rate']:g} per second each" if m.get("rate") else "as fast as they can"
         lines += ["", f"Writers of other rows: {w0} writer {m['workers']}{'es' if m['workers'] == 'process' else 's'}, "
                   f"READ COMMITTED, lock timeout {m['lock_timeout']} s, one UPDATE (NAME, PRICE) of a random row "
-                  f"above {m['max_changes']:,} + commit per transaction, as fast as they can; latency of "
+                  f"above {m['max_changes']:,} + commit per transaction, "
+                  f"{pace}; latency of "
                   f"UPDATE + commit in ms. 'no revert': the same writers afterwards, for as long as the revert "
                   f"took, nothing else running.", "",
                   "| changes | window | s | tx | tx/s | p50 | p95 | p99 | max | >=1 s | errors |",
@@ -424,6 +437,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--writers", type=int, default=2, help="writers of other rows during the revert, 0: none [2]")
     ap.add_argument("--workers", choices=("thread", "process"), default="thread",
                     help="writers as threads of this process or as processes (embedded: SuperClassic) [thread]")
+    ap.add_argument("--rate", type=float, default=0.0,
+                    help="transactions per second per writer, 0 = as fast as they can [0]")
     ap.add_argument("--lock-timeout", type=int, default=5, help="writers' lock timeout in seconds [5]")
     ap.add_argument("--warmup", type=float, default=1.0, help="seconds the writers run before the revert [1]")
     ap.add_argument("--settle", type=float, default=1.0,
@@ -467,7 +482,8 @@ def main(argv: list[str] | None = None) -> int:
             con.commit()
         con.close()
         meta = benchlib.run_meta(target, args, engine, rows=args.rows, changes=sizes, writers=args.writers,
-                                 workers=args.workers, lock_timeout=args.lock_timeout, max_changes=args.max_changes,
+                                 workers=args.workers, rate=args.rate, lock_timeout=args.lock_timeout,
+                                 max_changes=args.max_changes,
                                  warmup_s=args.warmup, settle_s=args.settle)
         result["meta"] = meta
         say(f"Firebird {engine['engine_version']} ({meta['target_desc']}), load {os.getloadavg()[0]:.2f}; "
@@ -480,7 +496,9 @@ def main(argv: list[str] | None = None) -> int:
         phases = Phases()
         result["runs"] = []
         for n in sizes:
-            say(f"revert of one transaction that changed {n} rows; {args.writers} writer {args.workers}s of other rows")
+            say(f"revert of one transaction that changed {n} rows; {args.writers} writer "
+                f"{args.workers}{'es' if args.workers == 'process' else 's'} of other rows, "
+                + (f"{args.rate:g} tx/s each" if args.rate else "as fast as they can"))
             result["runs"].append(run_size(target, cfg, dsn, log_dsn, n, args, phases))
         if args.profile:
             # one more mistake of the largest size, transferred, then a profiled dry run
