@@ -267,9 +267,15 @@ def create_app(config: Config, *, token: str | None, hosts: tuple[str, ...] = LO
     @app.get("/api/versions", summary="Versions (packets) of any record, newest first, filtered")
     def list_versions(source: str | None = None, table: str | None = None, key: str | None = None,
                       author: str | None = None, since: datetime | None = None, until: datetime | None = None,
+                      field: str | None = Query(None, max_length=63, description="with value: changes of this field"),
+                      value: str | None = Query(None, max_length=32_000,
+                                                description="with field: the value it was set to (or from: side)"),
+                      side: Literal["new", "old", "either"] = Query("new", description="which value to match"),
+                      prefix: bool = Query(False, description="values that start with `value`"),
                       limit: int = limit_q, offset: int = offset_q) -> dict:
         res = reading(lambda db: history_mod.search(config, source=source, table=table, key=key, author=author,
-                                                    since=since, until=until, limit=limit, offset=offset, db=db))
+                                                    since=since, until=until, field=field, value=value, side=side,
+                                                    prefix=prefix, limit=limit, offset=offset, db=db))
         return _ok({"source": res["source"], "items": res["items"]}, limit=limit, offset=offset, total=res["total"],
                    total_exact=res["total_exact"])
 

@@ -21,6 +21,10 @@ Timed, each --requests times after 5 warm-up calls:
   transactions    GET /api/transactions?limit=20 (the newest transactions, PER_TX packets each)
   transactions_author  GET /api/transactions?author=user7&limit=20 (a filter: walks until 20 match)
   transaction     GET /api/transactions/bench/{tx} (one transaction whole: its changes and field rows)
+  search_value    GET /api/versions?field=PRICE&value=new value N (one match, through LOG_NEW_VALUE)
+  search_value_common  GET /api/versions?field=PRICE&value=0 (one packet in COMMON_EVERY: newest 20 of 2,000)
+  search_prefix   GET /api/versions?field=NAME&value=new value N&prefix=true (about 11 matches)
+  search_old_author    the old or new value of QTY, by one author
 
 Usage:
   .venvs/fb5/bin/python scripts/bench_api.py                       # 5M field rows, ~5 min to build
@@ -46,6 +50,7 @@ from benchlib import machine_info, say, write_results
 FIELDS = 5
 PER_TX = 4              # packets per source transaction (consecutive packet ids)
 TOKEN = "bench-token-0123456789"
+COMMON_EVERY = 500      # PRICE = 0 in one packet of this many (2,000 of 1M: the search's common value)
 
 
 def pct(values: list[float], p: float) -> float:
@@ -91,6 +96,8 @@ def build(log_path: Path, packets: int, records: int, versions: int) -> None:
                 say(f"  {last} packets, {last * FIELDS} field rows ({time.perf_counter() - t0:.0f} s)")
         hot = db.scalar("SELECT COUNT(*) FROM FBA_LOG_PACKET WHERE SOURCE_ID = 1 AND NUM_TABLE = 1 "
                         "AND KEY_HASH = HASH('HOT') AND RECORD_KEY = 'HOT'")
+        # A common value for the search: PRICE set to 0 in one packet of every COMMON_EVERY.
+        db.execute(f"UPDATE FBA_LOG SET BLOB_NEW = '0' WHERE NUM_POLE = 4 AND MOD(PACKET_ID, {COMMON_EVERY}) = 0")
         db.commit()
 
 
@@ -177,6 +184,21 @@ def main() -> int:
         timed("transactions_author", lambda: get("/api/transactions?author=user7&limit=20"))
         tx = page["transactions"][5]["transaction_id"]
         timed("transaction", lambda: get(f"/api/transactions/bench/{tx}"))
+        # Search by value (`fbaudit search --field --value`, the value indexes): one match, a common
+        # value (a sort of its matches for the newest page), a prefix, the old side with an author.
+        one = packets // 2 + 1
+        found = get(f"/api/versions?field=PRICE&value=new%20value%20{one}")["data"]
+        assert [i["packet_id"] for i in found["items"]] == [one], found
+        timed("search_value", lambda: get(f"/api/versions?field=PRICE&value=new%20value%20{one}"))
+        common = get("/api/versions?field=PRICE&value=0&limit=20")["data"]
+        assert len(common["items"]) == 20 and common["pagination"]["total"] == packets // COMMON_EVERY, common
+        results["common_matches"] = common["pagination"]["total"]
+        timed("search_value_common", lambda: get("/api/versions?field=PRICE&value=0&limit=20"))
+        stem = str(packets // 100)
+        assert get(f"/api/versions?field=NAME&value=new%20value%20{stem}&prefix=true")["data"]["items"]
+        timed("search_prefix", lambda: get(f"/api/versions?field=NAME&value=new%20value%20{stem}&prefix=true"))
+        timed("search_old_author", lambda: get(f"/api/versions?field=QTY&value=old%20value%20{one}&side=either"
+                                               f"&author=user{one % 50}"))
         srv.should_exit = True
         from fbaudit.db import open_database
         with open_database(config.log) as db:

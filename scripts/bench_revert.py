@@ -185,12 +185,16 @@ class Writers:
 
 def window(out: list[dict], lo: float, hi: float) -> dict:
     """The writers' transactions that started in [lo, hi): latency of UPDATE + commit, tx/s, errors."""
-    lat = [d for r in out for t, d in zip(r["starts"], r["lat"]) if lo <= t < hi]
+    pairs = [(t, d) for r in out for t, d in zip(r["starts"], r["lat"]) if lo <= t < hi]
+    lat = [d for _, d in pairs]
     errs = Counter(msg for r in out for t, msg in r["errors"] if lo <= t < hi)
     span = hi - lo
+    slowest = max(pairs, key=lambda x: x[1]) if pairs else None
     return {"seconds": round(span, 3), "committed": len(lat), "tps": round(len(lat) / span, 1) if span > 0 else None,
             "errors": sum(errs.values()), "error_kinds": dict(errs.most_common(5)),
-            "latency_ms": latency_summary(lat), "over_1s": sum(1 for d in lat if d >= 1.0)}
+            "latency_ms": latency_summary(lat), "over_1s": sum(1 for d in lat if d >= 1.0),
+            # when the slowest transaction started, in seconds from the window's start
+            "slowest_at_s": round(slowest[0] - lo, 3) if slowest else None}
 
 
 # --------------------------------------------------------------------------
@@ -332,7 +336,8 @@ def run_size(target: Target, cfg, dsn: str, log_dsn: str, n: int, args: argparse
         for label, w in (("during revert", during), ("no revert", idle)):
             lat = w["latency_ms"]
             say(f"  writers {label}: {w['committed']} tx in {w['seconds']:.1f} s ({w['tps']} tx/s), p50 {lat['p50']} "
-                f"p99 {lat['p99']} max {lat['max']} ms, errors {w['errors']}")
+                f"p99 {lat['p99']} max {lat['max']} ms (started {w['slowest_at_s']} s into the window), "
+                f"errors {w['errors']}")
 
     # checks
     after = dict((r[0], (r[1], r[2])) for r in target.rows(dsn, "SELECT ID, NAME, PRICE FROM ITEM WHERE ID <= ?",
