@@ -35,7 +35,7 @@ from typing import Literal
 from fastapi import FastAPI, Query, Request
 from fastapi import Path as FPath
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -162,6 +162,7 @@ class RestoreBody(BaseModel):
 
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+EXPORT_STALL = 60.0      # seconds an export waits for a client that stopped reading, then ends
 
 
 def _host_of(header: str) -> str:
@@ -331,6 +332,48 @@ def create_app(config: Config, *, token: str | None, hosts: tuple[str, ...] = LO
              summary="The whole record as it was at a time (the state after its newest version made by then)")
     def record_as_of(table: str, key: str, at: datetime, source: str | None = None) -> dict:
         return _ok(reading(lambda db: versions_mod.record_as_of(config, table, key, at, source=source, db=db)))
+
+    @app.get("/api/tables/{table}/as-of", summary="A whole table as it was at a time, rebuilt from the log (streamed)",
+             response_class=StreamingResponse)
+    def table_as_of(table: str, at: datetime, format: Literal["csv", "json"] = "csv",
+                    source: str | None = None) -> StreamingResponse:
+        # fbaudit.history.export_as_of pushes rows; a worker thread runs it into a short queue that the
+        # response pulls from, so memory stays flat. A client that stops reading makes the worker's put
+        # time out, which ends the export and closes its connection.
+        import queue
+        rows: queue.Queue = queue.Queue(maxsize=256)
+        done = object()
+
+        def work() -> None:
+            try:
+                text = history_mod.ExportFormat(format, lambda t: rows.put(t, timeout=EXPORT_STALL))
+                history_mod.export_as_of(config, table, at, text.row, source=source, header=text.header)
+                text.end()
+                rows.put(done, timeout=EXPORT_STALL)
+            except queue.Full:
+                log.warning("[SERVE] export of %s stopped: the client stopped reading", table)
+            except BaseException as exc:       # handed to the response: an error before the first row is a 4xx
+                try:
+                    rows.put(exc, timeout=EXPORT_STALL)
+                except queue.Full:
+                    pass
+        threading.Thread(target=work, name="fbaudit-export", daemon=True).start()
+        first = rows.get()
+        if isinstance(first, BaseException):
+            raise first
+
+        def stream():
+            item = first
+            while item is not done:
+                if isinstance(item, BaseException):       # after the first row: the status is sent already
+                    log.error("[SERVE] export of %s failed midway: %s", table, item)
+                    return
+                yield item
+                item = rows.get()
+        name = "".join(c if c.isascii() and (c.isalnum() or c in "_-") else "_" for c in table) or "table"
+        return StreamingResponse(stream(), media_type="text/csv; charset=utf-8" if format == "csv" else
+                                 "application/json", headers={"Content-Disposition":
+                                                              f'attachment; filename="{name}-as-of.{format}"'})
 
     @app.post("/api/records/{table}/{key:path}/revert", summary="Put the record back to a version (one transaction)")
     def revert(table: str, key: str, body: RevertBody) -> dict:

@@ -788,8 +788,6 @@ def export(ctx: Ctx, table: str, as_of: str, fmt: str, output: str | None, sourc
       fbaudit export PRODUCT --as-of 2026-12-01T17:30 -o product-1730.csv
       fbaudit export CUSTOMER --as-of 7d --format json > customer-week-ago.json
     """
-    import csv
-
     from . import history
     from .progress import Progress
     when = _when("--as-of", as_of)
@@ -797,29 +795,12 @@ def export(ctx: Ctx, table: str, as_of: str, fmt: str, output: str | None, sourc
         stream = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout
     except OSError as exc:
         raise click.BadParameter(f"cannot write {output}: {exc.strerror}", param_hint="--output") from None
-    state = {"writer": None, "first": True}
-
-    def write(row: dict) -> None:
-        if fmt == "json":
-            stream.write(("[\n" if state["first"] else ",\n") + json.dumps(row, ensure_ascii=False))
-        else:
-            state["writer"].writerow([row["fields"].get(c) if row["fields"].get(c) is not None else ""
-                                      for c in columns] + [row["version"], "true" if row["complete"] else "false"])
-        state["first"] = False
-
-    columns: list[str] = []
-
-    def header(names: list[str]) -> None:
-        columns.extend(names)
-        if fmt == "csv":
-            state["writer"] = csv.writer(stream)
-            state["writer"].writerow(columns + ["_version", "_complete"])
+    text = history.ExportFormat(fmt, stream.write)
     try:
         with Progress(0) as bar:
-            res = _run(ctx, lambda: history.export_as_of(ctx.config, table, when, write, source=source,
-                                                          progress=bar.advance, header=header))
-        if fmt == "json":
-            stream.write("[]\n" if state["first"] else "\n]\n")
+            res = _run(ctx, lambda: history.export_as_of(ctx.config, table, when, text.row, source=source,
+                                                          progress=bar.advance, header=text.header))
+        text.end()
     finally:
         if output:
             stream.close()

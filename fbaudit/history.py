@@ -1068,6 +1068,45 @@ _GONE_OPS = {3, 7, 12}        # delete, key changed away, deleted during an upgr
 _UNKNOWN_OPS = {10, 11}       # changed during an upgrade: values not recorded
 
 
+class ExportFormat:
+    """The text of an export (`fbaudit export`, GET /api/tables/{table}/as-of), written through ``out``
+    (a function taking text): CSV with the table's columns then ``_version`` and ``_complete``, or a JSON
+    array of the rows export_as_of gives. ``header`` and ``row`` are export_as_of's callbacks; ``end``
+    closes the JSON array."""
+
+    def __init__(self, fmt: str, out):
+        import csv
+        import io
+        if fmt not in ("csv", "json"):
+            raise FbauditError(f"format must be csv or json, not {fmt!r}")
+        self.fmt, self.out, self.first, self.columns = fmt, out, True, []
+        self._buf = io.StringIO()
+        self._csv = csv.writer(self._buf)
+
+    def _line(self, values: list) -> None:
+        self._csv.writerow(values)
+        self.out(self._buf.getvalue())
+        self._buf.seek(0)
+        self._buf.truncate()
+
+    def header(self, names: list[str]) -> None:
+        self.columns.extend(names)
+        if self.fmt == "csv":
+            self._line(self.columns + ["_version", "_complete"])
+
+    def row(self, row: dict) -> None:
+        if self.fmt == "json":
+            self.out(("[\n" if self.first else ",\n") + json.dumps(row, ensure_ascii=False))
+        else:
+            self._line([row["fields"].get(c) if row["fields"].get(c) is not None else "" for c in self.columns]
+                       + [row["version"], "true" if row["complete"] else "false"])
+        self.first = False
+
+    def end(self) -> None:
+        if self.fmt == "json":
+            self.out("[]\n" if self.first else "\n]\n")
+
+
 def export_as_of(config: Config, table: str, at: datetime, write, *, source: str | None = None,
                  progress=None, header=None) -> dict:
     """Every record of ``table`` that existed at ``at``, as the log rebuilds it, streamed: one walk of

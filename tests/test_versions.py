@@ -10,7 +10,7 @@ from fbaudit import capture, history, transfer, versions
 from fbaudit.db import open_database
 from fbaudit.errors import FbauditError
 
-from helpers import run_sql
+from helpers import run_sql, running_server
 
 
 @pytest.fixture
@@ -266,7 +266,6 @@ def test_a_record_as_of_a_time_cli_json_and_http(project):
     r = subprocess.run(cmd + ["--as-of", "1d", "--at", "1"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "one of --at, --diff and --as-of" in r.stderr
     from fbaudit import api
-    from helpers import running_server
     from test_api import TOKEN, call
     with running_server(api.create_app(project.config, token=TOKEN)) as base:
         status, body = call(base, "/api/records/ITEM/1/as-of", at=stamps[1].isoformat())
@@ -327,3 +326,21 @@ def test_export_a_whole_table_as_of_a_time(project):
     assert r.returncode == 2 and "cannot write" in r.stderr and "Traceback" not in r.stderr
     r = subprocess.run(cmd[:-4] + ["export", "NOPE", "--as-of", "1d"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 5 and "No history for table 'NOPE'" in r.stderr and "Traceback" not in r.stderr
+    # Over HTTP: the same rows, streamed; an unknown table is a 404 before any row.
+    import urllib.parse
+    import urllib.request
+    from fbaudit import api
+    from test_api import TOKEN, call
+    with running_server(api.create_app(project.config, token=TOKEN)) as base:
+        url = f"{base}/api/tables/ITEM/as-of?" + urllib.parse.urlencode({"at": then.isoformat(timespec="seconds")})
+        req = urllib.request.Request(url, headers={"Authorization": f"Bearer {TOKEN}"})
+        with urllib.request.urlopen(req, timeout=60) as got:
+            assert got.headers["Content-Type"].startswith("text/csv")
+            assert sorted(list(csv.reader(io.StringIO(got.read().decode("utf-8"))))[1:]) == sorted(table[1:])
+        with urllib.request.urlopen(urllib.request.Request(url + "&format=json", headers={
+                "Authorization": f"Bearer {TOKEN}"}), timeout=60) as got:
+            assert len(json.loads(got.read())) == 3
+        status, body = call(base, "/api/tables/NOPE/as-of", at="2026-01-01T00:00:00")
+        assert status == 404 and "No history for table 'NOPE'" in body["error"]["message"]
+        assert call(base, "/api/tables/ITEM/as-of", at="2026-01-01T00:00:00", format="xml")[0] == 400
+        assert call(base, "/api/tables/ITEM/as-of", token=None, at="2026-01-01T00:00:00")[0] == 401
