@@ -50,6 +50,7 @@ from .versions import GDS_LOCK_CONFLICT, GDS_REFUSED, always_identity, bind_valu
 log = logging.getLogger("fbaudit.revert")
 
 SHOWN = 20          # actions and conflicts listed in the text output (all of them in JSON)
+READ_BATCH = 200    # rows of single-column keys read (and locked) in one statement
 
 
 @dataclass
@@ -262,10 +263,57 @@ def revert_selection(config: Config, *, source: str | None = None, transaction_i
                 return None
             return {c.name: decode_value(v, value_kind(c.kind, c.type), none) for c, v in zip(logged, rows[0])}
 
+        # The rows of single-column keys are read (and locked) a batch at a time: one statement per
+        # READ_BATCH rows, not per row (10,000 rows: the reads took 3.9 s one by one). A batch with a
+        # row locked by someone else, or whose keys do not come back as the log wrote them, is read
+        # row by row instead, which names the row.
+        cache: dict[tuple[str, str | None], list] = {}
+        by_table: dict[str, list[Item]] = {}
+        for it in items:
+            if it.conflict is None and len(it.key) == 1:
+                by_table.setdefault(it.table, []).append(it)
+        for name, group in by_table.items():
+            entry, cols, logged = infos[name]
+            [kname] = group[0].key
+            kcol = cols.get(kname)
+            if kcol is None or kcol.kind not in ("number", "text") or kcol.charset == "NONE":
+                continue
+            select = ", ".join(read_expr(c, "T", db.major) for c in logged) or "1"
+            for i in range(0, len(group), READ_BATCH):
+                part = group[i:i + READ_BATCH]
+                keys = [it.key[kname] for it in part]
+                try:
+                    rows = run(f"SELECT {read_expr(kcol, 'T', db.major)}, {select} FROM {quote_ident(name)} T "
+                               f"WHERE {quote_ident(kname)} IN ({', '.join([param_sql(kcol)] * len(keys))}){lock}",
+                               [bind_value(kcol, k, none) for k in keys])
+                except DatabaseError as exc:
+                    if set(exc.gds_codes) & set(GDS_LOCK_CONFLICT):
+                        continue
+                    raise
+                got: dict = {}
+                for r in rows:
+                    got.setdefault(decode_value(r[0], value_kind(kcol.kind, kcol.type), none), []).append(r[1:])
+                if not set(got) <= set(keys):
+                    continue
+                for k in keys:
+                    cache[(name, k)] = got.get(k, [])
+
+        def cached(it: Item) -> dict | None:
+            rows = cache[(it.table, next(iter(it.key.values())))]
+            if len(rows) > 1:
+                it.conflict = f"{len(rows)} rows have this key (the audit key is not unique)"
+                return None
+            if not rows:
+                return None
+            logged = infos[it.table][2]
+            return {c.name: decode_value(v.read() if hasattr(v, "read") else v, value_kind(c.kind, c.type), none)
+                    for c, v in zip(logged, rows[0])}
+
         for it in items:
             if it.conflict is not None:
                 continue
-            now = it.now = current(it, it.key)
+            hit = len(it.key) == 1 and (it.table, next(iter(it.key.values()))) in cache
+            now = it.now = cached(it) if hit else current(it, it.key)
             if it.conflict is not None:
                 continue
             logged_names = {c.name for c in infos[it.table][2]}
