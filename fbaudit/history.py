@@ -583,31 +583,61 @@ _SIDE_COLUMN = {"new": "BLOB_NEW", "old": "BLOB_OLD"}
 # them is put in that form by the log database (12 -> 12.00 for NUMERIC(9,2), 2026-1-5 -> 2026-01-05).
 _CANONICAL_TYPE = re.compile(r"(SMALLINT|INTEGER|BIGINT|INT128|(NUMERIC|DECIMAL)\(\d{1,2}, ?\d{1,2}\)|DATE|TIME|"
                              r"TIMESTAMP|TIME WITH TIME ZONE|TIMESTAMP WITH TIME ZONE|BOOLEAN)")
+_FLOAT_TYPE = re.compile(r"FLOAT|DOUBLE PRECISION|DECFLOAT\((16|34)\)")
+_CHAR_TYPE = re.compile(r"CHAR\((\d{1,5})\)( CHARACTER SET \w+)?")
 
 
 def value_index_expr(column: str) -> str:
     return f"CAST(SUBSTRING(L.{column} FROM 1 FOR {VALUE_PREFIX}) AS VARCHAR({VALUE_PREFIX}) CHARACTER SET OCTETS)"
 
 
-def _logged_form(db: Database, value: str, kind: str, ftype: str, none: NoneText, prefix: bool) -> bytes | None:
-    """The bytes the trigger logs for ``value`` typed for a field of this kind and type (None: no value
-    of this type can be that text, e.g. 'abc' for an INTEGER)."""
-    if kind == "binary":
-        if value_kind(kind, ftype) == "none":
-            return none.to_bytes(value)
-        text = value[2:-1] if value[:2].lower() == "x'" and value.endswith("'") else value
+def _logged_forms(db: Database, value: str, kind: str, ftype: str, none: NoneText, prefix: bool) -> list[bytes]:
+    """The bytes the trigger may have logged for ``value`` typed for a field of this kind and type (none:
+    no value of this type is that text: 'abc' or 1.6 for an INTEGER, 10.499 for a NUMERIC(9,2))."""
+    from decimal import Decimal, InvalidOperation
+    try:
+        if kind == "binary":
+            if value_kind(kind, ftype) == "none":
+                return [none.to_bytes(value)]
+            text = value[2:-1] if value[:2].lower() == "x'" and value.endswith("'") else value
+            return [bytes.fromhex(text)]
+    except (ValueError, FbauditError):      # not hex; not writable in the source's none_charset
+        return []
+    if prefix:
+        return [value.encode("utf-8")]
+    char = _CHAR_TYPE.fullmatch(ftype)
+    if kind == "text" and char:              # CHAR(n) is logged padded with blanks to n characters
+        return [value.ljust(int(char.group(1))).encode("utf-8")]
+    casts = []
+    # By the type, not the kind: a retired field's dictionary row may say "text" for an INTEGER.
+    numeric = re.match(r"(SMALLINT|INTEGER|BIGINT|INT128|NUMERIC|DECIMAL)\b", ftype) is not None
+    if _CANONICAL_TYPE.fullmatch(ftype):
+        casts = [f"CAST(CAST(CAST(? AS VARCHAR(100)) AS {ftype}) AS VARCHAR(80))"]
+    elif _FLOAT_TYPE.fullmatch(ftype):
+        # forms.value_expr: 3.0 logs the double's own text, 4.0 and later its exact DECFLOAT(34) text;
+        # the log database makes the forms its version has (a 3.0 source's FLOAT: through DOUBLE).
+        typed = f"CAST(CAST(? AS VARCHAR(100)) AS {ftype})"
+        casts = [f"CAST({typed} AS VARCHAR(64))", f"CAST(CAST({typed} AS DOUBLE PRECISION) AS VARCHAR(64))"]
+        if db.major >= 4:
+            casts.append(f"CAST(CAST({typed} AS DECFLOAT(34)) AS VARCHAR(64))")
+    if not casts:
+        return [value.encode("utf-8")]
+    forms = []
+    for cast in casts:          # the type text is checked above: only these fixed forms reach the SQL
         try:
-            return bytes.fromhex(text)
-        except ValueError:
-            return None
-    if kind in ("number", "temporal", "boolean") and not prefix and _CANONICAL_TYPE.fullmatch(ftype):
-        try:            # the type text is checked above: only these fixed forms reach the SQL
-            form = db.scalar(f"SELECT CAST(CAST(CAST(? AS VARCHAR(100)) AS {ftype}) AS VARCHAR(80)) FROM RDB$DATABASE",
-                             (value,))
+            form = db.scalar(f"SELECT {cast} FROM RDB$DATABASE", (value,))
         except FbauditError:
-            return None
-        return form.encode("utf-8") if form is not None else None
-    return value.encode("utf-8")
+            return []
+        if form is None:
+            continue
+        if numeric:             # a cast that rounded is another value: 10.499 is not 10.50
+            try:
+                if Decimal(form) != Decimal(value.strip()):
+                    return []
+            except InvalidOperation:
+                return []
+        forms.append(form.strip().encode("utf-8") if _FLOAT_TYPE.fullmatch(ftype) else form.encode("utf-8"))
+    return list(dict.fromkeys(forms))
 
 
 def _value_filter(db: Database, p: str, sid: int, sname: str, config: Config, table_num: int | None, field: str,
@@ -619,19 +649,20 @@ def _value_filter(db: Database, p: str, sid: int, sname: str, config: Config, ta
     if value == "":
         raise FbauditError("--value cannot be empty (to find NULLs, look at the record's history)")
     name = normalize_name(field)
-    # Retired fields too: their old values are logged in their old type's form.
-    rows = db.query(f"SELECT NUM_TABLE, NUM_POLE, TRIM(FIELD_KIND), TRIM(FIELD_TYPE) FROM {p}DICT_FIELDS "
-                    f"WHERE SOURCE_ID = ? AND (FIELD_NAME = ? OR FIELD_NAME = ?)"
-                    + (" AND NUM_TABLE = ?" if table_num is not None else ""),
-                    (sid, field, name, *([table_num] if table_num is not None else [])))
+    # Retired fields too (named NAME#n once retired): their old values are in their old type's form.
+    wanted = {field, name}
+    rows = [r[1:] for r in db.query(
+        f"SELECT FIELD_NAME, NUM_TABLE, NUM_POLE, TRIM(FIELD_KIND), TRIM(FIELD_TYPE) FROM {p}DICT_FIELDS "
+        f"WHERE SOURCE_ID = ?" + (" AND NUM_TABLE = ?" if table_num is not None else ""),
+        (sid, *([table_num] if table_num is not None else [])))
+        if r[0] in wanted or (r[0].rpartition("#")[0] in wanted and r[0].rpartition("#")[2].isdigit())]
     if not rows:
         raise NotFound(f"No logged field {field!r} in source {sname!r}" + (" in that table" if table_num else "")
                        + ": `fbaudit history TABLE KEY` shows a record's field names.")
     none = none_text(config, sname)
     by_form: dict[bytes, list[tuple[int, int]]] = {}
     for num, pole, kind, ftype in rows:
-        form = _logged_form(db, value, kind, ftype, none, prefix)
-        if form is not None:
+        for form in _logged_forms(db, value, kind, ftype, none, prefix):
             by_form.setdefault(form, []).append((num, pole))
     if not by_form:
         return "1 = 0", [], "1 = 0", []
@@ -710,8 +741,8 @@ def search(config: Config, *, source: str | None = None, table: str | None = Non
             lcond, lparams, pcond, pparams = _value_filter(db, p, sid, sname, config,
                                                            ref.num_table if ref else None, field, value, side, prefix)
             source_rows = (f"(SELECT FIRST {VALUE_MATCH_CAP} L.SOURCE_ID, L.PACKET_ID, L.NUM_POLE FROM {p}LOG L "
-                           f"WHERE L.SOURCE_ID + 0 = ? AND {lcond}) V JOIN {p}LOG_PACKET P ON P.SOURCE_ID = "
-                           f"V.SOURCE_ID AND P.PACKET_ID = V.PACKET_ID")
+                           f"WHERE L.SOURCE_ID + 0 = ? AND {lcond} ORDER BY L.PACKET_ID + 0 DESC) V "
+                           f"JOIN {p}LOG_PACKET P ON P.SOURCE_ID = V.SOURCE_ID AND P.PACKET_ID = V.PACKET_ID")
             where = [pcond] + where
             params = [sid, *lparams, *pparams, *params]
         cond = " AND ".join(where)
@@ -1133,7 +1164,7 @@ def export_as_of(config: Config, table: str, at: datetime, write, *, source: str
                         f"IIF(OCTET_LENGTH(L.BLOB_NEW) <= {_INLINE}, CAST(L.BLOB_NEW AS VARCHAR({_INLINE}) "
                         f"CHARACTER SET OCTETS), NULL), IIF(OCTET_LENGTH(L.BLOB_NEW) > {_INLINE}, L.BLOB_NEW, NULL) "
                         f"FROM {p}LOG_PACKET P LEFT JOIN {p}LOG L ON L.SOURCE_ID = P.SOURCE_ID "
-                        f"AND L.PACKET_ID = P.PACKET_ID WHERE P.SOURCE_ID = ? AND P.NUM_TABLE = ? "
+                        f"AND L.PACKET_ID = P.PACKET_ID WHERE P.SOURCE_ID = ? AND P.NUM_TABLE = ? AND P.RECORD_KEY IS NOT NULL "
                         f"AND P.CREATED_AT + 0 <= CAST(? AS TIMESTAMP) "
                         f"ORDER BY P.SOURCE_ID, P.NUM_TABLE, P.KEY_HASH, P.PACKET_ID",
                         (ref.source_id, ref.num_table, timestamp_text(at)))

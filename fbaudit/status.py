@@ -148,17 +148,29 @@ def _read_source(config: Config, spec: SourceSpec) -> dict:
 
 
 def _mass_changes(ldb, p: str, sid: int, sname: str, rows: int, since: datetime) -> list[dict]:
-    """Transactions of source ``sid`` that changed more than ``rows`` rows of one table (baselines and
-    restores are fbaudit's own and left out), among its newest MASS_SCAN packets logged since ``since``:
-    a walk down LOG_PACKET_LAST that stops, whatever the log's size."""
+    """Transactions of source ``sid`` that changed more than ``rows`` rows (distinct records) of one table,
+    among its newest MASS_SCAN packets logged since ``since``: a walk down LOG_PACKET_LAST that stops,
+    whatever the log's size. fbaudit's own work is left out: baselines, restores (events, and the rows a
+    checkpoint restore logs under its comment), reverts (they carry a REVERT event) and the transactions
+    a revert has undone since; a key change counts once (its arrival, not its away packet)."""
     found: dict[int, dict] = {}
     names = dict(ldb.query(f"SELECT NUM_TABLE, TABLE_NAME FROM {p}DICT_TABLES WHERE SOURCE_ID = ?", (sid,)))
-    for tx, num, n, first, last, author in ldb.query(
-            f"SELECT TRANSACTION_ID, NUM_TABLE, COUNT(*), MIN(CREATED_AT), MAX(CREATED_AT), MAX(AUTHOR) FROM "
-            f"(SELECT FIRST {MASS_SCAN} TRANSACTION_ID, NUM_TABLE, CREATED_AT, AUTHOR, OPERATION FROM {p}LOG_PACKET "
-            f"WHERE SOURCE_ID = ? ORDER BY SOURCE_ID DESC, PACKET_ID DESC) "
-            f"WHERE CREATED_AT >= ? AND NUM_TABLE <> 0 AND TRANSACTION_ID IS NOT NULL AND OPERATION NOT IN (4, 5) "
-            f"GROUP BY 1, 2 HAVING COUNT(*) > ? ORDER BY 1 DESC, 3 DESC", (sid, since, rows)):
+    newest = (f"(SELECT FIRST {MASS_SCAN} TRANSACTION_ID, NUM_TABLE, RECORD_KEY, CREATED_AT, AUTHOR, OPERATION, "
+              f"CHANGE_COMMENT FROM {p}LOG_PACKET WHERE SOURCE_ID = ? ORDER BY SOURCE_ID DESC, PACKET_ID DESC) W "
+              f"WHERE W.CREATED_AT >= ?")
+    own: set[int] = set()
+    for tx, key in ldb.query(f"SELECT W.TRANSACTION_ID, W.RECORD_KEY FROM {newest} AND W.NUM_TABLE = 0 "
+                             f"AND W.OPERATION = 9", (sid, since)):
+        own.add(tx)                                   # a control event's transaction: fbaudit's own
+        if key and key.isdigit():
+            own.add(int(key))                         # a REVERT event names the transaction it undid
+    for tx, num, n, first, author in ldb.query(
+            f"SELECT W.TRANSACTION_ID, W.NUM_TABLE, COUNT(DISTINCT W.RECORD_KEY), MIN(W.CREATED_AT), MAX(W.AUTHOR) "
+            f"FROM {newest} AND W.NUM_TABLE <> 0 AND W.TRANSACTION_ID IS NOT NULL AND W.OPERATION NOT IN (4, 5, 7) "
+            f"AND COALESCE(W.CHANGE_COMMENT, '') NOT STARTING WITH 'restore of checkpoint ' "
+            f"GROUP BY 1, 2 HAVING COUNT(DISTINCT W.RECORD_KEY) > ? ORDER BY 1 DESC, 3 DESC", (sid, since, rows)):
+        if tx in own:
+            continue
         t = found.setdefault(tx, {"source": sname, "transaction_id": tx, "at": f"{first:%Y-%m-%d %H:%M:%S}",
                                   "author": author, "tables": {}})
         t["tables"][names.get(num, f"#{num}")] = n

@@ -77,6 +77,7 @@ class Item:
     fields: dict = field(default_factory=dict)   # name -> {"from": now, "to": back to}
     conflict: str | None = None
     now: dict | None = None          # the row as it is in the source (logged fields), None when missing
+    target_record_key: str | None = None   # key_back: the record key the row has now
 
 
 def _fold(packets: list[dict], item: Item) -> None:
@@ -121,6 +122,12 @@ def _fold(packets: list[dict], item: Item) -> None:
 
 
 def _describe(sel: dict) -> str:
+    """What was selected, for messages and the default comment: names and times shown with their control
+    characters escaped (logs.printable), so an author name cannot start a line of the dry run's script."""
+    return printable(_selection_text(sel))
+
+
+def _selection_text(sel: dict) -> str:
     if sel.get("transaction_id") is not None:
         return f"transaction {sel['transaction_id']}"
     what = f"changes by {sel['author']}"
@@ -160,12 +167,13 @@ def _key_text(key: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in key.items())
 
 
-def _literal(col, value, none) -> str:
-    """A value as an SQL literal for the dry run's isql script (never executed by fbaudit)."""
+def _literal(col, value, none, key: bool = False) -> str:
+    """A value as an SQL literal for the dry run's isql script (never executed by fbaudit). ``key``: a
+    key part as the record key shows it (bytes as their text or x'...', history.key_dict)."""
     if value is None:
         return "NULL"
     if col.kind == "binary":
-        raw = none.to_bytes(value) if value_kind(col.kind, col.type) == "none" else bytes.fromhex(value)
+        raw = none.to_bytes(value) if key or value_kind(col.kind, col.type) == "none" else bytes.fromhex(value)
         return f"x'{raw.hex().upper()}'" if raw else "''"
     return "'" + str(value).replace("'", "''") + "'"
 
@@ -194,6 +202,11 @@ def revert_selection(config: Config, *, source: str | None = None, transaction_i
         from .errors import NotFound
         raise NotFound(f"{what} of source {sname!r}: no row changes in the log database (not transferred yet, "
                        "pruned, or none). Nothing was changed.")
+    whole = sorted({data["tables"][v["num_table"]].name for v in data["packets"] if v["record_key"] is None})
+    if whole:
+        raise FbauditError(f"{what} holds whole-table events (a checkpoint restore logged with --audit event) of "
+                           f"{', '.join(whole)}, whose rows are not in the log one by one, so it cannot be reverted "
+                           "record by record; nothing was changed. Restore a checkpoint instead (docs/checkpoints.md).")
     items = _items(data)
     spec = next(s for s in config.sources if s.name == sname)
     p = config.prefix
@@ -216,12 +229,19 @@ def revert_selection(config: Config, *, source: str | None = None, transaction_i
             logged = [c for c in info.columns if c.name in entry.fields and c.auditable]
             infos[name] = (entry, cols, logged)
         # Changes not shipped yet: of this selection (it is not all in the log), or of a record it touched.
-        waiting = db.query(f"SELECT NUM_TABLE, RECORD_KEY, TRANSACTION_ID FROM {p}LOG_PACKET WHERE STATE <> 1")
-        if transaction_id is not None and any(w[2] == transaction_id for w in waiting):
+        waiting = db.query(f"SELECT NUM_TABLE, RECORD_KEY, TRANSACTION_ID, AUTHOR, CREATED_AT FROM {p}LOG_PACKET "
+                           f"WHERE STATE <> 1 AND NUM_TABLE <> 0")
+        numbers = {name: infos[name][0].number for name in infos}
+        only = {it.num_table for it in items} if table else None     # --table: the selection is of that table
+
+        def selected(w) -> bool:
+            if transaction_id is not None:
+                return w[2] == transaction_id
+            return w[3] == author and since <= w[4] < until and (only is None or w[0] in only)
+        if any(selected(w) for w in waiting):
             raise RevertConflict(f"{what} has changes not yet in the log database (waiting for `fbaudit transfer`, "
                                  "or failed); nothing was reverted. Transfer first.")
         pending = {(w[0], w[1]) for w in waiting}
-        numbers = {name: infos[name][0].number for name in infos}
         for it in items:
             if it.conflict is None and (numbers[it.table], it.record_key) in pending:
                 it.conflict = "a change of it is not yet in the log database (waiting for `fbaudit transfer`)"
@@ -240,9 +260,10 @@ def revert_selection(config: Config, *, source: str | None = None, transaction_i
 
         def where_of(name: str, key: dict) -> tuple[str, list]:
             cols = infos[name][1]
-            where = " AND ".join(f"{quote_ident(k)} = {param_sql(cols[k])}" for k in key)
-            params = [none.to_bytes(v) if cols[k].kind == "binary" and v is not None else bind_value(cols[k], v, none)
-                      for k, v in key.items()]
+            where = " AND ".join(f"{quote_ident(k)} IS NULL" if v is None else f"{quote_ident(k)} = {param_sql(cols[k])}"
+                                 for k, v in key.items())
+            params = [none.to_bytes(v) if cols[k].kind == "binary" else bind_value(cols[k], v, none)
+                      for k, v in key.items() if v is not None]
             return where, params
 
         def current(it: Item, key: dict) -> dict | None:
@@ -270,7 +291,7 @@ def revert_selection(config: Config, *, source: str | None = None, transaction_i
         cache: dict[tuple[str, str | None], list] = {}
         by_table: dict[str, list[Item]] = {}
         for it in items:
-            if it.conflict is None and len(it.key) == 1:
+            if it.conflict is None and len(it.key) == 1 and next(iter(it.key.values())) is not None:
                 by_table.setdefault(it.table, []).append(it)
         for name, group in by_table.items():
             entry, cols, logged = infos[name]
@@ -339,18 +360,35 @@ def revert_selection(config: Config, *, source: str | None = None, transaction_i
                 it.fields = {n: {"from": None, "to": v} for n, v in back.items() if n in logged_names}
             elif it.exists:
                 it.action = "delete"
-        # A key the selection changed: the row that arrived under the new key is updated back to the old
-        # one (one UPDATE: rows referencing it and unique columns stay valid), not deleted and re-inserted.
-        arrivals = {(it.table, it.first_packet): it for it in items
-                    if it.first_op == "key_change" and it.action == "delete" and it.conflict is None}
-        for it in items:
-            arrived = arrivals.get((it.table, it.away + 1)) if it.action == "insert" and it.away else None
-            if arrived is not None:
-                now = arrived.now or {}
-                it.action, it.target_key = "key_back", arrived.key
-                it.fields = {n: {"from": now.get(n), "to": f["to"]} for n, f in it.fields.items()
-                             if now.get(n) != f["to"]}
-                arrived.action = "none"
+        # A key the selection changed (K0 -> K1, or on through K2 ...): the halves of each change are linked
+        # (the away packet's id + 1 is the arrival's) and decided together. The row that arrived last is
+        # updated back to the first key (one UPDATE: rows referencing it and unique columns stay valid), not
+        # deleted and re-inserted; when any record of the chain conflicts, all of them do, so a revert that
+        # leaves conflicts out never re-inserts a row that lives on under a new key, nor deletes it.
+        arrivals = {(it.table, it.first_packet): it for it in items if it.first_op == "key_change"}
+        for origin in items:
+            if origin.away is None or origin.first_op == "key_change":
+                continue
+            chain, nxt = [origin], arrivals.get((origin.table, origin.away + 1))
+            while nxt is not None and nxt not in chain:
+                chain.append(nxt)
+                nxt = arrivals.get((nxt.table, nxt.away + 1)) if nxt.away is not None and not nxt.exists else None
+            final = chain[-1]
+            bad = next((c for c in chain if c.conflict is not None), None)
+            if bad is not None:
+                for c in chain:
+                    if c.conflict is None:
+                        c.conflict = (f"its key was changed with {bad.table} {_key_text(bad.key)}, which cannot be "
+                                      f"put back ({bad.conflict})")
+                    c.action, c.fields = "none", {}
+                continue
+            if len(chain) > 1 and origin.action == "insert" and final.action == "delete":
+                now = final.now or {}
+                origin.action, origin.target_key, origin.target_record_key = "key_back", final.key, final.record_key
+                origin.fields = {n: {"from": now.get(n), "to": f["to"]} for n, f in origin.fields.items()
+                                 if now.get(n) != f["to"]}
+                for c in chain[1:]:
+                    c.action, c.fields = "none", {}
         for it in items:
             if it.action == "insert" and not it.whole_before:
                 it.conflict = "the row before the selection is not known whole (its history starts later)"
@@ -381,31 +419,29 @@ def revert_selection(config: Config, *, source: str | None = None, transaction_i
         for it in phases:
             entry, cols, logged = infos[it.table]
             values = {n: f["to"] for n, f in it.fields.items()}
-            if by and entry.author and entry.author in cols and it.action in ("update", "insert", "key_back"):
-                values[entry.author] = by      # the trigger takes the author from this column
+            if entry.author and entry.author in cols and it.action in ("update", "insert", "key_back"):
+                values[entry.author] = author_name     # the trigger takes the author from this column
             t = quote_ident(it.table)
             if it.action in ("update", "key_back"):
                 where, wparams = where_of(it.table, it.target_key or it.key)
                 sets = ", ".join(f"{quote_ident(n)} = {param_sql(cols[n])}" for n in values)
                 sql, params = (f"UPDATE {t} SET {sets} WHERE {where}",
                                [*(bind_value(cols[n], v, none) for n, v in values.items()), *wparams])
-                lit = (f"UPDATE {t} SET " + ", ".join(f"{quote_ident(n)} = {_literal(cols[n], v, none)}"
-                                                     for n, v in values.items())
-                       + " WHERE " + " AND ".join(f"{quote_ident(k)} = {_literal(cols[k], v, none)}"
-                                                  for k, v in (it.target_key or it.key).items()) + ";")
+                lit = lambda: (f"UPDATE {t} SET " + ", ".join(f"{quote_ident(n)} = {_literal(cols[n], v, none)}"
+                                                             for n, v in values.items())
+                               + " WHERE " + _key_literal(cols, it.target_key or it.key, none) + ";")
             elif it.action == "insert":
                 override = " OVERRIDING SYSTEM VALUE" if always_identity(db, it.table, values) else ""
                 sql = (f"INSERT INTO {t} ({', '.join(quote_ident(n) for n in values)}){override} VALUES "
                        f"({', '.join(param_sql(cols[n]) for n in values)})")
                 params = [bind_value(cols[n], v, none) for n, v in values.items()]
-                lit = (f"INSERT INTO {t} ({', '.join(quote_ident(n) for n in values)}){override} VALUES ("
-                       + ", ".join(_literal(cols[n], v, none) for n, v in values.items()) + ");")
+                lit = lambda: (f"INSERT INTO {t} ({', '.join(quote_ident(n) for n in values)}){override} VALUES ("
+                               + ", ".join(_literal(cols[n], v, none) for n, v in values.items()) + ");")
             else:
                 where, params = where_of(it.table, it.key)
                 sql = f"DELETE FROM {t} WHERE {where}"
-                lit = (f"DELETE FROM {t} WHERE " + " AND ".join(f"{quote_ident(k)} = {_literal(cols[k], v, none)}"
-                                                                for k, v in it.key.items()) + ";")
-            statements.append((it, sql, params, lit))
+                lit = lambda: f"DELETE FROM {t} WHERE " + _key_literal(cols, it.key, none) + ";"
+            statements.append((it, sql, params, lit() if dry_run or preview else None))
         if preview:
             script = _script(sname, what, author_name, note, statements, conflicts if skip_conflicts else [])
             db.rollback()
@@ -418,6 +454,7 @@ def revert_selection(config: Config, *, source: str | None = None, transaction_i
                 revert_tx = cur.fetchone()[2]
                 cur.close()
             statements = _apply(statements, run)
+            _only_planned(db, p, statements, numbers, data["tables"], what)
             if dry_run:             # run and rolled back: the script is in an order the database accepted
                 script = _script(sname, what, author_name, note, statements, conflicts if skip_conflicts else [])
                 revert_tx = None
@@ -459,6 +496,34 @@ def revert_selection(config: Config, *, source: str | None = None, transaction_i
     if not (dry_run or preview):
         log.info("[REVERT] %s by %s", res["message"], author_name)
     return res
+
+
+def _only_planned(db, p: str, statements: list, numbers: dict, refs: dict, what: str) -> None:
+    """Refuse (RevertConflict) when the statements changed audited rows they were not planned to: an ON
+    DELETE CASCADE or SET NULL reaching rows inserted later, or the application's triggers. Read from
+    this transaction's own packets in staging; the caller rolls everything back."""
+    planned = set()
+    for it, *_ in statements:
+        planned.add((numbers[it.table], it.record_key))
+        if it.target_record_key is not None:
+            planned.add((numbers[it.table], it.target_record_key))
+    extra = [(num, rk) for num, rk in db.query(
+        f"SELECT NUM_TABLE, RECORD_KEY FROM {p}LOG_PACKET WHERE STATE = 0 AND TRANSACTION_ID = CURRENT_TRANSACTION "
+        f"AND NUM_TABLE <> 0") if (num, rk) not in planned]
+    if extra:
+        names = {n: t for t, n in numbers.items()}
+        rows = []
+        for num, rk in dict.fromkeys(extra):
+            ref = refs.get(num)
+            rows.append((names.get(num, ref.name if ref else f"#{num}"),
+                         ref.key_dict(rk) if ref and rk is not None else {"key": rk}))
+        shown = "; ".join(f"{t} {_key_text(k)}" for t, k in rows[:SHOWN])
+        more = f" and {len(rows) - SHOWN} more" if len(rows) > SHOWN else ""
+        raise RevertConflict(f"{what}: the revert would also change {len(rows)} row(s) it did not plan (a cascading "
+                             f"foreign key, or a trigger of the application): {shown}{more}; nothing was reverted. "
+                             "Revert those records' changes too, or revert the records one by one.",
+                             conflicts=[{"table": t, "key": k, "reason": "the revert would change it too (not planned)"}
+                                        for t, k in rows])
 
 
 def _apply(statements: list, run) -> list:
@@ -531,15 +596,16 @@ def _summary(res: dict) -> str:
 
 def _script(source: str, what: str, author: str, note: str, statements: list, skipped: list[Item]) -> list[str]:
     """The compensating changes as an isql script: what fbaudit would run, for an admin to review."""
-    lines = [f"-- fbaudit revert: {what} of source {source}",
+    lines = [printable(f"-- fbaudit revert: {what} of source {source}"),
              f"-- {len(statements)} statement(s), in the order fbaudit runs them. fbaudit itself also locks each",
              "-- row without waiting and checks it against the log first; this script does not.",
              "-- Run it with: isql -ch UTF8 -user ... -i THIS_FILE DATABASE",
              "SET NAMES UTF8;",
              "COMMIT; -- ends isql's own transaction; the revert runs in the next one, never waiting for a lock",
              "SET TRANSACTION READ COMMITTED NO WAIT;",
-             "SELECT RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_AUTHOR', " + _quote(author[:255]) + "), "
-             "RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_COMMENT', " + _quote(note[:255]) + ") FROM RDB$DATABASE;"]
+             "SELECT RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_AUTHOR', " + _quote(printable(author[:255])) + "), "
+             "RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_COMMENT', " + _quote(printable(note[:255])) + ") "
+             "FROM RDB$DATABASE;"]
     for it in skipped:
         lines.append(printable(f"-- left out: {it.table} {_key_text(it.key)}: {it.conflict}"))
     for it, _, _, lit in statements:
@@ -548,6 +614,11 @@ def _script(source: str, what: str, author: str, note: str, statements: list, sk
         lines.append(lit)
     lines.append("COMMIT;")
     return lines
+
+
+def _key_literal(cols: dict, key: dict, none) -> str:
+    return " AND ".join(f"{quote_ident(k)} IS NULL" if v is None else f"{quote_ident(k)} = {_literal(cols[k], v, none, key=True)}"
+                        for k, v in key.items())
 
 
 def _quote(text: str) -> str:

@@ -247,9 +247,23 @@ def test_status_warns_of_a_mass_change_and_names_the_revert(project):
     # The default threshold (1000 rows) and 0 (off): no warning.
     assert status.status(project.config).data["sources"][0]["mass_changes"] == []
     assert status.status(project.config, thresholds=status.Thresholds(mass_change=0)).data["exit_code"] == 0
+    # Rows, not packets: 8 updates of one row are one row; a key change of 12 rows is 12 rows, not 24.
+    _tx(project, "erik", [f"UPDATE ORDERS SET TOTAL = {i} WHERE ID = 1" for i in range(100, 112)])
+    keys = _tx(project, "fred", ["UPDATE ORDERS SET ID = ID + 1000 WHERE ID > 18"])
+    _shipped(project)
+    seen = {m["transaction_id"]: m for m in status.status(
+        project.config, thresholds=status.Thresholds(mass_change=10)).data["sources"][0]["mass_changes"]}
+    assert set(seen) == {big, filled, keys} and seen[keys]["tables"] == {"ORDERS": 12}
+    # A revert is fbaudit's own, and the transaction it undid is no longer a warning.
+    from fbaudit import undo
+    undo.revert_selection(project.config, transaction_id=keys)
+    _shipped(project)
+    seen = {m["transaction_id"] for m in status.status(
+        project.config, thresholds=status.Thresholds(mass_change=10)).data["sources"][0]["mass_changes"]}
+    assert seen == {big, filled}
     # A baseline is fbaudit's own: never a mass change.
     capture.disable(project.config, "ORDERS")
     capture.enable(project.config, "ORDERS", baseline=True)
     _shipped(project)
     after = status.status(project.config, thresholds=status.Thresholds(mass_change=10)).data["sources"][0]
-    assert {m["transaction_id"] for m in after["mass_changes"]} == {m["transaction_id"] for m in src["mass_changes"]}
+    assert {m["transaction_id"] for m in after["mass_changes"]} == {big, filled}
