@@ -25,6 +25,7 @@ not one the server answers to (DNS rebinding) is refused.
 from __future__ import annotations
 
 import hmac
+import re
 import ipaddress
 import logging
 import threading
@@ -60,6 +61,15 @@ class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+
+
+def _local(t: datetime | None) -> datetime | None:
+    """A time from a query or body as the log's time stamps are: local, without an offset (a time given
+    with one, 2026-12-07T10:00+05:00, is converted; it was dropped before: found by the review)."""
+    return t.astimezone().replace(tzinfo=None) if t is not None and t.tzinfo is not None else t
+
+
+_DB_PATH = re.compile(r"(on database [^ ]+) \([^)]*\)")
 
 
 def _fail(status: int, code: str, message: str, **extra) -> JSONResponse:
@@ -247,7 +257,7 @@ def create_app(config: Config, *, token: str | None, hosts: tuple[str, ...] = LO
     async def fbaudit_error(_request: Request, exc: FbauditError):
         status, code = _status_of(exc)
         extra = {"conflicts": exc.conflicts} if getattr(exc, "conflicts", None) else {}
-        return _fail(status, code, str(exc), **extra)
+        return _fail(status, code, _DB_PATH.sub(r"\1", str(exc)), **extra)   # no file path to the client
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception):
@@ -274,6 +284,7 @@ def create_app(config: Config, *, token: str | None, hosts: tuple[str, ...] = LO
                       side: Literal["new", "old", "either"] = Query("new", description="which value to match"),
                       prefix: bool = Query(False, description="values that start with `value`"),
                       limit: int = limit_q, offset: int = offset_q) -> dict:
+        since, until = _local(since), _local(until)
         res = reading(lambda db: history_mod.search(config, source=source, table=table, key=key, author=author,
                                                     since=since, until=until, field=field, value=value, side=side,
                                                     prefix=prefix, limit=limit, offset=offset, db=db))
@@ -283,6 +294,7 @@ def create_app(config: Config, *, token: str | None, hosts: tuple[str, ...] = LO
     @app.get("/api/schema-log", summary="DDL statements of a source, newest first (docs/schema-changes.md)")
     def schema_log(source: str | None = None, object: str | None = None, since: datetime | None = None,
                    until: datetime | None = None, limit: int = limit_q, offset: int = offset_q) -> dict:
+        since, until = _local(since), _local(until)
         res = reading(lambda db: history_mod.schema_events(config, source=source, object_name=object, since=since,
                                                    until=until, limit=limit, offset=offset, db=db))
         return _ok({"source": res["source"], "events": res["events"]}, limit=limit, offset=offset,
@@ -292,6 +304,7 @@ def create_app(config: Config, *, token: str | None, hosts: tuple[str, ...] = LO
     def list_transactions(source: str | None = None, table: str | None = None, author: str | None = None,
                           since: datetime | None = None, until: datetime | None = None, limit: int = limit_q,
                           offset: int = offset_q) -> dict:
+        since, until = _local(since), _local(until)
         res = reading(lambda db: history_mod.transactions(config, source=source, table=table, author=author,
                                                           since=since, until=until, limit=limit, offset=offset,
                                                           db=db))
@@ -331,6 +344,7 @@ def create_app(config: Config, *, token: str | None, hosts: tuple[str, ...] = LO
     @app.get("/api/records/{table}/{key:path}/as-of",
              summary="The whole record as it was at a time (the state after its newest version made by then)")
     def record_as_of(table: str, key: str, at: datetime, source: str | None = None) -> dict:
+        at = _local(at)
         return _ok(reading(lambda db: versions_mod.record_as_of(config, table, key, at, source=source, db=db)))
 
     @app.get("/api/tables/{table}/as-of", summary="A whole table as it was at a time, rebuilt from the log (streamed)",
@@ -341,6 +355,7 @@ def create_app(config: Config, *, token: str | None, hosts: tuple[str, ...] = LO
         # response pulls from, so memory stays flat. A client that stops reading makes the worker's put
         # time out, which ends the export and closes its connection.
         import queue
+        at = _local(at)
         rows: queue.Queue = queue.Queue(maxsize=256)
         done = object()
 
@@ -365,9 +380,9 @@ def create_app(config: Config, *, token: str | None, hosts: tuple[str, ...] = LO
         def stream():
             item = first
             while item is not done:
-                if isinstance(item, BaseException):       # after the first row: the status is sent already
+                if isinstance(item, BaseException):       # after the first row: the status is sent already,
                     log.error("[SERVE] export of %s failed midway: %s", table, item)
-                    return
+                    raise item                            # so the connection is cut: never a short file that looks whole
                 yield item
                 item = rows.get()
         name = "".join(c if c.isascii() and (c.isalnum() or c in "_-") else "_" for c in table) or "table"
@@ -409,13 +424,15 @@ def create_app(config: Config, *, token: str | None, hosts: tuple[str, ...] = LO
     @app.get("/api/revert", summary="Preview the revert of an author's changes in a time range")
     def preview_selection(author: str, since: datetime, until: datetime, table: str | None = None,
                           source: str | None = None, skip_conflicts: bool = False, actions: int = actions_q) -> dict:
-        return previewed(undo_mod.revert_selection(config, source=source, author=author, since=since, until=until,
-                                                   table=table, skip_conflicts=skip_conflicts, preview=True), actions)
+        return previewed(undo_mod.revert_selection(config, source=source, author=author, since=_local(since),
+                                                   until=_local(until), table=table, skip_conflicts=skip_conflicts,
+                                                   preview=True), actions)
 
     @app.post("/api/revert", summary="Revert an author's changes in a time range as the preview showed")
     def revert_selection(body: SelectionBody) -> dict:
-        return previewed(undo_mod.revert_selection(config, source=body.source, author=body.author, since=body.since,
-                                                   until=body.until, table=body.table, by=body.by,
+        return previewed(undo_mod.revert_selection(config, source=body.source, author=body.author,
+                                                   since=_local(body.since), until=_local(body.until),
+                                                   table=body.table, by=body.by,
                                                    comment=body.comment, skip_conflicts=body.skip_conflicts,
                                                    expect=body.plan_id), 10_000)
 

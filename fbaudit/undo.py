@@ -39,7 +39,7 @@ from .config import Config
 from .db import guard
 from .errors import CheckpointError, DatabaseError, FbauditError, RevertConflict
 from .forms import decode_value, read_expr, value_kind
-from .history import format_value, selection
+from .history import format_value, key_dict, selection
 from .idents import quote_ident
 from .logs import printable
 from .objects import control_event
@@ -424,7 +424,7 @@ def revert_selection(config: Config, *, source: str | None = None, transaction_i
             t = quote_ident(it.table)
             if it.action in ("update", "key_back"):
                 where, wparams = where_of(it.table, it.target_key or it.key)
-                sets = ", ".join(f"{quote_ident(n)} = {param_sql(cols[n])}" for n in values)
+                sets = ", ".join(f"{quote_ident(n)} = {_param(cols[n], v)}" for n, v in values.items())
                 sql, params = (f"UPDATE {t} SET {sets} WHERE {where}",
                                [*(bind_value(cols[n], v, none) for n, v in values.items()), *wparams])
                 lit = lambda: (f"UPDATE {t} SET " + ", ".join(f"{quote_ident(n)} = {_literal(cols[n], v, none)}"
@@ -433,7 +433,7 @@ def revert_selection(config: Config, *, source: str | None = None, transaction_i
             elif it.action == "insert":
                 override = " OVERRIDING SYSTEM VALUE" if always_identity(db, it.table, values) else ""
                 sql = (f"INSERT INTO {t} ({', '.join(quote_ident(n) for n in values)}){override} VALUES "
-                       f"({', '.join(param_sql(cols[n]) for n in values)})")
+                       f"({', '.join(_param(cols[n], v) for n, v in values.items())})")
                 params = [bind_value(cols[n], v, none) for n, v in values.items()]
                 lit = lambda: (f"INSERT INTO {t} ({', '.join(quote_ident(n) for n in values)}){override} VALUES ("
                                + ", ".join(_literal(cols[n], v, none) for n, v in values.items()) + ");")
@@ -454,7 +454,7 @@ def revert_selection(config: Config, *, source: str | None = None, transaction_i
                 revert_tx = cur.fetchone()[2]
                 cur.close()
             statements = _apply(statements, run)
-            _only_planned(db, p, statements, numbers, data["tables"], what)
+            _only_planned(db, p, statements, numbers, data["tables"], what, reg)
             if dry_run:             # run and rolled back: the script is in an order the database accepted
                 script = _script(sname, what, author_name, note, statements, conflicts if skip_conflicts else [])
                 revert_tx = None
@@ -498,7 +498,7 @@ def revert_selection(config: Config, *, source: str | None = None, transaction_i
     return res
 
 
-def _only_planned(db, p: str, statements: list, numbers: dict, refs: dict, what: str) -> None:
+def _only_planned(db, p: str, statements: list, numbers: dict, refs: dict, what: str, reg: Registry) -> None:
     """Refuse (RevertConflict) when the statements changed audited rows they were not planned to: an ON
     DELETE CASCADE or SET NULL reaching rows inserted later, or the application's triggers. Read from
     this transaction's own packets in staging; the caller rolls everything back."""
@@ -511,12 +511,16 @@ def _only_planned(db, p: str, statements: list, numbers: dict, refs: dict, what:
         f"SELECT NUM_TABLE, RECORD_KEY FROM {p}LOG_PACKET WHERE STATE = 0 AND TRANSACTION_ID = CURRENT_TRANSACTION "
         f"AND NUM_TABLE <> 0") if (num, rk) not in planned]
     if extra:
-        names = {n: t for t, n in numbers.items()}
+        entries = {e.number: e for e in reg.tables.values()}
         rows = []
         for num, rk in dict.fromkeys(extra):
-            ref = refs.get(num)
-            rows.append((names.get(num, ref.name if ref else f"#{num}"),
-                         ref.key_dict(rk) if ref and rk is not None else {"key": rk}))
+            ref, entry = refs.get(num), entries.get(num)
+            if ref is not None:
+                rows.append((ref.name, ref.key_dict(rk)))
+            elif entry is not None:               # a table the selection did not touch: keys as text
+                rows.append((entry.name, key_dict(rk, entry.key)))
+            else:
+                rows.append((f"#{num}", {"key": rk}))
         shown = "; ".join(f"{t} {_key_text(k)}" for t, k in rows[:SHOWN])
         more = f" and {len(rows) - SHOWN} more" if len(rows) > SHOWN else ""
         raise RevertConflict(f"{what}: the revert would also change {len(rows)} row(s) it did not plan (a cascading "
@@ -546,6 +550,14 @@ def _apply(statements: list, run) -> list:
             raise refused[0][1]
         pending = [st for st, _ in refused]
     return done
+
+
+def _param(col, value) -> str:
+    """versions.param_sql, but text longer than its VARCHAR(8191) goes as a text BLOB (a VARCHAR(30000) of
+    a single-byte character set holds more than 8191 UTF-8 characters: found by the review)."""
+    if col.kind == "text" and not col.is_blob and isinstance(value, str) and len(value) > 8000:
+        return "CAST(? AS BLOB SUB_TYPE TEXT CHARACTER SET UTF8)"
+    return param_sql(col)
 
 
 def _rollback(db) -> None:

@@ -267,3 +267,96 @@ def test_status_warns_of_a_mass_change_and_names_the_revert(project):
     _shipped(project)
     after = status.status(project.config, thresholds=status.Thresholds(mass_change=10)).data["sources"][0]
     assert {m["transaction_id"] for m in after["mass_changes"]} == {big, filled}
+
+
+def _table(project, name: str, order: str = "1") -> list[tuple]:
+    with project.connect() as db:
+        out = [tuple(v.read() if hasattr(v, "read") else v for v in r) for r in db.query(
+            f"SELECT * FROM {name} ORDER BY {order}")]
+        db.commit()
+    return out
+
+
+def test_key_changes_are_put_back_whole_and_never_half(project):
+    """Found by the review: with --skip-conflicts a key change whose new key was edited later re-inserted
+    the old row beside it; one whose old key was reused later deleted the original; a key changed twice
+    lost its columns that are not audited."""
+    project.sql("CREATE TABLE L (ID INTEGER NOT NULL PRIMARY KEY, QTY INTEGER, SECRET VARCHAR(20))")
+    capture.init(project.config)
+    capture.enable(project.config, "L", exclude=["SECRET"])
+    _tx(project, "anna", ["INSERT INTO L VALUES (20, 5, 'keep me')", "INSERT INTO L VALUES (30, 1, 'x')",
+                          "INSERT INTO L VALUES (40, 1, 'y')"])
+    twice = _tx(project, "boris", ["UPDATE L SET ID = 21 WHERE ID = 20", "UPDATE L SET ID = 22 WHERE ID = 21"])
+    edited = _tx(project, "boris", ["UPDATE L SET ID = 31 WHERE ID = 30"])
+    _tx(project, "carla", ["UPDATE L SET QTY = 9 WHERE ID = 31"])
+    reused = _tx(project, "boris", ["UPDATE L SET ID = 41 WHERE ID = 40"])
+    _tx(project, "carla", ["INSERT INTO L VALUES (40, 7, 'carla')"])
+    _shipped(project)
+    res = undo.revert_selection(project.config, transaction_id=twice)
+    assert res["counts"]["key_back"] == 1 and (20, 5, "keep me") in _table(project, "L")
+    before = _table(project, "L")
+    for tx in (edited, reused):
+        with pytest.raises(RevertConflict):
+            undo.revert_selection(project.config, transaction_id=tx)
+        res = undo.revert_selection(project.config, transaction_id=tx, skip_conflicts=True)
+        assert res["counts"] == {"insert": 0, "update": 0, "key_back": 0, "delete": 0} and len(res["conflicts"]) == 2
+        assert _table(project, "L") == before
+
+
+def test_a_cascade_to_rows_the_revert_did_not_plan_refuses_it(project):
+    """Found by the review: deleting a row the transaction inserted cascaded to a child another user added
+    later, silently."""
+    project.sql("CREATE TABLE P (ID INTEGER NOT NULL PRIMARY KEY, N VARCHAR(10))",
+                "CREATE TABLE C (ID INTEGER NOT NULL PRIMARY KEY, PID INTEGER REFERENCES P (ID) ON DELETE CASCADE)")
+    capture.init(project.config)
+    capture.enable(project.config, "P")
+    capture.enable(project.config, "C")
+    mistake = _tx(project, "boris", ["INSERT INTO P VALUES (1, 'parent')"])
+    _tx(project, "carla", ["INSERT INTO C VALUES (100, 1)"])
+    _shipped(project)
+    with pytest.raises(RevertConflict) as exc:
+        undo.revert_selection(project.config, transaction_id=mistake)
+    assert [(c["table"], c["key"]) for c in exc.value.conflicts] == [("C", {"ID": "100"})]
+    assert "would also change 1 row(s) it did not plan" in str(exc.value)
+    assert _table(project, "C") == [(100, 1)] and _table(project, "P") == [(1, "parent")]
+
+
+def test_null_key_parts_octets_keys_and_an_authors_untransferred_changes(project):
+    project.sql("CREATE TABLE T (A INTEGER NOT NULL, B VARCHAR(10), V INTEGER, CONSTRAINT U UNIQUE (A, B))",
+                "CREATE TABLE O (K VARCHAR(4) CHARACTER SET OCTETS NOT NULL PRIMARY KEY, V INTEGER)")
+    capture.init(project.config)
+    capture.enable(project.config, "T", key=["A", "B"])
+    capture.enable(project.config, "O")
+    _tx(project, "anna", ["INSERT INTO T VALUES (1, NULL, 5)", "INSERT INTO T VALUES (2, 'x', 5)",
+                          "INSERT INTO O VALUES (x'01FF', 5)"])
+    start = datetime.now() - timedelta(seconds=1)
+    mistake = _tx(project, "boris", ["UPDATE T SET V = 0", "UPDATE O SET V = 0"])
+    _shipped(project)
+    plan = undo.revert_selection(project.config, transaction_id=mistake, dry_run=True)
+    assert "WHERE K = x'01FF';" in plan["script"] and "WHERE A = '1' AND B IS NULL;" in plan["script"]
+    undo.revert_selection(project.config, transaction_id=mistake)
+    assert _table(project, "T") == [(1, None, 5), (2, "x", 5)] and _table(project, "O") == [(b"\x01\xff", 5)]
+    _tx(project, "boris", ["UPDATE T SET V = 9 WHERE A = 2"])           # not transferred yet
+    with pytest.raises(RevertConflict, match="not yet in the log database"):
+        undo.revert_selection(project.config, author="boris", since=start, until=datetime.now() + timedelta(1))
+
+
+def test_http_times_with_an_offset_and_no_file_paths_in_errors(project):
+    """Found by the review: a time with an offset was read as local time; a database error named the
+    database file."""
+    from fbaudit import api
+    from helpers import running_server
+    from test_api import TOKEN, call
+    _orders(project)
+    start = datetime.now().astimezone() - timedelta(seconds=2)
+    _tx(project, "batch", ["UPDATE ORDERS SET TOTAL = 0 WHERE ID = 1"])
+    _shipped(project)
+    shifted = start.astimezone(__import__("datetime").timezone(timedelta(hours=5)))   # the same instant, +05:00
+    until = datetime.now().astimezone() + timedelta(hours=1)
+    with running_server(api.create_app(project.config, token=TOKEN)) as base:
+        status, body = call(base, "/api/revert", author="batch", since=shifted.isoformat(), until=until.isoformat())
+        assert status == 200 and body["data"]["counts"]["update"] == 1, body
+        status, body = call(base, "/api/versions", author="batch", since=shifted.isoformat())
+        assert status == 200 and len(body["data"]["items"]) == 1
+        status, body = call(base, "/api/revert", author="x" * 300, since=shifted.isoformat(), until=until.isoformat())
+        assert status in (400, 404) and project.main.database not in body["error"]["message"], body
