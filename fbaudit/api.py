@@ -13,7 +13,8 @@ checkpoint guide's envelope:
 A token is required on every /api request (``Authorization: Bearer TOKEN``
 or ``X-Fbaudit-Token``), from $FBAUDIT_API_TOKEN or a protected file; only
 ``--no-auth`` on a loopback address runs without one. The page itself
-(``/``) is static and asks for the token.
+(``/``) is static; it asks for the token in its own sign-in form and keeps
+it for the tab (sessionStorage), never in the address.
 
 Against other web pages (docs/operations.md "The admin API"): a call that
 changes anything (POST) must carry a JSON body (``Content-Type:
