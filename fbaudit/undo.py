@@ -33,6 +33,7 @@ from datetime import datetime
 
 from firebird.driver import Isolation
 
+from .bulk import Inserter
 from .catalog import read_table
 from .checkpoint import foreign_keys, restore_order
 from .config import Config
@@ -249,14 +250,25 @@ def revert_selection(config: Config, *, source: str | None = None, transaction_i
         lock = "" if preview else " WITH LOCK"
         cursors: dict[str, object] = {}
 
+        fast: dict[str, Inserter] = {}
+
         def run(sql: str, params) -> list:
             cur = cursors.get(sql)
             if cur is None:
                 cur = cursors[sql] = db.con.cursor()
+            select = sql.lstrip().upper().startswith("SELECT")
             with guard(spec):
+                if not select and sql.count("?") == len(params):
+                    # The compensating DML through bulk.Inserter, which packs the parameters itself: the
+                    # driver rebuilt them on every execute (10,000 UPDATEs: 4.5 s, the engine's share 1.4).
+                    # Split at "?" only when each "?" is a parameter (no name holds one).
+                    ins = fast.get(sql)
+                    if ins is None:
+                        ins = fast[sql] = Inserter(cur, sql.split("?"))
+                    ins.run(list(params))
+                    return []
                 cur.execute(sql, params)
-                return [[v.read() if hasattr(v, "read") else v for v in r] for r in cur.fetchall()] \
-                    if sql.lstrip().upper().startswith("SELECT") else []
+                return [[v.read() if hasattr(v, "read") else v for v in r] for r in cur.fetchall()] if select else []
 
         def where_of(name: str, key: dict) -> tuple[str, list]:
             cols = infos[name][1]
