@@ -652,16 +652,15 @@ def history(ctx: Ctx, table: str, key: str, limit: int, offset: int, source: str
       fbaudit history CUSTOMER 42 --as-of 2026-12-01T17:30 --json
     """
     from . import history as h
+    from . import versions
     if sum(1 for o in (at_version, diff_versions, as_of) if o) > 1:
         raise click.UsageError("give one of --at, --diff and --as-of")
     if as_of:
-        from . import versions
         when = _when("--as-of", as_of)
         st = _run(ctx, lambda: versions.record_as_of(ctx.config, table, key, when, source=source))
         _print(ctx, {"success": True, **st}, h.state_lines(st))
         return
     if at_version or diff_versions:
-        from . import versions
         if at_version:
             st = _run(ctx, lambda: versions.record_state(ctx.config, table, key, at_version, source=source))
             _print(ctx, {"success": True, **st}, h.state_lines(st))

@@ -38,7 +38,7 @@ from .catalog import read_table
 from .checkpoint import foreign_keys, restore_order
 from .config import Config
 from .db import guard
-from .errors import CheckpointError, DatabaseError, FbauditError, RevertConflict
+from .errors import CheckpointError, DatabaseError, FbauditError, NotFound, RevertConflict
 from .forms import decode_value, read_expr, value_kind
 from .history import format_value, key_dict, selection
 from .idents import quote_ident
@@ -200,7 +200,6 @@ def revert_selection(config: Config, *, source: str | None = None, transaction_i
     sname = data["source"]
     what = _describe(sel)
     if not data["packets"]:
-        from .errors import NotFound
         raise NotFound(f"{what} of source {sname!r}: no row changes in the log database (not transferred yet, "
                        "pruned, or none). Nothing was changed.")
     whole = sorted({data["tables"][v["num_table"]].name for v in data["packets"] if v["record_key"] is None})
