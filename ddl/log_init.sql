@@ -145,11 +145,12 @@ CREATE TABLE {{P}}TRANSFER_RUNS (
 )
 ^
 -- object: PROCEDURE PACKETS_INS
--- Step one of a batch: the log database pulls the waiting packets LO..HI of
--- the source itself (EXECUTE STATEMENT ... ON EXTERNAL) and inserts those it
--- does not have yet, with LOAD_TX = this transaction. Returns every packet it
--- saw (NEW_ = 1 inserted now, 0 already here, 2 an id reused for another
--- change): the first two are exactly the ones to mark done.
+-- Step one of a batch: the log database pulls the packets LO..HI of the
+-- source itself (EXECUTE STATEMENT ... ON EXTERNAL; the transfer asks only for
+-- ids it has not shipped) and inserts those it does not have yet, with
+-- LOAD_TX = this transaction. Returns every packet it saw (NEW_ = 1 inserted
+-- now, 0 already here, 2 an id reused for another change): the first two are
+-- exactly the ones now in the log.
 -- VERSION_NO: one more than the record's packet just before this one (one
 -- probe of the descending index). A packet older than some already here (a
 -- baseline, `fbaudit enable --baseline`, shipped after later changes) moves
@@ -195,7 +196,7 @@ BEGIN
         || 'TRANSACTION_ID, CHANGE_COMMENT, '
         || 'IIF(OCTET_LENGTH(PAYLOAD) <= 8000, CAST(PAYLOAD AS VARCHAR(8000) CHARACTER SET OCTETS), NULL), '
         || 'IIF(OCTET_LENGTH(PAYLOAD) > 8000, PAYLOAD, NULL) '
-        || 'FROM {{P}}LOG_PACKET WHERE STATE = 0 AND ID BETWEEN :lo AND :hi ORDER BY ID')
+        || 'FROM {{P}}LOG_PACKET WHERE ID BETWEEN :lo AND :hi ORDER BY ID')
       (lo := :LO, hi := :HI)
       ON EXTERNAL :BASE_ AS USER :USER_ PASSWORD :PASS_ ROLE :ROLE_
       INTO :PACKET_ID, :created_, :op_, :num_table_, :DATA_TABLE, :key_, :author_, :user_name_, :address_,

@@ -18,7 +18,11 @@ CREATE TABLE {{P}}LOG_INFO (
 CREATE SEQUENCE {{P}}LOG_PACKET_ID
 ^
 -- object: TABLE LOG_PACKET
--- One row per changed record. STATE: 0 new, 1 done, 2 failed. PAYLOAD: the
+-- One row per changed record, written once by the trigger and never updated:
+-- what has been shipped is kept by the transfer (LOG_PACKET_FLAG.SHIPPED_TO,
+-- LOG_PENDING, LOG_FAILED below). STATE, ATTEMPTS, LAST_ATTEMPT, LAST_ERROR
+-- are what an fbaudit before that kept per packet (read once, by the
+-- upgrade of the transfer's progress, docs/transfer.md). PAYLOAD: the
 -- logged fields of the change, packed (docs/capture.md "The packed change");
 -- NULL in a packet written by an fbaudit before it, whose fields are rows of
 -- LOG_1 / LOG_2 (the transfer ships both).
@@ -46,11 +50,6 @@ CREATE TABLE {{P}}LOG_PACKET (
 -- A main database made by fbaudit before the packed change: `fbaudit init`
 -- adds the column, `fbaudit sync` then re-creates the triggers that fill it.
 ALTER TABLE {{P}}LOG_PACKET ADD PAYLOAD BLOB SUB_TYPE BINARY
-^
--- object: INDEX LOG_PACKET_STATE
--- Transfer reads "STATE = 0 ORDER BY STATE, ID" through this index, so the
--- cost does not grow with the number of processed packets.
-CREATE INDEX {{P}}LOG_PACKET_STATE ON {{P}}LOG_PACKET (STATE, ID)
 ^
 -- object: TABLE LOG_1
 -- One row per changed field: values in canonical form as bytes (docs/capture.md).
@@ -98,7 +97,43 @@ CREATE VIEW {{P}}V_LOG_2 (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) AS
 -- (shipped, or rolled back by its writer): when GEN_ID(LOG_PACKET_ID, 0) still
 -- equals it, nothing is new. Only the transfer writes it (docs/transfer.md).
 CREATE TABLE {{P}}LOG_PACKET_FLAG (
-  SEEN_ID BIGINT DEFAULT 0 NOT NULL
+  SEEN_ID BIGINT DEFAULT 0 NOT NULL,
+  SHIPPED_TO BIGINT
+)
+^
+-- object: COLUMN LOG_PACKET_FLAG.SHIPPED_TO
+-- The transfer's high-water mark: every packet with an id up to SHIPPED_TO is
+-- in the log database, except the ids in LOG_PENDING and LOG_FAILED. NULL
+-- until the first transfer (or `fbaudit init`) sets it, from the STATE of the
+-- packets an older fbaudit marked (docs/transfer.md "What has been shipped").
+ALTER TABLE {{P}}LOG_PACKET_FLAG ADD SHIPPED_TO BIGINT
+^
+-- object: TABLE LOG_PENDING
+-- Id ranges up to SHIPPED_TO the transfer did not find when it passed them:
+-- ids of transactions still running then (a packet may still commit there),
+-- rolled back, or reserved for a baseline not written yet. A packet that
+-- appears in a range is shipped and its id taken out of it; a range ends
+-- when the oldest active transaction is past TX_MARK, the last transaction
+-- started when the range was read (RESERVED, 2^62: not before its writer
+-- sets TX_MARK in the transaction that writes the packets).
+CREATE TABLE {{P}}LOG_PENDING (
+  ID_FROM BIGINT NOT NULL,
+  ID_TO BIGINT NOT NULL,
+  TX_MARK BIGINT NOT NULL,
+  CREATED_AT TIMESTAMP DEFAULT LOCALTIMESTAMP NOT NULL,
+  CONSTRAINT {{P}}LOG_PENDING_PK PRIMARY KEY (ID_FROM)
+)
+^
+-- object: TABLE LOG_FAILED
+-- Packets the transfer could not ship: STATE 0 tried again by the next
+-- transfer, 2 failed after 5 attempts (`fbaudit retry`).
+CREATE TABLE {{P}}LOG_FAILED (
+  ID BIGINT NOT NULL,
+  STATE SMALLINT DEFAULT 0 NOT NULL,
+  ATTEMPTS SMALLINT DEFAULT 0 NOT NULL,
+  LAST_ATTEMPT TIMESTAMP,
+  LAST_ERROR VARCHAR(1000) CHARACTER SET UTF8,
+  CONSTRAINT {{P}}LOG_FAILED_PK PRIMARY KEY (ID)
 )
 ^
 -- object: TABLE LOG_TABLES

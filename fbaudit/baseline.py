@@ -49,6 +49,7 @@ from .errors import DatabaseError, FbauditError
 from .forms import key_expr, pack_append, pack_append_big, packed_expr, value_expr
 from .idents import quote_ident
 from .registry import TableEntry
+from .staging import release_ids_sql, reserve_ids
 
 log = logging.getLogger("fbaudit.capture")
 
@@ -71,9 +72,23 @@ def reserve(db: Database, prefix: str, rows: int) -> tuple[int, int, object]:
     time then: the baseline packets' CREATED_AT, earlier than every change captured after them, as
     their ids are (prune goes by packet order, but a time after later changes would mislead)."""
     size = 2 * rows + MARGIN
-    last, now = db.query(f"SELECT GEN_ID({prefix}LOG_PACKET_ID, {size}), LOCALTIMESTAMP FROM RDB$DATABASE")[0]
+    # Recorded as reserved (LOG_PENDING), so the transfer waits for these ids until the baseline's
+    # transaction has ended, however long it takes to start (take() releases them in it).
+    first, last = reserve_ids(db, prefix, size)
+    now = db.scalar("SELECT LOCALTIMESTAMP FROM RDB$DATABASE")
     db.commit()
-    return last - size + 1, last, now
+    return first, last, now
+
+
+def release(open_db, prefix: str, block: tuple) -> None:
+    """End a reservation whose packets were not written (the baseline failed or never ran)."""
+    try:
+        with open_db() as db:
+            db.execute(release_ids_sql(prefix), (block[0], block[1]))
+            db.commit()
+    except Exception as exc:            # the transfer then only keeps looking at those ids (tier 2)
+        log.warning("[CAPTURE] could not release the packet ids %d..%d reserved for a baseline: %s",
+                    block[0], block[1], exc)
 
 
 def _before_snapshot() -> None:
@@ -129,7 +144,11 @@ def take(open_db, spec: SourceSpec, config: Config, entry: TableEntry, info: Tab
     rows an upgrade changed."""
     p = config.prefix
     first, last, started = block
-    waited = wait_for_older_writers(open_db, entry.name, max_wait, upgrade=touched is not None)
+    try:
+        waited = wait_for_older_writers(open_db, entry.name, max_wait, upgrade=touched is not None)
+    except BaseException:
+        release(open_db, p, block)
+        raise
     _before_snapshot()
     db = open_db(isolation=Isolation.SNAPSHOT, lock_timeout=WRITE_LOCK_TIMEOUT)
     flag = open_db(isolation=Isolation.READ_COMMITTED, lock_timeout=WRITE_LOCK_TIMEOUT)
@@ -171,6 +190,7 @@ def take(open_db, spec: SourceSpec, config: Config, entry: TableEntry, info: Tab
                 done, fields = rows, nfields
             for st in (touched.then if touched else ()):
                 cur.execute(st.sql, st.params)
+            cur.execute(release_ids_sql(p), (first, last))     # the ids wait only until this commits
             cur.close()
         db.commit()
     except Exception as exc:          # a database error (a lost connection, a lock), a value the driver cannot read
@@ -178,6 +198,7 @@ def take(open_db, spec: SourceSpec, config: Config, entry: TableEntry, info: Tab
             db.rollback()
         except Exception:
             pass
+        release(open_db, p, block)
         if isinstance(exc, FbauditError) and not isinstance(exc, DatabaseError):
             raise                         # ours, with its own message (the ids ran out)
         why = str(exc) if isinstance(exc, DatabaseError) else f"{type(exc).__name__}: {exc}"

@@ -28,6 +28,7 @@ from .objects import (control_event, installed_trigger_body, is_initialized, num
 from .progress import Progress
 from .registry import FieldEntry, Registry, TableEntry
 from .sources import Result, for_each_source, one_source, open_source
+from .staging import convert_progress
 from .status import status  # noqa: F401  (fbaudit.capture.status, as documented)
 from .templates import Statement
 
@@ -436,6 +437,7 @@ def init(config: Config, *, source: str | None = None, dry_run: bool = False) ->
                 if plan:
                     apply_plan(db, plan)
                 apply_plan(db, templates.render("main_seed", P=p))
+                convert_progress(db, p)       # SHIPPED_TO, once (an older staging: from the packets' STATE)
             res.data["sources"].append({"source": spec.name, "created": created, "firebird": db.version})
             line = f"{spec.name}: " + (f"{would} {', '.join(created)}" if created else "already initialized")
             res.lines.append(line)
@@ -584,12 +586,17 @@ def enable(config: Config, table: str, *, source: str | None = None, key: list[s
                                  f"{'s' if rows != 1 else ''} as {'their' if rows != 1 else 'its'} first version (baseline)")
             if entry and not dry_run:
                 block = baseline_mod.reserve(db, config.prefix, rows) if baseline else None
-                info = read_table(db, entry.name) if baseline else None
-                held = prepared_on(db, entry.name)
-                apply_plan(db, plan)
-                registry.put(entry)
-                registry.save()
-                db.commit()                      # none of ours among the transactions the baseline waits for
+                try:
+                    info = read_table(db, entry.name) if baseline else None
+                    held = prepared_on(db, entry.name)
+                    apply_plan(db, plan)
+                    registry.put(entry)
+                    registry.save()
+                    db.commit()                      # none of ours among the transactions the baseline waits for
+                except BaseException:
+                    if block:
+                        baseline_mod.release(lambda **kw: open_source(config, spec, **kw), config.prefix, block)
+                    raise
                 stale = {k: v for k, v in prepared_on(db, entry.name).items() if k in held}
                 res.data["stale_statements"] = len(stale)
                 if stale:

@@ -12,7 +12,7 @@ LOG_ROTATION so a postponed rotation resumes where it stopped:
 3. redirect V_LOG_<old> to LOG_3 and re-create every trigger that uses the
             view (same source): each attachment recompiles it on next use, so
             no compiled request references LOG_<old> any more.
-4. verify   every packet of LOG_<old> is in the log database (STATE 1) and
+4. verify   every packet of LOG_<old> is in the log database (staging.Shipped) and
             every row of LOG_<old> belongs to such a packet (else postpone:
             waiting for the transfer, or failed packets to retry).
 5. drop     LOG_<old>, create it again and delete its shipped packets, in ONE
@@ -43,6 +43,7 @@ from .errors import DatabaseError, FbauditError, RotationBusy
 from .idents import quote_ident
 from .objects import require_init, upgrades
 from .sources import Result, open_source, worker_pool
+from .staging import Shipped
 
 log = logging.getLogger("fbaudit.rotate")
 
@@ -350,18 +351,19 @@ class _Rotation:
         p, old = self.p, self.report.old_table
         pauses = _pauses()
         while True:
-            states = dict(self.db.query(f"SELECT STATE, COUNT(*) FROM {p}LOG_PACKET WHERE STATE IN (0, 2) "
-                                        f"AND DATA_TABLE = ? GROUP BY STATE", (old,)))
+            shipped = Shipped(self.db, p)
+            states = dict(self.db.query(f"SELECT STATE_, COUNT(*) FROM ({shipped.unshipped('p.ID', 'p.DATA_TABLE = ?')}) "
+                                        f"GROUP BY STATE_", (old,) * shipped.parts))
             stray = 0
             if not states:
                 total, stray = self.db.query(
                     f"SELECT COUNT(*), COUNT(*) - COUNT(p.ID) FROM {self.table(old)} l "
-                    f"LEFT JOIN {p}LOG_PACKET p ON p.ID = l.PACKET AND p.STATE = 1 AND p.DATA_TABLE = ?", (old,))[0]
+                    f"LEFT JOIN {p}LOG_PACKET p ON p.ID = l.PACKET AND p.DATA_TABLE = ?", (old,))[0]
             self.db.commit()
             if not states and not stray:
                 break
             if states.get(2):
-                raise _Postpone(f"{states[2]} packet(s) of LOG_{old} failed to transfer (STATE 2): see "
+                raise _Postpone(f"{states[2]} packet(s) of LOG_{old} failed to transfer: see "
                                 "`fbaudit status`, fix the cause and run `fbaudit retry --all-failed`; "
                                 f"LOG_{old} is kept until they are in the log database")
             if time.monotonic() >= self.deadline:
@@ -382,6 +384,8 @@ class _Rotation:
                   if s.object in (f"LOG_{old}", f"LOG_{old}_PACKET")]
         if len(create) != 2:
             raise FbauditError(f"template main_init.sql: LOG_{old} or its index is missing")
+        unshipped = Shipped(self.db, p).unshipped("p.ID")
+        self.db.commit()
 
         def once() -> int:
             con = self.db.con
@@ -390,7 +394,10 @@ class _Rotation:
             try:
                 tr.begin()
                 cur = tr.cursor()
-                cur.execute(f"DELETE FROM {p}LOG_PACKET WHERE DATA_TABLE = ? AND STATE = 1", (old,))
+                # Every packet of the table is in the log database (verified; no writer uses the table
+                # any more): the condition only guards against one that is not.
+                cur.execute(f"DELETE FROM {p}LOG_PACKET x WHERE x.DATA_TABLE = ? AND x.ID NOT IN "
+                            f"(SELECT ID FROM ({unshipped}))", (old,))
                 deleted = cur.affected_rows
                 own_ddl(cur)
                 tr.execute_immediate(f"DROP TABLE {self.table(old)}")
@@ -452,12 +459,11 @@ class _Rotation:
         # LOG_3 should stay empty. Rows a writer put there anyway (a trigger compiled
         # with an outdated view) are shipped by the transfer, which reads LOG_3 too;
         # here only rows of packets already shipped (or deleted with their table) go.
+        waiting = f"SELECT ID FROM ({Shipped(self.db, p).unshipped('p.ID')})"
         stray, cleaned = self.db.query(
-            f"SELECT COUNT(*), COUNT(*) - COUNT(p.ID) FROM {p}LOG_3 l "
-            f"LEFT JOIN {p}LOG_PACKET p ON p.ID = l.PACKET AND p.STATE <> 1")[0]
+            f"SELECT COUNT(*), COUNT(*) - COUNT(w.ID) FROM {p}LOG_3 l LEFT JOIN ({waiting}) w ON w.ID = l.PACKET")[0]
         if cleaned:
-            self.db.execute(f"DELETE FROM {p}LOG_3 l WHERE NOT EXISTS (SELECT 1 FROM {p}LOG_PACKET p "
-                            f"WHERE p.ID = l.PACKET AND p.STATE <> 1)")
+            self.db.execute(f"DELETE FROM {p}LOG_3 l WHERE l.PACKET NOT IN ({waiting})")
         seconds = round(time.monotonic() - self.t0, 3)
         self.record(PHASE="done", OUTCOME="done", MESSAGE=None, FINISHED_AT=self.now, SECONDS=seconds)
         self.db.commit()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .db import Database
+from .db import Database, guard
 from .forms import OPERATIONS, SCHEMA_FIELDS, SCHEMA_TABLE, STATES, decode_key, decode_value, unpack
 
 
@@ -46,7 +46,7 @@ def read_packets(db: Database, prefix: str, *, table: str | None = None, after_i
     rows = db.query(
         f"SELECT {first}p.ID, p.CREATED_AT, p.OPERATION, TRIM(TRAILING FROM t.TABLE_NAME), p.NUM_TABLE, "
         f"p.DATA_TABLE, p.RECORD_KEY, p.AUTHOR, p.DB_USER, p.CLIENT_ADDRESS, p.TRANSACTION_ID, p.CHANGE_COMMENT, "
-        f"p.STATE, p.PAYLOAD FROM {p}LOG_PACKET p LEFT JOIN {p}LOG_TABLES t ON t.NUM_TABLE = p.NUM_TABLE "
+        f"{Shipped(db, p).state('p')}, p.PAYLOAD FROM {p}LOG_PACKET p LEFT JOIN {p}LOG_TABLES t ON t.NUM_TABLE = p.NUM_TABLE "
         f"WHERE {' AND '.join(where)} ORDER BY p.ID", params, whole_blobs=True)
     fields = {(n, f): (name, kind) for (n, f, name, kind) in
               db.query(f"SELECT NUM_TABLE, NUM_POLE, TRIM(TRAILING FROM FIELD_NAME), TRIM(FIELD_KIND) "
@@ -78,3 +78,154 @@ def read_packets(db: Database, prefix: str, *, table: str | None = None, after_i
             cur.close()
     db.commit()
     return packets
+
+
+# --------------------------------------------------------------------------
+# What has been shipped (docs/transfer.md "What has been shipped")
+# --------------------------------------------------------------------------
+# A packet is written once and never updated: the transfer keeps its progress
+# beside the packets, in LOG_PACKET_FLAG.SHIPPED_TO (every id up to it is in the
+# log database) with two small exceptions tables, LOG_PENDING (id ranges up to
+# SHIPPED_TO not seen yet: a writer still running, a rolled-back id, a block
+# reserved for a baseline) and LOG_FAILED (packets that failed to ship).
+
+RESERVED = 2 ** 62          # LOG_PENDING.TX_MARK of an id block reserved and not written yet
+
+
+def keeps_progress(db: Database, prefix: str) -> bool:
+    """The staging has the transfer's progress tables (made by `fbaudit init` of this fbaudit)."""
+    n = db.scalar("SELECT COUNT(*) FROM RDB$RELATION_FIELDS WHERE (RDB$RELATION_NAME = ? AND RDB$FIELD_NAME = "
+                  "'SHIPPED_TO') OR (RDB$RELATION_NAME = ? AND RDB$FIELD_NAME = 'TX_MARK') OR "
+                  "(RDB$RELATION_NAME = ? AND RDB$FIELD_NAME = 'LAST_ERROR')",
+                  (f"{prefix}LOG_PACKET_FLAG", f"{prefix}LOG_PENDING", f"{prefix}LOG_FAILED"))
+    return n == 3
+
+
+class Shipped:
+    """SQL over the packets not in the log database yet, for one database (alias ``p`` for LOG_PACKET).
+
+    A staging an older fbaudit made (before `fbaudit init` upgraded it) still has the packets'
+    STATE column as the record: the same questions are then asked of it.
+    """
+
+    def __init__(self, db: Database, prefix: str):
+        self.p = prefix
+        self.current = keeps_progress(db, prefix)
+        self.parts = 3 if self.current else 1      # times ``where``'s parameters are given
+
+    def unshipped(self, columns: str, where: str = "") -> str:
+        """``SELECT columns, STATE_`` of every packet not in the log database (STATE_ 0 waiting, 2 failed)."""
+        p, w = self.p, f" AND ({where})" if where else ""
+        if not self.current:
+            return f"SELECT {columns}, p.STATE AS STATE_ FROM {p}LOG_PACKET p WHERE p.STATE <> 1{w}"
+        not_failed = f"NOT EXISTS (SELECT 1 FROM {p}LOG_FAILED f WHERE f.ID = p.ID)"
+        mark = f"(SELECT COALESCE(MAX(SHIPPED_TO), -1) FROM {p}LOG_PACKET_FLAG)"
+        return (f"SELECT {columns}, CAST(0 AS SMALLINT) AS STATE_ FROM {p}LOG_PACKET p WHERE p.ID > {mark} "
+                f"AND {not_failed}{w} "
+                f"UNION ALL SELECT {columns}, CAST(0 AS SMALLINT) FROM {p}LOG_PENDING g JOIN {p}LOG_PACKET p "
+                f"ON p.ID BETWEEN g.ID_FROM AND g.ID_TO WHERE p.ID <= {mark} AND {not_failed}{w} "
+                f"UNION ALL SELECT {columns}, f.STATE FROM {p}LOG_FAILED f JOIN {p}LOG_PACKET p ON p.ID = f.ID "
+                f"WHERE 1 = 1{w}")
+
+    def state(self, alias: str = "p") -> str:
+        """An expression: the packet's state, 0 waiting, 1 in the log database, 2 failed."""
+        a, p = alias, self.p
+        if not self.current:
+            return f"{a}.STATE"
+        return (f"COALESCE((SELECT f.STATE FROM {p}LOG_FAILED f WHERE f.ID = {a}.ID), "
+                f"IIF({a}.ID > (SELECT COALESCE(MAX(SHIPPED_TO), -1) FROM {p}LOG_PACKET_FLAG) OR EXISTS (SELECT 1 "
+                f"FROM {p}LOG_PENDING g WHERE {a}.ID BETWEEN g.ID_FROM AND g.ID_TO), 0, 1))")
+
+
+def reserve_ids(db: Database, prefix: str, count: int) -> tuple[int, int]:
+    """Ids first..last taken now for packets a LATER transaction writes (a baseline, an upgrade's
+    event): recorded in LOG_PENDING as reserved, so the transfer waits for them whatever
+    transactions end meanwhile, until ``release_ids`` in the writing transaction. The caller commits."""
+    p = prefix
+    last = db.scalar(f"SELECT GEN_ID({p}LOG_PACKET_ID, {int(count)}) FROM RDB$DATABASE")
+    first = last - count + 1
+    if keeps_progress(db, p):
+        db.execute(f"INSERT INTO {p}LOG_PENDING (ID_FROM, ID_TO, TX_MARK) VALUES (?, ?, ?)", (first, last, RESERVED))
+    return first, last
+
+
+def release_ids_sql(prefix: str) -> str:
+    """The statement (parameters: first, last) that ends a reservation: run in the transaction that
+    wrote the packets, the ids wait only until it has committed or rolled back."""
+    return (f"UPDATE {prefix}LOG_PENDING SET TX_MARK = CURRENT_TRANSACTION WHERE TX_MARK = {RESERVED} "
+            f"AND ID_FROM >= ? AND ID_TO <= ?")
+
+
+def convert_progress(db: Database, prefix: str) -> bool:
+    """Set SHIPPED_TO once, from the STATE an older fbaudit kept per packet; True when it did.
+
+    Everything up to the settled SEEN_ID (or, when no transaction that could still write a
+    packet is alive, up to the first waiting packet) is in the log; packets above are read
+    again and the log's key absorbs those already there. Failed packets, and waiting ones with
+    attempts, move to LOG_FAILED. Safe to run twice (compare-and-set on SHIPPED_TO IS NULL).
+    """
+    p = prefix
+    row = db.query(f"SELECT SEEN_ID, SHIPPED_TO, GEN_ID({p}LOG_PACKET_ID, 0) FROM {p}LOG_PACKET_FLAG")
+    if not row or row[0][1] is not None:
+        db.commit()
+        return False
+    seen_id, _, gen = row[0]
+    db.commit()
+    last_tx = db.con.info.next_transaction
+    with guard(db.spec):
+        db.con.begin()
+    settled = db.con.info.oat > last_tx
+    first_waiting = db.scalar(f"SELECT MIN(ID) FROM {p}LOG_PACKET WHERE STATE = 0")
+    top = gen if settled else max(seen_id, 0)
+    shipped_to = max(0, min(top, first_waiting - 1) if first_waiting is not None else top)
+    db.execute(f"INSERT INTO {p}LOG_FAILED (ID, STATE, ATTEMPTS, LAST_ATTEMPT, LAST_ERROR) "
+               f"SELECT ID, IIF(STATE = 2, 2, 0), ATTEMPTS, LAST_ATTEMPT, LAST_ERROR FROM {p}LOG_PACKET "
+               f"WHERE STATE = 2 OR (STATE = 0 AND ATTEMPTS > 0)")
+    cur = db.con.cursor()
+    cur.execute(f"UPDATE {p}LOG_PACKET_FLAG SET SHIPPED_TO = ?, SEEN_ID = -1 WHERE SHIPPED_TO IS NULL", (shipped_to,))
+    done = cur.affected_rows
+    cur.close()
+    if done:
+        db.commit()
+    else:
+        db.rollback()
+    return bool(done)
+
+
+def subtract(ranges: list[tuple[int, int]], ids) -> list[tuple[int, int]]:
+    """Ranges (inclusive, sorted, apart) without the given ids."""
+    out: list[tuple[int, int]] = []
+    taken = sorted(set(ids))
+    k = 0
+    for a, b in ranges:
+        while k < len(taken) and taken[k] < a:
+            k += 1
+        start = a
+        while k < len(taken) and taken[k] <= b:
+            if taken[k] > start:
+                out.append((start, taken[k] - 1))
+            start = taken[k] + 1
+            k += 1
+        if start <= b:
+            out.append((start, b))
+    return out
+
+
+def cut(ranges: list[tuple[int, int]], holes: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Ranges without the ids of other ranges (both inclusive, sorted)."""
+    out = []
+    for a, b in ranges:
+        pieces = [(a, b)]
+        for c, d in holes:
+            nxt = []
+            for x, y in pieces:
+                if d < x or c > y:
+                    nxt.append((x, y))
+                    continue
+                if x < c:
+                    nxt.append((x, c - 1))
+                if d < y:
+                    nxt.append((d + 1, y))
+            pieces = nxt
+        out += pieces
+    return out

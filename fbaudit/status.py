@@ -37,6 +37,7 @@ from .objects import (is_initialized, keys_only_since, relation_exists, trigger_
                       trigger_inactive, trigger_name, upgrades)
 from .rotation import last_rotation
 from .sources import Result, open_source, worker_pool
+from .staging import Shipped
 
 log = logging.getLogger("fbaudit.status")
 
@@ -96,11 +97,18 @@ def _read_source(config: Config, spec: SourceSpec) -> dict:
             return item
         info = db.query(f"SELECT FIRST 1 ZAPIS, ID_TABLE FROM {p}LOG_INFO")
         zapis, id_table = info[0] if info else (1, 1)
-        counts = dict(db.query(f"SELECT STATE, COUNT(*) FROM {p}LOG_PACKET GROUP BY STATE"))
-        # Ages on the source's own clock (CREATED_AT is its LOCALTIMESTAMP): a server in another
-        # time zone than fbaudit, or a test clock, must not make a backlog look young.
+        # Packets not shipped yet, from the transfer's own record (staging.Shipped): the packets
+        # themselves are never updated. Ages on the source's own clock (CREATED_AT is its
+        # LOCALTIMESTAMP): a server in another time zone than fbaudit, or a test clock, must not
+        # make a backlog look young.
+        shipped = Shipped(db, p)
+        unshipped = shipped.unshipped("p.CREATED_AT")
         age_sql = "DATEDIFF(MILLISECOND FROM MIN(CREATED_AT) TO LOCALTIMESTAMP) / 1000.0"
-        oldest, oldest_age = db.query(f"SELECT MIN(CREATED_AT), {age_sql} FROM {p}LOG_PACKET WHERE STATE = 0")[0]
+        by_state = {state: rest for state, *rest in db.query(
+            f"SELECT STATE_, COUNT(*), MIN(CREATED_AT), {age_sql} FROM ({unshipped}) GROUP BY STATE_")}
+        counts = {state: rest[0] for state, rest in by_state.items()}
+        _n, oldest, oldest_age = by_state.get(0, (0, None, None))
+        counts[1] = db.scalar(f"SELECT COUNT(*) FROM {p}LOG_PACKET") - counts.get(0, 0) - counts.get(2, 0)
         first, first_age = db.query(f"SELECT MIN(CREATED_AT), {age_sql} FROM {p}LOG_PACKET")[0]
         tables = []
         parts = relation_exists(db, p + "LOG_PARTS_KEPT")
@@ -126,11 +134,12 @@ def _read_source(config: Config, spec: SourceSpec) -> dict:
                 f = trigger_follow(db, p, num, n, json.loads(excluded or "[]"))
                 t.update(not_logged=f.not_logged, trigger_altered=f.altered, schema_follow=f.parts)
             tables.append(t)
+        failed_sql = (f"SELECT FIRST 5 f.ID, f.ATTEMPTS, f.LAST_ATTEMPT, f.LAST_ERROR FROM {p}LOG_FAILED f "
+                      f"JOIN {p}LOG_PACKET x ON x.ID = f.ID WHERE f.STATE = 2 ORDER BY f.ID") if shipped.current \
+            else f"SELECT FIRST 5 ID, ATTEMPTS, LAST_ATTEMPT, LAST_ERROR FROM {p}LOG_PACKET WHERE STATE = 2 ORDER BY ID"
         failed_sample = [{"packet": pid, "attempts": att, "last_attempt": f"{at:%Y-%m-%d %H:%M:%S}" if at else None,
                           "error": (err or "").splitlines()[0] if err else None}
-                         for pid, att, at, err in db.query(
-                             f"SELECT FIRST 5 ID, ATTEMPTS, LAST_ATTEMPT, LAST_ERROR FROM {p}LOG_PACKET "
-                             f"WHERE STATE = 2 ORDER BY STATE, ID")] if counts.get(2) else []
+                         for pid, att, at, err in (db.query(failed_sql) if counts.get(2) else [])]
         item.update(initialized=True, logging=bool(zapis), data_table=id_table, failed_first=failed_sample,
                     waiting=counts.get(0, 0), done=counts.get(1, 0), failed=counts.get(2, 0),
                     oldest_waiting=oldest.isoformat(sep=" ", timespec="seconds") if oldest else None,

@@ -2,7 +2,10 @@
 
 One batch (docs/transfer.md):
 
-1. read the ids of up to N waiting packets (``STATE = 0``), oldest first;
+1. read the ids of up to N packets not shipped yet, oldest first: those above
+   ``LOG_PACKET_FLAG.SHIPPED_TO``, and first those that appeared in a
+   ``LOG_PENDING`` range or failed before (docs/transfer.md "What has been
+   shipped");
 2. in ONE log-database transaction: lock the source's row in ``SOURCES``;
    ``PACKETS_INS`` pulls the packets of that id range from the source
    (EXECUTE STATEMENT ... ON EXTERNAL), inserts those not yet in the log (the
@@ -10,10 +13,12 @@ One batch (docs/transfer.md):
    packet's PAYLOAD into LOG rows, and returns every id it saw; for packets
    written before capture 2.0 (no PAYLOAD) ``BLOB_INS`` pulls their field rows
    from LOG_<n>, one call per data table; commit;
-3. mark the returned packets processed in the source; commit.
+3. record in the source what was shipped, without touching a packet: SHIPPED_TO
+   moves past the batch, the ids of its range that were not there yet are kept
+   in LOG_PENDING, failures in LOG_FAILED; commit.
 
-A kill between 2 and 3 leaves packets that are in the log but not marked; the
-next run finds them by the primary key and only marks them. Hence exactly once
+A kill between 2 and 3 leaves packets that are in the log but not recorded; the
+next run reads them again, and the log's primary key absorbs them. Hence exactly once
 without a two-phase commit (why not 2PC: docs/transfer.md).
 """
 from __future__ import annotations
@@ -31,6 +36,7 @@ from .config import Config, SourceSpec
 from .db import Database, guard
 from .errors import ConnectionLost, DatabaseError, FbauditError, SourceBusy
 from .objects import log_unpacks, packed_staging, require_init
+from .staging import Shipped, convert_progress, cut, keeps_progress, subtract
 from .sources import Result, block_signals, is_connection_error, one_source, open_source, worker_pool
 
 log = logging.getLogger("fbaudit.transfer")
@@ -59,7 +65,8 @@ class PacketRow:
     """A waiting packet as the batch loop sees it (the log database reads the rest itself)."""
 
     id: int
-    attempts: int
+    attempts: int = 0     # attempts that failed before
+    failed: bool = False  # a row of LOG_FAILED (tried again)
 
 
 @dataclass
@@ -143,6 +150,13 @@ class SourceTransfer:
             raise FbauditError(f"{self.spec.describe()}: staging objects were made by an older development "
                                f"version of fbaudit (schema {version}, needs {SCHEMA_VERSION}); "
                                "disable the tables, drop the FBA_ objects and run `fbaudit init` again.")
+        if not keeps_progress(self.main, self.p):
+            self.main.commit()
+            raise FbauditError(f"{self.spec.describe()}: staging objects were made by an older fbaudit (no "
+                               f"{self.p}LOG_PENDING / {self.p}LOG_FAILED, where the transfer now keeps what it "
+                               "shipped): run `fbaudit init` to upgrade them; packets already captured ship after "
+                               "that, exactly once. Nothing was shipped.")
+        self.main.commit()
 
     def open_log(self) -> None:
         """The log connection, opened when there is something to ship: with nothing new a run
@@ -181,17 +195,23 @@ class SourceTransfer:
         """A few milliseconds when nothing is new, whatever the number of processed packets.
 
         Tier 1: the packet sequence still equals SEEN_ID, a value up to which
-        everything is settled: nothing new, one tiny query. Tier 2: one lookup
-        in the (STATE, ID) index. When it finds nothing and no transaction that
+        everything is settled: nothing new, one tiny query. Tier 2: three index
+        lookups (a packet above SHIPPED_TO, one in a LOG_PENDING range, a failed
+        packet to try again). When they find nothing and no transaction that
         could still commit a packet id <= the sequence value is alive (the
         oldest active transaction is newer than every transaction that existed
-        when the value was read), that value becomes the new SEEN_ID.
-        Packet ids are not in commit order, so the second condition matters.
+        when the value was read), the ranges are over and that value becomes
+        the new SEEN_ID. Packet ids are not in commit order, so the second
+        condition matters.
         """
-        db = self.main
-        row = db.query(f"SELECT GEN_ID({self.p}LOG_PACKET_ID, 0), SEEN_ID FROM {self.p}LOG_PACKET_FLAG")
+        db, p = self.main, self.p
+        row = db.query(f"SELECT GEN_ID({p}LOG_PACKET_ID, 0), SEEN_ID, SHIPPED_TO FROM {p}LOG_PACKET_FLAG")
         db.commit()
-        gen, seen_id = row[0] if row else (1, -1)
+        gen, seen_id, shipped_to = row[0] if row else (1, -1, None)
+        if shipped_to is None and row:
+            convert_progress(db, p)         # first run after an upgrade: from the packets' STATE, once
+            self.last_tier = 2
+            return True
         if gen == seen_id:
             self.last_tier = 1
             return False
@@ -201,13 +221,16 @@ class SourceTransfer:
         last_tx = db.con.info.next_transaction
         with guard(db.spec):
             db.con.begin()
-        settled = db.con.info.oat > last_tx      # read before the lookup, inside its transaction
-        pending = db.scalar(f"SELECT FIRST 1 ID FROM {self.p}LOG_PACKET WHERE STATE = 0 ORDER BY STATE, ID")
-        if pending is None and settled:
+        oat = db.con.info.oat          # read before the lookups, inside their (read committed) transaction
+        pending = self.pending(shipped_to)
+        if not pending and oat > last_tx:
             try:   # compare-and-set: never overwrite what `fbaudit retry` or another transfer wrote meanwhile
                 with guard(db.spec):
                     cur = db.con.cursor()
-                    cur.execute(f"UPDATE {self.p}LOG_PACKET_FLAG SET SEEN_ID = ? WHERE SEEN_ID = ?", (gen, seen_id))
+                    cur.execute(f"DELETE FROM {p}LOG_PENDING WHERE TX_MARK < ?", (oat,))
+                    cur.execute(f"SELECT COUNT(*) FROM {p}LOG_PENDING")
+                    if not cur.fetchone()[0]:
+                        cur.execute(f"UPDATE {p}LOG_PACKET_FLAG SET SEEN_ID = ? WHERE SEEN_ID = ?", (gen, seen_id))
                     cur.close()
             except DatabaseError as exc:
                 if not _is_conflict(exc):
@@ -215,38 +238,89 @@ class SourceTransfer:
                 db.rollback()
                 return True
         db.commit()
-        return pending is not None
+        return pending
+
+    def pending(self, shipped_to: int) -> bool:
+        """Any packet to ship: above SHIPPED_TO, in a LOG_PENDING range, or failed and requeued."""
+        db, p = self.main, self.p
+        return bool(db.query(
+            f"SELECT FIRST 1 1 FROM RDB$DATABASE WHERE EXISTS (SELECT 1 FROM {p}LOG_PACKET x WHERE x.ID > ? "
+            f"AND NOT EXISTS (SELECT 1 FROM {p}LOG_FAILED f WHERE f.ID = x.ID)) "
+            f"OR EXISTS (SELECT 1 FROM {p}LOG_PENDING g JOIN {p}LOG_PACKET x ON x.ID BETWEEN g.ID_FROM AND g.ID_TO "
+            f"WHERE x.ID <= ? AND NOT EXISTS (SELECT 1 FROM {p}LOG_FAILED f WHERE f.ID = x.ID)) "
+            f"OR EXISTS (SELECT 1 FROM {p}LOG_FAILED f WHERE f.STATE = 0)", (shipped_to, shipped_to)))
 
     # -- one pass -------------------------------------------------------
     def run_pass(self, report: SourceReport) -> None:
-        """All packets new at the start of the pass, in batches; each packet tried at most once."""
-        db = self.main
+        """All packets new at the start of the pass, in batches; each packet tried at most once.
+
+        First the exceptions (packets that appeared in a LOG_PENDING range, failed
+        packets requeued), then the packets above SHIPPED_TO up to the sequence
+        value read at the start (bounded: a pass under steady load ends and frees
+        its worker slot). After each batch SHIPPED_TO moves past it in the source,
+        and the ids of the batch's range that were not there are kept in
+        LOG_PENDING, unless no transaction that could still write them is alive.
+        """
+        db, p = self.main, self.p
         t0 = time.perf_counter()
         report.passes += 1
         self.open_log()
         self.sync_dictionary()
-        # Bounded: a pass under steady load ends (and frees its worker slot).
-        upto = db.scalar(f"SELECT GEN_ID({self.p}LOG_PACKET_ID, 0) FROM RDB$DATABASE")
+        upto = db.scalar(f"SELECT GEN_ID({p}LOG_PACKET_ID, 0) FROM RDB$DATABASE")
         db.commit()
-        after = 0
-        while not self.stop.is_set():
-            rows = db.query(
-                f"SELECT FIRST {int(self.batch)} ID, ATTEMPTS FROM {self.p}LOG_PACKET "
-                f"WHERE STATE = 0 AND ID > ? AND ID <= ? ORDER BY STATE, ID", (after, upto))
+        mark = db.con.info.next_transaction      # every writer of an id <= upto has a number <= mark
+        with guard(db.spec):
+            db.con.begin()
+        oat = db.con.info.oat
+        shipped_to = db.scalar(f"SELECT SHIPPED_TO FROM {p}LOG_PACKET_FLAG")
+        if shipped_to is None:
             db.commit()
-            if not rows:
+            convert_progress(db, p)
+            shipped_to = db.scalar(f"SELECT SHIPPED_TO FROM {p}LOG_PACKET_FLAG")
+        again = [PacketRow(i, n, bool(f)) for i, n, f in db.query(
+            f"SELECT x.ID, 0, 0 FROM {p}LOG_PENDING g JOIN {p}LOG_PACKET x ON x.ID BETWEEN g.ID_FROM AND g.ID_TO "
+            f"WHERE x.ID <= ? AND NOT EXISTS (SELECT 1 FROM {p}LOG_FAILED f WHERE f.ID = x.ID) "
+            f"UNION ALL SELECT f.ID, f.ATTEMPTS, 1 FROM {p}LOG_FAILED f JOIN {p}LOG_PACKET x ON x.ID = f.ID "
+            f"WHERE f.STATE = 0 ORDER BY 1", (shipped_to,))]
+        db.commit()
+        for k in range(0, len(again), self.batch):
+            if self.stop.is_set():
                 break
-            packets = [PacketRow(*r) for r in rows]
-            after = packets[-1].id
-            self.ship(packets, report)
+            chunk = again[k:k + self.batch]
+            self.ship(chunk, id_runs([pk.id for pk in chunk]), report, covered=None, mark=mark)
+        if not self.stop.is_set():
+            # Every packet a range whose writers have all ended could hold was read above: it is over.
+            self.book(lambda cur: cur.execute(f"DELETE FROM {p}LOG_PENDING WHERE TX_MARK < ?", (oat,)))
+        settled = oat > mark
+        after = shipped_to
+        while not self.stop.is_set() and after < upto:
+            rows = db.query(
+                f"SELECT FIRST {int(self.batch)} x.ID FROM {p}LOG_PACKET x WHERE x.ID > ? AND x.ID <= ? "
+                f"AND NOT EXISTS (SELECT 1 FROM {p}LOG_FAILED f WHERE f.ID = x.ID) ORDER BY x.ID", (after, upto))
+            skip = [r[0] for r in db.query(f"SELECT ID FROM {p}LOG_FAILED WHERE ID > ? AND ID <= ?", (after, upto))]
+            db.commit()
+            last = rows[-1][0] if len(rows) == self.batch else upto
+            packets = [PacketRow(r[0], 0) for r in rows]
+            # PACKETS_INS reads whole id ranges: the failed packets (skipped) are cut out of them.
+            runs = cut([(packets[0].id, packets[-1].id)], [(i, i) for i in skip]) if packets else []
+            self.ship(packets, runs, report, covered=(after, last), mark=None if settled else mark)
+            after = last
         self.sync_dictionary()      # a table enabled during the pass: its names arrive with its packets
         report.seconds += time.perf_counter() - t0
 
-    def ship(self, packets: list[PacketRow], report: SourceReport) -> None:
-        """One batch; on a packet's own error, its packets one by one (failures recorded, the rest shipped)."""
+    def ship(self, packets: list[PacketRow], runs: list[tuple[int, int]], report: SourceReport, *,
+             covered: tuple[int, int] | None, mark: int | None) -> None:
+        """One batch; on a packet's own error, its packets one by one (failures recorded, the rest shipped).
+        Then the source's record of what was shipped, in one transaction (``book``)."""
         t0 = time.perf_counter()
+        seen: set[int] = set()
+        failures: dict[int, tuple[int, str]] = {}
+        present = rows = 0
         try:
-            done, present, rows = self.load(packets)
+            if runs:
+                done, was, rows = self.load(runs)
+                seen.update(done)
+                present = len(was)
         except DatabaseError as exc:
             if is_connection_error(exc):
                 raise _as_connection(exc) from exc
@@ -260,30 +334,51 @@ class SourceTransfer:
                     f"the source as the LOG server reaches it, and the user/password must be valid there.\n"
                     f"  Firebird said: {_first_line(exc)}") from exc
             if len(packets) == 1:
-                self.record_failure(packets[0], exc, report)
-                return
-            log.info("[TRANSFER] %s: batch of %d failed (%s); shipping its packets one by one",
-                     self.spec.name, len(packets), _first_line(exc))
-            for pk in packets:
-                self.ship([pk], report)
-            return
-        self.mark_done(done)
-        shipped = len(done) - len(present)
+                failures[packets[0].id] = (packets[0].attempts + 1, _first_line(exc)[:1000])
+            else:
+                log.info("[TRANSFER] %s: batch of %d failed (%s); shipping its packets one by one",
+                         self.spec.name, len(packets), _first_line(exc))
+                for pk in packets:
+                    try:
+                        done, was, n = self.load([(pk.id, pk.id)])
+                    except DatabaseError as one:
+                        if is_connection_error(one):
+                            raise _as_connection(one) from one
+                        if _is_conflict(one):
+                            raise SourceBusy(str(one)) from one
+                        failures[pk.id] = (pk.attempts + 1, _first_line(one)[:1000])
+                        continue
+                    seen.update(done)
+                    present += len(was)
+                    rows += n
+        self.record(packets, seen, failures, covered, mark)
+        shipped = len(seen) - present
         report.packets += shipped
-        report.already_in_log += len(present)
+        report.already_in_log += present
         report.field_rows += rows
-        report.batches += 1
-        log.info("[TRANSFER] %s: batch %d: %d packets (%d..%d), %d field rows%s, %.3f s",
-                 self.spec.name, report.batches, shipped, packets[0].id, max([packets[-1].id, *done]), rows,
-                 f", {len(present)} already in the log" if present else "", time.perf_counter() - t0)
+        if seen:
+            report.batches += 1
+        for pid, (attempts, message) in failures.items():
+            if attempts >= MAX_ATTEMPTS:
+                report.failed.append(pid)
+                log.warning("[TRANSFER] %s: packet %d marked failed after %d attempts: %s",
+                            self.spec.name, pid, attempts, message)
+            else:
+                report.retry_later.append(pid)
+                log.warning("[TRANSFER] %s: packet %d failed (attempt %d of %d): %s",
+                            self.spec.name, pid, attempts, MAX_ATTEMPTS, message)
+        if seen:
+            log.info("[TRANSFER] %s: batch %d: %d packets (%d..%d), %d field rows%s, %.3f s",
+                     self.spec.name, report.batches, shipped, min(seen), max(seen), rows,
+                     f", {present} already in the log" if present else "", time.perf_counter() - t0)
 
-    def load(self, packets: list[PacketRow]) -> tuple[list[int], set[int], int]:
+    def load(self, runs: list[tuple[int, int]]) -> tuple[list[int], set[int], int]:
         """Step 2: one log transaction.
 
-        Returns (packets now in the log: mark these, those already there
-        before, field rows copied). The log database pulls the packets and
-        their field rows itself (PACKETS_INS, BLOB_INS): no row passes
-        through Python, only packet ids come back.
+        Returns (packets now in the log, those already there before, field
+        rows copied). The log database pulls the packets of each id run and
+        their field rows itself (PACKETS_INS, BLOB_INS): no row passes through
+        Python, only packet ids come back.
         """
         ldb = self.logdb
         p, sid = self.p, self.source_id
@@ -292,9 +387,10 @@ class SourceTransfer:
         try:
             # Lock this source's row: a second transfer of the same source waits here.
             ldb.execute(f"UPDATE {p}SOURCES SET LAST_TRANSFER_AT = LOCALTIMESTAMP WHERE ID = ?", (sid,))
-            lo, hi = packets[0].id, packets[-1].id
-            seen = ldb.query(f"SELECT PACKET_ID, DATA_TABLE, NEW_, FIELDS_ FROM {p}PACKETS_INS(?, ?, ?, ?, ?, ?, ?)",
-                             (sid, lo, hi, *creds))
+            seen = []
+            for lo, hi in runs:
+                seen += ldb.query(f"SELECT PACKET_ID, DATA_TABLE, NEW_, FIELDS_ FROM {p}PACKETS_INS(?, ?, ?, ?, ?, ?, ?)",
+                                  (sid, lo, hi, *creds))
             reused = [pid for pid, _dt, new, _f in seen if new == 2]
             if reused:
                 top = ldb.scalar(f"SELECT MAX(PACKET_ID) FROM {p}LOG_PACKET WHERE SOURCE_ID = ?", (sid,))
@@ -327,47 +423,72 @@ class SourceTransfer:
             ldb.rollback()
             raise
 
-    def mark_done(self, ids: list[int]) -> None:
-        """Step 3, in the source: one UPDATE per run of consecutive ids, an IN list for the rest.
+    def record(self, packets: list[PacketRow], seen: set[int], failures: dict[int, tuple[int, str]],
+               covered: tuple[int, int] | None, mark: int | None) -> None:
+        """Step 3, in the source, one transaction and no packet touched: what the batch shipped.
 
-        Every id of a run a..b was returned by PACKETS_INS, so BETWEEN marks
-        nothing else. Parameters cost the driver ~0.1 ms each to pack; lone
-        ids (integers from the database) go in as literals.
+        Shipped and failed ids leave every LOG_PENDING range; failed ones go to
+        LOG_FAILED, shipped ones leave it. A batch of new packets moves
+        SHIPPED_TO from ``covered[0]`` to ``covered[1]`` (compare-and-set) and,
+        unless ``mark`` is None (no writer of these ids can still be alive),
+        keeps the ids of that range it did not see as a LOG_PENDING range.
+        A kill before this commits leaves the batch to be read again: the log
+        database's key absorbs it.
         """
+        p = self.p
+        gone = seen | set(failures)
+        retried = [pk.id for pk in packets if pk.failed and pk.id in seen]
+
+        def work(cur) -> None:
+            lo = min([*gone, covered[0] + 1] if covered else gone, default=None)
+            hi = max([*gone, covered[1]] if covered else gone, default=None)
+            ranges = []
+            if lo is not None:
+                cur.execute(f"SELECT ID_FROM, ID_TO, TX_MARK FROM {p}LOG_PENDING WHERE ID_TO >= ? AND ID_FROM <= ? "
+                            f"ORDER BY ID_FROM", (lo, hi))
+                ranges = cur.fetchall()
+            for a, b, m in ranges:
+                rest = subtract([(a, b)], gone)
+                if rest != [(a, b)]:
+                    cur.execute(f"DELETE FROM {p}LOG_PENDING WHERE ID_FROM = ?", (a,))
+                    for x, y in rest:
+                        cur.execute(f"INSERT INTO {p}LOG_PENDING (ID_FROM, ID_TO, TX_MARK) VALUES (?, ?, ?)", (x, y, m))
+            for pid, (attempts, message) in failures.items():
+                cur.execute(f"UPDATE OR INSERT INTO {p}LOG_FAILED (ID, STATE, ATTEMPTS, LAST_ATTEMPT, LAST_ERROR) "
+                            f"VALUES (?, ?, ?, LOCALTIMESTAMP, ?) MATCHING (ID)",
+                            (pid, 2 if attempts >= MAX_ATTEMPTS else 0, attempts, message))
+            for k in range(0, len(retried), 1000):
+                cur.execute(f"DELETE FROM {p}LOG_FAILED WHERE ID IN ({', '.join(str(int(i)) for i in retried[k:k + 1000])})")
+            if covered:
+                a, b = covered
+                if mark is not None:
+                    cur.execute(f"SELECT ID FROM {p}LOG_FAILED WHERE ID > ? AND ID <= ?", (a, b))
+                    failed = [r[0] for r in cur.fetchall()]
+                    kept = [(x, y) for x, y, _m in ranges]
+                    for x, y in cut(subtract([(a + 1, b)], gone | set(failed)), kept):
+                        cur.execute(f"INSERT INTO {p}LOG_PENDING (ID_FROM, ID_TO, TX_MARK) VALUES (?, ?, ?)", (x, y, mark))
+                cur.execute(f"UPDATE {p}LOG_PACKET_FLAG SET SHIPPED_TO = ? WHERE SHIPPED_TO = ?", (b, a))
+                if cur.affected_rows != 1:
+                    raise SourceBusy("another transfer of this source moved its progress meanwhile")
+        self.book(work)
+
+    def book(self, work) -> None:
+        """Run ``work(cursor)`` in one transaction of the source and commit it."""
         db = self.main
-        runs = id_runs(ids)
-        lone = [a for a, b in runs if a == b]
-        set_done = (f"UPDATE {self.p}LOG_PACKET SET STATE = 1, ATTEMPTS = ATTEMPTS + 1, "
-                    f"LAST_ATTEMPT = LOCALTIMESTAMP, LAST_ERROR = NULL WHERE STATE = 0 AND ")
         try:
-            for a, b in runs:
-                if a != b:
-                    db.execute(set_done + "ID BETWEEN ? AND ?", (a, b))
-            for k in range(0, len(lone), 1000):
-                db.execute(set_done + f"ID IN ({', '.join(str(int(i)) for i in lone[k:k + 1000])})")
+            with guard(db.spec):
+                cur = db.con.cursor()
+                work(cur)
+                cur.close()
             db.commit()
         except DatabaseError as exc:
             db.rollback()
-            if _is_conflict(exc):   # another transfer marks the same packets: they are in the log already
+            if _is_conflict(exc):   # another transfer records the same packets: they are in the log already
                 raise SourceBusy(str(exc)) from exc
             raise _as_connection(exc) if is_connection_error(exc) else exc
-
-    def record_failure(self, pk: PacketRow, exc: Exception, report: SourceReport) -> None:
-        attempts = pk.attempts + 1
-        state = 2 if attempts >= MAX_ATTEMPTS else 0
-        message = _first_line(exc)[:1000]
-        db = self.main
-        db.execute(f"UPDATE {self.p}LOG_PACKET SET ATTEMPTS = ?, LAST_ATTEMPT = LOCALTIMESTAMP, LAST_ERROR = ?, "
-                   f"STATE = ? WHERE ID = ? AND STATE = 0", (attempts, message, state, pk.id))
-        db.commit()
-        if state == 2:
-            report.failed.append(pk.id)
-            log.warning("[TRANSFER] %s: packet %d marked failed after %d attempts: %s",
-                        self.spec.name, pk.id, attempts, message)
-        else:
-            report.retry_later.append(pk.id)
-            log.warning("[TRANSFER] %s: packet %d failed (attempt %d of %d): %s",
-                        self.spec.name, pk.id, attempts, MAX_ATTEMPTS, message)
+        except BaseException:
+            db.rollback()
+            raise
 
     # -- name dictionary --------------------------------------------------
     def sync_dictionary(self) -> None:
@@ -663,7 +784,7 @@ def transfer(config: Config, *, source: str | None = None, batch: int = DEFAULT_
 
 def retry(config: Config, *, source: str | None = None, packets: list[int] | None = None,
           all_failed: bool = False) -> Result:
-    """Requeue failed packets (STATE 2 -> 0, attempts reset)."""
+    """Requeue failed packets (LOG_FAILED STATE 2 -> 0, attempts reset)."""
     if not packets and not all_failed:
         raise FbauditError("Say which packets to requeue: packet ids, or --all-failed.")
     if packets and all_failed:
@@ -674,13 +795,20 @@ def retry(config: Config, *, source: str | None = None, packets: list[int] | Non
     for spec in specs:
         with open_source(config, spec) as db:
             require_init(db, p)
+            if not keeps_progress(db, p):
+                db.rollback()
+                raise FbauditError(f"{spec.name}: staging objects were made by an older fbaudit; run `fbaudit init` "
+                                   "(then `fbaudit transfer`, which moves the failed packets over), then retry.")
             if all_failed:
-                ids = [r[0] for r in db.query(f"SELECT ID FROM {p}LOG_PACKET WHERE STATE = 2 ORDER BY ID")]
+                ids = [r[0] for r in db.query(f"SELECT ID FROM {p}LOG_FAILED WHERE STATE = 2 ORDER BY ID")]
             else:
-                found = dict(db.query(f"SELECT ID, STATE FROM {p}LOG_PACKET WHERE ID IN "
-                                      f"({', '.join('?' * len(packets))})", list(packets)))
-                problems = [f"{i} (no such packet)" if i not in found else f"{i} (not failed: "
-                            f"{ {0: 'waiting', 1: 'already transferred'}.get(found[i])})"
+                marks = ", ".join("?" * len(packets))
+                shipped = Shipped(db, p)
+                found = dict(db.query(f"SELECT ID, STATE_ FROM ({shipped.unshipped('p.ID', f'p.ID IN ({marks})')})",
+                                      list(packets) * shipped.parts))
+                exist = {r[0] for r in db.query(f"SELECT ID FROM {p}LOG_PACKET WHERE ID IN ({marks})", list(packets))}
+                problems = [f"{i} (no such packet)" if i not in exist else f"{i} (not failed: "
+                            f"{'waiting' if i in found else 'already transferred'})"
                             for i in packets if found.get(i) != 2]
                 if problems:
                     db.rollback()
@@ -690,10 +818,10 @@ def retry(config: Config, *, source: str | None = None, packets: list[int] | Non
             if ids:
                 cur = db.con.cursor()
                 with guard(db.spec):
-                    cur.executemany(f"UPDATE {p}LOG_PACKET SET STATE = 0, ATTEMPTS = 0, LAST_ERROR = NULL "
+                    cur.executemany(f"UPDATE {p}LOG_FAILED SET STATE = 0, ATTEMPTS = 0, LAST_ERROR = NULL "
                                     f"WHERE ID = ? AND STATE = 2", [(i,) for i in ids])
                     cur.close()
-                # Make the next fast check look at the STATE index.
+                # Make the next fast check look at LOG_FAILED.
                 db.execute(f"UPDATE {p}LOG_PACKET_FLAG SET SEEN_ID = -1")
             db.commit()
             res.data["sources"].append({"source": spec.name, "requeued": ids})

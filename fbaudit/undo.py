@@ -46,6 +46,7 @@ from .logs import printable
 from .objects import control_event
 from .registry import Registry
 from .sources import open_source
+from .staging import Shipped
 from .versions import GDS_LOCK_CONFLICT, GDS_REFUSED, always_identity, bind_value, param_sql
 
 log = logging.getLogger("fbaudit.revert")
@@ -229,8 +230,8 @@ def revert_selection(config: Config, *, source: str | None = None, transaction_i
             logged = [c for c in info.columns if c.name in entry.fields and c.auditable]
             infos[name] = (entry, cols, logged)
         # Changes not shipped yet: of this selection (it is not all in the log), or of a record it touched.
-        waiting = db.query(f"SELECT NUM_TABLE, RECORD_KEY, TRANSACTION_ID, AUTHOR, CREATED_AT FROM {p}LOG_PACKET "
-                           f"WHERE STATE <> 1 AND NUM_TABLE <> 0")
+        waiting = [r[:5] for r in db.query(Shipped(db, p).unshipped(
+            "p.NUM_TABLE, p.RECORD_KEY, p.TRANSACTION_ID, p.AUTHOR, p.CREATED_AT", "p.NUM_TABLE <> 0"))]
         numbers = {name: infos[name][0].number for name in infos}
         only = {it.num_table for it in items} if table else None     # --table: the selection is of that table
 
@@ -519,8 +520,9 @@ def _only_planned(db, p: str, statements: list, numbers: dict, refs: dict, what:
         if it.target_record_key is not None:
             planned.add((numbers[it.table], it.target_record_key))
     extra = [(num, rk) for num, rk in db.query(
-        f"SELECT NUM_TABLE, RECORD_KEY FROM {p}LOG_PACKET WHERE STATE = 0 AND TRANSACTION_ID = CURRENT_TRANSACTION "
-        f"AND NUM_TABLE <> 0") if (num, rk) not in planned]
+        "SELECT NUM_TABLE, RECORD_KEY FROM (" + Shipped(db, p).unshipped(
+            "p.NUM_TABLE, p.RECORD_KEY", "p.TRANSACTION_ID = CURRENT_TRANSACTION AND p.NUM_TABLE <> 0") + ")")
+        if (num, rk) not in planned]
     if extra:
         entries = {e.number: e for e in reg.tables.values()}
         rows = []

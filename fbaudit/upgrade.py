@@ -46,6 +46,7 @@ from .rotation import last_rotation
 from .progress import Progress
 from .registry import Registry, TableEntry
 from .sources import Result, for_each_source, open_source
+from .staging import release_ids_sql, reserve_ids
 from .templates import Statement
 
 log = logging.getLogger("fbaudit.upgrade")
@@ -230,9 +231,11 @@ def end(config: Config, *, source: str | None = None, dry_run: bool = False, by:
                     plan.append(Statement(f"UPDATE {p}LOG_UPGRADE SET ENDED_AT = LOCALTIMESTAMP WHERE NUM_TABLE = ?",
                                           (u.number,)))
                     # Its id now, before the ids of the rows logged whole are reserved: it comes first.
+                    event_id = None if dry_run else reserve_ids(db, p, 1)[0]
                     plan.append(control_event(p, "UPGRADE END", "TABLE", name, _end_text(name, item),
-                                              packet_id=None if dry_run else db.scalar(
-                                                  f"SELECT GEN_ID({p}LOG_PACKET_ID, 1) FROM RDB$DATABASE")))
+                                              packet_id=event_id))
+                    if event_id is not None:
+                        plan.append(Statement(release_ids_sql(p), (event_id, event_id)))
                 changed.append(entry)
                 item["changes"] = keys_only_since(db, p, u.number, u.from_id)
                 todo.append((entry, info, u, item["changes"], item))

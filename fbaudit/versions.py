@@ -37,6 +37,7 @@ from .history import none_text, version_at, version_detail
 from .idents import quote_ident
 from .registry import Registry
 from .sources import open_source
+from .staging import Shipped
 
 log = logging.getLogger("fbaudit.revert")
 
@@ -225,8 +226,9 @@ def revert(config: Config, table: str, key: str, *, to_version: int, by: str | N
             db.rollback()
             raise FbauditError(f"{what}: {len(rows)} rows have this key (the audit key is not unique), so the "
                                "revert cannot tell which to change; nothing was changed.")
-        waiting = db.scalar(f"SELECT COUNT(*) FROM {p}LOG_PACKET WHERE NUM_TABLE = ? AND RECORD_KEY = ? "
-                            f"AND STATE <> 1", (entry.number, h["record_key"]))
+        shipped = Shipped(db, p)
+        waiting = db.scalar(f"SELECT COUNT(*) FROM ({shipped.unshipped('p.ID', 'p.NUM_TABLE = ? AND p.RECORD_KEY = ?')})",
+                            (entry.number, h["record_key"]) * shipped.parts)
         if waiting:
             db.rollback()
             raise RevertConflict(f"{what} has {waiting} change(s) not yet in the log database (waiting for "

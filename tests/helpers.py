@@ -11,7 +11,7 @@ import urllib.request
 from contextlib import contextmanager
 
 from fbaudit.forms import unpack
-from fbaudit.staging import read_packets
+from fbaudit.staging import Shipped, read_packets
 
 
 def packets(project, table: str | None = None, *, schema: bool = False):
@@ -19,6 +19,22 @@ def packets(project, table: str | None = None, *, schema: bool = False):
     with project.connect() as db:
         return [pk for pk in read_packets(db, project.prefix, table=table)
                 if (pk.operation in ("ddl", "control")) == schema]
+
+
+def packet_states(project, where: str = "", params=()) -> dict[int, int]:
+    """Packets of the source by state, as the transfer's record says (0 waiting, 1 in the log
+    database, 2 failed): the packets themselves are never updated. ``where``: on alias ``p``."""
+    with project.connect() as db:
+        shipped = Shipped(db, project.prefix)
+        out = {s: n for s, n in db.query(f"SELECT STATE_, COUNT(*) FROM ({shipped.unshipped('p.ID', where)}) "
+                                         f"GROUP BY STATE_", tuple(params) * shipped.parts)}
+        total = db.scalar(f"SELECT COUNT(*) FROM {project.prefix}LOG_PACKET p" + (f" WHERE {where}" if where else ""),
+                          params)
+        db.commit()
+    done = total - sum(out.values())
+    if done:
+        out[1] = done
+    return out
 
 
 def as_fbaudit(db) -> None:

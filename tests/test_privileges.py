@@ -16,7 +16,7 @@ from fbaudit import capture
 from fbaudit.config import DatabaseSpec
 from fbaudit.errors import DatabaseError
 
-from helpers import packets, run_sql, staged_fields
+from helpers import packet_states, packets, run_sql, staged_fields
 
 PASSWORD_ENV = "FBAUDIT_TEST_APP_PASSWORD"
 
@@ -88,7 +88,7 @@ def test_application_user_sets_author_and_comment(app):
 
 
 STAGING = ["LOG_PACKET", "LOG_1", "LOG_2", "LOG_3", "V_LOG_1", "V_LOG_2", "LOG_INFO", "LOG_PACKET_FLAG",
-           "LOG_TABLES", "LOG_FIELDS"]
+           "LOG_TABLES", "LOG_FIELDS", "LOG_PENDING", "LOG_FAILED"]
 
 CHANGES = [
     "UPDATE {P}LOG_PACKET SET STATE = 1",
@@ -104,6 +104,9 @@ CHANGES = [
     "UPDATE {P}LOG_TABLES SET TABLE_NAME = 'X'",
     "DELETE FROM {P}LOG_FIELDS",
     "UPDATE {P}LOG_PACKET_FLAG SET SEEN_ID = 1000000",
+    "UPDATE {P}LOG_PACKET_FLAG SET SHIPPED_TO = 1000000",          # "everything is shipped": the packet skipped
+    "INSERT INTO {P}LOG_FAILED (ID, STATE) VALUES (1, 2)",          # or set aside as failed
+    "DELETE FROM {P}LOG_PENDING",
 ]
 
 FAKES = [
@@ -128,9 +131,11 @@ def test_application_user_cannot_alter_the_log_or_switch_logging_off(app):
     run_sql(project, ["INSERT INTO CUSTOMER VALUES (1, 'Anna', 'Riga')"], user_spec=spec)
     assert not_refused(project, spec, CHANGES) == []
     with project.connect() as db:   # the owner sees the log untouched and logging still on
-        assert db.scalar(f"SELECT COUNT(*) FROM {project.prefix}LOG_PACKET WHERE STATE = 0") == 1
+        assert db.scalar(f"SELECT COUNT(*) FROM {project.prefix}LOG_PACKET") == 1
         assert db.scalar(f"SELECT ZAPIS FROM {project.prefix}LOG_INFO") == 1
-        assert db.scalar(f"SELECT SEEN_ID FROM {project.prefix}LOG_PACKET_FLAG") == 0
+        assert db.query(f"SELECT SEEN_ID, SHIPPED_TO FROM {project.prefix}LOG_PACKET_FLAG") == [(0, 0)]
+        assert db.scalar(f"SELECT COUNT(*) FROM {project.prefix}LOG_FAILED") == 0
+    assert packet_states(project) == {0: 1}
     run_sql(project, ["UPDATE CUSTOMER SET NAME = 'Anya' WHERE ID = 1"], user_spec=spec)
     ins, upd = packets(project)
     assert ins.changes["NAME"] == {"old": None, "new": "Anna"}

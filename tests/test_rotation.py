@@ -188,7 +188,7 @@ def test_waits_for_the_transfer_and_postpones_without_dropping(audited):
 def test_failed_packets_keep_the_table_until_retried(audited):
     run_sql(audited, ["INSERT INTO ITEM VALUES (1, 'a', 1)"])
     transfer.transfer(audited.config)
-    audited.sql("UPDATE FBA_LOG_PACKET SET STATE = 2")
+    audited.sql("INSERT INTO FBA_LOG_FAILED (ID, STATE, ATTEMPTS) SELECT ID, 2, 5 FROM FBA_LOG_PACKET")
     rep = rotate(audited, now=DAY0, max_wait=0)
     assert rep.outcome == "postponed" and "failed to transfer" in rep.message and "retry" in rep.message
     assert rows_in(audited, 1) == 3

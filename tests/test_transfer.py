@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from fbaudit import capture, history, transfer
+from fbaudit import capture, history, rotation, transfer
 from fbaudit.db import open_database
 from fbaudit.errors import FbauditError
 
-from helpers import as_fbaudit, run_sql, staged_fields
+from helpers import as_fbaudit, packet_states, run_sql, staged_fields
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,11 +53,11 @@ def main_rows(project, sql, params=()):
 
 
 def assert_exactly_once(project):
-    """Every packet of the source is in the log once, with exactly its field rows; all marked done."""
+    """Every packet of the source is in the log once, with exactly its field rows; all recorded shipped."""
     with project.connect() as db:
         src = staged_fields(db)
-    states = main_rows(project, "SELECT STATE, COUNT(*) FROM FBA_LOG_PACKET GROUP BY STATE")
-    assert dict(states).keys() <= {1}, f"packets not marked done: {states}"
+    states = packet_states(project)
+    assert states.keys() <= {1}, f"packets not recorded as shipped: {states}"
     logged = log_rows(project, "SELECT p.PACKET_ID, (SELECT COUNT(*) FROM FBA_LOG l WHERE l.SOURCE_ID = p.SOURCE_ID "
                                "AND l.PACKET_ID = p.PACKET_ID) FROM FBA_LOG_PACKET p")
     ids = [r[0] for r in logged]
@@ -150,13 +150,13 @@ def test_crash_between_log_commit_and_mark_is_not_duplicated(audited):
     job.open_log()
     try:
         job.sync_dictionary()
-        rows = job.main.query("SELECT ID, ATTEMPTS FROM FBA_LOG_PACKET ORDER BY ID")
+        rows = job.main.query("SELECT ID FROM FBA_LOG_PACKET ORDER BY ID")
         job.main.commit()
-        done, present, copied = job.load([transfer.PacketRow(*r) for r in rows])   # step 2 only: "killed" here
+        done, present, copied = job.load([(rows[0][0], rows[-1][0])])   # step 2 only: "killed" here
         assert done == [1, 2, 3, 4, 5] and present == set() and copied == 15
     finally:
         job.close()
-    assert main_rows(audited, "SELECT COUNT(*) FROM FBA_LOG_PACKET WHERE STATE = 0") == [(5,)]
+    assert packet_states(audited) == {0: 5}
     res = transfer.transfer(audited.config)
     src = res.data["sources"][0]
     assert src["already_in_log"] == 5 and src["packets"] == 0
@@ -197,8 +197,9 @@ def test_failing_packet_counts_attempts_is_marked_failed_and_can_be_retried(audi
     for attempt in range(2, 6):
         res = transfer.transfer(audited.config)
     assert res.data["failed_packets"] == 1 and "marked failed after 5 attempts" in res.lines[0]
-    state, attempts, error, at = main_rows(audited, "SELECT STATE, ATTEMPTS, LAST_ERROR, LAST_ATTEMPT "
-                                                    "FROM FBA_LOG_PACKET WHERE RECORD_KEY = '13'")[0]
+    state, attempts, error, at = main_rows(audited, "SELECT f.STATE, f.ATTEMPTS, f.LAST_ERROR, f.LAST_ATTEMPT "
+                                                    "FROM FBA_LOG_FAILED f JOIN FBA_LOG_PACKET p ON p.ID = f.ID "
+                                                    "WHERE p.RECORD_KEY = '13'")[0]
     assert (state, attempts) == (2, 5) and "poison record refused" in error and at is not None
     # Skipped from now on: a new change still flows.
     run_sql(audited, ["UPDATE ITEM SET QTY = 2 WHERE ID = 12"])
@@ -364,6 +365,7 @@ def kill_whole_engine_process(project):
     # committed), format 0, every column NULL or its default, in no index. It is no packet (the checks
     # above read by ID); it must be exactly that shell and nothing else, and it goes at the next rotation.
     shells = main_rows(project, "SELECT RDB$RECORD_VERSION, STATE, CREATED_AT FROM FBA_LOG_PACKET WHERE ID + 0 IS NULL")
+    # (STATE: its DEFAULT 0, as every packet has: the trigger writes a packet once, nothing updates it)
     assert all(s == (0, 0, None) for s in shells), shells
     if shells:
         warnings.warn(f"{len(shells)} torn-page shell record(s) in the staging after 50 engine kills "
@@ -536,7 +538,7 @@ def test_log_database_down_writers_unaffected_job_fails_clearly_then_drains(audi
         assert res.errors and isinstance(res.errors[0][1], transfer.ConnectionLost)
         msg = str(res.errors[0][1])
         assert "gave up after retrying" in msg and "nothing was lost" in msg and "log" in msg
-        waiting = main_rows(audited, "SELECT COUNT(*) FROM FBA_LOG_PACKET WHERE STATE = 0")[0][0]
+        waiting = packet_states(audited).get(0, 0)
         assert waiting >= writer.commits
     finally:
         if moved:
@@ -585,7 +587,7 @@ def test_restarted_packet_ids_stop_the_transfer_instead_of_dropping_changes(audi
     with audited.connect() as db:          # as fbaudit's own DDL: no schema event takes an id first
         as_fbaudit(db)
         for sql in ("DELETE FROM FBA_LOG_PACKET", "DELETE FROM FBA_LOG_1", "SET GENERATOR FBA_LOG_PACKET_ID TO 0",
-                    "UPDATE FBA_LOG_PACKET_FLAG SET SEEN_ID = 0"):
+                    "UPDATE FBA_LOG_PACKET_FLAG SET SEEN_ID = 0, SHIPPED_TO = 0", "DELETE FROM FBA_LOG_PENDING"):
             db.con.execute_immediate(sql)
         db.commit()
     run_sql(audited, ["INSERT INTO ITEM VALUES (2, 'second', 1, NULL)"])     # gets packet id 1 again
@@ -594,7 +596,7 @@ def test_restarted_packet_ids_stop_the_transfer_instead_of_dropping_changes(audi
     msg = str(res.errors[0][1])
     assert "as a DIFFERENT change" in msg and "Nothing was shipped" in msg and "SET GENERATOR FBA_LOG_PACKET_ID TO 1" in msg
     assert log_rows(audited, "SELECT RECORD_KEY FROM FBA_LOG_PACKET") == [("1",)]       # nothing shipped
-    assert main_rows(audited, "SELECT STATE FROM FBA_LOG_PACKET WHERE RECORD_KEY = '2'") == [(0,)]   # still waiting
+    assert packet_states(audited, "p.RECORD_KEY = '2'") == {0: 1}   # still waiting
 
 
 def test_init_replaces_an_older_version_of_the_log_procedures(audited):
@@ -675,3 +677,56 @@ def test_upgrade_from_field_rows_ships_waiting_packets_exactly_once(audited):
         {"NAME": {"old": "Жук", "new": "Жук 2"}, "QTY": {"old": "6", "new": None}}]
     new = history.history(audited.config, "ITEM", "2")["versions"][0]["changes"]
     assert new["NOTE"] == {"old": None, "new": "ж" * 50_000} and new["NAME"]["new"] == "new"
+
+
+def test_a_packet_is_written_once_and_removed_once_in_the_main_database(audited):
+    """A packet's whole life in the main database: 10,000 changes in 10 transactions, transfers
+    running while they commit, a rotation. Counted by Firebird itself, with triggers on
+    LOG_PACKET that move sequences (not transactional: a rolled-back write counts too): 10,000
+    inserts, not one update (the transfer keeps what it shipped in LOG_PACKET_FLAG / LOG_PENDING,
+    a few rows per batch), 10,000 deletes when rotation empties the old table's packets. Two
+    record versions per change, where it was three."""
+    with audited.connect() as db:
+        as_fbaudit(db)                   # the test's own DDL, not a schema change to log
+        for op in ("INSERT", "UPDATE", "DELETE"):
+            db.con.execute_immediate(f"CREATE SEQUENCE T_{op}")
+            db.con.execute_immediate(f"CREATE TRIGGER T_{op} FOR FBA_LOG_PACKET AFTER {op} AS "
+                                     f"DECLARE n BIGINT; BEGIN n = GEN_ID(T_{op}, 1); END")
+        db.con.execute_immediate("CREATE SEQUENCE T_FLAG")
+        db.con.execute_immediate("CREATE TRIGGER T_FLAG FOR FBA_LOG_PACKET_FLAG AFTER UPDATE AS "
+                                 "DECLARE n BIGINT; BEGIN n = GEN_ID(T_FLAG, 1); END")
+        db.commit()
+
+    def counts() -> tuple:
+        return main_rows(audited, "SELECT GEN_ID(T_INSERT, 0), GEN_ID(T_UPDATE, 0), GEN_ID(T_DELETE, 0), "
+                                  "GEN_ID(T_FLAG, 0) FROM RDB$DATABASE")[0]
+    first = main_rows(audited, "SELECT COUNT(*) FROM FBA_LOG_PACKET")[0][0]    # the DDL above, logged
+    base = counts()
+    stop = threading.Event()
+
+    def ship() -> None:
+        while not stop.is_set():
+            transfer.transfer(audited.config, batch=500)
+    shipper = threading.Thread(target=ship)
+    shipper.start()
+    try:
+        with audited.connect() as db:
+            for k in range(10):          # 10 transactions of 1,000 changes each
+                db.con.execute_immediate(
+                    f"EXECUTE BLOCK AS DECLARE i INTEGER = {k * 400}; BEGIN WHILE (i < {k * 400 + 400}) DO "
+                    "BEGIN i = i + 1; INSERT INTO ITEM VALUES (:i, 'n' || :i, :i, NULL); END "
+                    f"UPDATE ITEM SET QTY = QTY + 1 WHERE ID > {k * 400} AND ID <= {k * 400 + 400}; "
+                    f"DELETE FROM ITEM WHERE ID > {k * 400} AND ID <= {k * 400 + 200}; END")
+                db.commit()
+    finally:
+        stop.set()
+        shipper.join()
+    transfer.transfer(audited.config)
+    assert assert_exactly_once(audited) == first + 10000
+    inserts, updates, deletes, flag = (a - b for a, b in zip(counts(), base))
+    assert (inserts, updates, deletes) == (10000, 0, 0)
+    assert flag <= 2 * (10000 // 500) + 20, flag        # the transfer's record: about one update per batch
+    rep = rotation.rotate(audited.config, force=True, max_wait=10)
+    assert not rep.errors, rep.lines
+    assert tuple(a - b for a, b in zip(counts(), base))[:3] == (10000, 0, 10000 + first)
+    assert main_rows(audited, "SELECT COUNT(*) FROM FBA_LOG_PACKET") == [(0,)]

@@ -27,7 +27,7 @@ from fbaudit.forms import decode_key, encode_key, value_expr
 from fbaudit.catalog import read_table
 from fbaudit.db import open_database
 from fbaudit.forms import NoneText, decode_value, value_kind
-from helpers import staged_fields
+from helpers import packet_states, staged_fields
 
 SEED = 1234
 
@@ -313,9 +313,8 @@ def source_counts(project) -> dict:
     with project.connect() as db:
         per_table = dict(db.query("SELECT t.TABLE_NAME, COUNT(*) FROM FBA_LOG_PACKET p JOIN FBA_LOG_TABLES t "
                                   "ON t.NUM_TABLE = p.NUM_TABLE GROUP BY t.TABLE_NAME"))
-        states = dict(db.query("SELECT STATE, COUNT(*) FROM FBA_LOG_PACKET GROUP BY STATE"))
         fields = sum(staged_fields(db).values())
-    return {"tables": {k.strip(): v for k, v in per_table.items()}, "states": states, "fields": fields}
+    return {"tables": {k.strip(): v for k, v in per_table.items()}, "states": packet_states(project), "fields": fields}
 
 
 def shipped(res) -> tuple[int, int]:
