@@ -109,7 +109,7 @@ class SourceReport:
         text = (f"{self.source}: {self.packets} packets, {self.field_rows} field rows in {self.batches} "
                 f"batch{'es' if self.batches != 1 else ''}")
         if self.already_in_log:
-            text += f" ({self.already_in_log} were already in the log, only marked)"
+            text += f" ({self.already_in_log} were already in the log, only recorded)"
         if self.retry_later:
             text += f"; {len(self.retry_later)} failed, retried next run"
         if self.failed:

@@ -697,8 +697,8 @@ def explore_variants() -> list[tuple[str, str, list[str]]]:
                           "transaction, comment: NULL), as if they went to one row per transaction",
          ["@EDIT CURRENT_USER, RDB$GET_CONTEXT('SYSTEM', 'CLIENT_ADDRESS'), CURRENT_TRANSACTION, :note, :pay);"
           "=>NULL, NULL, NULL, NULL, :pay);"]),
-        ("no_state_index", "fbaudit's trigger, LOG_PACKET without its (STATE, ID) index",
-         [f"DROP INDEX {p}LOG_PACKET_STATE"]),
+        ("state_index", "fbaudit's trigger, LOG_PACKET with the (STATE, ID) index it had until the transfer kept "
+                        "its own record", [f"CREATE INDEX {p}LOG_PACKET_STATE ON {p}LOG_PACKET (STATE, ID)"]),
         ("no_event", "without POST_EVENT", v(event="none")),
         ("event_once", "POST_EVENT only at the first change of a transaction (USER_TRANSACTION flag)",
          v(event="once")),

@@ -142,8 +142,8 @@ def test_history_composite_key_and_cli_json(project):
     assert json.loads(shown.stdout)["version"] == 2
 
 
-def test_crash_between_log_commit_and_mark_is_not_duplicated(audited):
-    """A kill after the log commit and before the source is marked: the rerun only marks."""
+def test_crash_between_log_commit_and_record_is_not_duplicated(audited):
+    """A kill after the log commit and before the source records it: the rerun only records."""
     run_sql(audited, [f"INSERT INTO ITEM VALUES ({i}, 'x', {i}, NULL)" for i in range(1, 6)])
     job = transfer.SourceTransfer(audited.config, audited.config.sources[0])
     job.open()
@@ -677,6 +677,46 @@ def test_upgrade_from_field_rows_ships_waiting_packets_exactly_once(audited):
         {"NAME": {"old": "Жук", "new": "Жук 2"}, "QTY": {"old": "6", "new": None}}]
     new = history.history(audited.config, "ITEM", "2")["versions"][0]["changes"]
     assert new["NOTE"] == {"old": None, "new": "ж" * 50_000} and new["NAME"]["new"] == "new"
+
+
+def test_upgrade_from_progress_kept_in_each_packet(audited):
+    """A staging of the release before (the transfer set each packet's STATE; no SHIPPED_TO,
+    LOG_PENDING, LOG_FAILED): status still answers, the transfer refuses until `fbaudit init`, which
+    sets SHIPPED_TO from the packets' STATE once and moves failed packets (and waiting ones with
+    attempts) to LOG_FAILED. Then waiting packets ship exactly once, the failed one stays failed
+    until `fbaudit retry`, and nothing is shipped twice."""
+    p = audited.prefix
+    run_sql(audited, [f"INSERT INTO ITEM VALUES ({i}, 'shipped', {i}, NULL)" for i in (1, 2, 3)])
+    assert transfer.transfer(audited.config).data["packets"] == 3
+    with audited.connect() as db:       # what the release before left: shipped packets marked STATE 1
+        as_fbaudit(db)
+        db.execute(f"UPDATE {p}LOG_PACKET SET STATE = 1, ATTEMPTS = 1")
+        for sql in (f"DROP TABLE {p}LOG_PENDING", f"DROP TABLE {p}LOG_FAILED",
+                    f"ALTER TABLE {p}LOG_PACKET_FLAG DROP SHIPPED_TO"):
+            db.con.execute_immediate(sql)
+        db.commit()
+    run_sql(audited, [f"INSERT INTO ITEM VALUES ({i}, 'waiting', {i}, NULL)" for i in (4, 5, 6, 7)])
+    with audited.connect() as db:       # packet 4 failed for good, packet 5 failed twice so far
+        db.execute(f"UPDATE {p}LOG_PACKET SET STATE = 2, ATTEMPTS = 5, LAST_ERROR = 'old failure' "
+                   f"WHERE RECORD_KEY = '4'")
+        db.execute(f"UPDATE {p}LOG_PACKET SET ATTEMPTS = 2, LAST_ERROR = 'twice' WHERE RECORD_KEY = '5'")
+        db.commit()
+    src = capture.status(audited.config).data["sources"][0]
+    assert (src["waiting"], src["failed"], src["done"]) == (3, 1, 3)
+    refused = transfer.transfer(audited.config)
+    assert refused.errors and "fbaudit init" in str(refused.errors[0][1]) and refused.data["packets"] == 0
+    capture.init(audited.config)
+    assert packet_states(audited) == {0: 3, 1: 3, 2: 1}
+    assert main_rows(audited, f"SELECT p.RECORD_KEY, f.STATE, f.ATTEMPTS FROM {p}LOG_FAILED f "
+                              f"JOIN {p}LOG_PACKET p ON p.ID = f.ID ORDER BY 1") == [("4", 2, 5), ("5", 0, 2)]
+    res = transfer.transfer(audited.config)
+    assert not res.errors and res.data["packets"] == 3, res.lines
+    assert packet_states(audited) == {1: 6, 2: 1}
+    assert transfer.retry(audited.config, all_failed=True).data["sources"][0]["requeued"] == [
+        main_rows(audited, f"SELECT ID FROM {p}LOG_PACKET WHERE RECORD_KEY = '4'")[0][0]]
+    assert transfer.transfer(audited.config).data["packets"] == 1
+    assert assert_exactly_once(audited) == 7
+    assert transfer.transfer(audited.config).data["sources"][0]["nothing_new"]
 
 
 def test_a_packet_is_written_once_and_removed_once_in_the_main_database(audited):
