@@ -7,11 +7,11 @@ import pytest
 from click.testing import CliRunner
 
 from fbaudit import objects
-from fbaudit import baseline, capture, history, transfer, versions
+from fbaudit import baseline, capture, history, staging, transfer, versions
 from fbaudit.cli import cli
 from fbaudit.errors import FbauditError
 
-from helpers import packets, run_sql
+from helpers import packet_states, packets, run_sql
 
 LONG = "ё" * 3000          # 6000 bytes: longer than a VARCHAR row of the transfer, a real BLOB
 
@@ -73,6 +73,12 @@ def test_baseline_is_ordered_before_changes_that_race_it(stock, monkeypatch):
     def race():
         run_sql(stock, ["UPDATE STOCK SET QTY = 99 WHERE ID = 1"])        # committed, seen by the snapshot
         transfer.transfer(stock.config)                                   # shipped before the baseline exists
+        # The transfer moved past the ids reserved for the baseline, with no writer alive: they wait
+        # as a reserved range (else nothing would tell it that packets will appear below SHIPPED_TO).
+        with stock.connect() as db:
+            assert db.query("SELECT TX_MARK FROM FBA_LOG_PENDING") == [(staging.RESERVED,)]
+            assert db.scalar("SELECT SHIPPED_TO FROM FBA_LOG_PACKET_FLAG") > db.scalar("SELECT ID_TO FROM FBA_LOG_PENDING")
+            db.commit()
         cur = writer.con.cursor()
         cur.execute("UPDATE STOCK SET NAME = 'renamed' WHERE ID = 2")      # not committed during the baseline
         cur.close()
@@ -82,6 +88,11 @@ def test_baseline_is_ordered_before_changes_that_race_it(stock, monkeypatch):
     writer.con.commit()
     writer.close()
     transfer.transfer(stock.config)
+    assert packet_states(stock).keys() == {1}
+    assert transfer.transfer(stock.config).data["sources"][0]["nothing_new"]
+    with stock.connect() as db:             # the range ended with the baseline's transaction
+        assert db.scalar("SELECT COUNT(*) FROM FBA_LOG_PENDING") == 0
+        db.commit()
     h1 = history.history(stock.config, "STOCK", "1", limit=None)
     assert [(v["version"], v["operation"]) for v in h1["versions"]] == [(1, "baseline"), (2, "update")]
     assert h1["versions"][0]["changes"]["QTY"]["new"] == "99.000"        # the snapshot saw it

@@ -160,7 +160,7 @@ def test_crash_between_log_commit_and_record_is_not_duplicated(audited):
     res = transfer.transfer(audited.config)
     src = res.data["sources"][0]
     assert src["already_in_log"] == 5 and src["packets"] == 0
-    assert "5 were already in the log, only marked" in res.lines[0]
+    assert "5 were already in the log, only recorded" in res.lines[0]
     assert assert_exactly_once(audited) == 5
 
 
