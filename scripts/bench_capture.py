@@ -697,6 +697,14 @@ def explore_variants() -> list[tuple[str, str, list[str]]]:
                           "transaction, comment: NULL), as if they went to one row per transaction",
          ["@EDIT CURRENT_USER, RDB$GET_CONTEXT('SYSTEM', 'CLIENT_ADDRESS'), CURRENT_TRANSACTION, :note, :pay);"
           "=>NULL, NULL, NULL, NULL, :pay);"]),
+        ("packet_es", "the packet row written through EXECUTE STATEMENT ... WITH CALLER PRIVILEGES (no dependency "
+                      "on the table, so a packet table could be dropped by rotation)",
+         ["@EDIT INSERT INTO " + p + "LOG_PACKET (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR,\n"
+          "                            DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT, PAYLOAD)\n  VALUES ("
+          "=>EXECUTE STATEMENT ('INSERT INTO " + p + "LOG_PACKET (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, "
+          "RECORD_KEY, AUTHOR, DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT, PAYLOAD) VALUES (?, ?, ?, ?, ?, "
+          "?, ?, ?, ?, ?, ?, ?)') (",
+          "@EDIT :note, :pay);=>:note, :pay) WITH CALLER PRIVILEGES;"]),
         ("state_index", "fbaudit's trigger, LOG_PACKET with the (STATE, ID) index it had until the transfer kept "
                         "its own record", [f"CREATE INDEX {p}LOG_PACKET_STATE ON {p}LOG_PACKET (STATE, ID)"]),
         ("no_event", "without POST_EVENT", v(event="none")),
