@@ -181,6 +181,38 @@ def test_packet_committed_late_with_a_lower_id_is_not_missed(audited):
     assert transfer.transfer(audited.config).data["sources"][0]["nothing_new"]
 
 
+def test_an_id_rolled_back_behind_a_transfer_is_forgotten_once_its_writer_ended(audited):
+    """A transfer passes an id whose writer has not committed: it keeps it as a LOG_PENDING range
+    (status does not count it: no packet is visible there). The writer rolls back; the next fast
+    check finds nothing there, sees no writer of that time alive, ends the range and settles on
+    tier 1 again (never left on tier 2)."""
+    slow = audited.connect()
+    try:
+        cur = slow.con.cursor()
+        cur.execute("INSERT INTO ITEM VALUES (100, 'slow', 1, NULL)")      # takes packet 1, not committed
+        run_sql(audited, ["INSERT INTO ITEM VALUES (101, 'fast', 1, NULL)"])  # packet 2, committed
+        assert transfer.transfer(audited.config).data["packets"] == 1
+        assert main_rows(audited, "SELECT ID_FROM, ID_TO FROM FBA_LOG_PENDING") == [(1, 1)]
+        assert main_rows(audited, "SELECT SHIPPED_TO FROM FBA_LOG_PACKET_FLAG") == [(2,)]
+        assert packet_states(audited) == {1: 1}
+        again = transfer.transfer(audited.config)           # the writer is alive: the range stays
+        assert again.data["sources"][0]["nothing_new"] and again.data["packets"] == 0
+        assert main_rows(audited, "SELECT ID_FROM, ID_TO FROM FBA_LOG_PENDING") == [(1, 1)]
+        slow.rollback()
+    finally:
+        slow.close()
+    res = transfer.transfer(audited.config)
+    assert res.data["sources"][0]["nothing_new"] and res.data["packets"] == 0
+    assert main_rows(audited, "SELECT COUNT(*) FROM FBA_LOG_PENDING") == [(0,)]
+    job = transfer.SourceTransfer(audited.config, audited.config.sources[0])
+    job.open()
+    try:
+        assert job.anything_new() is False and job.last_tier == 1
+    finally:
+        job.close()
+    assert assert_exactly_once(audited) == 1
+
+
 def test_failing_packet_counts_attempts_is_marked_failed_and_can_be_retried(audited):
     # A rule in the log database that refuses one record: a packet that cannot be stored.
     with open_database(audited.log) as db:
