@@ -49,7 +49,7 @@ from .errors import DatabaseError, FbauditError
 from .forms import key_expr, pack_append, pack_append_big, packed_expr, value_expr
 from .idents import quote_ident
 from .registry import TableEntry
-from .staging import release_ids_sql, reserve_ids
+from .staging import claim_ids_sql, release_ids_sql, reserve_ids
 
 log = logging.getLogger("fbaudit.capture")
 
@@ -144,14 +144,18 @@ def take(open_db, spec: SourceSpec, config: Config, entry: TableEntry, info: Tab
     rows an upgrade changed."""
     p = config.prefix
     first, last, started = block
+    db = flag = None
     try:
         waited = wait_for_older_writers(open_db, entry.name, max_wait, upgrade=touched is not None)
-    except BaseException:
+        _before_snapshot()
+        db = open_db(isolation=Isolation.SNAPSHOT, lock_timeout=WRITE_LOCK_TIMEOUT)
+        flag = open_db(isolation=Isolation.READ_COMMITTED, lock_timeout=WRITE_LOCK_TIMEOUT)
+    except BaseException:               # Ctrl+C included: the reserved ids must not wait for ever
+        for d in (db, flag):
+            if d is not None:
+                d.close()
         release(open_db, p, block)
         raise
-    _before_snapshot()
-    db = open_db(isolation=Isolation.SNAPSHOT, lock_timeout=WRITE_LOCK_TIMEOUT)
-    flag = open_db(isolation=Isolation.READ_COMMITTED, lock_timeout=WRITE_LOCK_TIMEOUT)
     t0 = time.perf_counter()
     done = fields = 0
     try:
@@ -161,6 +165,8 @@ def take(open_db, spec: SourceSpec, config: Config, entry: TableEntry, info: Tab
             cur = db.con.cursor()
             cur.execute("SELECT CURRENT_TRANSACTION FROM RDB$DATABASE")      # the snapshot starts here
             tx = cur.fetchone()[0]
+            # The reserved ids now wait for this transaction (committed at once, autonomously).
+            cur.execute(claim_ids_sql(p), (first, last))
             if touched:
                 cur.execute(f"INSERT INTO {p}LOG_TOUCHED (KEY_HASH, RECORD_KEY) SELECT HASH(RECORD_KEY), RECORD_KEY "
                             f"FROM (SELECT DISTINCT RECORD_KEY FROM {p}LOG_PACKET "
@@ -190,15 +196,16 @@ def take(open_db, spec: SourceSpec, config: Config, entry: TableEntry, info: Tab
                 done, fields = rows, nfields
             for st in (touched.then if touched else ()):
                 cur.execute(st.sql, st.params)
-            cur.execute(release_ids_sql(p), (first, last))     # the ids wait only until this commits
             cur.close()
         db.commit()
-    except Exception as exc:          # a database error (a lost connection, a lock), a value the driver cannot read
+    except BaseException as exc:      # a database error (a lost connection, a lock), a value the driver cannot read
         try:
             db.rollback()
         except Exception:
             pass
-        release(open_db, p, block)
+        release(open_db, p, block)    # unless claimed: then the ids ended with the rolled-back transaction
+        if not isinstance(exc, Exception):
+            raise
         if isinstance(exc, FbauditError) and not isinstance(exc, DatabaseError):
             raise                         # ours, with its own message (the ids ran out)
         why = str(exc) if isinstance(exc, DatabaseError) else f"{type(exc).__name__}: {exc}"

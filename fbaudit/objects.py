@@ -185,7 +185,8 @@ def require_current(db: Database, prefix: str) -> None:
     for name, have in ((f"{prefix}LOG_QUIET", lambda: table_exists(db, prefix + "LOG_QUIET")),
                        (f"{prefix}LOG_PACKET.PAYLOAD", lambda: packed_staging(db, prefix)),
                        (f"{prefix}LOG_PARTS_KEPT", lambda: relation_exists(db, prefix + "LOG_PARTS_KEPT")),
-                       (f"{prefix}LOG_UPGRADE", lambda: table_exists(db, prefix + "LOG_UPGRADE"))):
+                       (f"{prefix}LOG_UPGRADE", lambda: table_exists(db, prefix + "LOG_UPGRADE")),
+                       (f"{prefix}LOG_PENDING", lambda: table_exists(db, prefix + "LOG_PENDING"))):
         if not have():
             raise FbauditError(f"Database {db.spec.describe()} has the staging objects of an older fbaudit "
                                f"({name} is missing). Run `fbaudit init` (it adds what is missing), "

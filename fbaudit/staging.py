@@ -137,23 +137,58 @@ class Shipped:
                 f"FROM {p}LOG_PENDING g WHERE {a}.ID BETWEEN g.ID_FROM AND g.ID_TO), 0, 1))")
 
 
+RESERVE_EXPIRY = 86400     # seconds: a reservation never claimed by then belongs to a writer that died
+
+
 def reserve_ids(db: Database, prefix: str, count: int) -> tuple[int, int]:
     """Ids first..last taken now for packets a LATER transaction writes (a baseline, an upgrade's
-    event): recorded in LOG_PENDING as reserved, so the transfer waits for them whatever
-    transactions end meanwhile, until ``release_ids`` in the writing transaction. The caller commits."""
+    event), recorded in LOG_PENDING as reserved in the same transaction, which this commits: the
+    transfer waits for them whatever transactions end meanwhile. The writing transaction claims
+    them (``claim_ids_sql``), so they wait exactly until it has ended; ``release_ids_sql`` gives
+    up a block never written. The flag row is locked first: a transfer recording its progress
+    waits, then sees the block, and never records a range over it (docs/transfer.md)."""
     p = prefix
+    current = keeps_progress(db, p)
+    if current:
+        db.execute(f"UPDATE {p}LOG_PACKET_FLAG SET SEEN_ID = SEEN_ID")
     last = db.scalar(f"SELECT GEN_ID({p}LOG_PACKET_ID, {int(count)}) FROM RDB$DATABASE")
     first = last - count + 1
-    if keeps_progress(db, p):
+    if current:
         db.execute(f"INSERT INTO {p}LOG_PENDING (ID_FROM, ID_TO, TX_MARK) VALUES (?, ?, ?)", (first, last, RESERVED))
+    db.commit()
     return first, last
 
 
+def claim_ids_sql(prefix: str) -> str:
+    """The statement (parameters: first, last) the transaction that writes reserved ids runs: in an
+    autonomous transaction, committed at once, it marks the block with the writer's own transaction
+    number, so the block waits until the writer commits or rolls back, or dies with its attachment."""
+    p = prefix
+    return (f"EXECUTE BLOCK (A BIGINT = ?, B BIGINT = ?) AS DECLARE T BIGINT; BEGIN T = CURRENT_TRANSACTION; "
+            f"IN AUTONOMOUS TRANSACTION DO UPDATE {p}LOG_PENDING SET TX_MARK = :T WHERE TX_MARK = {RESERVED} "
+            f"AND ID_FROM >= :A AND ID_TO <= :B; END")
+
+
 def release_ids_sql(prefix: str) -> str:
-    """The statement (parameters: first, last) that ends a reservation: run in the transaction that
-    wrote the packets, the ids wait only until it has committed or rolled back."""
-    return (f"UPDATE {prefix}LOG_PENDING SET TX_MARK = CURRENT_TRANSACTION WHERE TX_MARK = {RESERVED} "
+    """The statement (parameters: first, last) that gives up a reservation whose packets will not be
+    written (a baseline that failed before it started writing): the range ends at the next check."""
+    return (f"UPDATE {prefix}LOG_PENDING SET TX_MARK = 0 WHERE TX_MARK = {RESERVED} "
             f"AND ID_FROM >= ? AND ID_TO <= ?")
+
+
+def dead_ranges(ranges, oat: int, next_tx: int) -> list[tuple[int, int, int]]:
+    """Of LOG_PENDING rows (ID_FROM, ID_TO, TX_MARK, age in seconds) read before the packets in them
+    were looked for: those over. Every transaction up to TX_MARK has ended (oldest active above
+    it); a TX_MARK above the next transaction number (a database restored by gbak starts counting
+    again; no live mark can be there); a reservation never claimed within RESERVE_EXPIRY."""
+    out = []
+    for a, b, m, age in ranges:
+        if m == RESERVED:
+            if age is not None and age > RESERVE_EXPIRY:
+                out.append((a, b, m))
+        elif m < oat or m > next_tx:
+            out.append((a, b, m))
+    return out
 
 
 def convert_progress(db: Database, prefix: str) -> bool:

@@ -36,7 +36,8 @@ from .config import Config, SourceSpec
 from .db import Database, guard
 from .errors import ConnectionLost, DatabaseError, FbauditError, SourceBusy
 from .objects import log_unpacks, packed_staging, require_init
-from .staging import Shipped, convert_progress, cut, keeps_progress, subtract
+from .staging import (RESERVED, Shipped, convert_progress, cut, dead_ranges, keeps_progress,
+                      subtract)
 from .sources import Result, block_signals, is_connection_error, one_source, open_source, worker_pool
 
 log = logging.getLogger("fbaudit.transfer")
@@ -222,12 +223,14 @@ class SourceTransfer:
         with guard(db.spec):
             db.con.begin()
         oat = db.con.info.oat          # read before the lookups, inside their (read committed) transaction
+        ranges = self.ranges()         # read before the lookups too: only these can be found over below
         pending = self.pending(shipped_to)
         if not pending and oat > last_tx:
+            dead = dead_ranges(ranges, oat, db.con.info.next_transaction)
             try:   # compare-and-set: never overwrite what `fbaudit retry` or another transfer wrote meanwhile
                 with guard(db.spec):
                     cur = db.con.cursor()
-                    cur.execute(f"DELETE FROM {p}LOG_PENDING WHERE TX_MARK < ?", (oat,))
+                    self.end_ranges(cur, dead)
                     cur.execute(f"SELECT COUNT(*) FROM {p}LOG_PENDING")
                     if not cur.fetchone()[0]:
                         cur.execute(f"UPDATE {p}LOG_PACKET_FLAG SET SEEN_ID = ? WHERE SEEN_ID = ?", (gen, seen_id))
@@ -239,6 +242,23 @@ class SourceTransfer:
                 return True
         db.commit()
         return pending
+
+    def ranges(self) -> list[tuple[int, int, int, float]]:
+        """LOG_PENDING now: (ID_FROM, ID_TO, TX_MARK, age in seconds)."""
+        return self.main.query(f"SELECT ID_FROM, ID_TO, TX_MARK, DATEDIFF(SECOND FROM CREATED_AT TO LOCALTIMESTAMP) "
+                               f"FROM {self.p}LOG_PENDING")
+
+    def end_ranges(self, cur, dead: list[tuple[int, int, int]]) -> None:
+        """Delete ranges found over, and the pieces of them a transfer split off meanwhile (same
+        mark, inside them). Never a range read after the packets were looked for: a concurrent
+        transfer may just have recorded it, with a packet in it that this one did not look at."""
+        for a, b, m in dead:
+            cur.execute(f"DELETE FROM {self.p}LOG_PENDING WHERE ID_FROM >= ? AND ID_TO <= ? AND TX_MARK = ?", (a, b, m))
+        for a, b, m in dead:
+            if m == RESERVED:
+                log.warning("[TRANSFER] %s: packet ids %d..%d were reserved more than a day ago by a writer that "
+                            "never started (a baseline killed before it began); no longer waited for",
+                            self.spec.name, a, b)
 
     def pending(self, shipped_to: int) -> bool:
         """Any packet to ship: above SHIPPED_TO, in a LOG_PENDING range, or failed and requeued."""
@@ -277,6 +297,7 @@ class SourceTransfer:
             db.commit()
             convert_progress(db, p)
             shipped_to = db.scalar(f"SELECT SHIPPED_TO FROM {p}LOG_PACKET_FLAG")
+        ranges = self.ranges()        # before the packets in them are read: only these may end below
         again = [PacketRow(i, n, bool(f)) for i, n, f in db.query(
             f"SELECT x.ID, 0, 0 FROM {p}LOG_PENDING g JOIN {p}LOG_PACKET x ON x.ID BETWEEN g.ID_FROM AND g.ID_TO "
             f"WHERE x.ID <= ? AND NOT EXISTS (SELECT 1 FROM {p}LOG_FAILED f WHERE f.ID = x.ID) "
@@ -289,8 +310,12 @@ class SourceTransfer:
             chunk = again[k:k + self.batch]
             self.ship(chunk, id_runs([pk.id for pk in chunk]), report, covered=None, mark=mark)
         if not self.stop.is_set():
-            # Every packet a range whose writers have all ended could hold was read above: it is over.
-            self.book(lambda cur: cur.execute(f"DELETE FROM {p}LOG_PENDING WHERE TX_MARK < ?", (oat,)))
+            # Every packet a range read above could hold, once its writers have all ended, was read
+            # above: such a range is over.
+            dead = dead_ranges(ranges, oat, db.con.info.next_transaction)
+            if dead:
+                self.book(lambda cur: (self.lock(cur, shipped_to=None), self.end_ranges(cur, dead)))
+        done_again = {pk.id for pk in again}      # shipped (or failed) above: not read again below
         settled = oat > mark
         after = shipped_to
         while not self.stop.is_set() and after < upto:
@@ -300,18 +325,21 @@ class SourceTransfer:
             skip = [r[0] for r in db.query(f"SELECT ID FROM {p}LOG_FAILED WHERE ID > ? AND ID <= ?", (after, upto))]
             db.commit()
             last = rows[-1][0] if len(rows) == self.batch else upto
-            packets = [PacketRow(r[0], 0) for r in rows]
+            packets = [PacketRow(r[0], 0) for r in rows if r[0] not in done_again]
+            skip += [r[0] for r in rows if r[0] in done_again]
             # PACKETS_INS reads whole id ranges: the failed packets (skipped) are cut out of them.
             runs = cut([(packets[0].id, packets[-1].id)], [(i, i) for i in skip]) if packets else []
-            self.ship(packets, runs, report, covered=(after, last), mark=None if settled else mark)
+            self.ship(packets, runs, report, covered=(after, last), mark=None if settled else mark,
+                      known=done_again)
             after = last
         self.sync_dictionary()      # a table enabled during the pass: its names arrive with its packets
         report.seconds += time.perf_counter() - t0
 
     def ship(self, packets: list[PacketRow], runs: list[tuple[int, int]], report: SourceReport, *,
-             covered: tuple[int, int] | None, mark: int | None) -> None:
+             covered: tuple[int, int] | None, mark: int | None, known: set[int] = frozenset()) -> None:
         """One batch; on a packet's own error, its packets one by one (failures recorded, the rest shipped).
-        Then the source's record of what was shipped, in one transaction (``book``)."""
+        Then the source's record of what was shipped, in one transaction (``book``); ``known``: ids
+        of the covered range this pass already shipped (or recorded failed) before."""
         t0 = time.perf_counter()
         seen: set[int] = set()
         failures: dict[int, tuple[int, str]] = {}
@@ -351,7 +379,7 @@ class SourceTransfer:
                     seen.update(done)
                     present += len(was)
                     rows += n
-        self.record(packets, seen, failures, covered, mark)
+        self.record(packets, seen, failures, covered, mark, known)
         shipped = len(seen) - present
         report.packets += shipped
         report.already_in_log += present
@@ -424,7 +452,7 @@ class SourceTransfer:
             raise
 
     def record(self, packets: list[PacketRow], seen: set[int], failures: dict[int, tuple[int, str]],
-               covered: tuple[int, int] | None, mark: int | None) -> None:
+               covered: tuple[int, int] | None, mark: int | None, known: set[int] = frozenset()) -> None:
         """Step 3, in the source, one transaction and no packet touched: what the batch shipped.
 
         Shipped and failed ids leave every LOG_PENDING range; failed ones go to
@@ -440,6 +468,9 @@ class SourceTransfer:
         retried = [pk.id for pk in packets if pk.failed and pk.id in seen]
 
         def work(cur) -> None:
+            # First the flag row: a transfer or a reservation of ids (staging.reserve_ids) holding it
+            # has committed before the ranges are read below, so no range is recorded over theirs.
+            self.lock(cur, shipped_to=covered[0] if covered else None, to=covered[1] if covered else None)
             lo = min([*gone, covered[0] + 1] if covered else gone, default=None)
             hi = max([*gone, covered[1]] if covered else gone, default=None)
             ranges = []
@@ -458,19 +489,29 @@ class SourceTransfer:
                             f"VALUES (?, ?, ?, LOCALTIMESTAMP, ?) MATCHING (ID)",
                             (pid, 2 if attempts >= MAX_ATTEMPTS else 0, attempts, message))
             for k in range(0, len(retried), 1000):
-                cur.execute(f"DELETE FROM {p}LOG_FAILED WHERE ID IN ({', '.join(str(int(i)) for i in retried[k:k + 1000])})")
+                ids = ", ".join(str(int(i)) for i in retried[k:k + 1000])
+                cur.execute(f"DELETE FROM {p}LOG_FAILED WHERE ID IN ({ids})")
             if covered:
                 a, b = covered
                 if mark is not None:
                     cur.execute(f"SELECT ID FROM {p}LOG_FAILED WHERE ID > ? AND ID <= ?", (a, b))
                     failed = [r[0] for r in cur.fetchall()]
                     kept = [(x, y) for x, y, _m in ranges]
-                    for x, y in cut(subtract([(a + 1, b)], gone | set(failed)), kept):
-                        cur.execute(f"INSERT INTO {p}LOG_PENDING (ID_FROM, ID_TO, TX_MARK) VALUES (?, ?, ?)", (x, y, mark))
-                cur.execute(f"UPDATE {p}LOG_PACKET_FLAG SET SHIPPED_TO = ? WHERE SHIPPED_TO = ?", (b, a))
-                if cur.affected_rows != 1:
-                    raise SourceBusy("another transfer of this source moved its progress meanwhile")
+                    for x, y in cut(subtract([(a + 1, b)], gone | set(failed) | set(known)), kept):
+                        cur.execute(f"INSERT INTO {p}LOG_PENDING (ID_FROM, ID_TO, TX_MARK) VALUES (?, ?, ?)",
+                                    (x, y, mark))
         self.book(work)
+
+    def lock(self, cur, *, shipped_to: int | None, to: int | None = None) -> None:
+        """Take the flag row for this transaction: move SHIPPED_TO from ``shipped_to`` to ``to``
+        (compare-and-set), or only lock it when ``shipped_to`` is None. Another transfer that moved
+        it meanwhile: SourceBusy (this pass ends; the next one reads again)."""
+        if shipped_to is None:
+            cur.execute(f"UPDATE {self.p}LOG_PACKET_FLAG SET SHIPPED_TO = SHIPPED_TO")
+            return
+        cur.execute(f"UPDATE {self.p}LOG_PACKET_FLAG SET SHIPPED_TO = ? WHERE SHIPPED_TO = ?", (to, shipped_to))
+        if cur.affected_rows != 1:
+            raise SourceBusy("another transfer of this source moved its progress meanwhile")
 
     def book(self, work) -> None:
         """Run ``work(cursor)`` in one transaction of the source and commit it."""

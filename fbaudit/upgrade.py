@@ -46,7 +46,7 @@ from .rotation import last_rotation
 from .progress import Progress
 from .registry import Registry, TableEntry
 from .sources import Result, for_each_source, open_source
-from .staging import release_ids_sql, reserve_ids
+from .staging import claim_ids_sql, reserve_ids
 from .templates import Statement
 
 log = logging.getLogger("fbaudit.upgrade")
@@ -191,6 +191,7 @@ def end(config: Config, *, source: str | None = None, dry_run: bool = False, by:
         data: dict = {"source": spec.name, "tables": []}
         todo: list[tuple[TableEntry, object, Upgrade, int, dict]] = []
         plan: list[Statement] = []
+        events: list[tuple[int, int]] = []          # ids reserved for the UPGRADE END events
         with open_source(config, spec) as db:
             require_current(db, p)
             names = dict(db.query(f"SELECT NUM_TABLE, TRIM(TRAILING FROM TABLE_NAME) FROM {p}LOG_TABLES"))
@@ -235,7 +236,8 @@ def end(config: Config, *, source: str | None = None, dry_run: bool = False, by:
                     plan.append(control_event(p, "UPGRADE END", "TABLE", name, _end_text(name, item),
                                               packet_id=event_id))
                     if event_id is not None:
-                        plan.append(Statement(release_ids_sql(p), (event_id, event_id)))
+                        events.append((event_id, event_id))
+                        plan.append(Statement(claim_ids_sql(p), (event_id, event_id)))
                 changed.append(entry)
                 item["changes"] = keys_only_since(db, p, u.number, u.from_id)
                 todo.append((entry, info, u, item["changes"], item))
@@ -245,8 +247,13 @@ def end(config: Config, *, source: str | None = None, dry_run: bool = False, by:
                 # Ids for the rows logged whole, taken before the whole trigger goes live (and for every
                 # table, whatever was counted: a change still uncommitted now is not in the count): every
                 # change the whole trigger captures sorts after them (the baseline's order).
-                blocks = {entry.number: baseline_mod.reserve(db, p, n) for entry, _, _, n, _ in todo}
-                apply_plan(db, plan)
+                try:
+                    blocks = {entry.number: baseline_mod.reserve(db, p, n) for entry, _, _, n, _ in todo}
+                    apply_plan(db, plan)
+                except BaseException:        # no id reserved here may wait for ever
+                    for block in [*events, *blocks.values()]:
+                        baseline_mod.release(lambda **kw: open_source(config, spec, **kw), p, block)
+                    raise
                 for entry in changed:
                     registry.put(entry)
                 try:
@@ -267,60 +274,67 @@ def end(config: Config, *, source: str | None = None, dry_run: bool = False, by:
         if dry_run:
             return
         open_db = lambda **kw: open_source(config, spec, **kw)  # noqa: E731
-        for entry, info, u, n, item in todo:
-            block, from_id, rows, seconds = blocks[entry.number], u.from_id, 0, 0.0
-            who: list = []
-            for round_ in range(ROUNDS):
-                # The snapshot moves FROM_ID past the changes it covered: a later `upgrade end` starts there.
-                then = [Statement(f"UPDATE {p}LOG_UPGRADE SET FROM_ID = ? WHERE NUM_TABLE = ?",
-                                  (block[0] - 1, u.number))]
-                try:
-                    with Progress(n) as bar:
-                        taken = baseline_mod.take(open_db, spec, config, entry, info, block, expected=n, author=by,
-                                                  progress=bar.advance, max_wait=wait,
-                                                  touched=baseline_mod.Touched(from_id, then, COMMENT))
-                    rows, seconds = rows + taken["rows"], seconds + taken["seconds"]
-                    from_id = block[0] - 1
-                    # A change under the keys-only trigger with an id above the block sorts after the rows
-                    # just logged: those rows again, with ids reserved now. It comes from a statement that
-                    # began under the keys-only trigger, or a connection still running it (Firebird 5.0,
-                    # measured: docs/schema-changes.md). Wait for the transactions alive now first: one of
-                    # them may hold such a change not committed yet.
-                    baseline_mod.wait_for_older_writers(open_db, entry.name, wait, upgrade=True)
-                except FbauditError as exc:
-                    raise FbauditError(
-                        f"{spec.name}: {entry.name}: its audit trigger logs every column again, but the rows "
-                        f"changed during the upgrade are NOT all logged whole yet ({rows} so far), so their "
-                        f"values after it stay unknown in history. Run `fbaudit upgrade end` again to log them: "
-                        f"{exc}") from None
-                with open_source(config, spec) as db:
-                    n = keys_only_since(db, p, u.number, from_id)
-                    if not n:
-                        apply_plan(db, [Statement(f"UPDATE {p}LOG_UPGRADE SET LOGGED_AT = LOCALTIMESTAMP "
-                                                  "WHERE NUM_TABLE = ?", (u.number,))])
-                        break
-                    if round_ == ROUNDS - 1:
-                        who = db.query(f"SELECT DISTINCT TRIM(DB_USER), CLIENT_ADDRESS FROM {p}LOG_PACKET "
-                                       "WHERE ID > ? AND NUM_TABLE = ? AND OPERATION IN (10, 11)",
-                                       (from_id, u.number))
-                        db.commit()
-                        break
-                    block = baseline_mod.reserve(db, p, n)
-                log.info("[UPGRADE] %s: %s: %d change(s) under the keys-only trigger sort after the rows logged "
-                         "whole: those rows again", spec.name, entry.name, n)
-            item["rows"] = rows
-            out.lines.append(f"{spec.name}: {entry.name}: {rows} row{'s' if rows != 1 else ''} changed during the "
-                             f"upgrade logged whole ({item['changes']} change{'s' if item['changes'] != 1 else ''}, "
-                             f"{seconds:.1f} s)")
-            if n:
-                item["still_keys_only"] = n
-                users = ", ".join(f"{user}" + (f" from {addr}" if addr else "") for user, addr in who[:5])
-                out.warnings.append(
-                    f"{spec.name}: {entry.name}: after {ROUNDS} snapshots, {n} more change(s) came through the "
-                    f"keys-only trigger (values not recorded), by {users}: statements that began before the "
-                    "whole trigger, or connections that still run the keys-only one (Firebird 5.0 can keep a "
-                    "statement it cached with the trigger it was compiled with). Reconnect those applications, "
-                    "then run `fbaudit upgrade end` again; `fbaudit status` warns until then.")
+        waiting = dict(blocks)          # blocks of the tables not reached yet (take() releases its own)
+        try:
+            for entry, info, u, n, item in todo:
+                block, from_id, rows, seconds = waiting.pop(entry.number), u.from_id, 0, 0.0
+                who: list = []
+                for round_ in range(ROUNDS):
+                    # The snapshot moves FROM_ID past the changes it covered: a later `upgrade end` starts there.
+                    then = [Statement(f"UPDATE {p}LOG_UPGRADE SET FROM_ID = ? WHERE NUM_TABLE = ?",
+                                      (block[0] - 1, u.number))]
+                    try:
+                        with Progress(n) as bar:
+                            taken = baseline_mod.take(open_db, spec, config, entry, info, block, expected=n, author=by,
+                                                      progress=bar.advance, max_wait=wait,
+                                                      touched=baseline_mod.Touched(from_id, then, COMMENT))
+                        rows, seconds = rows + taken["rows"], seconds + taken["seconds"]
+                        from_id = block[0] - 1
+                        # A change under the keys-only trigger with an id above the block sorts after the rows
+                        # just logged: those rows again, with ids reserved now. It comes from a statement that
+                        # began under the keys-only trigger, or a connection still running it (Firebird 5.0,
+                        # measured: docs/schema-changes.md). Wait for the transactions alive now first: one of
+                        # them may hold such a change not committed yet.
+                        baseline_mod.wait_for_older_writers(open_db, entry.name, wait, upgrade=True)
+                    except FbauditError as exc:
+                        raise FbauditError(
+                            f"{spec.name}: {entry.name}: its audit trigger logs every column again, but the rows "
+                            f"changed during the upgrade are NOT all logged whole yet ({rows} so far), so their "
+                            f"values after it stay unknown in history. Run `fbaudit upgrade end` again to log them: "
+                            f"{exc}") from None
+                    with open_source(config, spec) as db:
+                        n = keys_only_since(db, p, u.number, from_id)
+                        if not n:
+                            apply_plan(db, [Statement(f"UPDATE {p}LOG_UPGRADE SET LOGGED_AT = LOCALTIMESTAMP "
+                                                      "WHERE NUM_TABLE = ?", (u.number,))])
+                            break
+                        if round_ == ROUNDS - 1:
+                            who = db.query(f"SELECT DISTINCT TRIM(DB_USER), CLIENT_ADDRESS FROM {p}LOG_PACKET "
+                                           "WHERE ID > ? AND NUM_TABLE = ? AND OPERATION IN (10, 11)",
+                                           (from_id, u.number))
+                            db.commit()
+                            break
+                        block = baseline_mod.reserve(db, p, n)
+                    log.info("[UPGRADE] %s: %s: %d change(s) under the keys-only trigger sort after the rows logged "
+                             "whole: those rows again", spec.name, entry.name, n)
+                item["rows"] = rows
+                changes = item["changes"]
+                out.lines.append(f"{spec.name}: {entry.name}: {rows} row{'s' if rows != 1 else ''} changed during "
+                                 f"the upgrade logged whole ({changes} change{'s' if changes != 1 else ''}, "
+                                 f"{seconds:.1f} s)")
+                if n:
+                    item["still_keys_only"] = n
+                    users = ", ".join(f"{user}" + (f" from {addr}" if addr else "") for user, addr in who[:5])
+                    out.warnings.append(
+                        f"{spec.name}: {entry.name}: after {ROUNDS} snapshots, {n} more change(s) came through the "
+                        f"keys-only trigger (values not recorded), by {users}: statements that began before the "
+                        "whole trigger, or connections that still run the keys-only one (Firebird 5.0 can keep a "
+                        "statement it cached with the trigger it was compiled with). Reconnect those applications, "
+                        "then run `fbaudit upgrade end` again; `fbaudit status` warns until then.")
+        except BaseException:
+            for block in waiting.values():      # no id reserved here may wait for ever
+                baseline_mod.release(open_db, p, block)
+            raise
         log.info("[UPGRADE] %s: upgrade ended for %s", spec.name, ", ".join(i["table"] for i in data["tables"]))
     return for_each_source(config, source, out, one, log=log, tag="UPGRADE")
 

@@ -107,6 +107,50 @@ def test_baseline_is_ordered_before_changes_that_race_it(stock, monkeypatch):
     assert h1["versions"][0]["at"] <= h1["versions"][1]["at"] and h2["versions"][0]["at"] <= h2["versions"][1]["at"]
 
 
+def test_a_baseline_stopped_by_ctrl_c_leaves_no_ids_waiting(stock, monkeypatch):
+    """Ctrl+C while the baseline writes: its transaction rolls back, and the ids reserved for it
+    (claimed by that transaction) end with it; one fast check later the transfer is back on tier 1.
+    Ctrl+C before the baseline's transaction began releases them too."""
+    from fbaudit.progress import Progress
+
+    class CtrlC(Progress):
+        def advance(self, n=1):
+            raise KeyboardInterrupt
+    monkeypatch.setattr(capture, "Progress", CtrlC)
+    with pytest.raises(KeyboardInterrupt):
+        capture.enable(stock.config, "STOCK", baseline=True)
+    monkeypatch.undo()
+    with stock.connect() as db:
+        (mark,) = db.query("SELECT TX_MARK FROM FBA_LOG_PENDING")[0]
+        db.commit()
+    assert mark != staging.RESERVED                  # the rolled-back transaction's own number
+
+    def before(*_a, **_k):
+        raise KeyboardInterrupt
+    capture.disable(stock.config, "STOCK")
+    monkeypatch.setattr(baseline, "_before_snapshot", before)
+    with pytest.raises(KeyboardInterrupt):
+        capture.enable(stock.config, "STOCK", baseline=True)
+    monkeypatch.undo()
+    with stock.connect() as db:                      # released: over at once
+        assert staging.RESERVED not in [r[0] for r in db.query("SELECT TX_MARK FROM FBA_LOG_PENDING")]
+        db.commit()
+    run_sql(stock, ["UPDATE STOCK SET QTY = 1 WHERE ID = 1"])
+    assert transfer.transfer(stock.config).data["packets"] >= 1
+    tiers = []
+    for _ in range(3):
+        job = transfer.SourceTransfer(stock.config, stock.config.sources[0])
+        job.open()
+        try:
+            tiers.append((job.anything_new(), job.last_tier))
+        finally:
+            job.close()
+    assert tiers[-2:] == [(False, 1), (False, 1)], tiers
+    with stock.connect() as db:
+        assert db.scalar("SELECT COUNT(*) FROM FBA_LOG_PENDING") == 0
+        db.commit()
+
+
 def test_baseline_refused_on_an_audited_table_and_dry_run_changes_nothing(stock):
     dry = capture.enable(stock.config, "STOCK", baseline=True, dry_run=True)
     assert any("would log 3 existing rows as their first version" in line for line in dry.lines)

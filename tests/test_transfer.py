@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from fbaudit import capture, history, rotation, transfer
+from fbaudit import capture, history, rotation, staging, transfer
 from fbaudit.db import open_database
-from fbaudit.errors import FbauditError
+from fbaudit.errors import FbauditError, SourceBusy
 
 from helpers import as_fbaudit, packet_states, run_sql, staged_fields
 
@@ -211,6 +211,77 @@ def test_an_id_rolled_back_behind_a_transfer_is_forgotten_once_its_writer_ended(
     finally:
         job.close()
     assert assert_exactly_once(audited) == 1
+
+
+def test_two_transfers_at_once_never_lose_a_packet_that_commits_late(audited):
+    """Two transfers of one source at once (the review's case): B reads 1..8 while packet 4 is not
+    committed; 4 commits; A starts its pass, and B records its range for 4 while A is between
+    reading the ranges and ending those that are over. A must not end B's range (it never looked
+    at it): packet 4 ships with the next run, once."""
+    p = audited.prefix
+    run_sql(audited, [f"INSERT INTO ITEM VALUES ({i}, 'a', 1, NULL)" for i in (1, 2, 3)])
+    w = audited.connect()
+    w.con.cursor().execute("INSERT INTO ITEM VALUES (4, 'late', 1, NULL)")                  # packet 4, open
+    run_sql(audited, [f"INSERT INTO ITEM VALUES ({i}, 'a', 1, NULL)" for i in (5, 6, 7, 8)])
+    b = transfer.SourceTransfer(audited.config, audited.config.sources[0], batch=1000)
+    a = transfer.SourceTransfer(audited.config, audited.config.sources[0], batch=2)
+    try:
+        b.open()
+        b.open_log()
+        b.sync_dictionary()
+        mark_b = b.main.con.info.next_transaction
+        rows = [transfer.PacketRow(r[0]) for r in b.main.query(f"SELECT ID FROM {p}LOG_PACKET ORDER BY ID")]
+        b.main.commit()
+        seen, _present, _n = b.load([(1, 8)])
+        assert sorted(seen) == [1, 2, 3, 5, 6, 7, 8]
+        w.commit()
+        a.open()
+        book, calls = a.book, []
+
+        def b_records_first(work):
+            if not calls:
+                b.record(rows, set(seen), {}, (0, 8), mark_b)       # B: range (4, 4), SHIPPED_TO 8
+            calls.append(1)
+            return book(work)
+        a.book = b_records_first
+        assert a.anything_new()
+        with pytest.raises(SourceBusy):
+            a.run_pass(transfer.SourceReport("main"))
+        assert main_rows(audited, f"SELECT ID_FROM, ID_TO FROM {p}LOG_PENDING") == [(4, 4)]
+    finally:
+        w.close()
+        a.close()
+        b.close()
+    assert transfer.transfer(audited.config).data["packets"] == 1
+    assert assert_exactly_once(audited) == 8
+
+
+def test_ranges_that_cannot_be_alive_are_ended(audited):
+    """A range whose mark is above the next transaction number (a database restored by gbak counts
+    transactions from the start again), and a reservation never claimed for over a day (a baseline
+    killed before it began): both are over, and the fast check settles on tier 1 again."""
+    p = audited.prefix
+    run_sql(audited, ["INSERT INTO ITEM VALUES (1, 'a', 1, NULL)"])
+    transfer.transfer(audited.config)
+    with audited.connect() as db:
+        db.execute(f"INSERT INTO {p}LOG_PENDING (ID_FROM, ID_TO, TX_MARK) VALUES (1000, 1005, 999999999)")
+        db.execute(f"INSERT INTO {p}LOG_PENDING (ID_FROM, ID_TO, TX_MARK, CREATED_AT) "
+                   f"VALUES (2000, 2010, ?, DATEADD(-2 DAY TO LOCALTIMESTAMP))", (staging.RESERVED,))
+        db.execute(f"INSERT INTO {p}LOG_PENDING (ID_FROM, ID_TO, TX_MARK) VALUES (3000, 3010, ?)", (staging.RESERVED,))
+        db.execute(f"UPDATE {p}LOG_PACKET_FLAG SET SEEN_ID = -1")
+        db.commit()
+    transfer.transfer(audited.config)
+    assert main_rows(audited, f"SELECT ID_FROM FROM {p}LOG_PENDING") == [(3000,)]   # a fresh reservation waits
+    with audited.connect() as db:
+        db.execute(f"DELETE FROM {p}LOG_PENDING")
+        db.commit()
+    transfer.transfer(audited.config)
+    job = transfer.SourceTransfer(audited.config, audited.config.sources[0])
+    job.open()
+    try:
+        assert job.anything_new() is False and job.last_tier == 1
+    finally:
+        job.close()
 
 
 def test_failing_packet_counts_attempts_is_marked_failed_and_can_be_retried(audited):
@@ -743,6 +814,7 @@ def test_upgrade_from_progress_kept_in_each_packet(audited):
                               f"JOIN {p}LOG_PACKET p ON p.ID = f.ID ORDER BY 1") == [("4", 2, 5), ("5", 0, 2)]
     res = transfer.transfer(audited.config)
     assert not res.errors and res.data["packets"] == 3, res.lines
+    assert res.data["sources"][0]["already_in_log"] == 0, res.lines      # packet 5 (requeued) read once
     assert packet_states(audited) == {1: 6, 2: 1}
     assert transfer.retry(audited.config, all_failed=True).data["sources"][0]["requeued"] == [
         main_rows(audited, f"SELECT ID FROM {p}LOG_PACKET WHERE RECORD_KEY = '4'")[0][0]]
