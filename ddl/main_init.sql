@@ -114,8 +114,8 @@ ALTER TABLE {{P}}LOG_PACKET_FLAG ADD SHIPPED_TO BIGINT
 -- rolled back, or reserved for a baseline not written yet. A packet that
 -- appears in a range is shipped and its id taken out of it; a range ends
 -- when the oldest active transaction is past TX_MARK, the last transaction
--- started when the range was read (RESERVED, 2^62: not before its writer
--- sets TX_MARK in the transaction that writes the packets).
+-- started when the range was read (2^62: reserved, until the transaction
+-- that writes the packets claims the block with its own number).
 CREATE TABLE {{P}}LOG_PENDING (
   ID_FROM BIGINT NOT NULL,
   ID_TO BIGINT NOT NULL,
