@@ -705,6 +705,9 @@ def explore_variants() -> list[tuple[str, str, list[str]]]:
           "RECORD_KEY, AUTHOR, DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT, PAYLOAD) VALUES (?, ?, ?, ?, ?, "
           "?, ?, ?, ?, ?, ?, ?)') (",
           "@EDIT :note, :pay);=>:note, :pay) WITH CALLER PRIVILEGES;"]),
+        ("slim_packet", "LOG_PACKET without the columns only an older transfer wrote (STATE, ATTEMPTS, LAST_ATTEMPT, "
+                        "LAST_ERROR VARCHAR(1000) UTF8: 4 KB of the record buffer)",
+         [f"ALTER TABLE {p}LOG_PACKET DROP STATE, DROP ATTEMPTS, DROP LAST_ATTEMPT, DROP LAST_ERROR"]),
         ("state_index", "fbaudit's trigger, LOG_PACKET with the (STATE, ID) index it had until the transfer kept "
                         "its own record", [f"CREATE INDEX {p}LOG_PACKET_STATE ON {p}LOG_PACKET (STATE, ID)"]),
         ("no_event", "without POST_EVENT", v(event="none")),
