@@ -164,14 +164,20 @@ def test_crash_between_log_commit_and_record_is_not_duplicated(audited):
     assert assert_exactly_once(audited) == 5
 
 
+def passed_by_a_transfer(audited):
+    """A connection whose uncommitted insert holds packet 1, after a transfer shipped packet 2."""
+    slow = audited.connect()
+    cur = slow.con.cursor()
+    cur.execute("INSERT INTO ITEM VALUES (100, 'slow', 1, NULL)")      # takes packet 1, not committed
+    run_sql(audited, ["INSERT INTO ITEM VALUES (101, 'fast', 1, NULL)"])  # packet 2, committed
+    assert transfer.transfer(audited.config).data["packets"] == 1
+    return slow
+
+
 def test_packet_committed_late_with_a_lower_id_is_not_missed(audited):
     """Packet ids come from a sequence, not in commit order: the fast check must not skip a late commit."""
-    slow = audited.connect()
+    slow = passed_by_a_transfer(audited)
     try:
-        cur = slow.con.cursor()
-        cur.execute("INSERT INTO ITEM VALUES (100, 'slow', 1, NULL)")      # takes packet 1, not committed
-        run_sql(audited, ["INSERT INTO ITEM VALUES (101, 'fast', 1, NULL)"])  # packet 2, committed
-        assert transfer.transfer(audited.config).data["packets"] == 1
         slow.commit()                                                         # packet 1 appears now
     finally:
         slow.close()
@@ -186,12 +192,8 @@ def test_an_id_rolled_back_behind_a_transfer_is_forgotten_once_its_writer_ended(
     (status does not count it: no packet is visible there). The writer rolls back; the next fast
     check finds nothing there, sees no writer of that time alive, ends the range and settles on
     tier 1 again (never left on tier 2)."""
-    slow = audited.connect()
+    slow = passed_by_a_transfer(audited)
     try:
-        cur = slow.con.cursor()
-        cur.execute("INSERT INTO ITEM VALUES (100, 'slow', 1, NULL)")      # takes packet 1, not committed
-        run_sql(audited, ["INSERT INTO ITEM VALUES (101, 'fast', 1, NULL)"])  # packet 2, committed
-        assert transfer.transfer(audited.config).data["packets"] == 1
         assert main_rows(audited, "SELECT ID_FROM, ID_TO FROM FBA_LOG_PENDING") == [(1, 1)]
         assert main_rows(audited, "SELECT SHIPPED_TO FROM FBA_LOG_PACKET_FLAG") == [(2,)]
         assert packet_states(audited) == {1: 1}
