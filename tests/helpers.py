@@ -21,6 +21,17 @@ def packets(project, table: str | None = None, *, schema: bool = False):
                 if (pk.operation in ("ddl", "control")) == schema]
 
 
+def fast_check(project) -> tuple[bool, int]:
+    """One transfer fast check of the project's source: (anything new, tier 1 or 2)."""
+    from fbaudit.transfer import SourceTransfer
+    job = SourceTransfer(project.config, project.config.sources[0])
+    job.open()
+    try:
+        return job.anything_new(), job.last_tier
+    finally:
+        job.close()
+
+
 def packet_states(project, where: str = "", params=()) -> dict[int, int]:
     """Packets of the source by state, as the transfer's record says (0 waiting, 1 in the log
     database, 2 failed): the packets themselves are never updated. ``where``: on alias ``p``."""
