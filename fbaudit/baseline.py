@@ -49,7 +49,7 @@ from .errors import DatabaseError, FbauditError
 from .forms import key_expr, pack_append, pack_append_big, packed_expr, value_expr
 from .idents import quote_ident
 from .registry import TableEntry
-from .staging import claim_ids_sql, release_ids_sql, reserve_ids
+from .staging import claim_ids_sql, release_ids_sql, reserve_ids, update_flag
 
 log = logging.getLogger("fbaudit.capture")
 
@@ -177,7 +177,7 @@ def take(open_db, spec: SourceSpec, config: Config, entry: TableEntry, info: Tab
             # that read the flag before would otherwise still set its value with its compare-and-set);
             # a check that reads it from now on sees this transaction alive and cannot settle until
             # it has committed, and then finds its packets waiting.
-            flag.execute(f"UPDATE {p}LOG_PACKET_FLAG SET SEEN_ID = ?", (-1 - tx,))
+            update_flag(flag, f"UPDATE {p}LOG_PACKET_FLAG SET SEEN_ID = ?", (-1 - tx,))
             flag.commit()
             cur.execute(sql, (first, last, started, author, touched.comment if touched else COMMENT))
             for rows, nfields in cur:

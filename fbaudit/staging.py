@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import tenacity
+
 from .db import Database, guard
+from .errors import DatabaseError
 from .forms import OPERATIONS, SCHEMA_FIELDS, SCHEMA_TABLE, STATES, decode_key, decode_value, unpack
 
 
@@ -140,6 +143,25 @@ class Shipped:
 RESERVE_EXPIRY = 86400     # seconds: a reservation never claimed by then belongs to a writer that died
 
 
+GDS_UPDATE_CONFLICT = 335544336      # "deadlock / update conflicts with concurrent update"
+
+
+def _conflict(exc: BaseException) -> bool:
+    return isinstance(exc, DatabaseError) and GDS_UPDATE_CONFLICT in exc.gds_codes
+
+
+def update_flag(db: Database, sql: str, params=()) -> None:
+    """An UPDATE of the LOG_PACKET_FLAG row by one of fbaudit's own commands. The transfer holds that
+    row for a moment with every batch it records; Firebird 3 reports waiting for it as an update
+    conflict once the transfer commits. The statement changed nothing then, so it is run again
+    (tenacity: up to 50 times, 20-200 ms apart) in the same transaction."""
+    for attempt in tenacity.Retrying(retry=tenacity.retry_if_exception(_conflict), reraise=True,
+                                     stop=tenacity.stop_after_attempt(50),
+                                     wait=tenacity.wait_random(0.02, 0.2)):
+        with attempt:
+            db.execute(sql, params)
+
+
 def reserve_ids(db: Database, prefix: str, count: int) -> tuple[int, int]:
     """Ids first..last taken now for packets a LATER transaction writes (a baseline, an upgrade's
     event), recorded in LOG_PENDING as reserved in the same transaction, which this commits: the
@@ -150,7 +172,7 @@ def reserve_ids(db: Database, prefix: str, count: int) -> tuple[int, int]:
     p = prefix
     current = keeps_progress(db, p)
     if current:
-        db.execute(f"UPDATE {p}LOG_PACKET_FLAG SET SEEN_ID = SEEN_ID")
+        update_flag(db, f"UPDATE {p}LOG_PACKET_FLAG SET SEEN_ID = SEEN_ID")
     last = db.scalar(f"SELECT GEN_ID({p}LOG_PACKET_ID, {int(count)}) FROM RDB$DATABASE")
     first = last - count + 1
     if current:

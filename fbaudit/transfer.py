@@ -37,7 +37,7 @@ from .db import Database, guard
 from .errors import ConnectionLost, DatabaseError, FbauditError, SourceBusy
 from .objects import log_unpacks, packed_staging, require_init
 from .staging import (RESERVED, Shipped, convert_progress, cut, dead_ranges, keeps_progress,
-                      subtract)
+                      subtract, update_flag)
 from .sources import Result, block_signals, is_connection_error, one_source, open_source, worker_pool
 
 log = logging.getLogger("fbaudit.transfer")
@@ -560,6 +560,9 @@ class SourceTransfer:
         fields = db.query(f"SELECT NUM_TABLE, NUM_POLE, FIELD_NAME, FIELD_TYPE, FIELD_KIND, RETIRED FROM {p}LOG_FIELDS")
         db.commit()
         try:
+            # The source's row first, as a batch takes it: a second transfer of this source copying the
+            # same new names waits here (then finds them, or is busy), instead of failing on their key.
+            ldb.execute(f"UPDATE {p}SOURCES SET DICT_FINGERPRINT = DICT_FINGERPRINT WHERE ID = ?", (self.source_id,))
             cur = ldb.con.cursor()
             with guard(ldb.spec):
                 if tables:
@@ -863,7 +866,7 @@ def retry(config: Config, *, source: str | None = None, packets: list[int] | Non
                                     f"WHERE ID = ? AND STATE = 2", [(i,) for i in ids])
                     cur.close()
                 # Make the next fast check look at LOG_FAILED.
-                db.execute(f"UPDATE {p}LOG_PACKET_FLAG SET SEEN_ID = -1")
+                update_flag(db, f"UPDATE {p}LOG_PACKET_FLAG SET SEEN_ID = -1")
             db.commit()
             res.data["sources"].append({"source": spec.name, "requeued": ids})
             res.lines.append(f"{spec.name}: requeued {len(ids)} failed packet{'s' if len(ids) != 1 else ''}"
