@@ -502,7 +502,13 @@ def _run_upgrade_with_renames(project, run_script, process: str | None = None) -
             i = 0                      # committed values consumed, each by exactly one version
             for v in versions[1:]:
                 if v["operation"] == "update":
-                    assert set(v["changes"]) == {col} and v["changes"][col]["new"] == values[i], (table, key, i)
+                    changes = dict(v["changes"])
+                    # A row no writer updated between the script's ORDERS_BU trigger and `upgrade end`
+                    # still has DISCOUNT NULL (added after it was written); its next update gets
+                    # DISCOUNT 0 from that application trigger: a real change, logged with it.
+                    if table == "ORDERS" and changes.get("DISCOUNT") == {"old": None, "new": "0.00"}:
+                        del changes["DISCOUNT"]
+                    assert set(changes) == {col} and changes[col]["new"] == values[i], (table, key, i, changes)
                     i += 1
                 elif v["operation"] == "update_unrecorded":
                     assert v["changes"] == {}
