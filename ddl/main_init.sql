@@ -46,6 +46,46 @@ CREATE TABLE {{P}}LOG_PACKET (
   CONSTRAINT {{P}}LOG_PACKET_PK PRIMARY KEY (ID)
 )
 ^
+-- object: TABLE LOG_PACKET_1
+-- The packets the audit triggers write while LOG_INFO.ID_TABLE = 1 (LOG_PACKET_2: = 2), one
+-- row per change and nothing else: rotation drops the table once every packet in it is in the
+-- log database, so a change costs the main database one record version (docs/rotation.md).
+-- The triggers write it through EXECUTE STATEMENT, which leaves no dependency that would stop
+-- the DROP. LOG_PACKET keeps the packets of everything else (baselines, events, the DDL log,
+-- packets written before this table existed).
+CREATE TABLE {{P}}LOG_PACKET_1 (
+  ID BIGINT NOT NULL,
+  CREATED_AT TIMESTAMP NOT NULL,
+  OPERATION SMALLINT NOT NULL,
+  NUM_TABLE INTEGER NOT NULL,
+  DATA_TABLE SMALLINT NOT NULL,
+  RECORD_KEY VARCHAR(1000) CHARACTER SET UTF8,
+  AUTHOR VARCHAR(255) CHARACTER SET UTF8,
+  DB_USER VARCHAR(63) CHARACTER SET UTF8,
+  CLIENT_ADDRESS VARCHAR(255) CHARACTER SET UTF8,
+  TRANSACTION_ID BIGINT,
+  CHANGE_COMMENT VARCHAR(255) CHARACTER SET UTF8,
+  PAYLOAD BLOB SUB_TYPE BINARY,
+  CONSTRAINT {{P}}LOG_PACKET_1_PK PRIMARY KEY (ID)
+)
+^
+-- object: TABLE LOG_PACKET_2
+CREATE TABLE {{P}}LOG_PACKET_2 (
+  ID BIGINT NOT NULL,
+  CREATED_AT TIMESTAMP NOT NULL,
+  OPERATION SMALLINT NOT NULL,
+  NUM_TABLE INTEGER NOT NULL,
+  DATA_TABLE SMALLINT NOT NULL,
+  RECORD_KEY VARCHAR(1000) CHARACTER SET UTF8,
+  AUTHOR VARCHAR(255) CHARACTER SET UTF8,
+  DB_USER VARCHAR(63) CHARACTER SET UTF8,
+  CLIENT_ADDRESS VARCHAR(255) CHARACTER SET UTF8,
+  TRANSACTION_ID BIGINT,
+  CHANGE_COMMENT VARCHAR(255) CHARACTER SET UTF8,
+  PAYLOAD BLOB SUB_TYPE BINARY,
+  CONSTRAINT {{P}}LOG_PACKET_2_PK PRIMARY KEY (ID)
+)
+^
 -- object: COLUMN LOG_PACKET.PAYLOAD
 -- A main database made by fbaudit before the packed change: `fbaudit init`
 -- adds the column, `fbaudit sync` then re-creates the triggers that fill it.

@@ -49,7 +49,7 @@ from .errors import DatabaseError, FbauditError
 from .forms import key_expr, pack_append, pack_append_big, packed_expr, value_expr
 from .idents import quote_ident
 from .registry import TableEntry
-from .staging import claim_ids_sql, release_ids_sql, reserve_ids, update_flag
+from .staging import Shipped, claim_ids_sql, release_ids_sql, reserve_ids, update_flag
 
 log = logging.getLogger("fbaudit.capture")
 
@@ -169,7 +169,7 @@ def take(open_db, spec: SourceSpec, config: Config, entry: TableEntry, info: Tab
             cur.execute(claim_ids_sql(p), (first, last))
             if touched:
                 cur.execute(f"INSERT INTO {p}LOG_TOUCHED (KEY_HASH, RECORD_KEY) SELECT HASH(RECORD_KEY), RECORD_KEY "
-                            f"FROM (SELECT DISTINCT RECORD_KEY FROM {p}LOG_PACKET "
+                            f"FROM (SELECT DISTINCT RECORD_KEY FROM {Shipped(db, p).packets} x "
                             f"WHERE ID > ? AND NUM_TABLE = ? AND OPERATION IN (10, 11) AND RECORD_KEY IS NOT NULL)",
                             (touched.from_id, entry.number))
             # The transfer's fast check may have settled on a sequence value above the reserved ids.

@@ -18,6 +18,7 @@ from .catalog import table_exists
 from .db import Database, guard
 from .errors import DatabaseError, FbauditError
 from .idents import check_length, ident_end
+from .staging import Shipped
 from .templates import Statement
 
 # Object names init creates in the main database (without the prefix).
@@ -28,7 +29,7 @@ MAIN_OBJECTS = ("LOG_INFO", "LOG_PACKET", "LOG_1", "LOG_2", "LOG_3", "V_LOG_1", 
                 "LOG_ROTATION", "LOG_ROTATION_PK", "LOG_QUIET", "LOG_QUIET_PK", "LOG_PARTS",
                 "LOG_PARTS_PK", "LOG_PARTS_KEPT", "DDL_FOLLOW", "DDL_LOG", "DDL_REFUSED", "LOG_UPGRADE",
                 "LOG_UPGRADE_PK", "LOG_TOUCHED", "LOG_TOUCHED_HASH", "LOG_PENDING", "LOG_PENDING_PK", "LOG_FAILED",
-                "LOG_FAILED_PK")
+                "LOG_FAILED_PK", "LOG_PACKET_1", "LOG_PACKET_1_PK", "LOG_PACKET_2", "LOG_PACKET_2_PK")
 LOG_OBJECTS = ("SOURCES", "SOURCES_NAME", "LOG_PACKET_KEY", "LOG_PACKET_TIME", "DICT_TABLES_PK", "DICT_FIELDS_PK",
                "BLOB_INS", "PACKETS_INS", "TRANSFER_RUNS", "TRANSFER_RUNS_PK", "LOG_PACKET_DESC",
                "LOG_PACKET_LAST", "LOG_PACKET_DDL", "LOG_PACKET_TX", "LOG_NEW_VALUE", "LOG_OLD_VALUE")
@@ -170,12 +171,15 @@ def packed_staging(db: Database, prefix: str) -> bool:
     return "LOG_PACKET.PAYLOAD" in existing_objects(db, prefix, ["LOG_PACKET.PAYLOAD"])
 
 
-def log_unpacks(db: Database, prefix: str) -> bool:
+def log_unpacks(db: Database, prefix: str, *, rotating: bool = False) -> bool:
     """The log database's PACKETS_INS unpacks packed changes (it returns FIELDS_); an older one would
-    ship a packed change without its fields."""
+    ship a packed change without its fields. ``rotating``: it also reads the packet tables
+    LOG_PACKET_1 / LOG_PACKET_2 of the source (an older one would never see their packets)."""
     found = db.scalar("SELECT COUNT(*) FROM RDB$PROCEDURE_PARAMETERS WHERE RDB$PROCEDURE_NAME = ? "
                       "AND RDB$PARAMETER_NAME = 'FIELDS_'", (f"{prefix}PACKETS_INS",))
     db.commit()
+    if found and rotating:
+        return f"{prefix}LOG_PACKET_1" in (procedure_source(db, f"{prefix}PACKETS_INS") or "")
     return bool(found)
 
 
@@ -186,7 +190,9 @@ def require_current(db: Database, prefix: str) -> None:
                        (f"{prefix}LOG_PACKET.PAYLOAD", lambda: packed_staging(db, prefix)),
                        (f"{prefix}LOG_PARTS_KEPT", lambda: relation_exists(db, prefix + "LOG_PARTS_KEPT")),
                        (f"{prefix}LOG_UPGRADE", lambda: table_exists(db, prefix + "LOG_UPGRADE")),
-                       (f"{prefix}LOG_PENDING", lambda: table_exists(db, prefix + "LOG_PENDING"))):
+                       (f"{prefix}LOG_PENDING", lambda: table_exists(db, prefix + "LOG_PENDING")),
+                       (f"{prefix}LOG_PACKET_2", lambda: table_exists(db, prefix + "LOG_PACKET_1")
+                        and table_exists(db, prefix + "LOG_PACKET_2"))):
         if not have():
             raise FbauditError(f"Database {db.spec.describe()} has the staging objects of an older fbaudit "
                                f"({name} is missing). Run `fbaudit init` (it adds what is missing), "
@@ -294,7 +300,7 @@ def upgrades(db: Database, prefix: str) -> dict[int, Upgrade]:
 
 def keys_only_since(db: Database, prefix: str, number: int, after: int) -> int:
     """Changes of a table through a keys-only trigger (operations 10, 11) with ids above ``after``."""
-    return db.scalar(f"SELECT COUNT(*) FROM {prefix}LOG_PACKET WHERE ID > ? AND NUM_TABLE = ? "
+    return db.scalar(f"SELECT COUNT(*) FROM {Shipped(db, prefix).packets} x WHERE ID > ? AND NUM_TABLE = ? "
                      "AND OPERATION IN (10, 11)", (after, number))
 
 

@@ -384,7 +384,17 @@ class _Rotation:
                   if s.object in (f"LOG_{old}", f"LOG_{old}_PACKET")]
         if len(create) != 2:
             raise FbauditError(f"template main_init.sql: LOG_{old} or its index is missing")
-        unshipped = Shipped(self.db, p).unshipped("p.ID")
+        shipped = Shipped(self.db, p)
+        unshipped = shipped.unshipped("p.ID")
+        # The packet table of the old data table (the audit triggers' packets: all shipped, verified)
+        # goes with it: dropped, created empty, and its INSERT privilege given back to the triggers.
+        packets = f"{p}LOG_PACKET_{old}"
+        rotating = packets in shipped.tables
+        create_packets = [s.sql for s in templates.render("main_init", P=p) if s.object == f"LOG_PACKET_{old}"]
+        if rotating and len(create_packets) != 1:
+            raise FbauditError(f"template main_init.sql: LOG_PACKET_{old} is missing")
+        waiting_sql = (f"SELECT COUNT(*) FROM ({shipped.unshipped('p.ID', 'p.DATA_TABLE = ?')})",
+                       (old,) * shipped.parts)
         self.db.commit()
 
         def once() -> int:
@@ -399,10 +409,26 @@ class _Rotation:
                 cur.execute(f"DELETE FROM {p}LOG_PACKET x WHERE x.DATA_TABLE = ? AND x.ID NOT IN "
                             f"(SELECT ID FROM ({unshipped}))", (old,))
                 deleted = cur.affected_rows
+                if rotating:
+                    # Verified before; checked again in this transaction: a packet not in the log
+                    # database is never dropped.
+                    cur.execute(*waiting_sql)
+                    if cur.fetchone()[0]:
+                        raise _Postpone(f"packets of LOG_PACKET_{old} are not in the log database yet; "
+                                        "nothing dropped, the next run tries again")
+                    cur.execute(f"SELECT COUNT(*) FROM {packets}")
+                    deleted += cur.fetchone()[0]
                 own_ddl(cur)
                 tr.execute_immediate(f"DROP TABLE {self.table(old)}")
                 for sql in create:
                     tr.execute_immediate(sql)
+                if rotating:
+                    grantees = self.packet_writers(cur, packets)
+                    tr.execute_immediate(f"DROP TABLE {packets}")
+                    tr.execute_immediate(create_packets[0])
+                    # Audit triggers enabled meanwhile (committed before the DROP) are read after it.
+                    for trig in sorted(grantees | self.packet_writers(cur, f"{p}LOG_PACKET_{3 - old}")):
+                        tr.execute_immediate(f"GRANT INSERT ON {packets} TO TRIGGER {quote_ident(trig)}")
                 cur.execute(f"UPDATE {p}LOG_ROTATION SET PHASE = 'dropped', ROWS_DROPPED = ?, PACKETS_DELETED = ?, "
                             "UPDATED_AT = ? WHERE ID = ?", (rows, deleted, self.now, self.report.rotation_id))
                 cur.close()
@@ -445,6 +471,14 @@ class _Rotation:
         self.report.phase, self.report.rows_dropped, self.report.packets_deleted = "dropped", rows, deleted
         self.step("drop", f"LOG_{old} dropped and created empty ({rows} row(s), {deleted} shipped packet(s) "
                           f"removed, attempt {attempt})", started)
+
+    @staticmethod
+    def packet_writers(cur, table: str) -> set[str]:
+        """The triggers that may insert into a packet table (the audit triggers; granted by `enable`)."""
+        cur.execute("SELECT DISTINCT TRIM(p.RDB$USER) FROM RDB$USER_PRIVILEGES p JOIN RDB$TRIGGERS t "
+                    "ON t.RDB$TRIGGER_NAME = p.RDB$USER WHERE p.RDB$RELATION_NAME = ? AND p.RDB$PRIVILEGE = 'I' "
+                    "AND p.RDB$USER_TYPE = 2", (table,))
+        return {r[0] for r in cur.fetchall()}
 
     # -- step 6 ----------------------------------------------------------
     def restore(self) -> None:

@@ -46,10 +46,11 @@ def read_packets(db: Database, prefix: str, *, table: str | None = None, after_i
         where.append("t.TABLE_NAME = ?")
         params.append(table)
     first = f"FIRST {int(limit)} " if limit else ""
+    shipped = Shipped(db, p)
     rows = db.query(
         f"SELECT {first}p.ID, p.CREATED_AT, p.OPERATION, TRIM(TRAILING FROM t.TABLE_NAME), p.NUM_TABLE, "
         f"p.DATA_TABLE, p.RECORD_KEY, p.AUTHOR, p.DB_USER, p.CLIENT_ADDRESS, p.TRANSACTION_ID, p.CHANGE_COMMENT, "
-        f"{Shipped(db, p).state('p')}, p.PAYLOAD FROM {p}LOG_PACKET p LEFT JOIN {p}LOG_TABLES t ON t.NUM_TABLE = p.NUM_TABLE "
+        f"{shipped.state('p')}, p.PAYLOAD FROM {shipped.packets} p LEFT JOIN {p}LOG_TABLES t ON t.NUM_TABLE = p.NUM_TABLE "
         f"WHERE {' AND '.join(where)} ORDER BY p.ID", params, whole_blobs=True)
     fields = {(n, f): (name, kind) for (n, f, name, kind) in
               db.query(f"SELECT NUM_TABLE, NUM_POLE, TRIM(TRAILING FROM FIELD_NAME), TRIM(FIELD_KIND) "
@@ -95,17 +96,37 @@ def read_packets(db: Database, prefix: str, *, table: str | None = None, after_i
 RESERVED = 2 ** 62          # LOG_PENDING.TX_MARK of an id block reserved and not written yet
 
 
+PACKET_COLUMNS = ("ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, DB_USER, "
+                  "CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT, PAYLOAD")
+
+
+def _shape(db: Database, prefix: str) -> tuple[bool, bool]:
+    """(the transfer's progress tables exist, the packet tables LOG_PACKET_1/2 exist): one catalog query."""
+    rows = db.query("SELECT TRIM(RDB$RELATION_NAME) || '.' || TRIM(RDB$FIELD_NAME) FROM RDB$RELATION_FIELDS "
+                    "WHERE (RDB$RELATION_NAME = ? AND RDB$FIELD_NAME = 'SHIPPED_TO') OR (RDB$RELATION_NAME = ? "
+                    "AND RDB$FIELD_NAME = 'TX_MARK') OR (RDB$RELATION_NAME = ? AND RDB$FIELD_NAME = 'LAST_ERROR') "
+                    "OR (RDB$RELATION_NAME IN (?, ?) AND RDB$FIELD_NAME = 'PAYLOAD')",
+                    (f"{prefix}LOG_PACKET_FLAG", f"{prefix}LOG_PENDING", f"{prefix}LOG_FAILED",
+                     f"{prefix}LOG_PACKET_1", f"{prefix}LOG_PACKET_2"))
+    found = {r[0][len(prefix):] for r in rows}
+    return (len(found & {"LOG_PACKET_FLAG.SHIPPED_TO", "LOG_PENDING.TX_MARK", "LOG_FAILED.LAST_ERROR"}) == 3,
+            len(found & {"LOG_PACKET_1.PAYLOAD", "LOG_PACKET_2.PAYLOAD"}) == 2)
+
+
 def keeps_progress(db: Database, prefix: str) -> bool:
     """The staging has the transfer's progress tables (made by `fbaudit init` of this fbaudit)."""
-    n = db.scalar("SELECT COUNT(*) FROM RDB$RELATION_FIELDS WHERE (RDB$RELATION_NAME = ? AND RDB$FIELD_NAME = "
-                  "'SHIPPED_TO') OR (RDB$RELATION_NAME = ? AND RDB$FIELD_NAME = 'TX_MARK') OR "
-                  "(RDB$RELATION_NAME = ? AND RDB$FIELD_NAME = 'LAST_ERROR')",
-                  (f"{prefix}LOG_PACKET_FLAG", f"{prefix}LOG_PENDING", f"{prefix}LOG_FAILED"))
-    return n == 3
+    return _shape(db, prefix)[0]
+
+
+def packet_tables(db: Database, prefix: str) -> tuple[str, ...]:
+    """The tables packets are in, with the prefix: LOG_PACKET (baselines, events, the DDL log, packets
+    written before the packet tables), LOG_PACKET_1 and LOG_PACKET_2 (the audit triggers' packets
+    while that data table is current; rotation drops them, docs/rotation.md)."""
+    return Shipped(db, prefix).tables
 
 
 class Shipped:
-    """SQL over the packets not in the log database yet, for one database (alias ``p`` for LOG_PACKET).
+    """Where the packets are, and SQL over those not in the log database yet (alias ``p``).
 
     A staging an older fbaudit made (before `fbaudit init` upgraded it) still has the packets'
     STATE column as the record: the same questions are then asked of it.
@@ -113,22 +134,38 @@ class Shipped:
 
     def __init__(self, db: Database, prefix: str):
         self.p = prefix
-        self.current = keeps_progress(db, prefix)
-        self.parts = 3 if self.current else 1      # times ``where``'s parameters are given
+        self.current, rotating = _shape(db, prefix)
+        self.tables = tuple(f"{prefix}{t}" for t in
+                            (("LOG_PACKET", "LOG_PACKET_1", "LOG_PACKET_2") if rotating else ("LOG_PACKET",)))
+        # times ``where``'s parameters are given to ``unshipped``
+        self.parts = 3 * len(self.tables) if self.current else 1
+        self.mark = f"(SELECT COALESCE(MAX(SHIPPED_TO), -1) FROM {prefix}LOG_PACKET_FLAG)"
+
+    @property
+    def packets(self) -> str:
+        """Every packet, as a table expression (a derived table over the packet tables: Firebird
+        takes a condition on it into each of them, with their primary keys, but not a join's)."""
+        if len(self.tables) == 1:
+            return self.tables[0]
+        return "(" + " UNION ALL ".join(f"SELECT {PACKET_COLUMNS} FROM {t}" for t in self.tables) + ")"
+
+    def each(self, sql: str) -> str:
+        """``sql`` (with ``{packets}`` where a packet table goes) once per packet table, UNION ALL."""
+        return " UNION ALL ".join(sql.replace("{packets}", t) for t in self.tables)
 
     def unshipped(self, columns: str, where: str = "") -> str:
         """``SELECT columns, STATE_`` of every packet not in the log database (STATE_ 0 waiting, 2 failed)."""
-        p, w = self.p, f" AND ({where})" if where else ""
+        p, w, mark = self.p, f" AND ({where})" if where else "", self.mark
         if not self.current:
             return f"SELECT {columns}, p.STATE AS STATE_ FROM {p}LOG_PACKET p WHERE p.STATE <> 1{w}"
         not_failed = f"NOT EXISTS (SELECT 1 FROM {p}LOG_FAILED f WHERE f.ID = p.ID)"
-        mark = f"(SELECT COALESCE(MAX(SHIPPED_TO), -1) FROM {p}LOG_PACKET_FLAG)"
-        return (f"SELECT {columns}, CAST(0 AS SMALLINT) AS STATE_ FROM {p}LOG_PACKET p WHERE p.ID > {mark} "
-                f"AND {not_failed}{w} "
-                f"UNION ALL SELECT {columns}, CAST(0 AS SMALLINT) FROM {p}LOG_PENDING g JOIN {p}LOG_PACKET p "
-                f"ON p.ID BETWEEN g.ID_FROM AND g.ID_TO WHERE p.ID <= {mark} AND {not_failed}{w} "
-                f"UNION ALL SELECT {columns}, f.STATE FROM {p}LOG_FAILED f JOIN {p}LOG_PACKET p ON p.ID = f.ID "
-                f"WHERE 1 = 1{w}")
+        return self.each(
+            f"SELECT {columns}, CAST(0 AS SMALLINT) AS STATE_ FROM {{packets}} p WHERE p.ID > {mark} "
+            f"AND {not_failed}{w} "
+            f"UNION ALL SELECT {columns}, CAST(0 AS SMALLINT) FROM {p}LOG_PENDING g JOIN {{packets}} p "
+            f"ON p.ID BETWEEN g.ID_FROM AND g.ID_TO WHERE p.ID <= {mark} AND {not_failed}{w} "
+            f"UNION ALL SELECT {columns}, f.STATE FROM {p}LOG_FAILED f JOIN {{packets}} p ON p.ID = f.ID "
+            f"WHERE 1 = 1{w}")
 
     def state(self, alias: str = "p") -> str:
         """An expression: the packet's state, 0 waiting, 1 in the log database, 2 failed."""
@@ -136,7 +173,7 @@ class Shipped:
         if not self.current:
             return f"{a}.STATE"
         return (f"COALESCE((SELECT f.STATE FROM {p}LOG_FAILED f WHERE f.ID = {a}.ID), "
-                f"IIF({a}.ID > (SELECT COALESCE(MAX(SHIPPED_TO), -1) FROM {p}LOG_PACKET_FLAG) OR EXISTS (SELECT 1 "
+                f"IIF({a}.ID > {self.mark} OR EXISTS (SELECT 1 "
                 f"FROM {p}LOG_PENDING g WHERE {a}.ID BETWEEN g.ID_FROM AND g.ID_TO), 0, 1))")
 
 

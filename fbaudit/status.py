@@ -108,8 +108,8 @@ def _read_source(config: Config, spec: SourceSpec) -> dict:
             f"SELECT STATE_, COUNT(*), MIN(CREATED_AT), {age_sql} FROM ({unshipped}) GROUP BY STATE_")}
         counts = {state: rest[0] for state, rest in by_state.items()}
         _n, oldest, oldest_age = by_state.get(0, (0, None, None))
-        counts[1] = db.scalar(f"SELECT COUNT(*) FROM {p}LOG_PACKET") - counts.get(0, 0) - counts.get(2, 0)
-        first, first_age = db.query(f"SELECT MIN(CREATED_AT), {age_sql} FROM {p}LOG_PACKET")[0]
+        counts[1] = db.scalar(f"SELECT COUNT(*) FROM {shipped.packets} p") - counts.get(0, 0) - counts.get(2, 0)
+        first, first_age = db.query(f"SELECT MIN(CREATED_AT), {age_sql} FROM {shipped.packets} p")[0]
         tables = []
         parts = relation_exists(db, p + "LOG_PARTS_KEPT")
         in_upgrade = upgrades(db, p)
@@ -134,8 +134,9 @@ def _read_source(config: Config, spec: SourceSpec) -> dict:
                 f = trigger_follow(db, p, num, n, json.loads(excluded or "[]"))
                 t.update(not_logged=f.not_logged, trigger_altered=f.altered, schema_follow=f.parts)
             tables.append(t)
+        there = " OR ".join(f"EXISTS (SELECT 1 FROM {t} x WHERE x.ID = f.ID)" for t in shipped.tables)
         failed_sql = (f"SELECT FIRST 5 f.ID, f.ATTEMPTS, f.LAST_ATTEMPT, f.LAST_ERROR FROM {p}LOG_FAILED f "
-                      f"JOIN {p}LOG_PACKET x ON x.ID = f.ID WHERE f.STATE = 2 ORDER BY f.ID") if shipped.current \
+                      f"WHERE f.STATE = 2 AND ({there}) ORDER BY f.ID") if shipped.current \
             else f"SELECT FIRST 5 ID, ATTEMPTS, LAST_ATTEMPT, LAST_ERROR FROM {p}LOG_PACKET WHERE STATE = 2 ORDER BY ID"
         failed_sample = [{"packet": pid, "attempts": att, "last_attempt": f"{at:%Y-%m-%d %H:%M:%S}" if at else None,
                           "error": (err or "").splitlines()[0] if err else None}

@@ -36,7 +36,7 @@ from .config import Config, SourceSpec
 from .db import Database, guard
 from .errors import ConnectionLost, DatabaseError, FbauditError, SourceBusy
 from .objects import log_unpacks, packed_staging, require_init
-from .staging import (RESERVED, Shipped, convert_progress, cut, dead_ranges, keeps_progress,
+from .staging import (RESERVED, Shipped, convert_progress, cut, dead_ranges,
                       subtract, update_flag)
 from .sources import Result, block_signals, is_connection_error, one_source, open_source, worker_pool
 
@@ -54,6 +54,21 @@ RECORD_EVERY = 60.0       # --follow: seconds between TRANSFER_RUNS updates
 def _external_attach_error(exc: DatabaseError) -> bool:
     """The log database could not attach to the source (PACKETS_INS/BLOB_INS): a setup problem, not the packet's."""
     return "execute statement error at attach" in str(exc).lower()
+
+
+GDS_TABLE_GONE = 335544395     # "table id N is not defined"
+
+
+def _table_dropped(exc: BaseException) -> bool:
+    """A packet table dropped by rotation while a statement of this run was being prepared or read it
+    ("table id N is not defined", also from the log database's EXECUTE STATEMENT ... ON EXTERNAL,
+    whose error carries it only in its text). Nothing of the run's work was lost: the run opens its
+    connections again (which ends the log database's external attachment and its cached statements)
+    and goes on; the packets' attempts are not counted."""
+    if not isinstance(exc, DatabaseError):
+        return False
+    low = str(exc).lower()
+    return GDS_TABLE_GONE in exc.gds_codes or ("table id" in low and "is not defined" in low)
 
 
 def _is_conflict(exc: DatabaseError) -> bool:
@@ -132,6 +147,7 @@ class SourceTransfer:
         self.stop = stop or threading.Event()
         self.main: Database | None = None
         self.logdb: Database | None = None
+        self.shipped: Shipped | None = None
         self.source_id: int | None = None
         self.fingerprint: str | None = None
         self.dict_version: int | None = None
@@ -151,13 +167,14 @@ class SourceTransfer:
             raise FbauditError(f"{self.spec.describe()}: staging objects were made by an older development "
                                f"version of fbaudit (schema {version}, needs {SCHEMA_VERSION}); "
                                "disable the tables, drop the FBA_ objects and run `fbaudit init` again.")
-        if not keeps_progress(self.main, self.p):
-            self.main.commit()
+        self.shipped = Shipped(self.main, self.p)       # once a connection: where the packets are
+        self.main.commit()
+        if not self.shipped.current or len(self.shipped.tables) == 1:
             raise FbauditError(f"{self.spec.describe()}: staging objects were made by an older fbaudit (no "
                                f"{self.p}LOG_PENDING / {self.p}LOG_FAILED, where the transfer now keeps what it "
-                               "shipped): run `fbaudit init` to upgrade them; packets already captured ship after "
-                               "that, exactly once. Nothing was shipped.")
-        self.main.commit()
+                               f"shipped, or no {self.p}LOG_PACKET_1 / {self.p}LOG_PACKET_2, the packet tables "
+                               "rotation drops): run `fbaudit init` to upgrade them, then `fbaudit sync`; packets "
+                               "already captured ship after that, exactly once. Nothing was shipped.")
 
     def open_log(self) -> None:
         """The log connection, opened when there is something to ship: with nothing new a run
@@ -180,7 +197,7 @@ class SourceTransfer:
             raise FbauditError(f"{self.spec.describe()}: staging objects were made by an older fbaudit "
                                f"({self.p}LOG_PACKET.PAYLOAD is missing): run `fbaudit init`, then `fbaudit "
                                "sync`, to upgrade them; packets already captured ship after that, exactly once.")
-        if not log_unpacks(self.logdb, self.p):
+        if not log_unpacks(self.logdb, self.p, rotating=True):
             raise FbauditError(f"The log database {self.config.log.describe()} was set up by an older fbaudit "
                                f"({self.p}PACKETS_INS cannot read the fields of newer packets); run `fbaudit "
                                "init` to upgrade it. Nothing was shipped.")
@@ -262,13 +279,14 @@ class SourceTransfer:
 
     def pending(self, shipped_to: int) -> bool:
         """Any packet to ship: above SHIPPED_TO, in a LOG_PENDING range, or failed and requeued."""
-        db, p = self.main, self.p
-        return bool(db.query(
-            f"SELECT FIRST 1 1 FROM RDB$DATABASE WHERE EXISTS (SELECT 1 FROM {p}LOG_PACKET x WHERE x.ID > ? "
-            f"AND NOT EXISTS (SELECT 1 FROM {p}LOG_FAILED f WHERE f.ID = x.ID)) "
-            f"OR EXISTS (SELECT 1 FROM {p}LOG_PENDING g JOIN {p}LOG_PACKET x ON x.ID BETWEEN g.ID_FROM AND g.ID_TO "
-            f"WHERE x.ID <= ? AND NOT EXISTS (SELECT 1 FROM {p}LOG_FAILED f WHERE f.ID = x.ID)) "
-            f"OR EXISTS (SELECT 1 FROM {p}LOG_FAILED f WHERE f.STATE = 0)", (shipped_to, shipped_to)))
+        db, p, tables = self.main, self.p, self.shipped.tables
+        not_failed = f"NOT EXISTS (SELECT 1 FROM {p}LOG_FAILED f WHERE f.ID = x.ID)"
+        tests = ([f"EXISTS (SELECT 1 FROM {t} x WHERE x.ID > ? AND {not_failed})" for t in tables]
+                 + [f"EXISTS (SELECT 1 FROM {p}LOG_PENDING g JOIN {t} x ON x.ID BETWEEN g.ID_FROM AND g.ID_TO "
+                    f"WHERE x.ID <= ? AND {not_failed})" for t in tables]
+                 + [f"EXISTS (SELECT 1 FROM {p}LOG_FAILED f WHERE f.STATE = 0)"])
+        return bool(db.query(f"SELECT FIRST 1 1 FROM RDB$DATABASE WHERE {' OR '.join(tests)}",
+                             (shipped_to,) * (2 * len(tables))))
 
     # -- one pass -------------------------------------------------------
     def run_pass(self, report: SourceReport) -> None:
@@ -298,11 +316,13 @@ class SourceTransfer:
             convert_progress(db, p)
             shipped_to = db.scalar(f"SELECT SHIPPED_TO FROM {p}LOG_PACKET_FLAG")
         ranges = self.ranges()        # before the packets in them are read: only these may end below
+        shipped = self.shipped
         again = [PacketRow(i, n, bool(f)) for i, n, f in db.query(
-            f"SELECT x.ID, 0, 0 FROM {p}LOG_PENDING g JOIN {p}LOG_PACKET x ON x.ID BETWEEN g.ID_FROM AND g.ID_TO "
-            f"WHERE x.ID <= ? AND NOT EXISTS (SELECT 1 FROM {p}LOG_FAILED f WHERE f.ID = x.ID) "
-            f"UNION ALL SELECT f.ID, f.ATTEMPTS, 1 FROM {p}LOG_FAILED f JOIN {p}LOG_PACKET x ON x.ID = f.ID "
-            f"WHERE f.STATE = 0 ORDER BY 1", (shipped_to,))]
+            shipped.each(
+                f"SELECT x.ID, 0, 0 FROM {p}LOG_PENDING g JOIN {{packets}} x ON x.ID BETWEEN g.ID_FROM AND g.ID_TO "
+                f"WHERE x.ID <= ? AND NOT EXISTS (SELECT 1 FROM {p}LOG_FAILED f WHERE f.ID = x.ID) "
+                f"UNION ALL SELECT f.ID, f.ATTEMPTS, 1 FROM {p}LOG_FAILED f JOIN {{packets}} x ON x.ID = f.ID "
+                f"WHERE f.STATE = 0") + " ORDER BY 1", (shipped_to,) * len(shipped.tables))]
         db.commit()
         for k in range(0, len(again), self.batch):
             if self.stop.is_set():
@@ -319,9 +339,12 @@ class SourceTransfer:
         settled = oat > mark
         after = shipped_to
         while not self.stop.is_set() and after < upto:
-            rows = db.query(
-                f"SELECT FIRST {int(self.batch)} x.ID FROM {p}LOG_PACKET x WHERE x.ID > ? AND x.ID <= ? "
-                f"AND NOT EXISTS (SELECT 1 FROM {p}LOG_FAILED f WHERE f.ID = x.ID) ORDER BY x.ID", (after, upto))
+            # The first batch of ids of each packet table (one index walk each), merged: every id up
+            # to the batch's last is among them.
+            rows = sorted(db.query(shipped.each(
+                f"SELECT ID FROM (SELECT FIRST {int(self.batch)} x.ID FROM {{packets}} x WHERE x.ID > ? AND x.ID <= ? "
+                f"AND NOT EXISTS (SELECT 1 FROM {p}LOG_FAILED f WHERE f.ID = x.ID) ORDER BY x.ID)"),
+                (after, upto) * len(shipped.tables)))[:self.batch]
             skip = [r[0] for r in db.query(f"SELECT ID FROM {p}LOG_FAILED WHERE ID > ? AND ID <= ?", (after, upto))]
             db.commit()
             last = rows[-1][0] if len(rows) == self.batch else upto
@@ -354,6 +377,8 @@ class SourceTransfer:
                 raise _as_connection(exc) from exc
             if _is_conflict(exc):
                 raise SourceBusy(str(exc)) from exc
+            if _table_dropped(exc):
+                raise
             if _external_attach_error(exc):
                 raise FbauditError(
                     f"The log database {self.config.log.describe()} could not attach to source "
@@ -374,6 +399,8 @@ class SourceTransfer:
                             raise _as_connection(one) from one
                         if _is_conflict(one):
                             raise SourceBusy(str(one)) from one
+                        if _table_dropped(one):
+                            raise
                         failures[pk.id] = (pk.attempts + 1, _first_line(one)[:1000])
                         continue
                     seen.update(done)
@@ -621,7 +648,7 @@ def _retrying(retries: int, name: str, stop: threading.Event) -> tenacity.Retryi
                     _first_line(state.outcome.exception()), state.next_action.sleep,
                     state.attempt_number + 1, retries)
     return tenacity.Retrying(
-        retry=tenacity.retry_if_exception(is_connection_error),
+        retry=tenacity.retry_if_exception(lambda e: is_connection_error(e) or _table_dropped(e)),
         stop=(tenacity.stop_after_attempt(max(1, retries)) | tenacity.stop_before_delay(3600)
               | tenacity.stop_when_event_set(stop)),
         wait=tenacity.wait_exponential(multiplier=0.5, max=8),
@@ -839,7 +866,8 @@ def retry(config: Config, *, source: str | None = None, packets: list[int] | Non
     for spec in specs:
         with open_source(config, spec) as db:
             require_init(db, p)
-            if not keeps_progress(db, p):
+            shipped = Shipped(db, p)
+            if not shipped.current:
                 db.rollback()
                 raise FbauditError(f"{spec.name}: staging objects were made by an older fbaudit; run `fbaudit init` "
                                    "(then `fbaudit transfer`, which moves the failed packets over), then retry.")
@@ -847,10 +875,10 @@ def retry(config: Config, *, source: str | None = None, packets: list[int] | Non
                 ids = [r[0] for r in db.query(f"SELECT ID FROM {p}LOG_FAILED WHERE STATE = 2 ORDER BY ID")]
             else:
                 marks = ", ".join("?" * len(packets))
-                shipped = Shipped(db, p)
                 found = dict(db.query(f"SELECT ID, STATE_ FROM ({shipped.unshipped('p.ID', f'p.ID IN ({marks})')})",
                                       list(packets) * shipped.parts))
-                exist = {r[0] for r in db.query(f"SELECT ID FROM {p}LOG_PACKET WHERE ID IN ({marks})", list(packets))}
+                exist = {r[0] for r in db.query(shipped.each(f"SELECT ID FROM {{packets}} WHERE ID IN ({marks})"),
+                                                list(packets) * len(shipped.tables))}
                 problems = [f"{i} (no such packet)" if i not in exist else f"{i} (not failed: "
                             f"{'waiting' if i in found else 'already transferred'})"
                             for i in packets if found.get(i) != 2]

@@ -46,7 +46,7 @@ from .rotation import last_rotation
 from .progress import Progress
 from .registry import Registry, TableEntry
 from .sources import Result, for_each_source, open_source
-from .staging import claim_ids_sql, reserve_ids
+from .staging import Shipped, claim_ids_sql, reserve_ids
 from .templates import Statement
 
 log = logging.getLogger("fbaudit.upgrade")
@@ -309,7 +309,8 @@ def end(config: Config, *, source: str | None = None, dry_run: bool = False, by:
                                                       "WHERE NUM_TABLE = ?", (u.number,))])
                             break
                         if round_ == ROUNDS - 1:
-                            who = db.query(f"SELECT DISTINCT TRIM(DB_USER), CLIENT_ADDRESS FROM {p}LOG_PACKET "
+                            who = db.query(f"SELECT DISTINCT TRIM(DB_USER), CLIENT_ADDRESS FROM "
+                                           f"{Shipped(db, p).packets} x "
                                            "WHERE ID > ? AND NUM_TABLE = ? AND OPERATION IN (10, 11)",
                                            (from_id, u.number))
                             db.commit()

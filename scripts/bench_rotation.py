@@ -20,11 +20,12 @@ database, created for it and dropped after it):
          (MON$DATABASE.MON$PAGES). Clean-up per mode:
            rotate   fbaudit.rotation.rotate_source(config, spec,
                     now=DAY0 + d days): switch, wait, redirect, verify,
-                    DROP + CREATE the table out of use (and DELETE its shipped
-                    packets from LOG_PACKET), restore
+                    DROP + CREATE the table out of use and its packet table
+                    LOG_PACKET_n (and DELETE its shipped events from
+                    LOG_PACKET), restore
            delete   no rotation: the triggers always write FBA_LOG_1; a naive
                     clean-up DELETEs the shipped rows from FBA_LOG_1 and the
-                    shipped packets from FBA_LOG_PACKET (one transaction)
+                    shipped packets from FBA_LOG_PACKET_1 (one transaction)
            off      the baseline: auditing paused (fbaudit pause), the same
                     application changes, no staging rows at all
            rotate-reader, delete-reader, off-reader
@@ -65,6 +66,11 @@ from pathlib import Path
 
 import benchlib       # scripts/benchlib.py; like this script, it imports fbaudit only inside functions
 from benchlib import PREFIX, fbaudit_revision, machine_info, say
+
+# Every packet of the main database: LOG_PACKET (events, baselines) and the packet tables the
+# audit triggers write (LOG_PACKET_1 / LOG_PACKET_2, dropped by rotation with their data table).
+PACKETS = ("(" + " UNION ALL ".join(f"SELECT ID, DATA_TABLE FROM {PREFIX}{t}"
+                                    for t in ("LOG_PACKET", "LOG_PACKET_1", "LOG_PACKET_2")) + ")")
 
 PARTS = ("days", "time")
 MODES = ("rotate", "delete", "off", "rotate-reader", "delete-reader", "off-reader")
@@ -196,7 +202,7 @@ def db_state(con) -> dict:
     pages, page_size = query(con, "SELECT MON$PAGES, MON$PAGE_SIZE FROM MON$DATABASE")[0]
     log1, log2, log3, packets = query(
         con, f"SELECT (SELECT COUNT(*) FROM {PREFIX}LOG_1), (SELECT COUNT(*) FROM {PREFIX}LOG_2), "
-             f"(SELECT COUNT(*) FROM {PREFIX}LOG_3), (SELECT COUNT(*) FROM {PREFIX}LOG_PACKET) FROM RDB$DATABASE")[0]
+             f"(SELECT COUNT(*) FROM {PREFIX}LOG_3), (SELECT COUNT(*) FROM {PACKETS} p) FROM RDB$DATABASE")[0]
     return {"pages": pages, "page_size": page_size, "log_1": log1, "log_2": log2, "log_3": log3,
             "log_packet": packets}
 
@@ -208,8 +214,10 @@ def naive_delete(con, table: int) -> tuple[int, int]:
     cur.execute(f"DELETE FROM {PREFIX}LOG_{table} l WHERE EXISTS (SELECT 1 FROM {PREFIX}LOG_PACKET p "
                 f"WHERE p.ID = l.PACKET AND p.ID <= {shipped})")
     rows = cur.affected_rows
-    cur.execute(f"DELETE FROM {PREFIX}LOG_PACKET WHERE ID <= {shipped} AND DATA_TABLE = ?", (table,))
-    packets = cur.affected_rows
+    packets = 0
+    for name in ("LOG_PACKET", f"LOG_PACKET_{table}"):       # events, and the triggers' packets
+        cur.execute(f"DELETE FROM {PREFIX}{name} WHERE ID <= {shipped} AND DATA_TABLE = ?", (table,))
+        packets += cur.affected_rows
     cur.close()
     con.commit()
     return rows, packets
@@ -327,12 +335,12 @@ def fill_and_mark(con, work: Workload, size: int, fill_tx: int) -> tuple[float, 
     t0 = time.perf_counter()
     cur = con.cursor()
     # What a transfer records: every packet so far is in the log database (the packets are not touched).
-    marked = scalar(con, f"SELECT COUNT(*) FROM {PREFIX}LOG_PACKET WHERE ID > (SELECT COALESCE(SHIPPED_TO, -1) "
+    marked = scalar(con, f"SELECT COUNT(*) FROM {PACKETS} p WHERE ID > (SELECT COALESCE(SHIPPED_TO, -1) "
                          f"FROM {PREFIX}LOG_PACKET_FLAG)")
     cur.execute(f"UPDATE {PREFIX}LOG_PACKET_FLAG SET SHIPPED_TO = GEN_ID({PREFIX}LOG_PACKET_ID, 0)")
     cur.close()
     con.commit()
-    scalar(con, f"SELECT COUNT(*) FROM {PREFIX}LOG_PACKET")
+    scalar(con, f"SELECT COUNT(*) FROM {PACKETS} p")
     mark = time.perf_counter() - t0
     return fill, mark, marked, rows
 

@@ -21,6 +21,15 @@ def packets(project, table: str | None = None, *, schema: bool = False):
                 if (pk.operation in ("ddl", "control")) == schema]
 
 
+def all_packets(project, db=None) -> str:
+    """The main database's packets as a table expression (LOG_PACKET and the packet tables
+    LOG_PACKET_1 / LOG_PACKET_2 the audit triggers write): use it where a test reads packets."""
+    if db is not None:
+        return Shipped(db, project.prefix).packets
+    with project.connect() as db:
+        return Shipped(db, project.prefix).packets
+
+
 def fast_check(project) -> tuple[bool, int]:
     """One transfer fast check of the project's source: (anything new, tier 1 or 2)."""
     from fbaudit.transfer import SourceTransfer
@@ -39,7 +48,7 @@ def packet_states(project, where: str = "", params=()) -> dict[int, int]:
         shipped = Shipped(db, project.prefix)
         out = {s: n for s, n in db.query(f"SELECT STATE_, COUNT(*) FROM ({shipped.unshipped('p.ID', where)}) "
                                          f"GROUP BY STATE_", tuple(params) * shipped.parts)}
-        total = db.scalar(f"SELECT COUNT(*) FROM {project.prefix}LOG_PACKET p" + (f" WHERE {where}" if where else ""),
+        total = db.scalar(f"SELECT COUNT(*) FROM {shipped.packets} p" + (f" WHERE {where}" if where else ""),
                           params)
         db.commit()
     done = total - sum(out.values())
@@ -61,7 +70,8 @@ def staged_fields(db, prefix: str = "FBA_") -> dict[int, int]:
     # is the shell a SIGKILLed engine can leave of an uncommitted insert (a torn page write; see
     # test_transfer.kill_whole_engine_process), which the transfer, reading by index, never sees.
     counts = {pid: len(unpack(payload)) for pid, payload in
-              db.query(f"SELECT ID, PAYLOAD FROM {prefix}LOG_PACKET WHERE ID IS NOT NULL", whole_blobs=True)}
+              db.query(f"SELECT ID, PAYLOAD FROM {Shipped(db, prefix).packets} p WHERE ID IS NOT NULL",
+                       whole_blobs=True)}
     for dt in (1, 2, 3):
         for pid, n in db.query(f"SELECT PACKET, COUNT(*) FROM {prefix}LOG_{dt} GROUP BY PACKET"):
             counts[pid] = counts.get(pid, 0) + n

@@ -343,7 +343,8 @@ def test_a_change_is_one_packed_row_however_wide_or_long(project):
     capture.enable(project.config, "WIDE")
     with project.connect() as db:
         body = objects.installed_trigger_body(db, project.prefix, 2)
-    assert "V_LOG" not in body and body.count("INSERT INTO FBA_LOG_PACKET") == 2
+    assert "V_LOG" not in body and body.count("EXECUTE STATEMENT (ins)") == 2
+    assert "INSERT INTO FBA_LOG_PACKET_1" in body and "INSERT INTO FBA_LOG_PACKET_2" in body
     long = {f"C{i}": f"{i:03d}" + "€" * 47 for i in range(n)}             # 50 characters, 144 bytes each
     run_sql(project, ["INSERT INTO NARROW VALUES (1, 'x', 2)", "INSERT INTO WIDE (ID, C7) VALUES (1, 'short')"])
     run_sql(project, ["UPDATE WIDE SET " + ", ".join(f"C{i} = ?" for i in range(n)) + " WHERE ID = 1"],
@@ -354,7 +355,7 @@ def test_a_change_is_one_packed_row_however_wide_or_long(project):
         {"ID": {"old": None, "new": "1"}, "C7": {"old": None, "new": "short"}}]
     assert got[2].changes == {c: {"old": "short" if c == "C7" else None, "new": v} for c, v in long.items()}
     with project.connect() as db:
-        sizes = [r[0] for r in db.query("SELECT OCTET_LENGTH(PAYLOAD) FROM FBA_LOG_PACKET ORDER BY ID")]
+        sizes = [r[0] for r in db.query("SELECT OCTET_LENGTH(PAYLOAD) FROM FBA_LOG_PACKET_1 ORDER BY ID")]
         field_rows = db.scalar("SELECT (SELECT COUNT(*) FROM FBA_LOG_1) + (SELECT COUNT(*) FROM FBA_LOG_2) "
                                "+ (SELECT COUNT(*) FROM FBA_LOG_3) FROM RDB$DATABASE")
         db.commit()
@@ -491,7 +492,8 @@ def test_an_audit_trigger_switched_off_behind_fbaudits_back_is_critical_and_sync
 
 def test_the_trigger_writes_one_record_per_change(project):
     """10,000 changes (MON$RECORD_STATS of the writing attachment): the trigger inserts exactly one
-    LOG_PACKET record per change, never updates or deletes, and writes no field rows (LOG_1/2/3)."""
+    record per change, into the packet table of the current data table (LOG_PACKET_1), never
+    updates or deletes, and writes nothing else: no LOG_PACKET row, no field rows (LOG_1/2/3)."""
     cols = ", ".join(f"F{i} VARCHAR(40) CHARACTER SET UTF8" for i in range(20))
     project.sql(f"CREATE TABLE BULK (ID INTEGER NOT NULL PRIMARY KEY, {cols})")
     capture.init(project.config)
@@ -510,8 +512,9 @@ def test_the_trigger_writes_one_record_per_change(project):
             "WHERE t.MON$STAT_ID = (SELECT MON$STAT_ID FROM MON$ATTACHMENTS WHERE MON$ATTACHMENT_ID = CURRENT_CONNECTION)")}
         db.commit()
     assert stats["BULK"] == (4000, 3000, 3000)
-    assert stats[f"{project.prefix}LOG_PACKET"] == (10000, 0, 0)
-    assert not any(name in stats for name in (f"{project.prefix}LOG_{n}" for n in (1, 2, 3)))
+    assert stats[f"{project.prefix}LOG_PACKET_1"] == (10000, 0, 0)
+    assert not any(name in stats for name in [f"{project.prefix}LOG_{n}" for n in (1, 2, 3)]
+                   + [f"{project.prefix}LOG_PACKET", f"{project.prefix}LOG_PACKET_2"])
 
 
 def test_values_the_fast_path_cannot_hold_are_logged_whole(project):

@@ -27,6 +27,7 @@ from fbaudit import checkpoint as cp
 from fbaudit.checkpoint import CheckpointError
 from fbaudit.db import open_database
 from firebird.driver import Isolation
+from helpers import all_packets
 
 TABLES = ["ORDER_LINE", "STAFF", "ORDERS", "EMPLOYEE", "DEPT", "CUSTOMER", "REGION", "ALLTYPES"]
 KEYS = {"REGION": "ID", "CUSTOMER": "ID", "ORDERS": "ID", "ORDER_LINE": "ORDER_ID, LINE_NO", "EMPLOYEE": "ID",
@@ -446,18 +447,18 @@ def test_audit_rows_or_one_event(erp):
     capture.enable(config, "NOTE")
     made = cp.create(config, tables=["NOTE"])
     with project.connect() as db:
-        before = db.scalar("SELECT COUNT(*) FROM FBA_LOG_PACKET")
+        before = db.scalar("SELECT GEN_ID(FBA_LOG_PACKET_ID, 0) FROM RDB$DATABASE")
         db.commit()
     cp.restore(config, made["id"], auto_backup=False, audit="rows")
     with project.connect() as db:
-        rows = db.query("SELECT OPERATION, CHANGE_COMMENT FROM FBA_LOG_PACKET WHERE ID > ? ORDER BY ID", (before,))
-        last = db.scalar("SELECT MAX(ID) FROM FBA_LOG_PACKET")
+        rows = db.query(f"SELECT OPERATION, CHANGE_COMMENT FROM {all_packets(project, db)} p WHERE ID > ? ORDER BY ID", (before,))
+        last = db.scalar(f"SELECT MAX(ID) FROM {all_packets(project, db)} p")
         db.commit()
     assert [op for op, _ in rows] == [3, 3, 3, 1, 1, 1]                 # every row deleted, then inserted
     assert {c for _, c in rows} == {f"restore of checkpoint {made['id']}"}
     cp.restore(config, made["id"], auto_backup=False, audit="event")
     with project.connect() as db:
-        rows = db.query("SELECT OPERATION, NUM_TABLE, CHANGE_COMMENT FROM FBA_LOG_PACKET WHERE ID > ?", (last,))
+        rows = db.query(f"SELECT OPERATION, NUM_TABLE, CHANGE_COMMENT FROM {all_packets(project, db)} p WHERE ID > ?", (last,))
         quiet = db.scalar("SELECT COUNT(*) FROM FBA_LOG_QUIET")
         db.commit()
     assert rows == [(4, 1, f"restore of checkpoint {made['id']}: 3 rows")]
@@ -468,7 +469,7 @@ def test_audit_rows_or_one_event(erp):
         db.query("SELECT RDB$SET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_QUIET', '1') FROM RDB$DATABASE")
         db.execute("UPDATE NOTE SET TXT = 'x' WHERE ID = 1")
         db.commit()
-        assert db.scalar("SELECT COUNT(*) FROM FBA_LOG_PACKET WHERE ID > ? AND OPERATION = 2", (last,)) == 1
+        assert db.scalar(f"SELECT COUNT(*) FROM {all_packets(project, db)} p WHERE ID > ? AND OPERATION = 2", (last,)) == 1
         db.commit()
 
 
@@ -830,7 +831,7 @@ def test_array_elements_the_driver_cannot_write_back_are_found_at_create():
 # --------------------------------------------------------------------------
 def _packets_and_sequence(project) -> tuple[list, int]:
     with project.connect() as db:
-        rows = db.query("SELECT ID, STATE, RECORD_KEY FROM FBA_LOG_PACKET ORDER BY ID")
+        rows = db.query(f"SELECT ID, RECORD_KEY FROM {all_packets(project, db)} p ORDER BY ID")
         seq = db.scalar("SELECT GEN_ID(FBA_LOG_PACKET_ID, 0) FROM RDB$DATABASE")
         db.commit()
     return rows, seq

@@ -212,7 +212,7 @@ def test_the_renderer_inserts_values_after_splitting_and_stripping_comments():
                   CHARSETS="", FIELDS=f"  -- {name}\n^\n", INSERTED=f"    NEW.{name} IS NULL", DELETED="",
                   BIG_FIELDS="", KEYS_ONLY="0")
     stmts = templates.render("audit_trigger", **values)
-    assert len(stmts) == 5 and stmts[0].sql.startswith(f"CREATE OR ALTER TRIGGER FBA_AUDIT_1 FOR {name}\n")
+    assert len(stmts) == 6 and stmts[0].sql.startswith(f"CREATE OR ALTER TRIGGER FBA_AUDIT_1 FOR {name}\n")
     assert stmts[0].sql.count(name) == 3 and f"  -- {name}\n^\n" in stmts[0].sql
     assert stmts[1].sql == "GRANT SELECT ON FBA_LOG_INFO TO TRIGGER FBA_AUDIT_1"
 

@@ -7,12 +7,13 @@ still apply); on a server the user is created for the test and dropped after.
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime, timedelta
 import secrets
 import uuid
 
 import pytest
 
-from fbaudit import capture
+from fbaudit import capture, rotation, transfer
 from fbaudit.config import DatabaseSpec
 from fbaudit.errors import DatabaseError
 
@@ -87,13 +88,16 @@ def test_application_user_sets_author_and_comment(app):
     assert (p.author, p.comment, p.user) == ("clerk-3", "typo", spec.user)
 
 
-STAGING = ["LOG_PACKET", "LOG_1", "LOG_2", "LOG_3", "V_LOG_1", "V_LOG_2", "LOG_INFO", "LOG_PACKET_FLAG",
+STAGING = ["LOG_PACKET", "LOG_PACKET_1", "LOG_PACKET_2", "LOG_1", "LOG_2", "LOG_3", "V_LOG_1", "V_LOG_2", "LOG_INFO", "LOG_PACKET_FLAG",
            "LOG_TABLES", "LOG_FIELDS", "LOG_PENDING", "LOG_FAILED"]
 
 CHANGES = [
     "UPDATE {P}LOG_PACKET SET STATE = 1",
     "UPDATE {P}LOG_PACKET SET AUTHOR = 'someone else'",
     "DELETE FROM {P}LOG_PACKET",
+    "UPDATE {P}LOG_PACKET_1 SET AUTHOR = 'someone else'",
+    "DELETE FROM {P}LOG_PACKET_1",
+    "DELETE FROM {P}LOG_PACKET_2",
     "UPDATE {P}LOG_1 SET BLOB_NEW = NULL",
     "DELETE FROM {P}LOG_1",
     "UPDATE {P}V_LOG_1 SET BLOB_OLD = NULL",
@@ -112,6 +116,10 @@ CHANGES = [
 FAKES = [
     "INSERT INTO {P}LOG_PACKET (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, DB_USER) "
     "VALUES (999, LOCALTIMESTAMP, 3, 1, 1, '1', 'SYSDBA', 'SYSDBA')",
+    "INSERT INTO {P}LOG_PACKET_1 (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, DB_USER) "
+    "VALUES (998, LOCALTIMESTAMP, 3, 1, 1, '1', 'SYSDBA', 'SYSDBA')",
+    "INSERT INTO {P}LOG_PACKET_2 (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, DB_USER) "
+    "VALUES (997, LOCALTIMESTAMP, 3, 1, 2, '1', 'SYSDBA', 'SYSDBA')",
     ("INSERT INTO {P}LOG_1 (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) VALUES (1, 2, NULL, ?)", (b"fake",)),
     ("INSERT INTO {P}V_LOG_1 (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) VALUES (1, 2, NULL, ?)", (b"fake",)),
     ("INSERT INTO {P}V_LOG_2 (PACKET, NUM_POLE, BLOB_OLD, BLOB_NEW) VALUES (1, 2, NULL, ?)", (b"fake",)),
@@ -131,7 +139,7 @@ def test_application_user_cannot_alter_the_log_or_switch_logging_off(app):
     run_sql(project, ["INSERT INTO CUSTOMER VALUES (1, 'Anna', 'Riga')"], user_spec=spec)
     assert not_refused(project, spec, CHANGES) == []
     with project.connect() as db:   # the owner sees the log untouched and logging still on
-        assert db.scalar(f"SELECT COUNT(*) FROM {project.prefix}LOG_PACKET") == 1
+        assert db.scalar(f"SELECT COUNT(*) FROM {project.prefix}LOG_PACKET_1") == 1
         assert db.scalar(f"SELECT ZAPIS FROM {project.prefix}LOG_INFO") == 1
         assert db.query(f"SELECT SEEN_ID, SHIPPED_TO FROM {project.prefix}LOG_PACKET_FLAG") == [(-1, 0)]  # as init left it
         assert db.scalar(f"SELECT COUNT(*) FROM {project.prefix}LOG_FAILED") == 0
@@ -217,3 +225,27 @@ def test_the_tables_owner_alters_it_and_auditing_follows(erp_owner):
         db.execute("UPDATE ORDERS SET NOTE = 'y' WHERE ID = 1")
         db.commit()
     assert packets(project)[-1].changes == {"NOTE": {"old": "x", "new": "y"}}
+
+
+def test_application_user_writes_are_captured_across_rotations(app):
+    """The audit triggers write packets into LOG_PACKET_1 / LOG_PACKET_2 with their own INSERT
+    privilege (EXECUTE STATEMENT ... WITH CALLER PRIVILEGES); rotation drops the table out of use
+    and creates it again, so it must give that privilege back: the application user's writes after
+    two rotations (each table dropped once) are still captured, and the user still cannot read or
+    write either table."""
+    project, spec = app
+    day = datetime(2026, 12, 1, 9, 0)
+    for i in range(1, 4):
+        run_sql(project, [f"INSERT INTO CUSTOMER VALUES ({i}, 'Anna', 'Riga')"], user_spec=spec)
+        transfer.transfer(project.config)
+        rep = rotation.rotate_source(project.config, project.config.sources[0], now=day, force=True)
+        assert (rep.outcome, rep.packets_deleted) == ("done", 1), rep.message
+        day += timedelta(days=1)
+    with project.connect() as db:
+        assert db.scalar(f"SELECT COUNT(*) FROM {project.prefix}LOG_PACKET_1") == 0
+        assert db.scalar(f"SELECT COUNT(*) FROM {project.prefix}LOG_PACKET_2") == 0
+    with project.connect(project.log) as ldb:
+        keys = [r[0] for r in ldb.query(f"SELECT RECORD_KEY FROM {project.prefix}LOG_PACKET ORDER BY PACKET_ID")]
+    assert keys == ["1", "2", "3"]
+    assert not_refused(project, spec, [f"SELECT COUNT(*) FROM {{P}}LOG_PACKET_{n}" for n in (1, 2)]
+                       + [f"DELETE FROM {{P}}LOG_PACKET_{n}" for n in (1, 2)]) == []

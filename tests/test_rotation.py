@@ -21,7 +21,7 @@ from fbaudit import capture, history, rotation, transfer
 from fbaudit.db import open_database
 
 from fbaudit.forms import unpack
-from helpers import as_fbaudit, run_sql
+from helpers import all_packets, as_fbaudit, run_sql
 
 ROOT = Path(__file__).resolve().parent.parent
 # A day after init (LOG_INFO.DATA = init time), so the first rotation is due.
@@ -56,7 +56,7 @@ def rows_in(project, n: int) -> int:
     of LOG_n (packets written by an older trigger; LOG_3: rows that reached the stand-in table)."""
     with project.connect() as db:
         packed = sum(len(unpack(r[0])) for r in db.query(
-            "SELECT PAYLOAD FROM FBA_LOG_PACKET WHERE DATA_TABLE = ? AND PAYLOAD IS NOT NULL", (n,),
+            f"SELECT PAYLOAD FROM {all_packets(project, db)} p WHERE DATA_TABLE = ? AND PAYLOAD IS NOT NULL", (n,),
             whole_blobs=True))
         rows = db.scalar(f"SELECT COUNT(*) FROM FBA_LOG_{n}")
         db.commit()
@@ -149,7 +149,7 @@ def test_rotation_empties_the_old_table_and_loses_nothing(audited):
     assert rep.rows_dropped == 0 and rep.packets_deleted == 10
     assert [s["step"] for s in rep.steps] == ["switch", "wait", "redirect", "verify", "drop", "restore"]
     assert rows_in(audited, 1) == 0 and rows_in(audited, 3) == 0
-    assert main_scalar(audited, "SELECT COUNT(*) FROM FBA_LOG_PACKET") == 0
+    assert main_scalar(audited, f"SELECT COUNT(*) FROM {all_packets(audited)} p") == 0
     # New changes go to LOG_2 through the same, re-created triggers.
     run_sql(audited, ["UPDATE ITEM SET QTY = QTY + 1 WHERE ID <= 5"])
     assert rows_in(audited, 2) == 5
@@ -188,7 +188,7 @@ def test_waits_for_the_transfer_and_postpones_without_dropping(audited):
 def test_failed_packets_keep_the_table_until_retried(audited):
     run_sql(audited, ["INSERT INTO ITEM VALUES (1, 'a', 1)"])
     transfer.transfer(audited.config)
-    audited.sql("INSERT INTO FBA_LOG_FAILED (ID, STATE, ATTEMPTS) SELECT ID, 2, 5 FROM FBA_LOG_PACKET")
+    audited.sql("INSERT INTO FBA_LOG_FAILED (ID, STATE, ATTEMPTS) SELECT ID, 2, 5 FROM FBA_LOG_PACKET_1")
     rep = rotate(audited, now=DAY0, max_wait=0)
     assert rep.outcome == "postponed" and "failed to transfer" in rep.message and "retry" in rep.message
     assert rows_in(audited, 1) == 3

@@ -24,7 +24,7 @@ from fbaudit import capture, history, rotation, staging, transfer
 from fbaudit.db import open_database
 from fbaudit.errors import FbauditError, SourceBusy
 
-from helpers import as_fbaudit, fast_check, packet_states, run_sql, staged_fields
+from helpers import all_packets, as_fbaudit, fast_check, packet_states, run_sql, staged_fields
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -150,7 +150,7 @@ def test_crash_between_log_commit_and_record_is_not_duplicated(audited):
     job.open_log()
     try:
         job.sync_dictionary()
-        rows = job.main.query("SELECT ID FROM FBA_LOG_PACKET ORDER BY ID")
+        rows = job.main.query("SELECT ID FROM FBA_LOG_PACKET_1 ORDER BY ID")
         job.main.commit()
         done, present, copied = job.load([(rows[0][0], rows[-1][0])])   # step 2 only: "killed" here
         assert done == [1, 2, 3, 4, 5] and present == set() and copied == 15
@@ -227,7 +227,7 @@ def test_two_transfers_at_once_never_lose_a_packet_that_commits_late(audited):
         b.open_log()
         b.sync_dictionary()
         mark_b = b.main.con.info.next_transaction
-        rows = [transfer.PacketRow(r[0]) for r in b.main.query(f"SELECT ID FROM {p}LOG_PACKET ORDER BY ID")]
+        rows = [transfer.PacketRow(r[0]) for r in b.main.query(f"SELECT ID FROM {p}LOG_PACKET_1 ORDER BY ID")]
         b.main.commit()
         seen, _present, _n = b.load([(1, 8)])
         assert sorted(seen) == [1, 2, 3, 5, 6, 7, 8]
@@ -293,7 +293,7 @@ def test_failing_packet_counts_attempts_is_marked_failed_and_can_be_retried(audi
         res = transfer.transfer(audited.config)
     assert res.data["failed_packets"] == 1 and "marked failed after 5 attempts" in res.lines[0]
     state, attempts, error, at = main_rows(audited, "SELECT f.STATE, f.ATTEMPTS, f.LAST_ERROR, f.LAST_ATTEMPT "
-                                                    "FROM FBA_LOG_FAILED f JOIN FBA_LOG_PACKET p ON p.ID = f.ID "
+                                                    "FROM FBA_LOG_FAILED f JOIN FBA_LOG_PACKET_1 p ON p.ID = f.ID "
                                                     "WHERE p.RECORD_KEY = '13'")[0]
     assert (state, attempts) == (2, 5) and "poison record refused" in error and at is not None
     # Skipped from now on: a new change still flows.
@@ -681,7 +681,8 @@ def test_restarted_packet_ids_stop_the_transfer_instead_of_dropping_changes(audi
     # What dropping the staging objects and `fbaudit init` again does: a new sequence and flag row.
     with audited.connect() as db:          # as fbaudit's own DDL: no schema event takes an id first
         as_fbaudit(db)
-        for sql in ("DELETE FROM FBA_LOG_PACKET", "DELETE FROM FBA_LOG_1", "SET GENERATOR FBA_LOG_PACKET_ID TO 0",
+        for sql in ("DELETE FROM FBA_LOG_PACKET", "DELETE FROM FBA_LOG_PACKET_1", "DELETE FROM FBA_LOG_1",
+                    "SET GENERATOR FBA_LOG_PACKET_ID TO 0",
                     "UPDATE FBA_LOG_PACKET_FLAG SET SEEN_ID = 0, SHIPPED_TO = 0", "DELETE FROM FBA_LOG_PENDING"):
             db.con.execute_immediate(sql)
         db.commit()
@@ -719,7 +720,8 @@ def test_upgrade_from_field_rows_ships_waiting_packets_exactly_once(audited):
         for name in ("DDL_LOG", "DDL_FOLLOW", "AUDIT_1"):
             db.con.execute_immediate(f"DROP TRIGGER {p}{name}")
         db.con.execute_immediate(f"DROP VIEW {p}LOG_PARTS_KEPT")
-        db.con.execute_immediate(f"DROP TABLE {p}LOG_PARTS")
+        for name in ("LOG_PARTS", "LOG_PACKET_1", "LOG_PACKET_2"):
+            db.con.execute_immediate(f"DROP TABLE {p}{name}")
         db.commit()
         db.execute(f"DELETE FROM {p}LOG_PACKET")             # the events of that DDL: not of the old staging
         db.commit()
@@ -756,7 +758,7 @@ def test_upgrade_from_field_rows_ships_waiting_packets_exactly_once(audited):
     run_sql(audited, ["UPDATE ITEM SET NAME = 'Жук 2', QTY = NULL WHERE ID = 1",
                       "INSERT INTO ITEM (ID, NAME, NOTE) VALUES (2, 'new', ?)"], {1: ["ж" * 50_000]})
     with audited.connect() as db:
-        payloads = [r[0] for r in db.query(f"SELECT PAYLOAD IS NULL FROM {p}LOG_PACKET ORDER BY ID")]
+        payloads = [r[0] for r in db.query(f"SELECT PAYLOAD IS NULL FROM {all_packets(audited, db)} p ORDER BY ID")]
         db.commit()
     assert payloads == [True, True, False, False]
     res = transfer.transfer(audited.config)
@@ -775,22 +777,29 @@ def test_upgrade_from_field_rows_ships_waiting_packets_exactly_once(audited):
 
 
 def test_upgrade_from_progress_kept_in_each_packet(audited):
-    """A staging of the release before (the transfer set each packet's STATE; no SHIPPED_TO,
-    LOG_PENDING, LOG_FAILED): status still answers, the transfer refuses until `fbaudit init`, which
-    sets SHIPPED_TO from the packets' STATE once and moves failed packets (and waiting ones with
-    attempts) to LOG_FAILED. Then waiting packets ship exactly once, the failed one stays failed
-    until `fbaudit retry`, and nothing is shipped twice."""
+    """A staging of an earlier release (the transfer set each packet's STATE; every packet in
+    LOG_PACKET; no SHIPPED_TO, LOG_PENDING, LOG_FAILED, LOG_PACKET_1/2): status still answers, the
+    transfer refuses until `fbaudit init`, which sets SHIPPED_TO from the packets' STATE once and
+    moves failed packets (and waiting ones with attempts) to LOG_FAILED. Then waiting packets ship
+    exactly once, the failed one stays failed until `fbaudit retry`, and nothing is shipped twice."""
     p = audited.prefix
     run_sql(audited, [f"INSERT INTO ITEM VALUES ({i}, 'shipped', {i}, NULL)" for i in (1, 2, 3)])
     assert transfer.transfer(audited.config).data["packets"] == 3
-    with audited.connect() as db:       # what the release before left: shipped packets marked STATE 1
+    shipped = main_rows(audited, f"SELECT GEN_ID({p}LOG_PACKET_ID, 0) FROM RDB$DATABASE")[0][0]
+    run_sql(audited, [f"INSERT INTO ITEM VALUES ({i}, 'waiting', {i}, NULL)" for i in (4, 5, 6, 7)])
+    cols = ("ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, DB_USER, CLIENT_ADDRESS, "
+            "TRANSACTION_ID, CHANGE_COMMENT, PAYLOAD")
+    with audited.connect() as db:       # what that release left: its packets in LOG_PACKET, shipped ones STATE 1
         as_fbaudit(db)
-        db.execute(f"UPDATE {p}LOG_PACKET SET STATE = 1, ATTEMPTS = 1")
+        db.execute(f"INSERT INTO {p}LOG_PACKET ({cols}) SELECT {cols} FROM {p}LOG_PACKET_1")
+        db.execute(f"UPDATE {p}LOG_PACKET SET STATE = 1, ATTEMPTS = 1 WHERE ID <= ?", (shipped,))
+        db.commit()
+        as_fbaudit(db)
         for sql in (f"DROP TABLE {p}LOG_PENDING", f"DROP TABLE {p}LOG_FAILED",
-                    f"ALTER TABLE {p}LOG_PACKET_FLAG DROP SHIPPED_TO"):
+                    f"ALTER TABLE {p}LOG_PACKET_FLAG DROP SHIPPED_TO", f"DROP TABLE {p}LOG_PACKET_1",
+                    f"DROP TABLE {p}LOG_PACKET_2"):
             db.con.execute_immediate(sql)
         db.commit()
-    run_sql(audited, [f"INSERT INTO ITEM VALUES ({i}, 'waiting', {i}, NULL)" for i in (4, 5, 6, 7)])
     with audited.connect() as db:       # packet 4 failed for good, packet 5 failed twice so far
         db.execute(f"UPDATE {p}LOG_PACKET SET STATE = 2, ATTEMPTS = 5, LAST_ERROR = 'old failure' "
                    f"WHERE RECORD_KEY = '4'")
@@ -815,28 +824,34 @@ def test_upgrade_from_progress_kept_in_each_packet(audited):
     assert transfer.transfer(audited.config).data["sources"][0]["nothing_new"]
 
 
-def test_a_packet_is_written_once_and_removed_once_in_the_main_database(audited):
+def test_a_change_is_one_record_version_in_the_main_database(audited):
     """A packet's whole life in the main database: 10,000 changes in 10 transactions, transfers
-    running while they commit, a rotation. Counted by Firebird itself, with triggers on
-    LOG_PACKET that move sequences (not transactional: a rolled-back write counts too): 10,000
-    inserts, not one update (the transfer keeps what it shipped in LOG_PACKET_FLAG / LOG_PENDING,
-    a few rows per batch), 10,000 deletes when rotation empties the old table's packets. Two
-    record versions per change, where it was three."""
+    running while they commit, a rotation. Counted by Firebird itself, with triggers on the three
+    packet tables that move sequences (not transactional: a rolled-back write counts too): 10,000
+    inserts (all into LOG_PACKET_1, the packet table of the current data table), not one update
+    (the transfer keeps what it shipped in LOG_PACKET_FLAG / LOG_PENDING, a few rows per batch),
+    and not one delete: rotation drops LOG_PACKET_1 with its packets and creates it empty. One
+    record version per change; it was three, then two."""
+    p = audited.prefix
     with audited.connect() as db:
         as_fbaudit(db)                   # the test's own DDL, not a schema change to log
         for op in ("INSERT", "UPDATE", "DELETE"):
             db.con.execute_immediate(f"CREATE SEQUENCE T_{op}")
-            db.con.execute_immediate(f"CREATE TRIGGER T_{op} FOR FBA_LOG_PACKET AFTER {op} AS "
-                                     f"DECLARE n BIGINT; BEGIN n = GEN_ID(T_{op}, 1); END")
+            for n, table in enumerate(("LOG_PACKET", "LOG_PACKET_1", "LOG_PACKET_2")):
+                db.con.execute_immediate(f"CREATE TRIGGER T_{op}_{n} FOR {p}{table} AFTER {op} AS "
+                                         f"DECLARE n BIGINT; BEGIN n = GEN_ID(T_{op}, 1); END")
         db.con.execute_immediate("CREATE SEQUENCE T_FLAG")
-        db.con.execute_immediate("CREATE TRIGGER T_FLAG FOR FBA_LOG_PACKET_FLAG AFTER UPDATE AS "
+        db.con.execute_immediate(f"CREATE TRIGGER T_FLAG FOR {p}LOG_PACKET_FLAG AFTER UPDATE AS "
                                  "DECLARE n BIGINT; BEGIN n = GEN_ID(T_FLAG, 1); END")
         db.commit()
 
     def counts() -> tuple:
         return main_rows(audited, "SELECT GEN_ID(T_INSERT, 0), GEN_ID(T_UPDATE, 0), GEN_ID(T_DELETE, 0), "
                                   "GEN_ID(T_FLAG, 0) FROM RDB$DATABASE")[0]
-    first = main_rows(audited, "SELECT COUNT(*) FROM FBA_LOG_PACKET")[0][0]    # the DDL above, logged
+    first = main_rows(audited, f"SELECT COUNT(*) FROM {p}LOG_PACKET")[0][0]    # the events of the setup
+    assert main_rows(audited, f"SELECT COUNT(*) FROM {p}LOG_PACKET_1")[0][0] == 0
+    relation = main_rows(audited, "SELECT RDB$RELATION_ID FROM RDB$RELATIONS WHERE RDB$RELATION_NAME = ?",
+                         (f"{p}LOG_PACKET_1",))[0][0]
     base = counts()
     stop = threading.Event()
 
@@ -861,11 +876,17 @@ def test_a_packet_is_written_once_and_removed_once_in_the_main_database(audited)
     assert assert_exactly_once(audited) == first + 10000
     inserts, updates, deletes, flag = (a - b for a, b in zip(counts(), base))
     assert (inserts, updates, deletes) == (10000, 0, 0)
+    assert main_rows(audited, f"SELECT COUNT(*) FROM {p}LOG_PACKET_1")[0][0] == 10000
     assert flag <= 2 * (10000 // 500) + 20, flag        # the transfer's record: about one update per batch
     rep = rotation.rotate(audited.config, force=True, max_wait=10)
     assert not rep.errors, rep.lines
-    assert tuple(a - b for a, b in zip(counts(), base))[:3] == (10000, 0, 10000 + first)
-    assert main_rows(audited, "SELECT COUNT(*) FROM FBA_LOG_PACKET") == [(0,)]
+    assert rep.data["sources"][0]["packets_deleted"] == 10000 + first
+    # Only the setup's events, in LOG_PACKET, were deleted; LOG_PACKET_1 was dropped and made anew.
+    assert tuple(a - b for a, b in zip(counts(), base))[:3] == (10000, 0, first)
+    assert main_rows(audited, f"SELECT COUNT(*) FROM {p}LOG_PACKET_1")[0][0] == 0
+    assert main_rows(audited, "SELECT RDB$RELATION_ID FROM RDB$RELATIONS WHERE RDB$RELATION_NAME = ?",
+                     (f"{p}LOG_PACKET_1",))[0][0] != relation
+    assert main_rows(audited, f"SELECT COUNT(*) FROM {p}LOG_PACKET") == [(0,)]
 
 
 def test_writers_with_rollbacks_two_transfers_a_baseline_and_a_rotation_lose_nothing(audited):
