@@ -27,7 +27,7 @@ from fbaudit.forms import decode_key, encode_key, value_expr
 from fbaudit.catalog import read_table
 from fbaudit.db import open_database
 from fbaudit.forms import NoneText, decode_value, value_kind
-from helpers import packet_states, staged_fields
+from helpers import all_packets, packet_states, staged_fields
 
 SEED = 1234
 
@@ -311,8 +311,8 @@ def verify_round_trip(project, table: str, key_cols: list[str], touched: set[tup
 
 def source_counts(project) -> dict:
     with project.connect() as db:
-        per_table = dict(db.query("SELECT t.TABLE_NAME, COUNT(*) FROM FBA_LOG_PACKET p JOIN FBA_LOG_TABLES t "
-                                  "ON t.NUM_TABLE = p.NUM_TABLE GROUP BY t.TABLE_NAME"))
+        per_table = dict(db.query(f"SELECT t.TABLE_NAME, COUNT(*) FROM {all_packets(project, db)} p "
+                                  "JOIN FBA_LOG_TABLES t ON t.NUM_TABLE = p.NUM_TABLE GROUP BY t.TABLE_NAME"))
         fields = sum(staged_fields(db).values())
     return {"tables": {k.strip(): v for k, v in per_table.items()}, "states": packet_states(project), "fields": fields}
 
