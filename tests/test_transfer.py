@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from fbaudit import capture, history, rotation, staging, transfer
+from fbaudit import capture, history, objects, rotation, staging, transfer
 from fbaudit.db import open_database
 from fbaudit.errors import FbauditError, SourceBusy
 
@@ -822,6 +822,77 @@ def test_upgrade_from_progress_kept_in_each_packet(audited):
     assert transfer.transfer(audited.config).data["packets"] == 1
     assert assert_exactly_once(audited) == 7
     assert transfer.transfer(audited.config).data["sources"][0]["nothing_new"]
+
+
+def test_upgrade_from_packets_deleted_by_rotation(audited):
+    """A staging of the release before (the audit trigger inserted its packets into LOG_PACKET, which
+    rotation emptied by DELETE; no LOG_PACKET_1/2; the log's PACKETS_INS read LOG_PACKET only), with
+    packets shipped and packets waiting: the transfer refuses until `fbaudit init`, and so does
+    `fbaudit sync`; after `init` the waiting packets ship exactly once while the old trigger still
+    writes LOG_PACKET; after `sync` the trigger writes LOG_PACKET_1, and the next rotation deletes
+    the old packets and drops the new ones. Every change is in the log once."""
+    import re
+    p = audited.prefix
+    cols = ("ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, DB_USER, CLIENT_ADDRESS, "
+            "TRANSACTION_ID, CHANGE_COMMENT, PAYLOAD")
+    run_sql(audited, [f"INSERT INTO ITEM VALUES ({i}, 'shipped', {i}, NULL)" for i in (1, 2, 3)])
+    assert transfer.transfer(audited.config).data["packets"] == 3
+    with audited.connect() as db:     # the release before: its trigger, its tables, its log procedure
+        body = objects.installed_trigger_body(db, p, 1)
+        old = re.sub(r"EXECUTE STATEMENT \(ins\)\s*\(", f"INSERT INTO {p}LOG_PACKET ({cols}) VALUES (", body)
+        old = re.sub(r"\)\s*WITH CALLER PRIVILEGES;", ");", old)
+        assert old.count(f"INSERT INTO {p}LOG_PACKET (") == 2 and "EXECUTE STATEMENT (ins)" not in old
+        as_fbaudit(db)
+        db.execute(f"INSERT INTO {p}LOG_PACKET ({cols}) SELECT {cols} FROM {p}LOG_PACKET_1")
+        db.commit()
+        as_fbaudit(db)
+        db.con.execute_immediate(f"CREATE OR ALTER TRIGGER {p}AUDIT_1 FOR ITEM ACTIVE AFTER INSERT OR UPDATE "
+                                 f"OR DELETE POSITION 32000 {old}")
+        db.con.execute_immediate(f"GRANT INSERT ON {p}LOG_PACKET TO TRIGGER {p}AUDIT_1")
+        for t in ("LOG_PACKET_1", "LOG_PACKET_2"):
+            db.con.execute_immediate(f"DROP TABLE {p}{t}")
+        db.commit()
+    with open_database(audited.log) as db:
+        src = db.query(f"SELECT RDB$PROCEDURE_SOURCE FROM RDB$PROCEDURES WHERE RDB$PROCEDURE_NAME = ?",
+                       (f"{p}PACKETS_INS",), whole_blobs=True)[0][0]
+        db.commit()
+        params = db.query("SELECT TRIM(RDB$PARAMETER_NAME), RDB$PARAMETER_TYPE FROM RDB$PROCEDURE_PARAMETERS "
+                          "WHERE RDB$PROCEDURE_NAME = ? ORDER BY RDB$PARAMETER_TYPE, RDB$PARAMETER_NUMBER",
+                          (f"{p}PACKETS_INS",))
+        db.commit()
+        start = src.index("|| 'FROM (SELECT")
+        end = src.index("ORDER BY ID')", start)
+        src = src[:start] + f"|| 'FROM {p}LOG_PACKET WHERE ID BETWEEN :lo AND :hi " + src[end:]
+        header = (f"CREATE OR ALTER PROCEDURE {p}PACKETS_INS (SOURCE_ID INTEGER, LO BIGINT, HI BIGINT, "
+                  "BASE_ VARCHAR(1000) CHARACTER SET UTF8, USER_ VARCHAR(63) CHARACTER SET UTF8, "
+                  "PASS_ VARCHAR(255) CHARACTER SET UTF8, ROLE_ VARCHAR(63) CHARACTER SET UTF8) "
+                  "RETURNS (PACKET_ID BIGINT, DATA_TABLE SMALLINT, NEW_ SMALLINT, FIELDS_ INTEGER) ")
+        assert [n for n, _ in params] == ["SOURCE_ID", "LO", "HI", "BASE_", "USER_", "PASS_", "ROLE_",
+                                          "PACKET_ID", "DATA_TABLE", "NEW_", "FIELDS_"]
+        db.con.execute_immediate(header + ("" if src.lstrip().upper().startswith("AS") else "AS\n") + src)
+        db.commit()
+    run_sql(audited, [f"INSERT INTO ITEM VALUES ({i}, 'waiting', {i}, NULL)" for i in (4, 5, 6)])
+    refused = transfer.transfer(audited.config)
+    assert refused.errors and "fbaudit init" in str(refused.errors[0][1]) and refused.data["packets"] == 0
+    with pytest.raises(FbauditError, match=r"LOG_PACKET_2 is missing.*fbaudit init"):
+        capture.sync(audited.config)
+    res = capture.init(audited.config)
+    assert any("LOG_PACKET_1" in line for line in res.lines) and any("PACKETS_INS" in line for line in res.lines)
+    res = transfer.transfer(audited.config)
+    assert not res.errors and res.data["packets"] == 3, res.lines
+    run_sql(audited, ["UPDATE ITEM SET NAME = 'old trigger' WHERE ID = 1"])      # still the old trigger
+    capture.sync(audited.config)
+    run_sql(audited, ["UPDATE ITEM SET NAME = 'new trigger' WHERE ID = 1"])
+    assert main_rows(audited, f"SELECT COUNT(*) FROM {p}LOG_PACKET_1") == [(1,)]
+    assert transfer.transfer(audited.config).data["packets"] == 2
+    assert assert_exactly_once(audited) >= 8
+    rep = rotation.rotate(audited.config, force=True, max_wait=10)
+    assert not rep.errors, rep.lines
+    assert main_rows(audited, f"SELECT (SELECT COUNT(*) FROM {p}LOG_PACKET) + (SELECT COUNT(*) FROM "
+                              f"{p}LOG_PACKET_1) FROM RDB$DATABASE") == [(0,)]
+    names = [v["changes"].get("NAME", {}).get("new") for v in history.history(audited.config, "ITEM", "1")["versions"]]
+    assert names == ["shipped", "old trigger", "new trigger"]
+    assert len(log_rows(audited, "SELECT 1 FROM FBA_LOG_PACKET WHERE NUM_TABLE <> 0")) == 8
 
 
 def test_a_change_is_one_record_version_in_the_main_database(audited):
