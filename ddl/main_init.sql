@@ -153,16 +153,23 @@ ALTER TABLE {{P}}LOG_PACKET_FLAG ADD SHIPPED_TO BIGINT
 -- ids of transactions still running then (a packet may still commit there),
 -- rolled back, or reserved for a baseline not written yet. A packet that
 -- appears in a range is shipped and its id taken out of it; a range ends
--- when the oldest active transaction is past TX_MARK, the last transaction
+-- when the oldest active transaction is past TX_LIMIT, the last transaction
 -- started when the range was read (2^62: reserved, until the transaction
 -- that writes the packets claims the block with its own number).
 CREATE TABLE {{P}}LOG_PENDING (
   ID_FROM BIGINT NOT NULL,
   ID_TO BIGINT NOT NULL,
-  TX_MARK BIGINT NOT NULL,
+  TX_LIMIT BIGINT NOT NULL,
   CREATED_AT TIMESTAMP DEFAULT LOCALTIMESTAMP NOT NULL,
   CONSTRAINT {{P}}LOG_PENDING_PK PRIMARY KEY (ID_FROM)
 )
+^
+-- object: COLUMN LOG_PENDING.TX_LIMIT
+-- The column was TX_MARK in the release before the packet tables LOG_PACKET_1/2. The rename
+-- is what stops a transfer of that release, still running during the upgrade, from going on:
+-- it never reads those tables, and would record their packets as shipped (every statement it
+-- prepares on LOG_PENDING now fails, before it ships or records anything).
+ALTER TABLE {{P}}LOG_PENDING ALTER COLUMN TX_MARK TO TX_LIMIT
 ^
 -- object: TABLE LOG_FAILED
 -- Packets the transfer could not ship: STATE 0 tried again by the next
@@ -430,6 +437,21 @@ GRANT SELECT ON {{P}}LOG_PARTS TO VIEW {{P}}LOG_PARTS_KEPT
 ^
 -- object: GRANT LOG_PARTS_KEPT
 GRANT SELECT ON {{P}}LOG_TABLES TO VIEW {{P}}LOG_PARTS_KEPT
+^
+-- object: TRIGGER DDL_GUARD
+-- The packet tables LOG_PACKET_1 / LOG_PACKET_2 have no dependency that stops a DROP (the audit
+-- triggers write them through EXECUTE STATEMENT, docs/rotation.md), and every audited write
+-- fails while the current one is missing. Only fbaudit's own DDL (rotation, which sets
+-- FBAUDIT_OWN_DDL) may drop them; anyone else's DROP TABLE of them fails at once.
+CREATE OR ALTER TRIGGER {{P}}DDL_GUARD ACTIVE BEFORE DROP TABLE POSITION 0
+AS
+BEGIN
+  IF (RDB$GET_CONTEXT('DDL_TRIGGER', 'OBJECT_NAME') IN ('{{P}}LOG_PACKET_1', '{{P}}LOG_PACKET_2')
+      AND RDB$GET_CONTEXT('USER_TRANSACTION', 'FBAUDIT_OWN_DDL') IS NULL) THEN
+    EXCEPTION {{P}}DDL_REFUSED 'fbaudit: ' || RDB$GET_CONTEXT('DDL_TRIGGER', 'OBJECT_NAME')
+      || ' holds the audit triggers'' packets and every audited write needs it; fbaudit rotate drops '
+      || 'and re-creates it when it is empty (docs/rotation.md). Nothing was dropped.';
+END
 ^
 -- object: TRIGGER DDL_LOG
 -- Every DDL statement in the database, as a packet like a row change (OPERATION 8, NUM_TABLE 0,

@@ -23,7 +23,8 @@ from .forms import (changed_expr, key_expr, pack_append, pack_append_big, packed
 from .idents import check_length, normalize_name, quote_ident
 from .logs import printable
 from .objects import trigger_body as objects_trigger_body
-from .objects import (control_event, installed_trigger_body, is_initialized, number_versions, plan_init, require_current,
+from .objects import (control_event, grant_packet_tables, installed_trigger_body, is_initialized, number_versions,
+                      plan_init, require_current,
                       require_init, trigger_exists, trigger_inactive, trigger_name, unnumbered, upgrades)
 from .progress import Progress
 from .registry import FieldEntry, Registry, TableEntry
@@ -438,8 +439,13 @@ def init(config: Config, *, source: str | None = None, dry_run: bool = False) ->
                     apply_plan(db, plan)
                 apply_plan(db, templates.render("main_seed", P=p))
                 convert_progress(db, p)       # SHIPPED_TO, once (an older staging: from the packets' STATE)
-            res.data["sources"].append({"source": spec.name, "created": created, "firebird": db.version})
+            # A packet table made again (dropped outside fbaudit): the audit triggers may write it again.
+            granted = grant_packet_tables(db, p) if not dry_run else []
+            res.data["sources"].append({"source": spec.name, "created": created, "firebird": db.version,
+                                        "granted": granted})
             line = f"{spec.name}: " + (f"{would} {', '.join(created)}" if created else "already initialized")
+            if granted:
+                line += f"; granted INSERT on {', '.join(granted)}"
             res.lines.append(line)
             log.info("[CAPTURE] %s", line)
     return for_each_source(config, source, res, one, log=log, tag="CAPTURE")

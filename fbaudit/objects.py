@@ -15,9 +15,9 @@ from firebird.driver import Isolation, tpb
 
 from . import templates
 from .catalog import table_exists
-from .db import Database, guard
+from .db import Database, apply_plan, guard
 from .errors import DatabaseError, FbauditError
-from .idents import check_length, ident_end
+from .idents import check_length, ident_end, quote_ident
 from .staging import Shipped
 from .templates import Statement
 
@@ -29,7 +29,7 @@ MAIN_OBJECTS = ("LOG_INFO", "LOG_PACKET", "LOG_1", "LOG_2", "LOG_3", "V_LOG_1", 
                 "LOG_ROTATION", "LOG_ROTATION_PK", "LOG_QUIET", "LOG_QUIET_PK", "LOG_PARTS",
                 "LOG_PARTS_PK", "LOG_PARTS_KEPT", "DDL_FOLLOW", "DDL_LOG", "DDL_REFUSED", "LOG_UPGRADE",
                 "LOG_UPGRADE_PK", "LOG_TOUCHED", "LOG_TOUCHED_HASH", "LOG_PENDING", "LOG_PENDING_PK", "LOG_FAILED",
-                "LOG_FAILED_PK", "LOG_PACKET_1", "LOG_PACKET_1_PK", "LOG_PACKET_2", "LOG_PACKET_2_PK")
+                "LOG_FAILED_PK", "LOG_PACKET_1", "LOG_PACKET_1_PK", "LOG_PACKET_2", "LOG_PACKET_2_PK", "DDL_GUARD")
 LOG_OBJECTS = ("SOURCES", "SOURCES_NAME", "LOG_PACKET_KEY", "LOG_PACKET_TIME", "DICT_TABLES_PK", "DICT_FIELDS_PK",
                "BLOB_INS", "PACKETS_INS", "TRANSFER_RUNS", "TRANSFER_RUNS_PK", "LOG_PACKET_DESC",
                "LOG_PACKET_LAST", "LOG_PACKET_DDL", "LOG_PACKET_TX", "LOG_NEW_VALUE", "LOG_OLD_VALUE")
@@ -197,6 +197,26 @@ def require_current(db: Database, prefix: str) -> None:
             raise FbauditError(f"Database {db.spec.describe()} has the staging objects of an older fbaudit "
                                f"({name} is missing). Run `fbaudit init` (it adds what is missing), "
                                "then `fbaudit sync`.")
+
+
+def grant_packet_tables(db: Database, prefix: str) -> list[str]:
+    """Give every audit trigger INSERT on LOG_PACKET_1 and LOG_PACKET_2 where it lacks it (a table made
+    again by `fbaudit init` after it was dropped outside fbaudit; `enable` and rotation grant it
+    otherwise), in one transaction; returns "TABLE to TRIGGER" of each grant made."""
+    tables = (f"{prefix}LOG_PACKET_1", f"{prefix}LOG_PACKET_2")
+    rows = db.query("SELECT TRIM(TRAILING FROM t.RDB$TRIGGER_NAME), TRIM(TRAILING FROM r.RDB$RELATION_NAME) "
+                    "FROM RDB$TRIGGERS t CROSS JOIN RDB$RELATIONS r WHERE t.RDB$TRIGGER_NAME STARTING WITH ? "
+                    "AND t.RDB$RELATION_NAME IS NOT NULL AND r.RDB$RELATION_NAME IN (?, ?) AND NOT EXISTS "
+                    "(SELECT 1 FROM RDB$USER_PRIVILEGES u WHERE u.RDB$RELATION_NAME = r.RDB$RELATION_NAME "
+                    "AND u.RDB$USER = t.RDB$TRIGGER_NAME AND u.RDB$USER_TYPE = 2 AND u.RDB$PRIVILEGE = 'I')",
+                    (f"{prefix}AUDIT_",) + tables)
+    db.commit()
+    audit = re.compile(re.escape(prefix) + r"AUDIT_\d+")
+    todo = sorted((table, trig) for trig, table in rows if audit.fullmatch(trig))
+    if todo:
+        apply_plan(db, [Statement(f"GRANT INSERT ON {table} TO TRIGGER {quote_ident(trig)}")
+                        for table, trig in todo])
+    return [f"{table} to {trig}" for table, trig in todo]
 
 
 def trigger_exists(db: Database, prefix: str, number: int) -> bool:

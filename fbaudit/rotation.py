@@ -41,7 +41,7 @@ from .config import Config, SourceSpec
 from .db import LOCK_TIMEOUT, Database, crash_risk, describe_writers, own_ddl, wait_for_old_writers, wrap
 from .errors import DatabaseError, FbauditError, RotationBusy
 from .idents import quote_ident
-from .objects import require_init, upgrades
+from .objects import grant_packet_tables, require_init, upgrades
 from .sources import Result, open_source, worker_pool
 from .staging import Shipped
 
@@ -83,6 +83,39 @@ def _pauses():
     while True:
         yield pause
         pause = min(pause * 2, POLL)
+
+
+# RDB$USER_PRIVILEGES: grantee types and privileges a table's GRANT can name again.
+GRANTEE_KINDS = {1: "VIEW", 2: "TRIGGER", 5: "PROCEDURE", 8: "USER", 13: "ROLE", 15: "FUNCTION", 18: "PACKAGE"}
+PRIVILEGE_WORDS = {"S": "SELECT", "I": "INSERT", "U": "UPDATE", "D": "DELETE", "R": "REFERENCES"}
+
+
+def privileges(cur, table: str) -> list[tuple]:
+    """The privileges on a table, but the current user's own (who creates it again, so owns it):
+    (grantee, grantee type, privilege, grant option, column or None)."""
+    cur.execute("SELECT TRIM(TRAILING FROM RDB$USER), RDB$USER_TYPE, TRIM(RDB$PRIVILEGE), RDB$GRANT_OPTION, "
+                "TRIM(TRAILING FROM RDB$FIELD_NAME) FROM RDB$USER_PRIVILEGES WHERE RDB$RELATION_NAME = ? "
+                "AND NOT (RDB$USER = CURRENT_USER AND RDB$USER_TYPE = 8)", (table,))
+    return cur.fetchall()
+
+
+def grant_back(tr, table: str, rows: list[tuple], source: str) -> None:
+    """Give the privileges ``rows`` (from ``privileges``) on ``table``, made anew, back. A grantee gone
+    meanwhile (an audit trigger a `disable` dropped) is skipped: Firebird refuses only that GRANT."""
+    for user, kind, priv, option, column in sorted(set(rows), key=str):
+        if kind not in GRANTEE_KINDS or priv not in PRIVILEGE_WORDS:
+            continue
+        col = f" ({quote_ident(column)})" if column and priv in ("U", "R") else ""
+        sql = (f"GRANT {PRIVILEGE_WORDS[priv]}{col} ON TABLE {table} TO {GRANTEE_KINDS[kind]} {quote_ident(user)}"
+               + (" WITH GRANT OPTION" if option == 1 else ""))
+        try:
+            tr.execute_immediate(sql)
+        except DriverDatabaseError as exc:
+            text = str(exc).lower()
+            if "does not exist" not in text and "not found" not in text:
+                raise          # the whole drop is undone: no trigger loses the table it writes
+            log.warning("[ROTATE] %s: %s on the new %s not given back to %s %s, which is gone", source,
+                        PRIVILEGE_WORDS[priv], table, GRANTEE_KINDS[kind].lower(), user)
 
 
 class _Postpone(Exception):
@@ -230,6 +263,19 @@ class _Rotation:
             db.commit()
             log.info("[ROTATE] %s: %s", self.spec.name, r.message)
             return False
+        shipped = Shipped(db, p)
+        if shipped.missing:
+            raise FbauditError(f"{self.spec.name}: {' and '.join(shipped.missing)} is missing (dropped outside "
+                               "fbaudit): the audit triggers cannot write their packets while the current one is "
+                               "missing. Run `fbaudit init`, which creates it again, then `fbaudit sync`. Nothing changed.")
+        if f"{p}LOG_PACKET_{new}" in shipped.tables:
+            # Every audit trigger may insert into the table it writes after the switch (a table made
+            # again by `fbaudit init` has no grants yet): else every audited write would fail.
+            db.commit()
+            granted = grant_packet_tables(db, p)
+            if granted:
+                log.warning("[ROTATE] %s: INSERT was missing and is now granted on %s", self.spec.name,
+                            ", ".join(granted))
         if db.query(f"SELECT FIRST 1 1 FROM {self.table(new)}"):
             raise FbauditError(f"{self.spec.name}: {self.table(new)} still holds rows, so triggers cannot be switched "
                                "to it; a rotation was interrupted outside fbaudit. Nothing changed.")
@@ -387,21 +433,45 @@ class _Rotation:
         shipped = Shipped(self.db, p)
         unshipped = shipped.unshipped("p.ID")
         # The packet table of the old data table (the audit triggers' packets: all shipped, verified)
-        # goes with it: dropped, created empty, and its INSERT privilege given back to the triggers.
+        # goes with it: dropped, created empty, and its privileges given back.
         packets = f"{p}LOG_PACKET_{old}"
         rotating = packets in shipped.tables
         create_packets = [s.sql for s in templates.render("main_init", P=p) if s.object == f"LOG_PACKET_{old}"]
-        if rotating and len(create_packets) != 1:
-            raise FbauditError(f"template main_init.sql: LOG_PACKET_{old} is missing")
-        waiting_sql = (f"SELECT COUNT(*) FROM ({shipped.unshipped('p.ID', 'p.DATA_TABLE = ?')})",
-                       (old,) * shipped.parts)
+        if rotating and (len(create_packets) != 1 or not shipped.current):
+            raise FbauditError(f"{self.spec.name}: template main_init.sql has no LOG_PACKET_{old}, or the staging "
+                               "keeps no transfer progress; run `fbaudit init`. Nothing dropped.")
+        mark = shipped.mark
+        # Every packet of the table not in the log database: above SHIPPED_TO, in a range, failed.
+        left_sql = (f"SELECT (SELECT COUNT(*) FROM {packets} p WHERE p.ID > {mark}) + (SELECT COUNT(*) FROM "
+                    f"{p}LOG_PENDING g JOIN {packets} p ON p.ID BETWEEN g.ID_FROM AND g.ID_TO WHERE p.ID <= {mark}) "
+                    f"+ (SELECT COUNT(*) FROM {p}LOG_FAILED f JOIN {packets} p ON p.ID = f.ID) FROM RDB$DATABASE")
         self.db.commit()
+
+        def packets_left() -> int:
+            """In one SNAPSHOT view: the transfer's record changes in steps of one transaction each, and
+            a READ COMMITTED statement of Firebird 3 could read one range before and its split after
+            such a step. Once none is left, none can appear: nothing writes the table any more."""
+            tr = self.db.con.transaction_manager(default_tpb=tpb(Isolation.SNAPSHOT))
+            try:
+                tr.begin()
+                cur = tr.cursor()
+                cur.execute(left_sql)
+                n = cur.fetchone()[0]
+                cur.close()
+                tr.commit()
+                return n
+            finally:
+                tr.close()
 
         def once() -> int:
             con = self.db.con
             tr = con.transaction_manager(
                 default_tpb=tpb(Isolation.READ_COMMITTED_RECORD_VERSION, lock_timeout=self.drop_lock_timeout))
             try:
+                if rotating and packets_left():
+                    # Verified before; checked again: a packet not in the log database is never dropped.
+                    raise _Postpone(f"packets of LOG_PACKET_{old} are not in the log database yet; "
+                                    "nothing dropped, the next run tries again")
                 tr.begin()
                 cur = tr.cursor()
                 # Every packet of the table is in the log database (verified; no writer uses the table
@@ -410,25 +480,24 @@ class _Rotation:
                             f"(SELECT ID FROM ({unshipped}))", (old,))
                 deleted = cur.affected_rows
                 if rotating:
-                    # Verified before; checked again in this transaction: a packet not in the log
-                    # database is never dropped.
-                    cur.execute(*waiting_sql)
-                    if cur.fetchone()[0]:
-                        raise _Postpone(f"packets of LOG_PACKET_{old} are not in the log database yet; "
-                                        "nothing dropped, the next run tries again")
                     cur.execute(f"SELECT COUNT(*) FROM {packets}")
                     deleted += cur.fetchone()[0]
                 own_ddl(cur)
+                # A DROP takes the table's privileges with it: those on the tables as they are now go
+                # back to the tables made anew (a transfer user's SELECT, the triggers' INSERT).
+                kept = privileges(cur, self.table(old))
                 tr.execute_immediate(f"DROP TABLE {self.table(old)}")
                 for sql in create:
                     tr.execute_immediate(sql)
+                grant_back(tr, self.table(old), kept, self.spec.name)
                 if rotating:
-                    grantees = self.packet_writers(cur, packets)
+                    kept = privileges(cur, packets)
                     tr.execute_immediate(f"DROP TABLE {packets}")
                     tr.execute_immediate(create_packets[0])
-                    # Audit triggers enabled meanwhile (committed before the DROP) are read after it.
-                    for trig in sorted(grantees | self.packet_writers(cur, f"{p}LOG_PACKET_{3 - old}")):
-                        tr.execute_immediate(f"GRANT INSERT ON {packets} TO TRIGGER {quote_ident(trig)}")
+                    # An audit trigger enabled meanwhile (committed just before the DROP) has INSERT on
+                    # the other packet table: read after the DROP, it gets it here too.
+                    kept += [(t, 2, "I", 0, None) for t in self.packet_writers(cur, f"{p}LOG_PACKET_{3 - old}")]
+                    grant_back(tr, packets, kept, self.spec.name)
                 cur.execute(f"UPDATE {p}LOG_ROTATION SET PHASE = 'dropped', ROWS_DROPPED = ?, PACKETS_DELETED = ?, "
                             "UPDATED_AT = ? WHERE ID = ?", (rows, deleted, self.now, self.report.rotation_id))
                 cur.close()
@@ -475,7 +544,7 @@ class _Rotation:
     @staticmethod
     def packet_writers(cur, table: str) -> set[str]:
         """The triggers that may insert into a packet table (the audit triggers; granted by `enable`)."""
-        cur.execute("SELECT DISTINCT TRIM(p.RDB$USER) FROM RDB$USER_PRIVILEGES p JOIN RDB$TRIGGERS t "
+        cur.execute("SELECT DISTINCT TRIM(TRAILING FROM p.RDB$USER) FROM RDB$USER_PRIVILEGES p JOIN RDB$TRIGGERS t "
                     "ON t.RDB$TRIGGER_NAME = p.RDB$USER WHERE p.RDB$RELATION_NAME = ? AND p.RDB$PRIVILEGE = 'I' "
                     "AND p.RDB$USER_TYPE = 2", (table,))
         return {r[0] for r in cur.fetchall()}

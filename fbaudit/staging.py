@@ -93,24 +93,27 @@ def read_packets(db: Database, prefix: str, *, table: str | None = None, after_i
 # SHIPPED_TO not seen yet: a writer still running, a rolled-back id, a block
 # reserved for a baseline) and LOG_FAILED (packets that failed to ship).
 
-RESERVED = 2 ** 62          # LOG_PENDING.TX_MARK of an id block reserved and not written yet
+RESERVED = 2 ** 62          # LOG_PENDING.TX_LIMIT of an id block reserved and not written yet
 
 
 PACKET_COLUMNS = ("ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, DB_USER, "
                   "CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT, PAYLOAD")
 
 
-def _shape(db: Database, prefix: str) -> tuple[bool, bool]:
-    """(the transfer's progress tables exist, the packet tables LOG_PACKET_1/2 exist): one catalog query."""
+def _shape(db: Database, prefix: str) -> tuple[bool, bool, set[str]]:
+    """(the transfer's progress tables exist, they are this release's (LOG_PENDING.TX_LIMIT), the
+    packet tables that exist among LOG_PACKET_1/2): one catalog query."""
     rows = db.query("SELECT TRIM(RDB$RELATION_NAME) || '.' || TRIM(RDB$FIELD_NAME) FROM RDB$RELATION_FIELDS "
                     "WHERE (RDB$RELATION_NAME = ? AND RDB$FIELD_NAME = 'SHIPPED_TO') OR (RDB$RELATION_NAME = ? "
-                    "AND RDB$FIELD_NAME = 'TX_MARK') OR (RDB$RELATION_NAME = ? AND RDB$FIELD_NAME = 'LAST_ERROR') "
-                    "OR (RDB$RELATION_NAME IN (?, ?) AND RDB$FIELD_NAME = 'PAYLOAD')",
+                    "AND RDB$FIELD_NAME IN ('TX_MARK', 'TX_LIMIT')) OR (RDB$RELATION_NAME = ? AND RDB$FIELD_NAME = "
+                    "'LAST_ERROR') OR (RDB$RELATION_NAME IN (?, ?) AND RDB$FIELD_NAME = 'PAYLOAD')",
                     (f"{prefix}LOG_PACKET_FLAG", f"{prefix}LOG_PENDING", f"{prefix}LOG_FAILED",
                      f"{prefix}LOG_PACKET_1", f"{prefix}LOG_PACKET_2"))
     found = {r[0][len(prefix):] for r in rows}
-    return (len(found & {"LOG_PACKET_FLAG.SHIPPED_TO", "LOG_PENDING.TX_MARK", "LOG_FAILED.LAST_ERROR"}) == 3,
-            len(found & {"LOG_PACKET_1.PAYLOAD", "LOG_PACKET_2.PAYLOAD"}) == 2)
+    progress = ({"LOG_PACKET_FLAG.SHIPPED_TO", "LOG_FAILED.LAST_ERROR"} <= found
+                and bool(found & {"LOG_PENDING.TX_MARK", "LOG_PENDING.TX_LIMIT"}))
+    return (progress, "LOG_PENDING.TX_LIMIT" in found,
+            {t for t in ("LOG_PACKET_1", "LOG_PACKET_2") if f"{t}.PAYLOAD" in found})
 
 
 def keeps_progress(db: Database, prefix: str) -> bool:
@@ -134,9 +137,13 @@ class Shipped:
 
     def __init__(self, db: Database, prefix: str):
         self.p = prefix
-        self.current, rotating = _shape(db, prefix)
-        self.tables = tuple(f"{prefix}{t}" for t in
-                            (("LOG_PACKET", "LOG_PACKET_1", "LOG_PACKET_2") if rotating else ("LOG_PACKET",)))
+        self.current, limit, present = _shape(db, prefix)
+        # ``upgraded``: `fbaudit init` of this release has run (the transfer needs it, docs/operations.md).
+        self.upgraded = limit and len(present) == 2
+        # A packet table missing from a staging this release made: every audited write fails while the
+        # current one is missing (the DDL_GUARD trigger refuses anyone else's DROP of them).
+        self.missing = sorted(f"{prefix}{t}" for t in {"LOG_PACKET_1", "LOG_PACKET_2"} - present) if limit else []
+        self.tables = (f"{prefix}LOG_PACKET",) + tuple(f"{prefix}{t}" for t in sorted(present))
         # times ``where``'s parameters are given to ``unshipped``
         self.parts = 3 * len(self.tables) if self.current else 1
         self.mark = f"(SELECT COALESCE(MAX(SHIPPED_TO), -1) FROM {prefix}LOG_PACKET_FLAG)"
@@ -213,7 +220,7 @@ def reserve_ids(db: Database, prefix: str, count: int) -> tuple[int, int]:
     last = db.scalar(f"SELECT GEN_ID({p}LOG_PACKET_ID, {int(count)}) FROM RDB$DATABASE")
     first = last - count + 1
     if current:
-        db.execute(f"INSERT INTO {p}LOG_PENDING (ID_FROM, ID_TO, TX_MARK) VALUES (?, ?, ?)", (first, last, RESERVED))
+        db.execute(f"INSERT INTO {p}LOG_PENDING (ID_FROM, ID_TO, TX_LIMIT) VALUES (?, ?, ?)", (first, last, RESERVED))
     db.commit()
     return first, last
 
@@ -224,21 +231,21 @@ def claim_ids_sql(prefix: str) -> str:
     number, so the block waits until the writer commits or rolls back, or dies with its attachment."""
     p = prefix
     return (f"EXECUTE BLOCK (A BIGINT = ?, B BIGINT = ?) AS DECLARE T BIGINT; BEGIN T = CURRENT_TRANSACTION; "
-            f"IN AUTONOMOUS TRANSACTION DO UPDATE {p}LOG_PENDING SET TX_MARK = :T WHERE TX_MARK = {RESERVED} "
+            f"IN AUTONOMOUS TRANSACTION DO UPDATE {p}LOG_PENDING SET TX_LIMIT = :T WHERE TX_LIMIT = {RESERVED} "
             f"AND ID_FROM >= :A AND ID_TO <= :B; END")
 
 
 def release_ids_sql(prefix: str) -> str:
     """The statement (parameters: first, last) that gives up a reservation whose packets will not be
     written (a baseline that failed before it started writing): the range ends at the next check."""
-    return (f"UPDATE {prefix}LOG_PENDING SET TX_MARK = 0 WHERE TX_MARK = {RESERVED} "
+    return (f"UPDATE {prefix}LOG_PENDING SET TX_LIMIT = 0 WHERE TX_LIMIT = {RESERVED} "
             f"AND ID_FROM >= ? AND ID_TO <= ?")
 
 
 def dead_ranges(ranges, oat: int, next_tx: int) -> list[tuple[int, int, int]]:
-    """Of LOG_PENDING rows (ID_FROM, ID_TO, TX_MARK, age in seconds) read before the packets in them
-    were looked for: those over. Every transaction up to TX_MARK has ended (oldest active above
-    it); a TX_MARK above the next transaction number (a database restored by gbak starts counting
+    """Of LOG_PENDING rows (ID_FROM, ID_TO, TX_LIMIT, age in seconds) read before the packets in them
+    were looked for: those over. Every transaction up to TX_LIMIT has ended (oldest active above
+    it); a TX_LIMIT above the next transaction number (a database restored by gbak starts counting
     again; no live mark can be there); a reservation never claimed within RESERVE_EXPIRY."""
     out = []
     for a, b, m, age in ranges:

@@ -147,7 +147,7 @@ def _read_source(config: Config, spec: SourceSpec) -> dict:
                     oldest_waiting_age_s=round(float(oldest_age), 1) if oldest else None,
                     oldest_packet=first.isoformat(sep=" ", timespec="seconds") if first else None,
                     oldest_packet_age_s=round(float(first_age), 1) if first else None,
-                    tables=tables, schema_support=parts,
+                    tables=tables, schema_support=parts, missing_packet_tables=shipped.missing,
                     # Packets stay in the main database until rotation deletes them (shipped ones too);
                     # their fields are packed inside them, or rows of LOG_n (packets of an older fbaudit).
                     staged_packets=sum(counts.values()),
@@ -229,6 +229,10 @@ def _judge(st: SourceStatus, config: Config, now: datetime, limits: Thresholds, 
     if not item.get("initialized"):
         st.add(CRITICAL, "not initialized: run `fbaudit init --source " + name + "`")
         return
+    for table in item.get("missing_packet_tables") or []:
+        st.add(CRITICAL, f"{table} is missing (dropped outside fbaudit): the audit triggers write their packets "
+                         "there, so audited writes fail while it is the current one; run `fbaudit init` (it "
+                         "creates it again), then `fbaudit sync`")
     for t in item["tables"]:
         up = t.get("upgrade") if t["enabled"] else None
         upgrading = bool(up and not up["ended"])       # its trigger logs keys only, on purpose

@@ -169,7 +169,11 @@ class SourceTransfer:
                                "disable the tables, drop the FBA_ objects and run `fbaudit init` again.")
         self.shipped = Shipped(self.main, self.p)       # once a connection: where the packets are
         self.main.commit()
-        if not self.shipped.current or len(self.shipped.tables) == 1:
+        if self.shipped.missing:
+            raise FbauditError(f"{self.spec.describe()}: {' and '.join(self.shipped.missing)} is missing (dropped "
+                               "outside fbaudit): audited writes fail while the current packet table is missing. "
+                               "Run `fbaudit init`, which creates it again, then `fbaudit sync`. Nothing was shipped.")
+        if not self.shipped.upgraded:
             raise FbauditError(f"{self.spec.describe()}: staging objects were made by an older fbaudit (no "
                                f"{self.p}LOG_PENDING / {self.p}LOG_FAILED, where the transfer now keeps what it "
                                f"shipped, or no {self.p}LOG_PACKET_1 / {self.p}LOG_PACKET_2, the packet tables "
@@ -261,8 +265,8 @@ class SourceTransfer:
         return pending
 
     def ranges(self) -> list[tuple[int, int, int, float]]:
-        """LOG_PENDING now: (ID_FROM, ID_TO, TX_MARK, age in seconds)."""
-        return self.main.query(f"SELECT ID_FROM, ID_TO, TX_MARK, DATEDIFF(SECOND FROM CREATED_AT TO LOCALTIMESTAMP) "
+        """LOG_PENDING now: (ID_FROM, ID_TO, TX_LIMIT, age in seconds)."""
+        return self.main.query(f"SELECT ID_FROM, ID_TO, TX_LIMIT, DATEDIFF(SECOND FROM CREATED_AT TO LOCALTIMESTAMP) "
                                f"FROM {self.p}LOG_PENDING")
 
     def end_ranges(self, cur, dead: list[tuple[int, int, int]]) -> None:
@@ -270,7 +274,7 @@ class SourceTransfer:
         mark, inside them). Never a range read after the packets were looked for: a concurrent
         transfer may just have recorded it, with a packet in it that this one did not look at."""
         for a, b, m in dead:
-            cur.execute(f"DELETE FROM {self.p}LOG_PENDING WHERE ID_FROM >= ? AND ID_TO <= ? AND TX_MARK = ?", (a, b, m))
+            cur.execute(f"DELETE FROM {self.p}LOG_PENDING WHERE ID_FROM >= ? AND ID_TO <= ? AND TX_LIMIT = ?", (a, b, m))
         for a, b, m in dead:
             if m == RESERVED:
                 log.warning("[TRANSFER] %s: packet ids %d..%d were reserved more than a day ago by a writer that "
@@ -502,7 +506,7 @@ class SourceTransfer:
             hi = max([*gone, covered[1]] if covered else gone, default=None)
             ranges = []
             if lo is not None:
-                cur.execute(f"SELECT ID_FROM, ID_TO, TX_MARK FROM {p}LOG_PENDING WHERE ID_TO >= ? AND ID_FROM <= ? "
+                cur.execute(f"SELECT ID_FROM, ID_TO, TX_LIMIT FROM {p}LOG_PENDING WHERE ID_TO >= ? AND ID_FROM <= ? "
                             f"ORDER BY ID_FROM", (lo, hi))
                 ranges = cur.fetchall()
             for a, b, m in ranges:
@@ -510,7 +514,7 @@ class SourceTransfer:
                 if rest != [(a, b)]:
                     cur.execute(f"DELETE FROM {p}LOG_PENDING WHERE ID_FROM = ?", (a,))
                     for x, y in rest:
-                        cur.execute(f"INSERT INTO {p}LOG_PENDING (ID_FROM, ID_TO, TX_MARK) VALUES (?, ?, ?)", (x, y, m))
+                        cur.execute(f"INSERT INTO {p}LOG_PENDING (ID_FROM, ID_TO, TX_LIMIT) VALUES (?, ?, ?)", (x, y, m))
             for pid, (attempts, message) in failures.items():
                 cur.execute(f"UPDATE OR INSERT INTO {p}LOG_FAILED (ID, STATE, ATTEMPTS, LAST_ATTEMPT, LAST_ERROR) "
                             f"VALUES (?, ?, ?, LOCALTIMESTAMP, ?) MATCHING (ID)",
@@ -525,7 +529,7 @@ class SourceTransfer:
                     failed = [r[0] for r in cur.fetchall()]
                     kept = [(x, y) for x, y, _m in ranges]
                     for x, y in cut(subtract([(a + 1, b)], gone | set(failed) | set(known)), kept):
-                        cur.execute(f"INSERT INTO {p}LOG_PENDING (ID_FROM, ID_TO, TX_MARK) VALUES (?, ?, ?)",
+                        cur.execute(f"INSERT INTO {p}LOG_PENDING (ID_FROM, ID_TO, TX_LIMIT) VALUES (?, ?, ?)",
                                     (x, y, mark))
         self.book(work)
 

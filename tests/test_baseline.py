@@ -76,7 +76,7 @@ def test_baseline_is_ordered_before_changes_that_race_it(stock, monkeypatch):
         # The transfer moved past the ids reserved for the baseline, with no writer alive: they wait
         # as a reserved range (else nothing would tell it that packets will appear below SHIPPED_TO).
         with stock.connect() as db:
-            assert db.query("SELECT TX_MARK FROM FBA_LOG_PENDING") == [(staging.RESERVED,)]
+            assert db.query("SELECT TX_LIMIT FROM FBA_LOG_PENDING") == [(staging.RESERVED,)]
             assert db.scalar("SELECT SHIPPED_TO FROM FBA_LOG_PACKET_FLAG") > db.scalar("SELECT ID_TO FROM FBA_LOG_PENDING")
             db.commit()
         cur = writer.con.cursor()
@@ -121,7 +121,7 @@ def test_a_baseline_stopped_by_ctrl_c_leaves_no_ids_waiting(stock, monkeypatch):
         capture.enable(stock.config, "STOCK", baseline=True)
     monkeypatch.undo()
     with stock.connect() as db:
-        (mark,) = db.query("SELECT TX_MARK FROM FBA_LOG_PENDING")[0]
+        (mark,) = db.query("SELECT TX_LIMIT FROM FBA_LOG_PENDING")[0]
         db.commit()
     assert mark != staging.RESERVED                  # the rolled-back transaction's own number
 
@@ -133,7 +133,7 @@ def test_a_baseline_stopped_by_ctrl_c_leaves_no_ids_waiting(stock, monkeypatch):
         capture.enable(stock.config, "STOCK", baseline=True)
     monkeypatch.undo()
     with stock.connect() as db:                      # released: over at once
-        assert staging.RESERVED not in [r[0] for r in db.query("SELECT TX_MARK FROM FBA_LOG_PENDING")]
+        assert staging.RESERVED not in [r[0] for r in db.query("SELECT TX_LIMIT FROM FBA_LOG_PENDING")]
         db.commit()
     run_sql(stock, ["UPDATE STOCK SET QTY = 1 WHERE ID = 1"])
     assert transfer.transfer(stock.config).data["packets"] >= 1

@@ -230,17 +230,19 @@ def test_the_tables_owner_alters_it_and_auditing_follows(erp_owner):
 def test_application_user_writes_are_captured_across_rotations(app):
     """The audit triggers write packets into LOG_PACKET_1 / LOG_PACKET_2 with their own INSERT
     privilege (EXECUTE STATEMENT ... WITH CALLER PRIVILEGES); rotation drops the table out of use
-    and creates it again, so it must give that privilege back: the application user's writes after
-    two rotations (each table dropped once) are still captured, and the user still cannot read or
-    write either table."""
+    and creates it again, so it must give that privilege back: the application user's writes, from
+    one connection kept open throughout, are captured after rotations that dropped each table (that
+    connection never stops a DROP), and the user still cannot read or write either table."""
     project, spec = app
     day = datetime(2026, 12, 1, 9, 0)
-    for i in range(1, 4):
-        run_sql(project, [f"INSERT INTO CUSTOMER VALUES ({i}, 'Anna', 'Riga')"], user_spec=spec)
-        transfer.transfer(project.config)
-        rep = rotation.rotate_source(project.config, project.config.sources[0], now=day, force=True)
-        assert (rep.outcome, rep.packets_deleted) == ("done", 1), rep.message
-        day += timedelta(days=1)
+    with project.connect(spec) as pooled:     # an application's connection, open across the rotations
+        for i in range(1, 4):
+            pooled.execute(f"INSERT INTO CUSTOMER VALUES ({i}, 'Anna', 'Riga')")
+            pooled.commit()
+            transfer.transfer(project.config)
+            rep = rotation.rotate_source(project.config, project.config.sources[0], now=day, force=True)
+            assert (rep.outcome, rep.packets_deleted) == ("done", 1), rep.message      # it held nothing
+            day += timedelta(days=1)
     with project.connect() as db:
         assert db.scalar(f"SELECT COUNT(*) FROM {project.prefix}LOG_PACKET_1") == 0
         assert db.scalar(f"SELECT COUNT(*) FROM {project.prefix}LOG_PACKET_2") == 0

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 from firebird.driver import Isolation
 
-from fbaudit import capture, history, rotation, transfer
+from fbaudit import capture, history, rotation, templates, transfer
 from fbaudit.db import open_database
+from fbaudit.errors import FbauditError
 
 from fbaudit.forms import unpack
 from helpers import all_packets, as_fbaudit, run_sql
@@ -41,6 +42,13 @@ def main_scalar(project, sql, params=()):
         v = db.scalar(sql, params)
         db.commit()
         return v
+
+
+def main_rows_all(project, sql, params=()):
+    with project.connect() as db:
+        rows = db.query(sql, params)
+        db.commit()
+        return rows
 
 
 def log_versions(project) -> dict[str, int]:
@@ -137,6 +145,104 @@ def test_firebird_behaviour_rotation_relies_on(audited):
     finally:
         s.close()
         admin.close()
+
+
+def test_firebird_behaviour_packet_tables_rely_on(audited):
+    """docs/rotation.md "Packets dropped with their table": a trigger that inserts into a table stops
+    its DROP (the dependency); the audit trigger's EXECUTE STATEMENT leaves none. An attachment that
+    wrote through it, kept its transaction open until the rotation waited, then idled, holds nothing:
+    another drops the table, creates it again, and that attachment's next write lands in the new
+    table. The DROP takes the table's privileges along (an application user's write through the
+    trigger then fails: tests/test_privileges.py), so rotation gives them back."""
+    p = audited
+    with open_database(p.main) as admin:
+        as_fbaudit(admin)
+        admin.con.execute_immediate("CREATE TABLE P1 (ID INTEGER)")
+        admin.con.execute_immediate("CREATE TABLE P2 (ID INTEGER)")
+        admin.commit()
+        admin.con.execute_immediate("CREATE TRIGGER P2_WRITER FOR P1 AFTER INSERT AS BEGIN "
+                                    "INSERT INTO P2 (ID) VALUES (NEW.ID); END")
+        admin.commit()
+        as_fbaudit(admin)
+        with pytest.raises(Exception, match="(?i)cannot delete|in use|depend"):
+            admin.con.execute_immediate("DROP TABLE P2")
+            admin.commit()
+        admin.rollback()
+    writer = open_database(p.main)
+    try:
+        insert(writer, 1)                              # the audit trigger writes LOG_PACKET_1 (ES)
+        writer.commit()
+        with open_database(p.main, lock_timeout=1) as admin:
+            as_fbaudit(admin)
+            admin.con.execute_immediate("DROP TABLE FBA_LOG_PACKET_1")     # no dependency, not in use
+            create = [st.sql for st in templates.render("main_init", P="FBA_") if st.object == "LOG_PACKET_1"]
+            admin.con.execute_immediate(create[0])
+            admin.commit()
+            granted = ("SELECT COUNT(*) FROM RDB$USER_PRIVILEGES WHERE RDB$RELATION_NAME = 'FBA_LOG_PACKET_1' "
+                       "AND RDB$USER = 'FBA_AUDIT_1'")
+            assert admin.scalar(granted) == 0          # the privilege went with the table
+            admin.con.execute_immediate("GRANT INSERT ON FBA_LOG_PACKET_1 TO TRIGGER FBA_AUDIT_1")
+            admin.commit()
+        insert(writer, 3)
+        writer.commit()
+        assert main_scalar(p, "SELECT LIST(RECORD_KEY) FROM FBA_LOG_PACKET_1") == "3"
+        assert main_scalar(p, granted) == 1
+    finally:
+        writer.close()
+
+
+def test_nobody_but_fbaudit_drops_a_packet_table_and_a_missing_one_stops_everything_clearly(audited):
+    """Dropping FBA_LOG_PACKET_2 would make every audited write fail once rotation switches to it: the
+    DDL guard refuses anyone's DROP but fbaudit's own. If it is gone anyway (dropped with the guard
+    off), status is CRITICAL, rotation refuses to switch and the transfer to run, each saying to run
+    `fbaudit init`, which makes it again and gives the audit triggers their INSERT on it; writes to
+    the current table go on all along."""
+    with open_database(audited.main) as admin:
+        with pytest.raises(Exception, match="holds the audit triggers' packets"):
+            admin.con.execute_immediate("DROP TABLE FBA_LOG_PACKET_2")
+            admin.commit()
+        admin.rollback()
+        as_fbaudit(admin)                              # the guard lets fbaudit's own DDL through
+        admin.con.execute_immediate("DROP TABLE FBA_LOG_PACKET_2")
+        admin.commit()
+    run_sql(audited, ["INSERT INTO ITEM VALUES (1, 'a', 1)"])          # LOG_PACKET_1 is still current
+    st = capture.status(audited.config).data["sources"][0]
+    assert st["missing_packet_tables"] == ["FBA_LOG_PACKET_2"]
+    with pytest.raises(FbauditError, match=r"FBA_LOG_PACKET_2 is missing.*fbaudit init.*Nothing changed"):
+        rotate(audited, now=DAY0)
+    assert main_scalar(audited, "SELECT ID_TABLE FROM FBA_LOG_INFO") == 1             # not switched
+    res = transfer.transfer(audited.config)
+    assert res.errors and "FBA_LOG_PACKET_2 is missing" in str(res.errors[0][1])
+    res = capture.init(audited.config)
+    assert any("LOG_PACKET_2" in line for line in res.lines), res.lines
+    assert transfer.transfer(audited.config).data["packets"] == 1
+    assert rotate(audited, now=DAY0).outcome == "done"
+    run_sql(audited, ["INSERT INTO ITEM VALUES (2, 'b', 2)"])          # into the new LOG_PACKET_2
+    assert transfer.transfer(audited.config).data["packets"] == 1
+
+
+def test_privileges_on_the_tables_rotation_drops_are_given_back(audited):
+    """A DROP takes a table's privileges with it. An admin's read-only transfer user (docs/transfer.md)
+    keeps SELECT on the data and packet tables, and the audit trigger its INSERT, through rotations
+    that drop and create each table again."""
+    audited.sql("CREATE ROLE R1", "GRANT SELECT ON FBA_LOG_PACKET_1 TO USER LOGREADER",
+                "GRANT SELECT ON FBA_LOG_PACKET_2 TO USER LOGREADER WITH GRANT OPTION",
+                "GRANT SELECT ON FBA_LOG_1 TO USER LOGREADER", "GRANT UPDATE (PAYLOAD) ON FBA_LOG_PACKET_1 TO ROLE R1")
+
+    def grants() -> set:
+        return set(main_rows_all(audited, "SELECT TRIM(TRAILING FROM RDB$RELATION_NAME), TRIM(TRAILING FROM RDB$USER), "
+                                 "RDB$USER_TYPE, TRIM(RDB$PRIVILEGE), RDB$GRANT_OPTION, TRIM(TRAILING FROM RDB$FIELD_NAME) "
+                                 "FROM RDB$USER_PRIVILEGES WHERE RDB$RELATION_NAME IN ('FBA_LOG_PACKET_1', "
+                                 "'FBA_LOG_PACKET_2', 'FBA_LOG_1', 'FBA_LOG_2') AND RDB$USER <> CURRENT_USER"))
+    before = grants()
+    assert ("FBA_LOG_PACKET_1", "FBA_AUDIT_1", 2, "I", 0, None) in before
+    assert ("FBA_LOG_PACKET_1", "R1", 13, "U", 0, "PAYLOAD") in before
+    for day in range(3):                               # LOG_1 dropped twice, LOG_2 once
+        run_sql(audited, [f"INSERT INTO ITEM VALUES ({day + 1}, 'a', 1)"])
+        transfer.transfer(audited.config)
+        rep = rotate(audited, now=DAY0 + timedelta(days=day))
+        assert rep.outcome == "done" and rep.packets_deleted >= 1, rep.message
+    assert grants() == before
 
 
 def test_rotation_empties_the_old_table_and_loses_nothing(audited):

@@ -261,10 +261,10 @@ def test_ranges_that_cannot_be_alive_are_ended(audited):
     run_sql(audited, ["INSERT INTO ITEM VALUES (1, 'a', 1, NULL)"])
     transfer.transfer(audited.config)
     with audited.connect() as db:
-        db.execute(f"INSERT INTO {p}LOG_PENDING (ID_FROM, ID_TO, TX_MARK) VALUES (1000, 1005, 999999999)")
-        db.execute(f"INSERT INTO {p}LOG_PENDING (ID_FROM, ID_TO, TX_MARK, CREATED_AT) "
+        db.execute(f"INSERT INTO {p}LOG_PENDING (ID_FROM, ID_TO, TX_LIMIT) VALUES (1000, 1005, 999999999)")
+        db.execute(f"INSERT INTO {p}LOG_PENDING (ID_FROM, ID_TO, TX_LIMIT, CREATED_AT) "
                    f"VALUES (2000, 2010, ?, DATEADD(-2 DAY TO LOCALTIMESTAMP))", (staging.RESERVED,))
-        db.execute(f"INSERT INTO {p}LOG_PENDING (ID_FROM, ID_TO, TX_MARK) VALUES (3000, 3010, ?)", (staging.RESERVED,))
+        db.execute(f"INSERT INTO {p}LOG_PENDING (ID_FROM, ID_TO, TX_LIMIT) VALUES (3000, 3010, ?)", (staging.RESERVED,))
         db.execute(f"UPDATE {p}LOG_PACKET_FLAG SET SEEN_ID = -1")
         db.commit()
     transfer.transfer(audited.config)
@@ -717,9 +717,10 @@ def test_upgrade_from_field_rows_ships_waiting_packets_exactly_once(audited):
     the old form and the new packed ones all ship, exactly once, and history rebuilds both."""
     p = audited.prefix
     with audited.connect() as db:     # the old staging: no PAYLOAD, no DDL triggers, the old trigger gone
-        for name in ("DDL_LOG", "DDL_FOLLOW", "AUDIT_1"):
+        for name in ("DDL_LOG", "DDL_FOLLOW", "DDL_GUARD", "AUDIT_1"):
             db.con.execute_immediate(f"DROP TRIGGER {p}{name}")
         db.con.execute_immediate(f"DROP VIEW {p}LOG_PARTS_KEPT")
+        as_fbaudit(db)
         for name in ("LOG_PARTS", "LOG_PACKET_1", "LOG_PACKET_2"):
             db.con.execute_immediate(f"DROP TABLE {p}{name}")
         db.commit()
@@ -851,6 +852,8 @@ def test_upgrade_from_packets_deleted_by_rotation(audited):
         db.con.execute_immediate(f"GRANT INSERT ON {p}LOG_PACKET TO TRIGGER {p}AUDIT_1")
         for t in ("LOG_PACKET_1", "LOG_PACKET_2"):
             db.con.execute_immediate(f"DROP TABLE {p}{t}")
+        db.con.execute_immediate(f"DROP TRIGGER {p}DDL_GUARD")
+        db.con.execute_immediate(f"ALTER TABLE {p}LOG_PENDING ALTER COLUMN TX_LIMIT TO TX_MARK")
         db.commit()
     with open_database(audited.log) as db:
         src = db.query(f"SELECT RDB$PROCEDURE_SOURCE FROM RDB$PROCEDURES WHERE RDB$PROCEDURE_NAME = ?",
@@ -878,6 +881,8 @@ def test_upgrade_from_packets_deleted_by_rotation(audited):
         capture.sync(audited.config)
     res = capture.init(audited.config)
     assert any("LOG_PACKET_1" in line for line in res.lines) and any("PACKETS_INS" in line for line in res.lines)
+    assert main_rows(audited, "SELECT COUNT(*) FROM RDB$RELATION_FIELDS WHERE RDB$RELATION_NAME = ? "
+                              "AND RDB$FIELD_NAME = 'TX_LIMIT'", (f"{p}LOG_PENDING",)) == [(1,)]
     res = transfer.transfer(audited.config)
     assert not res.errors and res.data["packets"] == 3, res.lines
     run_sql(audited, ["UPDATE ITEM SET NAME = 'old trigger' WHERE ID = 1"])      # still the old trigger
