@@ -15,9 +15,11 @@ LOG_ROTATION so a postponed rotation resumes where it stopped:
 4. verify   every packet of LOG_<old> is in the log database (staging.Shipped) and
             every row of LOG_<old> belongs to such a packet (else postpone:
             waiting for the transfer, or failed packets to retry).
-5. drop     LOG_<old>, create it again and delete its shipped packets, in ONE
-            transaction with a lock timeout; "object in use" -> back off, retry,
-            postpone.
+5. drop     LOG_<old> and LOG_PACKET_<old> (the audit triggers' packets, all
+            shipped: checked again in one SNAPSHOT view), create them again
+            with their privileges, and delete the shipped packets of LOG_PACKET
+            (baselines, events), in ONE transaction with a lock timeout;
+            "object in use" -> back off, retry, postpone.
 6. restore  V_LOG_<old> onto LOG_<old>, re-create the triggers again; rows that
             reached LOG_3 (none, unless the protocol was broken) move back.
 

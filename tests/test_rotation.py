@@ -486,8 +486,9 @@ def test_idle_attachment_holds_the_old_table_on_firebird3_and_the_next_run_catch
 
 
 def test_an_idle_attachment_of_a_packed_trigger_never_holds_the_old_table(audited):
-    """Capture 2.0: the packed trigger writes only LOG_PACKET, so an idle attachment that fired it
-    holds nothing rotation drops, on Firebird 3 too, and rotation re-creates no trigger."""
+    """Capture 2.0: the packed trigger writes only its packet, through EXECUTE STATEMENT into
+    LOG_PACKET_1 (then LOG_PACKET_2), so an idle attachment that fired it holds nothing rotation
+    drops, not even the packet table it wrote, on Firebird 3 too; rotation re-creates no trigger."""
     idle, rep = write_ship_and_rotate(audited)
     try:
         assert (rep.outcome, rep.rotation_id, rep.completed, rep.packets_deleted) == ("done", 1, [], 1)
