@@ -759,18 +759,24 @@ def run_explore(target: Target, args: argparse.Namespace, log_dsn: str, result: 
                 for s in stmts:
                     if s == "COMMIT":
                         _commit(con)
-                    elif s.startswith("@EDIT "):      # fbaudit's own trigger, one text replaced ("old=>new") or removed
+                    elif s.startswith("@EDIT "):
+                        # fbaudit's own trigger, texts replaced ("old=>new") or removed; the variant's
+                        # @EDITs are applied together, then the trigger is made once
+                        if s is not next(x for x in stmts if x.startswith("@EDIT ")):
+                            continue
                         cur = con.cursor()
                         cur.execute(f"SELECT RDB$TRIGGER_SOURCE FROM RDB$TRIGGERS WHERE RDB$TRIGGER_NAME = '{PREFIX}AUDIT_1'")
                         body = cur.fetchone()[0]
                         body = body.read() if hasattr(body, "read") else body
                         cur.close()
-                        if s[6:].split("=>")[0] not in body:
-                            raise SystemExit(f"--explore variant {name}: the text it edits is not in the trigger "
-                                             f"any more: {s[6:].split('=>')[0]!r}")
+                        for e in (x[6:] for x in stmts if x.startswith("@EDIT ")):
+                            old, new = (e.split("=>") + [""])[:2]
+                            if old not in body:
+                                raise SystemExit(f"--explore variant {name}: the text it edits is not in the trigger "
+                                                 f"any more: {old!r}")
+                            body = body.replace(old, new)
                         con.execute_immediate(f"CREATE OR ALTER TRIGGER {PREFIX}AUDIT_1 FOR BENCH ACTIVE AFTER INSERT "
-                                              "OR UPDATE OR DELETE POSITION 32000\n"
-                                              + body.replace(*(s[6:].split("=>") + [""])[:2]))
+                                              "OR UPDATE OR DELETE POSITION 32000\n" + body)
                     else:
                         con.execute_immediate(s)
                 con.commit()

@@ -67,6 +67,28 @@ BENCH_DDL = ("CREATE TABLE BENCH (ID INTEGER NOT NULL PRIMARY KEY, NAME VARCHAR(
 LOGGED_FIELDS = 10      # an insert into BENCH logs every column
 
 
+def packet_tables(con) -> list[str]:
+    """The source's packet tables: LOG_PACKET, and LOG_PACKET_1 / LOG_PACKET_2 where they exist (the
+    audit triggers write those since packets rotate; a --snapshot from before has none)."""
+    cur = con.cursor()
+    cur.execute("SELECT TRIM(RDB$RELATION_NAME) FROM RDB$RELATIONS WHERE RDB$RELATION_NAME IN (?, ?)",
+                (f"{PREFIX}LOG_PACKET_1", f"{PREFIX}LOG_PACKET_2"))
+    extra = sorted(r[0] for r in cur.fetchall())
+    cur.close()
+    return [f"{PREFIX}LOG_PACKET"] + extra
+
+
+def all_packets(con) -> str:
+    """Every packet of the source, as a table expression (ID, PAYLOAD)."""
+    return "(" + " UNION ALL ".join(f"SELECT ID, PAYLOAD FROM {t}" for t in packet_tables(con)) + ")"
+
+
+def count_waiting(con) -> int:
+    """Packets above SHIPPED_TO (what the benchmark's backlog is)."""
+    return scalar(con, f"SELECT COUNT(*) FROM {all_packets(con)} p WHERE ID > (SELECT COALESCE(SHIPPED_TO, -1) "
+                       f"FROM {PREFIX}LOG_PACKET_FLAG)")
+
+
 def staged_fields(con) -> int:
     """Field rows waiting in the source: the packed fields of its packets (capture 2.0) and the rows of
     LOG_1 (packets written by an older trigger, e.g. a --snapshot before capture 2.0)."""
@@ -77,7 +99,7 @@ def staged_fields(con) -> int:
     if cur.fetchall():
         from fbaudit.forms import unpack
         cur.stream_blob_threshold = -1
-        cur.execute(f"SELECT PAYLOAD FROM {PREFIX}LOG_PACKET WHERE PAYLOAD IS NOT NULL")
+        cur.execute(f"SELECT PAYLOAD FROM {all_packets(con)} p WHERE PAYLOAD IS NOT NULL")
         packed = sum(len(unpack(r[0])) for r in cur.fetchall())
     cur.close()
     return packed + scalar(con, f"SELECT COUNT(*) FROM {PREFIX}LOG_1")
@@ -105,8 +127,6 @@ def processed_sql(n: int) -> str:
 
 # Every packet so far recorded as in the log database (what a transfer records).
 SHIPPED_SQL = f"UPDATE {PREFIX}LOG_PACKET_FLAG SET SHIPPED_TO = GEN_ID({PREFIX}LOG_PACKET_ID, 0)"
-WAITING_SQL = (f"SELECT COUNT(*) FROM {PREFIX}LOG_PACKET WHERE ID > (SELECT COALESCE(SHIPPED_TO, -1) "
-               f"FROM {PREFIX}LOG_PACKET_FLAG)")
 
 
 # --------------------------------------------------------------------------
@@ -360,7 +380,7 @@ def throughput_run(target: Target, batch: int, packets: int, tag: str) -> dict:
         con.execute_immediate(fill_sql(first, min(step, packets - first + 1)))
         con.commit()
     fill = time.perf_counter() - t0
-    waiting = scalar(con, WAITING_SQL)
+    waiting = count_waiting(con)
     fields = staged_fields(con)
     con.close()
     say(f"  batch {batch}: backlog of {waiting} packets, {fields} field rows (filled in {fill:.1f} s)")
@@ -375,7 +395,7 @@ def throughput_run(target: Target, batch: int, packets: int, tag: str) -> dict:
         raise RuntimeError(f"transfer failed: {src['error']}")
     lp, lf = log_counts(target, log_dsn)
     con = target.connect(dsn)
-    left = scalar(con, WAITING_SQL)
+    left = count_waiting(con)
     con.close()
     ok = lp == waiting and lf == fields and left == 0 and res.data["field_rows"] == fields
     run = {"batch": batch, "packets": res.data["packets"], "field_rows": res.data["field_rows"],
@@ -571,7 +591,7 @@ def run_fastcheck(target: Target, args: argparse.Namespace) -> dict:
     con.execute_immediate(SHIPPED_SQL)
     con.commit()
     fill = time.perf_counter() - t0
-    total = scalar(con, f"SELECT COUNT(*) FROM {p}LOG_PACKET") - scalar(con, WAITING_SQL)
+    total = scalar(con, f"SELECT COUNT(*) FROM {all_packets(con)} p") - count_waiting(con)
     con.close()
     say(f"  {total} processed packets in the source (inserted in {fill:.1f} s)")
     # One real run settles SEEN_ID (the sequence moved: tier 2 finds nothing and stores it).
