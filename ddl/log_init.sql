@@ -148,7 +148,10 @@ CREATE TABLE {{P}}TRANSFER_RUNS (
 -- Step one of a batch: the log database pulls the packets LO..HI of the
 -- source itself (EXECUTE STATEMENT ... ON EXTERNAL; the transfer asks only for
 -- ids it has not shipped; from the source's three packet tables: LOG_PACKET,
--- and LOG_PACKET_1 / LOG_PACKET_2, which the audit triggers write) and inserts those it does not have yet, with
+-- and LOG_PACKET_1 / LOG_PACKET_2, which the audit triggers write; each read in
+-- id order by its primary key, one after the other: no sort of the wide rows.
+-- A packet of one record that arrives before an older one of another table is
+-- numbered right all the same, see VERSION_NO below) and inserts those it does not have yet, with
 -- LOAD_TX = this transaction. Returns every packet it saw (NEW_ = 1 inserted
 -- now, 0 already here, 2 an id reused for another change): the first two are
 -- exactly the ones now in the log.
@@ -197,9 +200,17 @@ BEGIN
         || 'TRANSACTION_ID, CHANGE_COMMENT, '
         || 'IIF(OCTET_LENGTH(PAYLOAD) <= 8000, CAST(PAYLOAD AS VARCHAR(8000) CHARACTER SET OCTETS), NULL), '
         || 'IIF(OCTET_LENGTH(PAYLOAD) > 8000, PAYLOAD, NULL) '
-        || 'FROM (SELECT ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT, PAYLOAD FROM {{P}}LOG_PACKET WHERE ID BETWEEN :lo AND :hi '
-        || 'UNION ALL SELECT ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT, PAYLOAD FROM {{P}}LOG_PACKET_1 WHERE ID BETWEEN :lo AND :hi '
-        || 'UNION ALL SELECT ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT, PAYLOAD FROM {{P}}LOG_PACKET_2 WHERE ID BETWEEN :lo AND :hi) ORDER BY ID')
+        || 'FROM (SELECT ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT, PAYLOAD FROM {{P}}LOG_PACKET WHERE ID BETWEEN :lo AND :hi ORDER BY ID) P0 '
+        || 'UNION ALL SELECT ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, DB_USER, CLIENT_ADDRESS, '
+        || 'TRANSACTION_ID, CHANGE_COMMENT, '
+        || 'IIF(OCTET_LENGTH(PAYLOAD) <= 8000, CAST(PAYLOAD AS VARCHAR(8000) CHARACTER SET OCTETS), NULL), '
+        || 'IIF(OCTET_LENGTH(PAYLOAD) > 8000, PAYLOAD, NULL) '
+        || 'FROM (SELECT ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT, PAYLOAD FROM {{P}}LOG_PACKET_1 WHERE ID BETWEEN :lo AND :hi ORDER BY ID) P1 '
+        || 'UNION ALL SELECT ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, DB_USER, CLIENT_ADDRESS, '
+        || 'TRANSACTION_ID, CHANGE_COMMENT, '
+        || 'IIF(OCTET_LENGTH(PAYLOAD) <= 8000, CAST(PAYLOAD AS VARCHAR(8000) CHARACTER SET OCTETS), NULL), '
+        || 'IIF(OCTET_LENGTH(PAYLOAD) > 8000, PAYLOAD, NULL) '
+        || 'FROM (SELECT ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT, PAYLOAD FROM {{P}}LOG_PACKET_2 WHERE ID BETWEEN :lo AND :hi ORDER BY ID) P2')
       (lo := :LO, hi := :HI)
       ON EXTERNAL :BASE_ AS USER :USER_ PASSWORD :PASS_ ROLE :ROLE_
       INTO :PACKET_ID, :created_, :op_, :num_table_, :DATA_TABLE, :key_, :author_, :user_name_, :address_,

@@ -293,9 +293,12 @@ def log_counts(target: Target, dsn: str, variant: str) -> dict:
     con = target.connect(dsn)
     cur = con.cursor()
     p = PREFIX if variant in ("fbaudit", "no-ddl", "upgrade") else ""
-    # fbaudit's triggers write their packets into LOG_PACKET_1 / _2 (the article's into LOG_PACKET).
-    packets = (f"(SELECT COUNT(*) FROM {p}LOG_PACKET) + (SELECT COUNT(*) FROM {p}LOG_PACKET_1) "
-               f"+ (SELECT COUNT(*) FROM {p}LOG_PACKET_2)" if p else "(SELECT COUNT(*) FROM LOG_PACKET)")
+    # fbaudit's triggers write their packets into LOG_PACKET_1 / _2 since packets rotate (a --snapshot
+    # from before, and the article's, into LOG_PACKET).
+    cur.execute("SELECT TRIM(RDB$RELATION_NAME) FROM RDB$RELATIONS WHERE RDB$RELATION_NAME IN (?, ?)",
+                (f"{p}LOG_PACKET_1", f"{p}LOG_PACKET_2"))
+    tables = [f"{p}LOG_PACKET"] + [r[0] for r in cur.fetchall()]
+    packets = " + ".join(f"(SELECT COUNT(*) FROM {t})" for t in tables)
     cur.execute(f"SELECT {packets}, (SELECT COUNT(*) FROM {p}LOG_1) "
                 f"+ (SELECT COUNT(*) FROM {p}LOG_2) FROM RDB$DATABASE")
     packets, fields = cur.fetchone()

@@ -864,8 +864,8 @@ def test_upgrade_from_packets_deleted_by_rotation(audited):
                           (f"{p}PACKETS_INS",))
         db.commit()
         start = src.index("|| 'FROM (SELECT")
-        end = src.index("ORDER BY ID')", start)
-        src = src[:start] + f"|| 'FROM {p}LOG_PACKET WHERE ID BETWEEN :lo AND :hi " + src[end:]
+        end = src.index("P2')", start) + len("P2')")
+        src = src[:start] + f"|| 'FROM {p}LOG_PACKET WHERE ID BETWEEN :lo AND :hi ORDER BY ID')" + src[end:]
         header = (f"CREATE OR ALTER PROCEDURE {p}PACKETS_INS (SOURCE_ID INTEGER, LO BIGINT, HI BIGINT, "
                   "BASE_ VARCHAR(1000) CHARACTER SET UTF8, USER_ VARCHAR(63) CHARACTER SET UTF8, "
                   "PASS_ VARCHAR(255) CHARACTER SET UTF8, ROLE_ VARCHAR(63) CHARACTER SET UTF8) "
