@@ -236,6 +236,7 @@ def run_days(target: Target, args: argparse.Namespace, mode: str) -> dict:
     audit = not mode.startswith("off")
     if not audit:
         capture.set_logging(cfg, False)
+        transfer.transfer(cfg)      # ships the pause's control event, which is no change of a day
     # init set LOG_INFO.DATA to now: the first rotation is due a period later.
     day0 = datetime.now().replace(microsecond=0) + cfg.rotation.period + timedelta(hours=1)
     name = f"{tag}_main"
@@ -308,8 +309,10 @@ def run_days(target: Target, args: argparse.Namespace, mode: str) -> dict:
             reader.close()
         con.close()
     lcon = target.connect(log_dsn)
-    log_packets, log_rows = query(lcon, f"SELECT (SELECT COUNT(*) FROM {PREFIX}LOG_PACKET), "
-                                        f"(SELECT COUNT(*) FROM {PREFIX}LOG) FROM RDB$DATABASE")[0]
+    log_packets, log_rows = query(lcon, f"SELECT (SELECT COUNT(*) FROM {PREFIX}LOG_PACKET WHERE NUM_TABLE <> 0), "
+                                        f"(SELECT COUNT(*) FROM {PREFIX}LOG l JOIN {PREFIX}LOG_PACKET p ON "
+                                        f"p.SOURCE_ID = l.SOURCE_ID AND p.PACKET_ID = l.PACKET_ID "
+                                        f"WHERE p.NUM_TABLE <> 0) FROM RDB$DATABASE")[0]
     lcon.close()
     if log_packets != total_packets or log_rows != total_rows:
         problems.append(f"log database holds {log_packets} packets / {log_rows} field rows, "
