@@ -459,9 +459,14 @@ def kill_whole_engine_process(project):
     # A killed, uncommitted insert then remains as a record of zero bytes: transaction 0 (always
     # committed), format 0, every column NULL or its default, in no index. It is no packet (the checks
     # above read by ID); it must be exactly that shell and nothing else, and it goes at the next rotation.
+    # Since packets rotate the triggers write LOG_PACKET_1/2 (no STATE column there); LOG_PACKET keeps
+    # its STATE, whose DEFAULT 0 every row has: nothing updates a packet.
     shells = main_rows(project, "SELECT RDB$RECORD_VERSION, STATE, CREATED_AT FROM FBA_LOG_PACKET WHERE ID + 0 IS NULL")
-    # (STATE: its DEFAULT 0, as every packet has: the trigger writes a packet once, nothing updates it)
     assert all(s == (0, 0, None) for s in shells), shells
+    for t in ("FBA_LOG_PACKET_1", "FBA_LOG_PACKET_2"):
+        found = main_rows(project, f"SELECT RDB$RECORD_VERSION, 0, CREATED_AT FROM {t} WHERE ID + 0 IS NULL")
+        assert all(s == (0, 0, None) for s in found), found
+        shells += found
     if shells:
         warnings.warn(f"{len(shells)} torn-page shell record(s) in the staging after 50 engine kills "
                       "(docs/troubleshooting.md)")
