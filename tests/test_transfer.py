@@ -861,7 +861,7 @@ def test_upgrade_from_packets_deleted_by_rotation(audited):
         db.con.execute_immediate(f"ALTER TABLE {p}LOG_PENDING ALTER COLUMN TX_LIMIT TO TX_MARK")
         db.commit()
     with open_database(audited.log) as db:
-        src = db.query(f"SELECT RDB$PROCEDURE_SOURCE FROM RDB$PROCEDURES WHERE RDB$PROCEDURE_NAME = ?",
+        src = db.query("SELECT RDB$PROCEDURE_SOURCE FROM RDB$PROCEDURES WHERE RDB$PROCEDURE_NAME = ?",
                        (f"{p}PACKETS_INS",), whole_blobs=True)[0][0]
         db.commit()
         params = db.query("SELECT TRIM(RDB$PARAMETER_NAME), RDB$PARAMETER_TYPE FROM RDB$PROCEDURE_PARAMETERS "
