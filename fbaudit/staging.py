@@ -121,13 +121,6 @@ def keeps_progress(db: Database, prefix: str) -> bool:
     return _shape(db, prefix)[0]
 
 
-def packet_tables(db: Database, prefix: str) -> tuple[str, ...]:
-    """The tables packets are in, with the prefix: LOG_PACKET (baselines, events, the DDL log, packets
-    written before the packet tables), LOG_PACKET_1 and LOG_PACKET_2 (the audit triggers' packets
-    while that data table is current; rotation drops them, docs/rotation.md)."""
-    return Shipped(db, prefix).tables
-
-
 class Shipped:
     """Where the packets are, and SQL over those not in the log database yet (alias ``p``).
 
