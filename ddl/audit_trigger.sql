@@ -23,14 +23,13 @@ AS
   DECLARE seen VARCHAR(1020) CHARACTER SET NONE;
   DECLARE dt_ INTEGER;
   DECLARE kc SMALLINT = 0;
-  DECLARE buf VARCHAR(32000) CHARACTER SET OCTETS = '';
+  DECLARE buf VARCHAR(32000) CHARACTER SET OCTETS;
   DECLARE big SMALLINT = 0;
   DECLARE pay BLOB SUB_TYPE BINARY;
   DECLARE bo BLOB SUB_TYPE BINARY;
   DECLARE bn BLOB SUB_TYPE BINARY;
   DECLARE hd VARCHAR(40) CHARACTER SET OCTETS;
   DECLARE keys_only SMALLINT = {{KEYS_ONLY}};
-  DECLARE ins VARCHAR(300) CHARACTER SET ASCII;
   DECLARE FUNCTION TXT (v VARCHAR(1020) CHARACTER SET NONE, cs INTEGER) RETURNS VARCHAR(255) CHARACTER SET UTF8
   AS
     DECLARE b VARCHAR(1020) CHARACTER SET OCTETS;
@@ -95,17 +94,31 @@ BEGIN
   -- changed fields; delete: non-NULL old values. Where SQL calls values equal that are logged
   -- differently (trailing blanks, a case-insensitive collation, -0.0, ...) an exact test follows it
   -- with OR (forms.changed_expr, docs/capture.md "What counts as changed").
+  -- An insert or a delete is packed by one assignment (an assignment costs Firebird a clear of
+  -- the variable's whole declared size: docs/performance.md), after one test of the lengths; an
+  -- update appends its changed fields one by one. buf has no default value for the same reason.
   BEGIN
     IF (op = 1) THEN
     BEGIN
+      IF (FALSE
+{{INSERT_GUARDS}}
+      ) THEN big = 1;
+      ELSE buf = ''
 {{INSERTED}}
+      ;
     END
     ELSE IF (op = 3) THEN
     BEGIN
+      IF (FALSE
+{{DELETE_GUARDS}}
+      ) THEN big = 1;
+      ELSE buf = ''
 {{DELETED}}
+      ;
     END
     ELSE
     BEGIN
+      buf = '';
 {{FIELDS}}
     END
     WHEN ANY DO big = 1;
@@ -157,13 +170,13 @@ BEGIN
   -- The packet goes to the packet table of the current data table, through EXECUTE STATEMENT:
   -- a trigger that inserted into it directly would stop rotation from dropping it (Firebird
   -- records that dependency). The statement runs in this transaction with the trigger's
-  -- privileges; Firebird keeps it prepared per connection, by its text.
-  ins = IIF(dt = 2, 'INSERT INTO {{P}}LOG_PACKET_2 (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT, PAYLOAD) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-                    'INSERT INTO {{P}}LOG_PACKET_1 (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT, PAYLOAD) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)');
+  -- privileges; Firebird keeps it prepared per connection, by its text. The text is chosen in
+  -- the statement itself: assigned to a variable first, it cost about 1 us more (docs/performance.md).
   IF (kc = 1) THEN
   BEGIN
     pk = GEN_ID({{P}}LOG_PACKET_ID, 2) - 1;
-    EXECUTE STATEMENT (ins)
+    EXECUTE STATEMENT (IIF(dt = 2, 'INSERT INTO {{P}}LOG_PACKET_2 (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT, PAYLOAD) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+                              'INSERT INTO {{P}}LOG_PACKET_1 (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT, PAYLOAD) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)'))
       (:pk, LOCALTIMESTAMP, 7, {{NUM_TABLE}}, :dt, LEFT({{OLD_KEY}}, 1000),
        LEFT(COALESCE({{AUTHOR}}:author, CURRENT_USER), 255),
        CURRENT_USER, RDB$GET_CONTEXT('SYSTEM', 'CLIENT_ADDRESS'), CURRENT_TRANSACTION, :note, '')
@@ -175,7 +188,8 @@ BEGIN
     pk = GEN_ID({{P}}LOG_PACKET_ID, 1);
   -- Keys only: 10 insert (or a row arriving under a new key), 11 update, 12 delete.
   IF (keys_only = 1) THEN op = IIF(op = 6, 10, op + 9);
-  EXECUTE STATEMENT (ins)
+  EXECUTE STATEMENT (IIF(dt = 2, 'INSERT INTO {{P}}LOG_PACKET_2 (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT, PAYLOAD) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+                            'INSERT INTO {{P}}LOG_PACKET_1 (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT, PAYLOAD) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)'))
     (:pk, LOCALTIMESTAMP, :op, {{NUM_TABLE}}, :dt,
      LEFT(IIF(:op IN (3, 12), {{OLD_KEY}}, {{NEW_KEY}}), 1000),
      LEFT(COALESCE({{AUTHOR}}:author, CURRENT_USER), 255),

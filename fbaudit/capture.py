@@ -18,7 +18,7 @@ from .catalog import Column, TableInfo, key_safety, read_table, table_exists
 from .config import Config, SourceSpec
 from .db import Database, apply_plan, database_exists
 from .errors import CatalogError, ConfigError, FbauditError
-from .forms import (changed_expr, key_expr, pack_append, pack_append_big, packed_expr, short_text,
+from .forms import (changed_expr, key_expr, pack_append, pack_append_big, pack_term, packed_expr, short_text,
                     value_expr)
 from .idents import check_length, normalize_name, quote_ident
 from .logs import printable
@@ -87,9 +87,14 @@ def plan_trigger(entry: TableEntry, info: TableInfo, prefix: str, major: int, *,
         cond = f"(kc = 1 AND NEW.{q} IS NOT NULL) OR {changed_expr(c, major)}"
         o, n = packed_expr(c, "OLD", major), packed_expr(c, "NEW", major)
         slots["FIELDS"].append((c.name, f"      IF ({cond}) THEN " + pack_append(num, o, n)))
-        # An insert logs the non-NULL new values, a delete the non-NULL old ones: one side, no comparison.
-        slots["INSERTED"].append((c.name, f"      IF (NEW.{q} IS NOT NULL) THEN " + pack_append(num, None, n)))
-        slots["DELETED"].append((c.name, f"      IF (OLD.{q} IS NOT NULL) THEN " + pack_append(num, o, None)))
+        # An insert logs the non-NULL new values, a delete the non-NULL old ones: one side, no
+        # comparison, every field a term of one expression; the length tests before it.
+        slots["INSERTED"].append((c.name, "        || " + pack_term(num, f"NEW.{q}", n, "new")))
+        slots["DELETED"].append((c.name, "        || " + pack_term(num, f"OLD.{q}", o, "old")))
+        if n[1] is not None:
+            slots["INSERT_GUARDS"].append((c.name, "        OR " + n[1]))
+        if o[1] is not None:
+            slots["DELETE_GUARDS"].append((c.name, "        OR " + o[1]))
         slots["BIG_FIELDS"].append((c.name, f"    IF ({cond}) THEN\n    "
                                     + pack_append_big(num, value_expr(c, "OLD", major), value_expr(c, "NEW", major))))
     trig = trigger_name(prefix, entry.number)
@@ -113,9 +118,9 @@ def plan_trigger(entry: TableEntry, info: TableInfo, prefix: str, major: int, *,
 
 
 # The audit trigger in parts (ddl/main_init.sql, LOG_PARTS): the template's text around
-# the four lists of per-column lines, and each column's line in each list. The trigger IS their
+# the six lists of per-column lines, and each column's line in each list. The trigger IS their
 # concatenation, here and when DDL_FOLLOW re-creates it after an ALTER TABLE.
-_SLOTS = ("INSERTED", "DELETED", "FIELDS", "BIG_FIELDS")
+_SLOTS = ("INSERT_GUARDS", "INSERTED", "DELETE_GUARDS", "DELETED", "FIELDS", "BIG_FIELDS")
 _SENTINEL = "\x00SLOT:{}\x00"         # no Firebird name holds a NUL, so no value can hold this
 
 

@@ -117,6 +117,19 @@ def pack_append(num: int, old: tuple[str, str | None] | None, new: tuple[str, st
     return "BEGIN IF (" + " OR ".join(guards) + ") THEN big = 1; ELSE " + append + " END"
 
 
+def pack_term(num: int, ref: str, packed: tuple[str, str | None], side: str) -> str:
+    """Field ``num`` of an insert (``side`` "new") or a delete ("old") as one term of the single
+    expression that packs the change (capture: ``buf = '' || term || term ...``): '' when ``ref``,
+    the column, is NULL. One assignment for the whole change, not one per field: Firebird clears a
+    VARCHAR variable's whole declared size at each assignment (docs/performance.md, "An assignment
+    costs the variable's declared size"). ``packed``: packed_expr of that side; its length test
+    goes into the guard before the expression (capture's INSERT_GUARDS / DELETE_GUARDS)."""
+    value = packed[0]
+    head = (f"'{num},-1,' || OCTET_LENGTH(" + value + ") || ';'" if side == "new"
+            else f"'{num},' || OCTET_LENGTH(" + value + ") || ',-1;'")
+    return "IIF(" + ref + " IS NULL, '', " + head + " || " + value + ")"
+
+
 def pack_append_big(num: int, old: str | None, new: str | None, indent: str = "    ") -> str:
     """The same for the BLOB path (``old`` / ``new``: value_expr, or None): a BEGIN ... END block that
     appends short values to ``buf`` and moves ``buf`` and long values to the BLOB ``pay``."""

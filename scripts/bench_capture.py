@@ -705,7 +705,7 @@ def explore_variants() -> list[tuple[str, str, list[str]]]:
           "=>NULL, NULL, NULL, NULL, :pay)"]),
         ("packet_static", "the packet row inserted directly into LOG_PACKET_1 (a static INSERT, as before packets "
                           "rotated; the table could then never be dropped) instead of through EXECUTE STATEMENT",
-         ["@EDIT EXECUTE STATEMENT (ins)\n    (=>INSERT INTO " + p + "LOG_PACKET_1 (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT, PAYLOAD) VALUES (",
+         [r"@RE (?s)  EXECUTE STATEMENT \(IIF\(dt = 2, '[^']*',\s*'[^']*'\)\)\n    \(=>  INSERT INTO " + p + "LOG_PACKET_1 (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT, PAYLOAD) VALUES (",
           "@EDIT :note, :pay)\n    WITH CALLER PRIVILEGES;=>:note, :pay);"]),
         ("no_event", "without POST_EVENT", v(event="none")),
         ("event_once", "POST_EVENT only at the first change of a transaction (USER_TRANSACTION flag)",
@@ -762,22 +762,26 @@ def run_explore(target: Target, args: argparse.Namespace, log_dsn: str, result: 
                 for s in stmts:
                     if s == "COMMIT":
                         _commit(con)
-                    elif s.startswith("@EDIT "):
-                        # fbaudit's own trigger, texts replaced ("old=>new") or removed; the variant's
-                        # @EDITs are applied together, then the trigger is made once
-                        if s is not next(x for x in stmts if x.startswith("@EDIT ")):
+                    elif s.startswith(("@EDIT ", "@RE ")):
+                        # fbaudit's own trigger, texts replaced ("old=>new") or removed, or regular
+                        # expressions substituted ("@RE pattern=>replacement"); the variant's edits are
+                        # applied together, in order, then the trigger is made once
+                        if s is not next(x for x in stmts if x.startswith(("@EDIT ", "@RE "))):
                             continue
                         cur = con.cursor()
                         cur.execute(f"SELECT RDB$TRIGGER_SOURCE FROM RDB$TRIGGERS WHERE RDB$TRIGGER_NAME = '{PREFIX}AUDIT_1'")
                         body = cur.fetchone()[0]
                         body = body.read() if hasattr(body, "read") else body
                         cur.close()
-                        for e in (x[6:] for x in stmts if x.startswith("@EDIT ")):
-                            old, new = (e.split("=>") + [""])[:2]
-                            if old not in body:
+                        for x in stmts:
+                            if not x.startswith(("@EDIT ", "@RE ")):
+                                continue
+                            regex = x.startswith("@RE ")
+                            old, new = (x.split(" ", 1)[1].split("=>") + [""])[:2]
+                            if not (re.search(old, body) if regex else old in body):
                                 raise SystemExit(f"--explore variant {name}: the text it edits is not in the trigger "
                                                  f"any more: {old!r}")
-                            body = body.replace(old, new)
+                            body = re.sub(old, new, body) if regex else body.replace(old, new)
                         con.execute_immediate(f"CREATE OR ALTER TRIGGER {PREFIX}AUDIT_1 FOR BENCH ACTIVE AFTER INSERT "
                                               "OR UPDATE OR DELETE POSITION 32000\n" + body)
                     else:

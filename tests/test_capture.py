@@ -343,7 +343,7 @@ def test_a_change_is_one_packed_row_however_wide_or_long(project):
     capture.enable(project.config, "WIDE")
     with project.connect() as db:
         body = objects.installed_trigger_body(db, project.prefix, 2)
-    assert "V_LOG" not in body and body.count("EXECUTE STATEMENT (ins)") == 2
+    assert "V_LOG" not in body and body.count("EXECUTE STATEMENT (IIF(dt = 2, ") == 2
     assert "INSERT INTO FBA_LOG_PACKET_1" in body and "INSERT INTO FBA_LOG_PACKET_2" in body
     long = {f"C{i}": f"{i:03d}" + "€" * 47 for i in range(n)}             # 50 characters, 144 bytes each
     run_sql(project, ["INSERT INTO NARROW VALUES (1, 'x', 2)", "INSERT INTO WIDE (ID, C7) VALUES (1, 'short')"])
