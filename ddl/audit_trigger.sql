@@ -121,6 +121,10 @@ BEGIN
       buf = '';
 {{FIELDS}}
     END
+    -- A string assigned to buf that is too long loses its trailing zero bytes without an error
+    -- (only other bytes raise one): a change that fills buf exactly may have been cut, so it
+    -- takes the BLOB path.
+    IF (OCTET_LENGTH(buf) >= 32000) THEN big = 1;
     WHEN ANY DO big = 1;
   END
   IF (big = 1) THEN

@@ -362,6 +362,33 @@ def test_a_change_is_one_packed_row_however_wide_or_long(project):
     assert sizes[2] > 32000 and field_rows == 0
 
 
+def test_a_change_that_fills_the_packing_variable_exactly_keeps_its_trailing_zero_bytes(project):
+    """Firebird cuts a string assigned to a VARCHAR variable that is too long without an error when
+    the excess is trailing pad bytes (zero bytes for OCTETS; measured on 3.0 and 5.0). A change
+    whose packed form is a few bytes over the trigger's 32,000 and ends in zero bytes would have lost
+    them and left a packet that cannot be unpacked: it goes through the BLOB path instead, exact, for
+    the trigger (insert, update, delete) and the baseline alike."""
+    project.sql("CREATE TABLE BINS (ID INTEGER NOT NULL PRIMARY KEY, "
+                + ", ".join(f"B{i} VARCHAR(7000) CHARACTER SET OCTETS" for i in range(1, 6)) + ")")
+    # Packed: "1,-1,1;1" (8 bytes) + 4 x ("k,-1,7000;" + 7000 bytes) + "6,-1,3945;" + 3945 = 32,003 bytes.
+    full = [bytes([65 + i]) * 7000 for i in range(4)]
+    last = b"x" * 3940 + b"\0" * 5
+    row = full + [last]
+    run_sql(project, ["INSERT INTO BINS VALUES (1, ?, ?, ?, ?, ?)"], {0: row})
+    capture.init(project.config)
+    capture.enable(project.config, "BINS", baseline=True)
+    run_sql(project, ["INSERT INTO BINS VALUES (2, ?, ?, ?, ?, ?)", "UPDATE BINS SET B5 = ? WHERE ID = 2",
+                      "DELETE FROM BINS WHERE ID = 1"],
+            {0: row, 1: [last[:-1] + b"\0\0"]})
+    got = packets(project, "BINS")
+    assert [p.operation for p in got] == ["baseline", "insert", "update", "delete"]
+    whole = {f"B{i}": v.hex().upper() for i, v in enumerate(row, 1)}
+    assert {c: v["new"] for c, v in got[0].changes.items() if c != "ID"} == whole        # the baseline
+    assert {c: v["new"] for c, v in got[1].changes.items() if c != "ID"} == whole        # the insert
+    assert {c: v["old"] for c, v in got[3].changes.items() if c != "ID"} == whole        # the delete
+    assert got[2].changes == {"B5": {"old": last.hex().upper(), "new": (last[:-1] + b"\0\0").hex().upper()}}
+
+
 # Values SQL's comparison calls equal although they are logged differently:
 # an update to one of them must log a field row (or history cannot rebuild the
 # value), while an update to the very same value must still log nothing.
