@@ -19,7 +19,7 @@ Ordering, without locking a row (docs/capture.md "Baseline"):
    that it commits later; the snapshot must see it;
 4. in ONE snapshot transaction started after that, one EXECUTE BLOCK reads
    the table and writes a baseline packet per row with ids from the block,
-   its fields packed by the trigger's own PSQL (forms.pack_append): no row
+   its fields packed by the trigger's own PSQL (forms.pack_term): no row
    passes through Python, so a million rows take about a minute.
 
 So in every record's history the baseline comes first. A change committed
@@ -46,7 +46,7 @@ from .catalog import TableInfo
 from .config import Config, SourceSpec
 from .db import Database, describe_writers, guard, wait_for_old_writers
 from .errors import DatabaseError, FbauditError
-from .forms import key_expr, pack_append, pack_append_big, packed_expr, value_expr
+from .forms import key_expr, pack_append_big, pack_term, packed_expr, value_expr
 from .idents import quote_ident
 from .registry import TableEntry
 from .staging import Shipped, claim_ids_sql, release_ids_sql, reserve_ids, update_flag
@@ -228,7 +228,7 @@ def take(open_db, spec: SourceSpec, config: Config, entry: TableEntry, info: Tab
 
 def baseline_block(p: str, entry: TableEntry, info: TableInfo, major: int, *, touched: bool = False) -> str:
     """The EXECUTE BLOCK of a baseline: every row of the table as a packet of operation "baseline",
-    its non-NULL fields packed as the trigger packs an insert (forms.pack_append; the BLOB path for
+    its non-NULL fields packed as the trigger packs an insert (forms.pack_term; the BLOB path for
     a row that does not fit). Returns (rows, field rows) every BATCH rows and at the end; rows -1:
     the reserved ids ran out (the caller rolls back). ``touched``: only the rows whose key is in
     LOG_TOUCHED (its key text made by the trigger's own expression, so the two match exactly)."""
@@ -237,11 +237,15 @@ def baseline_block(p: str, entry: TableEntry, info: TableInfo, major: int, *, to
     key_cols = [cols[k] for k in entry.key]
     names = list(dict.fromkeys([c.name for c in key_cols] + [c.name for _, c in logged]))
     touched_key = key_expr(key_cols, "T_")
-    fast, big = [], []
+    terms, counts, guards, big = [], [], [], []
     for num, c in logged:
         ref = f"C.{quote_ident(c.name)}"
-        fast.append(f"      IF ({ref} IS NOT NULL) THEN BEGIN n_ = n_ + 1; "
-                    + pack_append(num, None, packed_expr(c, "C", major)) + " END")
+        packed = packed_expr(c, "C", major)
+        # One assignment for the whole row, as the trigger packs an insert (forms.pack_term).
+        terms.append("\n        || " + pack_term(num, ref, packed, "new"))
+        counts.append(f"\n        + IIF({ref} IS NULL, 0, 1)")
+        if packed[1] is not None:
+            guards.append("\n        OR " + packed[1])
         big.append(f"      IF ({ref} IS NOT NULL) THEN BEGIN n_ = n_ + 1;\n      "
                    + pack_append_big(num, None, value_expr(c, "C", major), indent="      ") + " END")
     # Plain concatenation: the expressions hold column names, which no format() may read.
@@ -262,9 +266,10 @@ def baseline_block(p: str, entry: TableEntry, info: TableInfo, major: int, *, to
             + " AS CURSOR C DO\n"
             "  BEGIN\n"
             "    IF (id_ > last_) THEN\n    BEGIN\n      rows_ = -1;\n      SUSPEND;\n      EXIT;\n    END\n"
-            "    buf = '';\n    big = 0;\n    n_ = 0;\n"
-            "    BEGIN\n" + "\n".join(fast) + "\n      IF (OCTET_LENGTH(buf) >= 32000) THEN big = 1;"
-            "\n      WHEN ANY DO big = 1;\n    END\n"
+            "    big = 0;\n    n_ = 0;\n"
+            "    BEGIN\n      IF (FALSE" + "".join(guards) + ") THEN big = 1;\n      ELSE\n      BEGIN\n"
+            "        buf = ''" + "".join(terms) + ";\n        n_ = 0" + "".join(counts) + ";\n      END\n"
+            "      IF (OCTET_LENGTH(buf) >= 32000) THEN big = 1;\n      WHEN ANY DO big = 1;\n    END\n"
             "    IF (big = 1) THEN\n    BEGIN\n      buf = '';\n      pay = '';\n      n_ = 0;\n"
             + "\n".join(big) + "\n      pay = pay || buf;\n    END\n    ELSE\n      pay = buf;\n"
             f"    INSERT INTO {p}LOG_PACKET (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, "

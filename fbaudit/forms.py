@@ -98,20 +98,15 @@ def packed_expr(col: Column, ctx: str, major: int) -> tuple[str, str | None]:
 BIG_FLUSH = PACK_LIMIT - 100
 
 
-def pack_append(num: int, old: tuple[str, str | None] | None, new: tuple[str, str | None] | None) -> str:
-    """The PSQL statement appending field ``num`` to the packed change in ``buf`` (fast path), or
-    setting ``big`` when a side does not fit. ``old`` / ``new``: packed_expr of each side, or None
-    for a side the change has not (insert, delete, baseline: no NULL test, no bytes). Plain
+def pack_append(num: int, old: tuple[str, str | None], new: tuple[str, str | None]) -> str:
+    """The PSQL statement appending field ``num`` of an update to the packed change in ``buf`` (fast
+    path), or setting ``big`` when a side does not fit. ``old`` / ``new``: packed_expr of each side.
+    (An insert, a delete and a baseline row are packed by one expression: pack_term.) Plain
     concatenation: the expressions hold column names, which no format() may read."""
-    if old is None:
-        append = f"buf = buf || '{num},-1,' || OCTET_LENGTH(" + new[0] + ") || ';' || " + new[0] + ";"
-    elif new is None:
-        append = f"buf = buf || '{num},' || OCTET_LENGTH(" + old[0] + ") || ',-1;' || " + old[0] + ";"
-    else:
-        append = (f"buf = buf || '{num},' || COALESCE(OCTET_LENGTH(" + old[0] + "), -1) || ',' || "
-                  "COALESCE(OCTET_LENGTH(" + new[0] + "), -1) || ';' || COALESCE(" + old[0] + ", '') || COALESCE("
-                  + new[0] + ", '');")
-    guards = [side[1] for side in (old, new) if side is not None and side[1] is not None]
+    append = (f"buf = buf || '{num},' || COALESCE(OCTET_LENGTH(" + old[0] + "), -1) || ',' || "
+              "COALESCE(OCTET_LENGTH(" + new[0] + "), -1) || ';' || COALESCE(" + old[0] + ", '') || COALESCE("
+              + new[0] + ", '');")
+    guards = [side[1] for side in (old, new) if side[1] is not None]
     if not guards:
         return append
     return "BEGIN IF (" + " OR ".join(guards) + ") THEN big = 1; ELSE " + append + " END"
