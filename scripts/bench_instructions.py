@@ -108,6 +108,20 @@ def count(dsn: str, rows: int, ops: list[str]) -> dict[str, int]:
     return out
 
 
+def print_table(title: str, names: list[str], ops: list[str], width: int, value, show) -> None:
+    """Rows of ``show(value(name, op))`` per variant and operation, and with a variant "none" the
+    trigger's own share (each number of the tuple minus none's)."""
+    print(f"\n{title}")
+    print(f"{'variant':12}" + "".join(f"{op:>{width}}" for op in ops) + ("   trigger only (minus none)" if "none" in names else ""))
+    for name in names:
+        cells = "".join(f"{show(value(name, op)):>{width}}" for op in ops)
+        extra = ""
+        if "none" in names and name != "none":
+            extra = "   " + " ".join(f"{show(tuple(a - b for a, b in zip(value(name, op), value('none', op)))):>{width - 2}}"
+                                     for op in ops)
+        print(f"{name:12}{cells}{extra}")
+
+
 def cpu_times(bc, target, dsns: dict[str, str], ops: list[str], args, version: str, started: float) -> int:
     """--cpu: CPU seconds of this process (the embedded engine runs in it) per operation, each
     repetition on fresh copies of the variants' databases, the variants in turn."""
@@ -130,16 +144,10 @@ def cpu_times(bc, target, dsns: dict[str, str], ops: list[str], args, version: s
             Path(copy).unlink(missing_ok=True)
         if rep:
             say(f"  round {rep}/{args.cpu}")
-    print(f"\nCPU us per row (Firebird {version} embedded, {args.large} rows, {args.cpu} rounds: minimum / median)")
-    print(f"{'variant':12}" + "".join(f"{op:>16}" for op in ops) + ("   trigger only (minus none)" if "none" in dsns else ""))
-    for name in dsns:
-        cells = "".join(f"{min(cpu[name][op]):8.1f} /{statistics.median(cpu[name][op]):6.1f}" for op in ops)
-        extra = ""
-        if "none" in dsns and name != "none":
-            extra = "   " + " ".join(f"{min(cpu[name][op]) - min(cpu['none'][op]):6.1f} /"
-                                     f"{statistics.median(cpu[name][op]) - statistics.median(cpu['none'][op]):6.1f}"
-                                     for op in ops)
-        print(f"{name:12}{cells}{extra}")
+    print_table(f"CPU us per row (Firebird {version} embedded, {args.large} rows, {args.cpu} rounds: "
+                "minimum / median)", list(dsns), ops, 16,
+                lambda name, op: (min(cpu[name][op]), statistics.median(cpu[name][op])),
+                lambda v: f"{v[0]:6.1f} /{v[1]:6.1f}")
     print(f"total runtime {time.perf_counter() - started:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps({"engine_version": version, "rows": args.large, "cpu_us": cpu,
@@ -203,14 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     n = args.large - args.small
     per_row = {name: {op: (raw[(name, args.large)][op] - raw[(name, args.small)][op]) / n for op in ops}
                for name in dsns}
-    print(f"\nInstructions per row (callgrind, Firebird {version} embedded, {args.large} - {args.small} rows)")
-    print(f"{'variant':12}" + "".join(f"{op:>12}" for op in ops) + ("   trigger only (minus none)" if "none" in dsns else ""))
-    for name in dsns:
-        cells = "".join(f"{per_row[name][op]:12,.0f}" for op in ops)
-        extra = ""
-        if "none" in dsns and name != "none":
-            extra = "   " + " ".join(f"{per_row[name][op] - per_row['none'][op]:10,.0f}" for op in ops)
-        print(f"{name:12}{cells}{extra}")
+    print_table(f"Instructions per row (callgrind, Firebird {version} embedded, {args.large} - {args.small} rows)",
+                list(dsns), ops, 12, lambda name, op: (per_row[name][op],), lambda v: f"{v[0]:,.0f}")
     print(f"total runtime {time.perf_counter() - started:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps({"engine_version": version, "small": args.small, "large": args.large,
