@@ -23,7 +23,7 @@ AS
   DECLARE seen VARCHAR(1020) CHARACTER SET NONE;
   DECLARE dt_ INTEGER;
   DECLARE kc SMALLINT = 0;
-  DECLARE buf VARCHAR(32000) CHARACTER SET OCTETS;
+  DECLARE buf VARCHAR({{PACK_LIMIT}}) CHARACTER SET OCTETS;
   DECLARE big SMALLINT = 0;
   DECLARE pay BLOB SUB_TYPE BINARY;
   DECLARE bo BLOB SUB_TYPE BINARY;
@@ -124,7 +124,7 @@ BEGIN
     -- A string assigned to buf that is too long loses its trailing zero bytes without an error
     -- (only other bytes raise one): a change that fills buf exactly may have been cut, so it
     -- takes the BLOB path.
-    IF (OCTET_LENGTH(buf) >= 32000) THEN big = 1;
+    IF (OCTET_LENGTH(buf) >= {{PACK_LIMIT}}) THEN big = 1;
     WHEN ANY DO big = 1;
   END
   IF (big = 1) THEN
@@ -174,13 +174,13 @@ BEGIN
   -- The packet goes to the packet table of the current data table, through EXECUTE STATEMENT:
   -- a trigger that inserted into it directly would stop rotation from dropping it (Firebird
   -- records that dependency). The statement runs in this transaction with the trigger's
-  -- privileges; Firebird keeps it prepared per connection, by its text. The text is chosen in
-  -- the statement itself: assigned to a variable first, it cost about 1 us more (docs/performance.md).
+  -- privileges; Firebird keeps it prepared per connection, by its text. PACKET_INSERT chooses the
+  -- text in the statement itself, IIF(dt = 2, 'INSERT INTO ...LOG_PACKET_2 ...', '... _1 ...')
+  -- (capture.packet_insert): assigned to a variable first, it cost about 1 us more.
   IF (kc = 1) THEN
   BEGIN
     pk = GEN_ID({{P}}LOG_PACKET_ID, 2) - 1;
-    EXECUTE STATEMENT (IIF(dt = 2, 'INSERT INTO {{P}}LOG_PACKET_2 (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT, PAYLOAD) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-                              'INSERT INTO {{P}}LOG_PACKET_1 (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT, PAYLOAD) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)'))
+    EXECUTE STATEMENT ({{PACKET_INSERT}})
       (:pk, LOCALTIMESTAMP, 7, {{NUM_TABLE}}, :dt, LEFT({{OLD_KEY}}, 1000),
        LEFT(COALESCE({{AUTHOR}}:author, CURRENT_USER), 255),
        CURRENT_USER, RDB$GET_CONTEXT('SYSTEM', 'CLIENT_ADDRESS'), CURRENT_TRANSACTION, :note, '')
@@ -192,8 +192,7 @@ BEGIN
     pk = GEN_ID({{P}}LOG_PACKET_ID, 1);
   -- Keys only: 10 insert (or a row arriving under a new key), 11 update, 12 delete.
   IF (keys_only = 1) THEN op = IIF(op = 6, 10, op + 9);
-  EXECUTE STATEMENT (IIF(dt = 2, 'INSERT INTO {{P}}LOG_PACKET_2 (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT, PAYLOAD) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-                            'INSERT INTO {{P}}LOG_PACKET_1 (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, DB_USER, CLIENT_ADDRESS, TRANSACTION_ID, CHANGE_COMMENT, PAYLOAD) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)'))
+  EXECUTE STATEMENT ({{PACKET_INSERT}})
     (:pk, LOCALTIMESTAMP, :op, {{NUM_TABLE}}, :dt,
      LEFT(IIF(:op IN (3, 12), {{OLD_KEY}}, {{NEW_KEY}}), 1000),
      LEFT(COALESCE({{AUTHOR}}:author, CURRENT_USER), 255),

@@ -46,7 +46,7 @@ from .catalog import TableInfo
 from .config import Config, SourceSpec
 from .db import Database, describe_writers, guard, wait_for_old_writers
 from .errors import DatabaseError, FbauditError
-from .forms import key_expr, pack_append_big, pack_term, packed_expr, value_expr
+from .forms import PACK_LIMIT, key_expr, pack_append_big, pack_term, packed_expr, value_expr
 from .idents import quote_ident
 from .registry import TableEntry
 from .staging import Shipped, claim_ids_sql, release_ids_sql, reserve_ids, update_flag
@@ -253,7 +253,7 @@ def baseline_block(p: str, entry: TableEntry, info: TableInfo, major: int, *, to
             "author_ VARCHAR(255) CHARACTER SET UTF8 = ?, note_ VARCHAR(255) CHARACTER SET UTF8 = ?)\n"
             "RETURNS (rows_ INTEGER, fields_ BIGINT)\nAS\n"
             "  DECLARE id_ BIGINT;\n  DECLARE dt SMALLINT;\n  DECLARE n_ INTEGER;\n  DECLARE big SMALLINT;\n"
-            "  DECLARE buf VARCHAR(32000) CHARACTER SET OCTETS;\n  DECLARE pay BLOB SUB_TYPE BINARY;\n"
+            f"  DECLARE buf VARCHAR({PACK_LIMIT}) CHARACTER SET OCTETS;\n  DECLARE pay BLOB SUB_TYPE BINARY;\n"
             "  DECLARE bo BLOB SUB_TYPE BINARY;\n  DECLARE bn BLOB SUB_TYPE BINARY;\n"
             "  DECLARE hd VARCHAR(40) CHARACTER SET OCTETS;\n"
             "BEGIN\n"
@@ -269,7 +269,7 @@ def baseline_block(p: str, entry: TableEntry, info: TableInfo, major: int, *, to
             "    big = 0;\n    n_ = 0;\n"
             "    BEGIN\n      IF (FALSE" + "".join(guards) + ") THEN big = 1;\n      ELSE\n      BEGIN\n"
             "        buf = ''" + "".join(terms) + ";\n        n_ = 0" + "".join(counts) + ";\n      END\n"
-            "      IF (OCTET_LENGTH(buf) >= 32000) THEN big = 1;\n      WHEN ANY DO big = 1;\n    END\n"
+            f"      IF (OCTET_LENGTH(buf) >= {PACK_LIMIT}) THEN big = 1;\n      WHEN ANY DO big = 1;\n    END\n"
             "    IF (big = 1) THEN\n    BEGIN\n      buf = '';\n      pay = '';\n      n_ = 0;\n"
             + "\n".join(big) + "\n      pay = pay || buf;\n    END\n    ELSE\n      pay = buf;\n"
             f"    INSERT INTO {p}LOG_PACKET (ID, CREATED_AT, OPERATION, NUM_TABLE, DATA_TABLE, RECORD_KEY, AUTHOR, "

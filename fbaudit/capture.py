@@ -18,7 +18,8 @@ from .catalog import Column, TableInfo, key_safety, read_table, table_exists
 from .config import Config, SourceSpec
 from .db import Database, apply_plan, database_exists
 from .errors import CatalogError, ConfigError, FbauditError
-from .forms import (changed_expr, key_expr, pack_append, pack_append_big, pack_term, packed_expr, short_text,
+from .forms import (PACK_LIMIT, changed_expr, key_expr, pack_append, pack_append_big, pack_term, packed_expr,
+                    short_text,
                     value_expr)
 from .idents import check_length, normalize_name, quote_ident
 from .logs import printable
@@ -29,7 +30,7 @@ from .objects import (control_event, grant_packet_tables, installed_trigger_body
 from .progress import Progress
 from .registry import FieldEntry, Registry, TableEntry
 from .sources import Result, for_each_source, one_source, open_source
-from .staging import convert_progress
+from .staging import PACKET_COLUMNS, convert_progress
 from .status import status  # noqa: F401  (fbaudit.capture.status, as documented)
 from .templates import Statement
 
@@ -106,7 +107,8 @@ def plan_trigger(entry: TableEntry, info: TableInfo, prefix: str, major: int, *,
                                         for c in key_cols),
         NEW_KEY=key_expr(key_cols, "NEW"), OLD_KEY=key_expr(key_cols, "OLD"),
         AUTHOR=author, DB_CHARSET_ID=str(info.db_charset[0]), CHARSETS=charset_branches(info),
-        KEYS_ONLY="1" if keys_only else "0", **{slot: _SENTINEL.format(slot) for slot in _SLOTS})
+        KEYS_ONLY="1" if keys_only else "0", PACK_LIMIT=str(PACK_LIMIT), PACKET_INSERT=packet_insert(prefix),
+        **{slot: _SENTINEL.format(slot) for slot in _SLOTS})
     parts = trigger_parts(rendered[0].sql, slots)
     if keys_only:
         return [Statement("".join(text for _, text in parts))] + rendered[1:]
@@ -115,6 +117,15 @@ def plan_trigger(entry: TableEntry, info: TableInfo, prefix: str, major: int, *,
     needs = list(dict.fromkeys([c.name for c in key_cols] + ([entry.author] if entry.author else [])))
     return ([Statement("".join(text for _, text in parts))] + rendered[1:]
             + plan_parts(entry.number, entry.name, parts, prefix, needs))
+
+
+def packet_insert(prefix: str) -> str:
+    """The audit trigger's EXECUTE STATEMENT text: the INSERT of a packet into the packet table of the
+    current data table (``dt``), chosen inside the statement (ddl/audit_trigger.sql)."""
+    def insert(n: int) -> str:
+        return (f"'INSERT INTO {prefix}LOG_PACKET_{n} ({PACKET_COLUMNS}) VALUES ("
+                + ", ".join("?" * len(PACKET_COLUMNS.split(","))) + ")'")
+    return f"IIF(dt = 2, {insert(2)},\n                            {insert(1)})"
 
 
 # The audit trigger in parts (ddl/main_init.sql, LOG_PARTS): the template's text around

@@ -210,7 +210,7 @@ def test_the_renderer_inserts_values_after_splitting_and_stripping_comments():
     values = dict(P="FBA_", TRIGGER="FBA_AUDIT_1", TABLE=name, NUM_TABLE="1",
                   KEY_COLUMNS_CHANGED="FALSE", NEW_KEY="'k'", OLD_KEY="'k'", AUTHOR="", DB_CHARSET_ID="0",
                   CHARSETS="", FIELDS=f"  -- {name}\n^\n", INSERTED=f"    NEW.{name} IS NULL", DELETED="",
-                  INSERT_GUARDS="", DELETE_GUARDS="",
+                  INSERT_GUARDS="", DELETE_GUARDS="", PACK_LIMIT="32000", PACKET_INSERT="'x'",
                   BIG_FIELDS="", KEYS_ONLY="0")
     stmts = templates.render("audit_trigger", **values)
     assert len(stmts) == 6 and stmts[0].sql.startswith(f"CREATE OR ALTER TRIGGER FBA_AUDIT_1 FOR {name}\n")
